@@ -1,0 +1,94 @@
+import { z } from 'zod';
+
+const booleanFromString = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
+const positiveInt = z.coerce.number().int().positive();
+
+/**
+ * Every setting Jobwire reads from the environment, with the default used for local work.
+ * `loadConfig` reports every bad value at once, one line each, before anything connects.
+ */
+const configSchema = z.object({
+  /** PostgreSQL connection string. (Default: postgres://postgres@127.0.0.1:5432/jobwire) */
+  DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/jobwire'),
+  /** Redis connection string. (Default: redis://127.0.0.1:6379) */
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** Prefix of every BullMQ key and pub/sub channel, so several deployments can share one Redis. (Default: jobwire) */
+  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _.:- only').default('jobwire'),
+  /** HTTP port of the API. (Default: 4000) */
+  PORT: z.coerce.number().int().min(0).max(65535).default(4000),
+  /** HS256 secret for bearer tokens; at least 32 characters. (Default: a development secret, refused in production) */
+  JWT_SECRET: z.string().min(32, 'must be at least 32 characters').default('jobwire-development-secret-change-me!'),
+  /** Directory for blobs: uploads, raw messages, archives. Shared by the API and the worker. (Default: ./.data/storage) */
+  STORAGE_DIR: z.string().min(1).default('./.data/storage'),
+  /** 32-byte key, base64 or 64 hex chars, for AES-256-GCM archive encryption and IMAP passwords at rest. Unset: encryption jobs are refused. */
+  ARCHIVE_KEY: z
+    .string()
+    .optional()
+    .refine((value) => value === undefined || decodeKey(value) !== null, 'must be 32 bytes as base64 or 64 hex characters'),
+  /** Timezone of the cron schedules. (Default: UTC) */
+  SCHEDULE_TZ: z
+    .string()
+    .default('UTC')
+    .refine((tz) => isValidTimeZone(tz), 'must be an IANA timezone such as Europe/Paris'),
+  /** Largest accepted upload in bytes. (Default: 100 MiB) */
+  MAX_UPLOAD_BYTES: positiveInt.default(100 * 1024 * 1024),
+  /** Milliseconds after which BullMQ considers an active job stalled (its worker died). (Default: 30000) */
+  STALLED_INTERVAL_MS: positiveInt.default(30_000),
+  /** How often the reconciler compares PostgreSQL with Redis. (Default: 60000) */
+  RECONCILE_INTERVAL_MS: positiveInt.default(60_000),
+  /** Multiplies every job type's backoff delay; tests set it low. (Default: 1) */
+  BACKOFF_SCALE: z.coerce.number().positive().default(1),
+  /** Minimum milliseconds between two progress writes of one job. (Default: 100, i.e. ~10/s) */
+  PROGRESS_INTERVAL_MS: z.coerce.number().int().min(0).default(100),
+  /** Whether the sidecar registers the cron schedules. (Default: true) */
+  SCHEDULER_ENABLED: booleanFromString.default(true),
+  /** Serve GraphiQL on GET /graphql. (Default: true) */
+  GRAPHIQL: booleanFromString.default(true),
+  /** pino log level. (Default: info) */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Milliseconds SIGTERM waits for running jobs before handing them back. (Default: 25000) */
+  SHUTDOWN_TIMEOUT_MS: positiveInt.default(25_000),
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads and validates the environment; throws a ConfigError listing every bad value. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // An empty variable means "unset", as in most .env tooling.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = configSchema.safeParse(present);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
+  }
+  const config = parsed.data;
+  if (config.NODE_ENV === 'production' && config.JWT_SECRET === configSchema.shape.JWT_SECRET.parse(undefined)) {
+    throw new ConfigError(['JWT_SECRET: the development default is refused when NODE_ENV=production']);
+  }
+  return config;
+}
+
+/** The archive key as 32 raw bytes, or null when it is not a valid key. */
+export function decodeKey(value: string): Buffer | null {
+  const bytes = /^[0-9a-fA-F]{64}$/.test(value) ? Buffer.from(value, 'hex') : Buffer.from(value, 'base64');
+  return bytes.length === 32 ? bytes : null;
+}
+
+function isValidTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}

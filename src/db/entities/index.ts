@@ -1,0 +1,14 @@
+import { AccountSchema } from './account.entity.js';
+import { ArchiveSchema } from './archive.entity.js';
+import { JobSchema } from './job.entity.js';
+import { MessageAttachmentSchema, MessageSchema } from './message.entity.js';
+import { SystemConfigSchema } from './system-config.entity.js';
+
+export * from './account.entity.js';
+export * from './archive.entity.js';
+export * from './job.entity.js';
+export * from './message.entity.js';
+export * from './system-config.entity.js';
+
+/** Every entity the ORM knows; migrations are generated from this list. */
+export const entities = [JobSchema, SystemConfigSchema, AccountSchema, MessageSchema, MessageAttachmentSchema, ArchiveSchema];

@@ -1,0 +1,138 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { z } from 'zod';
+import type { Config } from '../config/env.js';
+import type { JobTrigger } from '../db/entities/job.entity.js';
+import type { Logger } from '../observability/logger.js';
+import type { BlobStorage } from '../storage/blob-storage.js';
+
+/** Per-type queue and worker options. Every field has a default; a declaration overrides what it needs. */
+export interface JobTypeOptions {
+  /** Attempts before a job is FAILED. (Default: 3) */
+  attempts: number;
+  /** Delay before the next attempt; exponential doubles it each time. (Default: exponential, 2000 ms: 2 s, 4 s, 8 s) */
+  backoff: { type: 'exponential' | 'fixed'; delayMs: number };
+  /** BullMQ priority for jobs of this type, 1 = highest; a job's own `priority` overrides it. (Default: none) */
+  priority: number | null;
+  /** Jobs of this type one worker process runs at once. (Default: 3) */
+  concurrency: number;
+  /** Jobs of this type running at once across every sidecar. (Default: unlimited) */
+  globalConcurrency: number | null;
+  /** At most `max` jobs started per `durationMs`. (Default: none) */
+  rateLimit: { max: number; durationMs: number } | null;
+  /** An attempt running longer is aborted and counts as a failure. (Default: 1 hour) */
+  timeoutMs: number;
+  /** Completed jobs kept in Redis; PostgreSQL keeps every job regardless. (Default: 100) */
+  removeOnComplete: number;
+  /** Failed jobs kept in Redis. (Default: 50) */
+  removeOnFail: number;
+}
+
+export const DEFAULT_JOB_OPTIONS: JobTypeOptions = {
+  attempts: 3,
+  backoff: { type: 'exponential', delayMs: 2_000 },
+  priority: null,
+  concurrency: 3,
+  globalConcurrency: null,
+  rateLimit: null,
+  timeoutMs: 60 * 60 * 1000,
+  removeOnComplete: 100,
+  removeOnFail: 50,
+};
+
+/** Maintenance types run at the lowest priority and one at a time across the whole deployment. */
+export const MAINTENANCE_OPTIONS: Partial<JobTypeOptions> = {
+  priority: 2_097_152,
+  concurrency: 1,
+  globalConcurrency: 1,
+};
+
+/** What a handler reports; omitted fields keep their last value. */
+export interface ProgressReport {
+  processed?: number | null;
+  total?: number | null;
+  message?: string | null;
+}
+
+/** Everything a handler may use. Handlers never touch Redis or pub/sub themselves. */
+export interface JobContext {
+  jobId: string;
+  ownerId: string;
+  trigger: JobTrigger;
+  /** 1 on the first attempt. */
+  attempt: number;
+  /** This job's own entity manager (a fork): nothing is shared with other jobs. */
+  em: EntityManager;
+  /** Coalesced before it reaches the database and subscribers; the last report is never dropped. */
+  progress(report: ProgressReport): void;
+  /** Fires on cancellation, timeout or shutdown. */
+  signal: AbortSignal;
+  /** Throws when the signal fired; call it between units of work. */
+  checkpoint(): void;
+  logger: Logger;
+  storage: BlobStorage;
+  config: Config;
+}
+
+/** The caller of an enqueue mutation, as `prepare` sees it. */
+export interface EnqueueContext {
+  ownerId: string;
+  isAdmin: boolean;
+  /** The id the job row will get, known before anything is written (e.g. to name an upload). */
+  jobId: string;
+  em: EntityManager;
+  storage: BlobStorage;
+  config: Config;
+}
+
+/** The job row's input, checked, and the account it concerns (for filtering and ownership). */
+export interface PreparedJob<Input> {
+  input: Input;
+  accountId: string | null;
+}
+
+/** A cron schedule the sidecar keeps registered; each fire becomes a normal job row. */
+export interface JobSchedule<Input> {
+  /** Stable id: re-registering it replaces the previous pattern. */
+  id: string;
+  /** Cron pattern, in SCHEDULE_TZ. */
+  cron: string;
+  input: Input;
+}
+
+export interface JobDeclarationSpec<Args extends z.ZodRawShape, Input, Output> {
+  /** Catalogue name, e.g. `import_mbox`; also the BullMQ queue name. */
+  name: string;
+  /** Shown in the schema and in `jobTypes`. */
+  description: string;
+  /** The mutation (e.g. `importMbox`) and the concrete GraphQL type (e.g. `ImportMboxJob`). */
+  graphql: { mutation: string; typeName: string };
+  /** Unit counted by processed/total, e.g. `messages`. */
+  unit: string;
+  /** Arguments of the enqueue mutation (besides `options`). */
+  args: z.ZodObject<Args>;
+  /** The stored payload, parsed again at the worker boundary: old rows may hold old shapes. */
+  input: z.ZodType<Input>;
+  /** The handler's result, exposed as the typed `output` field. */
+  output: z.ZodType<Output>;
+  options?: Partial<JobTypeOptions>;
+  /** Runs in the API: checks access, stores uploads, turns mutation arguments into the payload. */
+  prepare(args: z.infer<z.ZodObject<Args>>, ctx: EnqueueContext): Promise<PreparedJob<Input>>;
+  handler(input: Input, ctx: JobContext): Promise<Output>;
+  schedules?: JobSchedule<Input>[];
+}
+
+export interface JobDeclaration<Args extends z.ZodRawShape = z.ZodRawShape, Input = unknown, Output = unknown>
+  extends JobDeclarationSpec<Args, Input, Output> {
+  options: JobTypeOptions;
+}
+
+/** Declares a job type: one call per file under `src/jobs`, listed in `registry.ts`. */
+export function defineJob<Args extends z.ZodRawShape, Input, Output>(
+  spec: JobDeclarationSpec<Args, Input, Output>,
+): JobDeclaration<Args, Input, Output> {
+  return { ...spec, options: { ...DEFAULT_JOB_OPTIONS, ...spec.options } };
+}
+
+// The registry holds declarations of different argument and payload types side by side.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyJobDeclaration = JobDeclaration<any, any, any>;

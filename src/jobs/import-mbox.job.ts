@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import { countMboxMessages, splitMbox } from '../mail/mbox.js';
+import { storeMessages, type IncomingMessage } from '../mail/message-store.js';
+import { MalformedMessageError, parseMessage } from '../mail/parse-message.js';
+import { loadOwnedAccount, uploadSchema } from './access.js';
+import { defineJob } from './define-job.js';
+import { InvalidInputError, PermanentJobError } from './errors.js';
+
+/** Messages parsed before one batch of blob writes and one multi-row INSERT. */
+const BATCH_SIZE = 200;
+/** Per-message errors kept in the result; the counts cover all of them. */
+const MAX_REPORTED_ERRORS = 20;
+
+export const importMboxJob = defineJob({
+  name: 'import_mbox',
+  description: 'Imports an uploaded mbox file into an account, skipping messages it already holds.',
+  graphql: { mutation: 'importMbox', typeName: 'ImportMboxJob' },
+  unit: 'messages',
+  args: z.object({
+    accountId: z.uuid().describe('The account to import into.'),
+    file: uploadSchema.describe('The mbox file (multipart upload).'),
+  }),
+  input: z
+    .object({
+      accountId: z.uuid(),
+      uploadKey: z.string(),
+      filename: z.string().nullable(),
+      size: z.number().int(),
+    })
+    .meta({ id: 'ImportMboxInput' }),
+  output: z
+    .object({
+      total: z.number().int().describe('Messages found in the file.'),
+      imported: z.number().int().describe('Messages stored.'),
+      duplicates: z.number().int().describe('Messages skipped because the account already held them.'),
+      malformed: z.number().int().describe('Entries that were not parseable messages.'),
+      errors: z
+        .array(z.object({ index: z.number().int(), error: z.string() }).meta({ id: 'ImportMessageError' }))
+        .describe(`The first ${MAX_REPORTED_ERRORS} per-message errors.`),
+    })
+    .meta({ id: 'ImportMboxOutput' }),
+  async prepare(args, ctx) {
+    const account = await loadOwnedAccount(ctx.em, args.accountId, ctx);
+    if (args.file.size > ctx.config.MAX_UPLOAD_BYTES) {
+      throw new InvalidInputError(`file is larger than the ${ctx.config.MAX_UPLOAD_BYTES}-byte upload limit`);
+    }
+    const uploadKey = `uploads/${ctx.jobId}.mbox`;
+    const size = await ctx.storage.putStream(uploadKey, args.file.stream() as unknown as AsyncIterable<Uint8Array>);
+    if (size === 0) {
+      await ctx.storage.delete(uploadKey);
+      throw new InvalidInputError('file is empty');
+    }
+    return { input: { accountId: account.id, uploadKey, filename: args.file.name || null, size }, accountId: account.id };
+  },
+  async handler(input, ctx) {
+    const account = await loadOwnedAccount(ctx.em, input.accountId, { ownerId: ctx.ownerId, isAdmin: false }).catch(() => {
+      throw new PermanentJobError(`account ${input.accountId} no longer exists`);
+    });
+    if (!(await ctx.storage.exists(input.uploadKey))) throw new PermanentJobError('the uploaded file is gone');
+
+    ctx.progress({ processed: 0, total: null, message: 'counting messages' });
+    const total = await countMboxMessages(ctx.storage.stream(input.uploadKey));
+    ctx.progress({ processed: 0, total, message: 'importing' });
+
+    const result = { total, imported: 0, duplicates: 0, malformed: 0, errors: [] as { index: number; error: string }[] };
+    let processed = 0;
+    let batch: IncomingMessage[] = [];
+    const flush = async () => {
+      const stored = await storeMessages(ctx.em, ctx.storage, account, batch);
+      result.imported += stored.inserted;
+      result.duplicates += stored.duplicates;
+      processed += batch.length;
+      batch = [];
+      ctx.progress({ processed: processed + result.malformed, message: 'importing' });
+    };
+
+    let index = 0;
+    for await (const raw of splitMbox(ctx.storage.stream(input.uploadKey))) {
+      ctx.checkpoint();
+      try {
+        batch.push({ raw, parsed: await parseMessage(raw) });
+      } catch (error) {
+        if (!(error instanceof MalformedMessageError)) throw error;
+        result.malformed++;
+        if (result.errors.length < MAX_REPORTED_ERRORS) result.errors.push({ index, error: error.message });
+      }
+      index++;
+      if (batch.length >= BATCH_SIZE) await flush();
+    }
+    await flush();
+    ctx.progress({ processed: index, total, message: 'imported' });
+    await ctx.storage.delete(input.uploadKey);
+    return result;
+  },
+});

@@ -1,0 +1,184 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { TERMINAL_STATUSES, type JobRecord, type JobStatus } from '../db/entities/job.entity.js';
+import type { JobEventMessage } from '../pubsub/topics.js';
+
+/**
+ * Row-level SQL for the job table. State changes are single conditional UPDATEs with RETURNING,
+ * so two processes racing (a cancel against a completion) leave exactly one winner.
+ */
+
+type Row = Record<string, unknown>;
+
+const COLUMNS: Record<keyof JobRecord, string> = {
+  id: 'id',
+  type: 'type',
+  status: 'status',
+  progress: 'progress',
+  processed: 'processed',
+  total: 'total',
+  message: 'message',
+  attempts: 'attempts',
+  maxAttempts: 'max_attempts',
+  priority: 'priority',
+  payload: 'payload',
+  result: 'result',
+  error: 'error',
+  trigger: 'trigger',
+  idempotencyKey: 'idempotency_key',
+  ownerId: 'owner_id',
+  accountId: 'account_id',
+  createdAt: 'created_at',
+  updatedAt: 'updated_at',
+  startedAt: 'started_at',
+  finishedAt: 'finished_at',
+  runAt: 'run_at',
+  cancelRequestedAt: 'cancel_requested_at',
+  version: 'version',
+};
+
+const JSON_FIELDS = new Set<keyof JobRecord>(['payload', 'result']);
+
+function toDate(value: unknown): Date | null {
+  if (value === null || value === undefined) return null;
+  return value instanceof Date ? value : new Date(String(value));
+}
+
+/** Maps a `job` row (snake_case, as RETURNING gives it) to a JobRecord. */
+export function rowToJob(row: Row): JobRecord {
+  return {
+    id: String(row.id),
+    type: String(row.type),
+    status: row.status as JobStatus,
+    progress: Number(row.progress),
+    processed: row.processed === null ? null : Number(row.processed),
+    total: row.total === null ? null : Number(row.total),
+    message: (row.message as string | null) ?? null,
+    attempts: Number(row.attempts),
+    maxAttempts: Number(row.max_attempts),
+    priority: row.priority === null ? null : Number(row.priority),
+    payload: (row.payload as Record<string, unknown>) ?? {},
+    result: row.result ?? null,
+    error: (row.error as string | null) ?? null,
+    trigger: row.trigger as JobRecord['trigger'],
+    idempotencyKey: (row.idempotency_key as string | null) ?? null,
+    ownerId: String(row.owner_id),
+    accountId: (row.account_id as string | null) ?? null,
+    createdAt: toDate(row.created_at)!,
+    updatedAt: toDate(row.updated_at)!,
+    startedAt: toDate(row.started_at),
+    finishedAt: toDate(row.finished_at),
+    runAt: toDate(row.run_at),
+    cancelRequestedAt: toDate(row.cancel_requested_at),
+    version: Number(row.version),
+  };
+}
+
+/** The pub/sub message for a job's current state. */
+export function toEventMessage(job: JobRecord): JobEventMessage {
+  return {
+    jobId: job.id,
+    type: job.type,
+    status: job.status,
+    progress: job.progress,
+    processed: job.processed,
+    total: job.total,
+    message: job.message,
+    error: job.error,
+    result: job.result,
+    at: job.updatedAt.toISOString(),
+    version: job.version,
+    ownerId: job.ownerId,
+    accountId: job.accountId,
+  };
+}
+
+export function isTerminal(status: JobStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}
+
+function encode(field: keyof JobRecord, value: unknown): unknown {
+  if (JSON_FIELDS.has(field)) return value === null || value === undefined ? null : JSON.stringify(value);
+  return value;
+}
+
+export type NewJob = Pick<
+  JobRecord,
+  'id' | 'type' | 'status' | 'maxAttempts' | 'priority' | 'payload' | 'trigger' | 'idempotencyKey' | 'ownerId' | 'accountId' | 'runAt'
+>;
+
+/**
+ * Inserts a job row. With an idempotency key already used by the same owner, nothing is
+ * inserted and the first job is returned with `created: false`.
+ */
+export async function insertJob(em: EntityManager, job: NewJob): Promise<{ job: JobRecord; created: boolean }> {
+  const fields = Object.keys(job) as (keyof NewJob)[];
+  const columns = fields.map((field) => COLUMNS[field]);
+  const values = fields.map((field) => encode(field, job[field]));
+  const rows: Row[] = await em.getConnection().execute(
+    `INSERT INTO job (${columns.join(', ')}, created_at, updated_at)
+     VALUES (${fields.map(() => '?').join(', ')}, clock_timestamp(), clock_timestamp())
+     ON CONFLICT (owner_id, idempotency_key) DO NOTHING
+     RETURNING *`,
+    values,
+    'all',
+  );
+  if (rows[0]) return { job: rowToJob(rows[0]), created: true };
+  const existing = await findJobByIdempotencyKey(em, job.ownerId, job.idempotencyKey!);
+  if (!existing) throw new Error('idempotency conflict but no job found');
+  return { job: existing, created: false };
+}
+
+export async function findJob(em: EntityManager, id: string): Promise<JobRecord | null> {
+  const rows: Row[] = await em.getConnection().execute('SELECT * FROM job WHERE id = ?', [id], 'all');
+  return rows[0] ? rowToJob(rows[0]) : null;
+}
+
+export async function findJobByIdempotencyKey(em: EntityManager, ownerId: string, key: string): Promise<JobRecord | null> {
+  const rows: Row[] = await em
+    .getConnection()
+    .execute('SELECT * FROM job WHERE owner_id = ? AND idempotency_key = ?', [ownerId, key], 'all');
+  return rows[0] ? rowToJob(rows[0]) : null;
+}
+
+/** Columns that may change after insertion. */
+export type JobChanges = Partial<
+  Pick<
+    JobRecord,
+    | 'status'
+    | 'progress'
+    | 'processed'
+    | 'total'
+    | 'message'
+    | 'attempts'
+    | 'result'
+    | 'error'
+    | 'trigger'
+    | 'startedAt'
+    | 'finishedAt'
+    | 'runAt'
+    | 'cancelRequestedAt'
+  >
+>;
+
+/**
+ * Applies changes to one row, only while its status is one of `onlyIf` (when given), bumping its
+ * version. Returns the updated row, or null when the row was not in an expected status.
+ */
+export async function updateJob(
+  em: EntityManager,
+  id: string,
+  changes: JobChanges,
+  onlyIf?: readonly JobStatus[],
+): Promise<JobRecord | null> {
+  const fields = Object.keys(changes) as (keyof JobChanges)[];
+  const assignments = fields.map((field) => `${COLUMNS[field]} = ?`);
+  const values: unknown[] = fields.map((field) => encode(field, changes[field]));
+  let sql = `UPDATE job SET ${[...assignments, 'version = version + 1', 'updated_at = clock_timestamp()'].join(', ')} WHERE id = ?`;
+  values.push(id);
+  if (onlyIf) {
+    sql += ` AND status IN (${onlyIf.map(() => '?').join(', ')})`;
+    values.push(...onlyIf);
+  }
+  const rows: Row[] = await em.getConnection().execute(`${sql} RETURNING *`, values, 'all');
+  return rows[0] ? rowToJob(rows[0]) : null;
+}

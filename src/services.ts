@@ -1,0 +1,38 @@
+import type { MikroORM } from '@mikro-orm/postgresql';
+import type { Config } from './config/env.js';
+import { initOrm } from './db/orm.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { JobPubSub } from './pubsub/pubsub.js';
+import { JobQueues } from './queue/job-queues.js';
+import { BlobStorage } from './storage/blob-storage.js';
+
+/** The connections both processes share: built once at start-up, closed once at shutdown. */
+export interface Services {
+  config: Config;
+  orm: MikroORM;
+  queues: JobQueues;
+  pubsub: JobPubSub;
+  storage: BlobStorage;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export async function createServices(config: Config, processName: string): Promise<Services> {
+  const logger = createLogger(config.LOG_LEVEL, { process: processName });
+  const orm = await initOrm(config.DATABASE_URL);
+  const queues = new JobQueues(config.REDIS_URL, config.REDIS_PREFIX);
+  const pubsub = new JobPubSub(config.REDIS_URL, config.REDIS_PREFIX);
+  const storage = new BlobStorage(config.STORAGE_DIR);
+  return {
+    config,
+    orm,
+    queues,
+    pubsub,
+    storage,
+    logger,
+    async close() {
+      await Promise.allSettled([queues.close(), pubsub.close()]);
+      await orm.close(true);
+    },
+  };
+}

@@ -1,0 +1,209 @@
+import { UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { JobRecord } from '../db/entities/job.entity.js';
+import type { AnyJobDeclaration, JobContext } from '../jobs/define-job.js';
+import { JobCancelledError, PermanentJobError, toError } from '../jobs/errors.js';
+import { findJob, toEventMessage, updateJob } from '../jobs/job-store.js';
+import { createRedis } from '../queue/redis.js';
+import type { Services } from '../services.js';
+import { ProgressReporter } from './progress-reporter.js';
+
+const MAX_ERROR_LENGTH = 2_000;
+
+class JobTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`the attempt took longer than its ${ms} ms timeout`);
+    this.name = 'JobTimeoutError';
+  }
+}
+
+/**
+ * Runs jobs for every declared type: one BullMQ Worker per type, each processor wrapping the
+ * handler with the row's lifecycle (ACTIVE → COMPLETED | FAILED | CANCELLED, or DELAYED before a
+ * retry), coalesced progress, cancellation and a per-attempt timeout.
+ */
+export class JobRunner {
+  private readonly workers = new Map<string, Worker>();
+
+  constructor(
+    private readonly services: Services,
+    private readonly declarations: readonly AnyJobDeclaration[],
+  ) {}
+
+  async start(): Promise<void> {
+    const { config, logger } = this.services;
+    for (const declaration of this.declarations) {
+      const { options } = declaration;
+      const worker = new Worker(declaration.name, (job, token, signal) => this.process(declaration, job, signal), {
+        connection: createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:worker:${declaration.name}` }),
+        prefix: config.REDIS_PREFIX,
+        concurrency: options.concurrency,
+        stalledInterval: config.STALLED_INTERVAL_MS,
+        lockDuration: config.STALLED_INTERVAL_MS,
+        maxStalledCount: options.attempts,
+        ...(options.rateLimit ? { limiter: { max: options.rateLimit.max, duration: options.rateLimit.durationMs } } : {}),
+        autorun: false,
+      });
+      worker.on('error', (error) => logger.error({ err: error, type: declaration.name }, 'worker error'));
+      if (options.globalConcurrency !== null) {
+        await this.services.queues.get(declaration.name).setGlobalConcurrency(options.globalConcurrency);
+      }
+      this.workers.set(declaration.name, worker);
+      void worker.run();
+    }
+    await Promise.all([...this.workers.values()].map((worker) => worker.waitUntilReady()));
+  }
+
+  /** Aborts a job if this process is running it; returns whether it was. */
+  cancel(jobId: string): boolean {
+    let found = false;
+    for (const worker of this.workers.values()) found = worker.cancelJob(jobId, 'cancelled') || found;
+    return found;
+  }
+
+  /**
+   * Stops fetching new jobs and waits for running ones up to `deadlineMs`; past it, connections
+   * close and BullMQ hands the unfinished jobs to another worker after the stall interval.
+   */
+  async close(deadlineMs: number): Promise<void> {
+    const closing = Promise.all([...this.workers.values()].map((worker) => worker.close()));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => {
+      timer = setTimeout(() => resolve('deadline'), deadlineMs);
+    });
+    const outcome = await Promise.race([closing.then(() => 'closed' as const), deadline]);
+    clearTimeout(timer);
+    if (outcome === 'deadline') {
+      this.services.logger.warn({ deadlineMs }, 'shutdown deadline reached; handing running jobs back');
+      await Promise.all([...this.workers.values()].map((worker) => worker.close(true)));
+    }
+  }
+
+  private async publish(job: JobRecord): Promise<void> {
+    try {
+      await this.services.pubsub.publishJobEvent(toEventMessage(job));
+    } catch (error) {
+      this.services.logger.warn({ jobId: job.id, err: error }, 'could not publish a job event');
+    }
+  }
+
+  private async process(declaration: AnyJobDeclaration, bullJob: BullJob, cancelSignal?: AbortSignal): Promise<unknown> {
+    const { orm, config, storage } = this.services;
+    const jobId = bullJob.id!;
+    const logger = this.services.logger.child({ jobId, type: declaration.name });
+    const em = orm.em.fork() as EntityManager;
+    const attempt = Math.max(bullJob.attemptsStarted ?? 0, bullJob.attemptsMade + 1);
+
+    const before = await findJob(em, jobId);
+    if (!before) throw new UnrecoverableError(`job row ${jobId} does not exist`);
+    if (before.status === 'COMPLETED' || before.status === 'FAILED' || before.status === 'CANCELLED') {
+      logger.info({ status: before.status }, 'row already final; skipping');
+      return before.result;
+    }
+    if (before.cancelRequestedAt) return this.finishCancelled(em, jobId, logger);
+
+    const active = await updateJob(
+      em,
+      jobId,
+      { status: 'ACTIVE', attempts: attempt, startedAt: new Date(), runAt: null, message: before.message },
+      ['PENDING', 'DELAYED', 'ACTIVE'],
+    );
+    if (!active) throw new UnrecoverableError(`job ${jobId} is no longer runnable`);
+    await this.publish(active);
+    logger.info({ attempt }, 'job started');
+
+    const timeout = AbortSignal.timeout(declaration.options.timeoutMs);
+    const signal = cancelSignal ? AbortSignal.any([cancelSignal, timeout]) : timeout;
+    const reporter = new ProgressReporter(
+      async (state) => {
+        const updated = await updateJob(em, jobId, state, ['ACTIVE']);
+        if (updated) await this.publish(updated);
+      },
+      config.PROGRESS_INTERVAL_MS,
+      (error) => logger.warn({ err: error }, 'progress write failed; the job goes on'),
+    );
+
+    const ctx: JobContext = {
+      jobId,
+      ownerId: active.ownerId,
+      trigger: active.trigger,
+      attempt,
+      em: orm.em.fork() as EntityManager,
+      progress: (report) => reporter.report(report),
+      signal,
+      checkpoint: () => {
+        if (cancelSignal?.aborted) throw new JobCancelledError();
+        if (timeout.aborted) throw new JobTimeoutError(declaration.options.timeoutMs);
+      },
+      logger,
+      storage,
+      config,
+    };
+
+    try {
+      const parsed = declaration.input.safeParse(active.payload);
+      if (!parsed.success) {
+        throw new PermanentJobError(`invalid payload: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      }
+      const output = await declaration.handler(parsed.data, ctx);
+      await reporter.close();
+      const last = reporter.current;
+      const completed = await updateJob(
+        em,
+        jobId,
+        {
+          status: 'COMPLETED',
+          progress: 100,
+          processed: last.processed,
+          total: last.total ?? last.processed,
+          result: output ?? null,
+          error: null,
+          finishedAt: new Date(),
+        },
+        ['ACTIVE'],
+      );
+      if (completed) await this.publish(completed);
+      logger.info('job completed');
+      return output;
+    } catch (thrown) {
+      await reporter.close();
+      const error = toError(thrown);
+      if (cancelSignal?.aborted || error instanceof JobCancelledError) {
+        await this.finishCancelled(em, jobId, logger);
+        return undefined;
+      }
+      const message = (timeout.aborted ? new JobTimeoutError(declaration.options.timeoutMs) : error).message.slice(0, MAX_ERROR_LENGTH);
+      const permanent = error instanceof PermanentJobError || error instanceof UnrecoverableError;
+      if (permanent || attempt >= declaration.options.attempts) {
+        const failed = await updateJob(em, jobId, { status: 'FAILED', error: message, finishedAt: new Date() }, ['ACTIVE']);
+        if (failed) await this.publish(failed);
+        logger.warn({ err: error, attempt }, 'job failed');
+        throw new UnrecoverableError(message);
+      }
+      const delay = backoffDelay(declaration, config.BACKOFF_SCALE, attempt);
+      const waiting = await updateJob(em, jobId, { status: 'DELAYED', error: message, runAt: new Date(Date.now() + delay) }, ['ACTIVE']);
+      if (waiting) await this.publish(waiting);
+      logger.warn({ err: error, attempt, retryInMs: delay }, 'attempt failed; will retry');
+      throw error;
+    }
+  }
+
+  /** Ends the job CANCELLED; BullMQ sees a successful no-op, so nothing retries it. */
+  private async finishCancelled(em: EntityManager, jobId: string, logger: JobContext['logger']): Promise<undefined> {
+    const cancelled = await updateJob(
+      em,
+      jobId,
+      { status: 'CANCELLED', finishedAt: new Date(), message: 'cancelled' },
+      ['PENDING', 'DELAYED', 'ACTIVE'],
+    );
+    if (cancelled) await this.publish(cancelled);
+    logger.info('job cancelled');
+    return undefined;
+  }
+}
+
+/** The delay BullMQ applies before the next attempt, mirrored for the row's `runAt`. */
+function backoffDelay(declaration: AnyJobDeclaration, scale: number, attempt: number): number {
+  const base = Math.max(1, Math.round(declaration.options.backoff.delayMs * scale));
+  return declaration.options.backoff.type === 'fixed' ? base : base * 2 ** (attempt - 1);
+}
