@@ -33,6 +33,11 @@ const configSchema = z.object({
     .string()
     .default('UTC')
     .refine((tz) => isValidTimeZone(tz), 'must be an IANA timezone such as Europe/Paris'),
+  /** Replaces cron patterns by schedule id, `id=pattern;id=pattern` (6-field patterns have seconds). (Default: none) */
+  SCHEDULE_OVERRIDES: z
+    .string()
+    .default('')
+    .refine((value) => value.split(';').every((part) => part.trim() === '' || /^[\w-]+=\S.*$/.test(part.trim())), 'must look like id=cron;id=cron'),
   /** Largest accepted upload in bytes. (Default: 100 MiB) */
   MAX_UPLOAD_BYTES: positiveInt.default(100 * 1024 * 1024),
   /** Milliseconds after which BullMQ considers an active job stalled (its worker died). (Default: 30000) */
@@ -76,6 +81,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(['JWT_SECRET: the development default is refused when NODE_ENV=production']);
   }
   return config;
+}
+
+/** SCHEDULE_OVERRIDES as a map from schedule id to cron pattern. */
+export function scheduleOverrides(config: Config): Map<string, string> {
+  return new Map(
+    config.SCHEDULE_OVERRIDES.split(';')
+      .map((part) => part.trim())
+      .filter(Boolean)
+      .map((part) => {
+        const at = part.indexOf('=');
+        return [part.slice(0, at).trim(), part.slice(at + 1).trim()] as [string, string];
+      }),
+  );
 }
 
 /** The archive key as 32 raw bytes, or null when it is not a valid key. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { pgArray } from '../db/sql.js';
 import { rawMessageKey } from '../mail/message-store.js';
 import { messageFilterSchema, messageFilterSql } from '../mail/message-filter.js';
 import { loadOwnedAccount } from './access.js';
@@ -84,7 +85,7 @@ export const bulkOperationJob = defineJob({
     if (input.ids) {
       const rows: { id: string }[] = await connection.execute(
         'SELECT id FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) ORDER BY id',
-        [input.accountId, input.ids],
+        [input.accountId, pgArray(input.ids)],
         'all',
       );
       ids = rows.map((row) => row.id);
@@ -102,12 +103,12 @@ export const bulkOperationJob = defineJob({
       if (input.action === 'DELETE') {
         const deleted: { id: string; content_hash: string }[] = await connection.execute(
           'DELETE FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) RETURNING id, content_hash',
-          [input.accountId, chunk],
+          [input.accountId, pgArray(chunk)],
           'all',
         );
         const attachments: { blob_key: string }[] = await connection.execute(
           'DELETE FROM message_attachment WHERE message_id = ANY(?::uuid[]) RETURNING blob_key',
-          [deleted.map((row) => row.id)],
+          [pgArray(deleted.map((row) => row.id))],
           'all',
         );
         await Promise.all([
@@ -120,7 +121,7 @@ export const bulkOperationJob = defineJob({
         const labelParams = input.action === 'ADD_LABEL' ? [input.label, input.label] : input.action === 'REMOVE_LABEL' ? [input.label] : [];
         const changed: { id: string }[] = await connection.execute(
           `UPDATE message SET ${set} WHERE account_id = ? AND id = ANY(?::uuid[]) AND NOT (${changedAlready(input.action)}) RETURNING id`,
-          [...labelParams, input.accountId, chunk, ...(input.action.endsWith('LABEL') ? [input.label] : [])],
+          [...labelParams, input.accountId, pgArray(chunk), ...(input.action.endsWith('LABEL') ? [input.label] : [])],
           'all',
         );
         affected += changed.length;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { ArchiveFile } from '../db/entities/archive.entity.js';
+import { pgArray } from '../db/sql.js';
 import { readSettings } from '../db/system-settings.js';
 import { defineJob, MAINTENANCE_OPTIONS } from './define-job.js';
 import { ForbiddenError } from './errors.js';
@@ -66,7 +67,7 @@ export const purgeArchiveTrashJob = defineJob({
         await Promise.all(archive.files.map((file) => ctx.storage.delete(file.key)));
         summary.filesDeleted += archive.files.length;
       }
-      await connection.execute('DELETE FROM archive WHERE id = ANY(?::uuid[])', [batch.map((archive) => archive.id)], 'run');
+      await connection.execute('DELETE FROM archive WHERE id = ANY(?::uuid[])', [pgArray(batch.map((archive) => archive.id))], 'run');
       summary.purged += batch.length;
       ctx.progress({ processed: summary.purged, message: 'purging' });
     }

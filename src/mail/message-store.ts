@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { pgArray } from '../db/sql.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
 import { dedupKey, type ParsedMessage } from './parse-message.js';
 
@@ -66,7 +67,7 @@ export async function storeMessages(
   for (const { id, key, parsed } of rows) {
     params.push(
       id, account.id, account.ownerId, key, parsed.messageId, parsed.contentHash, clean(parsed.subject),
-      parsed.from?.address ?? null, clean(parsed.from?.name ?? null), parsed.to, parsed.cc, parsed.date, parsed.size,
+      parsed.from?.address ?? null, clean(parsed.from?.name ?? null), pgArray(parsed.to), pgArray(parsed.cc), parsed.date, parsed.size,
       JSON.stringify(parsed.headers).replace(/\\u0000/g, ''), clean(parsed.textBody), clean(parsed.htmlBody),
       parsed.attachments.length, rawMessageKey(account.id, parsed.contentHash), now,
     );

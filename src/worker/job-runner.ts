@@ -1,5 +1,6 @@
 import { UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { isDatabaseError } from '../db/sql.js';
 import type { JobRecord } from '../db/entities/job.entity.js';
 import type { AnyJobDeclaration, JobContext } from '../jobs/define-job.js';
 import { JobCancelledError, PermanentJobError, toError } from '../jobs/errors.js';
@@ -172,18 +173,18 @@ export class JobRunner {
         await this.finishCancelled(em, jobId, logger);
         return undefined;
       }
-      const message = (timeout.aborted ? new JobTimeoutError(declaration.options.timeoutMs) : error).message.slice(0, MAX_ERROR_LENGTH);
+      const message = publicErrorMessage(timeout.aborted ? new JobTimeoutError(declaration.options.timeoutMs) : error);
       const permanent = error instanceof PermanentJobError || error instanceof UnrecoverableError;
       if (permanent || attempt >= declaration.options.attempts) {
         const failed = await updateJob(em, jobId, { status: 'FAILED', error: message, finishedAt: new Date() }, ['ACTIVE']);
         if (failed) await this.publish(failed);
-        logger.warn({ err: error, attempt }, 'job failed');
+        logger.warn({ err: loggable(error), attempt }, 'job failed');
         throw new UnrecoverableError(message);
       }
       const delay = backoffDelay(declaration, config.BACKOFF_SCALE, attempt);
       const waiting = await updateJob(em, jobId, { status: 'DELAYED', error: message, runAt: new Date(Date.now() + delay) }, ['ACTIVE']);
       if (waiting) await this.publish(waiting);
-      logger.warn({ err: error, attempt, retryInMs: delay }, 'attempt failed; will retry');
+      logger.warn({ err: loggable(error), attempt, retryInMs: delay }, 'attempt failed; will retry');
       throw error;
     }
   }
@@ -200,6 +201,19 @@ export class JobRunner {
     logger.info('job cancelled');
     return undefined;
   }
+}
+
+/** Driver errors quote the whole statement, message bodies included; the log gets the gist. */
+function loggable(error: Error): Error | { type: string; message: string; code?: unknown } {
+  if (!isDatabaseError(error)) return error;
+  const code = (error as { code?: unknown }).code;
+  return { type: error.name, code, message: error.message.split(' - ').at(-1)!.slice(0, 500) };
+}
+
+/** What the row and subscribers are told: the message, bounded; never SQL or data from a driver error. */
+function publicErrorMessage(error: Error): string {
+  if (isDatabaseError(error)) return 'internal error: a database operation failed (details are in the worker log)';
+  return error.message.slice(0, MAX_ERROR_LENGTH);
 }
 
 /** The delay BullMQ applies before the next attempt, mirrored for the row's `runAt`. */

@@ -1,0 +1,76 @@
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { createFetch } from '@whatwg-node/fetch';
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { bearerToken, InvalidTokenError, verifyToken, type Viewer } from '../auth/tokens.js';
+import type { GraphQLContext } from '../graphql/context.js';
+import { graphqlError, toGraphQLError } from '../graphql/errors.js';
+import { buildSchema } from '../graphql/schema/index.js';
+import type { Services } from '../services.js';
+
+/** Resolves the caller from a bearer token; every operation needs one. */
+export async function authenticate(services: Services, authorization: string | null | undefined): Promise<Viewer> {
+  const token = bearerToken(authorization);
+  if (!token) throw graphqlError('UNAUTHENTICATED', 'missing bearer token (Authorization: Bearer <jwt>; `npm run token` mints one)');
+  try {
+    return await verifyToken(services.config.JWT_SECRET, token);
+  } catch (error) {
+    throw graphqlError('UNAUTHENTICATED', error instanceof InvalidTokenError ? error.message : 'invalid token');
+  }
+}
+
+export type JobwireYoga = YogaServerInstance<Record<string, unknown>, GraphQLContext>;
+
+/** The GraphQL server as a value: tests call `yoga.fetch(...)` without a port. */
+export function createJobwireYoga(services: Services): JobwireYoga {
+  const { config, logger } = services;
+  return createYoga<Record<string, unknown>, GraphQLContext>({
+    schema: buildSchema(),
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    fetchAPI: createFetch({ formDataLimits: { fileSize: config.MAX_UPLOAD_BYTES, files: 1, fieldSize: 1_000_000 } }),
+    graphiql: config.GRAPHIQL
+      ? {
+          title: 'Jobwire',
+          headers: JSON.stringify({ Authorization: 'Bearer <paste the output of: npm run token -- --sub alice --role user>' }),
+          subscriptionsProtocol: 'WS',
+        }
+      : false,
+    context: async ({ request, connectionParams }: { request: Request; connectionParams?: Record<string, unknown> }) => {
+      const header =
+        request.headers.get('authorization') ??
+        (typeof connectionParams?.authorization === 'string' ? connectionParams.authorization : null) ??
+        (typeof connectionParams?.Authorization === 'string' ? connectionParams.Authorization : null);
+      const viewer = await authenticate(services, header);
+      return { viewer, services, em: services.orm.em.fork() as GraphQLContext['em'] };
+    },
+    maskedErrors: {
+      maskError: (error, message) => {
+        const original = (error as { originalError?: unknown }).originalError ?? error;
+        const mapped = toGraphQLError(original);
+        if (mapped) return mapped;
+        if ((error as { extensions?: { code?: unknown } }).extensions?.code) return error as Error;
+        logger.error({ err: original }, 'unexpected error in a GraphQL operation');
+        return graphqlError('INTERNAL_SERVER_ERROR' as never, message);
+      },
+    },
+    plugins: [
+      // An Authorization header already forces a CORS preflight, so it counts as the CSRF header.
+      useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'authorization'] }),
+      EnvelopArmorPlugin({
+        maxDepth: { n: 12 },
+        maxAliases: { n: 15 },
+        costLimit: { maxCost: 5000 },
+        maxDirectives: { n: 20 },
+        maxTokens: { n: 2000 },
+      }),
+    ],
+    logging: {
+      debug: (...args) => logger.debug(args.map(String).join(' ')),
+      info: (...args) => logger.info(args.map(String).join(' ')),
+      warn: (...args) => logger.warn(args.map(String).join(' ')),
+      // Unexpected errors are logged where they are masked; the rest are the caller's mistakes.
+      error: (...args) => logger.debug(args.map(String).join(' ')),
+    },
+  });
+}

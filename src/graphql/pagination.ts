@@ -1,0 +1,41 @@
+import { graphqlError } from './errors.js';
+
+/** Page sizes accepted by every connection. */
+export const MAX_PAGE_SIZE = 200;
+
+export interface Cursor {
+  /** The row's `created_at` as PostgreSQL prints it: full microsecond precision, unlike a JS Date. */
+  createdAt: string;
+  id: string;
+}
+
+export function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(`${cursor.createdAt}|${cursor.id}`, 'utf8').toString('base64url');
+}
+
+export function decodeCursor(value: string): Cursor {
+  const [createdAt, id, extra] = Buffer.from(value, 'base64url').toString('utf8').split('|');
+  if (!createdAt || !id || extra !== undefined || Number.isNaN(Date.parse(createdAt.replace(' ', 'T'))) || !/^[0-9a-f-]{36}$/i.test(id)) {
+    throw graphqlError('BAD_USER_INPUT', 'after: not a cursor returned by this API');
+  }
+  return { createdAt, id };
+}
+
+export function pageSize(first: number | null | undefined): number {
+  const size = first ?? 50;
+  if (!Number.isInteger(size) || size < 1 || size > MAX_PAGE_SIZE) {
+    throw graphqlError('BAD_USER_INPUT', `first must be between 1 and ${MAX_PAGE_SIZE}`);
+  }
+  return size;
+}
+
+/** Turns `first + 1` fetched rows into a page: the extra row only says there is a next page. */
+export function toPage<T extends { cursor_ts: string; id: string }, N>(rows: T[], size: number, toNode: (row: T) => N) {
+  const hasNextPage = rows.length > size;
+  const edges = rows.slice(0, size).map((row) => ({ cursor: encodeCursor({ createdAt: row.cursor_ts, id: row.id }), node: toNode(row) }));
+  return {
+    edges,
+    nodes: edges.map((edge) => edge.node),
+    pageInfo: { hasNextPage, endCursor: edges.length ? edges[edges.length - 1]!.cursor : null },
+  };
+}

@@ -1,0 +1,115 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { decodeKey } from '../../config/env.js';
+import { Account } from '../../db/entities/account.entity.js';
+import { sealString } from '../../storage/encryption.js';
+import { builder } from '../builder.js';
+import { graphqlError } from '../errors.js';
+import { isAdmin } from './job.js';
+
+const ImapSettingsRef = builder.objectRef<Account>('ImapSettings').implement({
+  description: 'IMAP connection settings; the password is never returned.',
+  fields: (t) => ({
+    host: t.string({ resolve: (a) => a.imapHost! }),
+    port: t.int({ resolve: (a) => a.imapPort! }),
+    secure: t.exposeBoolean('imapSecure'),
+    user: t.string({ resolve: (a) => a.imapUser! }),
+    hasPassword: t.boolean({ resolve: (a) => a.imapPasswordSealed !== null }),
+  }),
+});
+
+export const AccountRef = builder.objectRef<Account>('Account').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name'),
+    email: t.exposeString('email', { nullable: true }),
+    ownerId: t.exposeString('ownerId'),
+    imap: t.field({ type: ImapSettingsRef, nullable: true, resolve: (a) => (a.imapHost ? a : null) }),
+    createdAt: t.field({ type: 'DateTime', resolve: (a) => a.createdAt }),
+  }),
+});
+
+const ImapSettingsInputRef = builder.inputType('ImapSettingsInput', {
+  fields: (t) => ({
+    host: t.string({ required: true }),
+    port: t.int({ required: false, defaultValue: 993 }),
+    secure: t.boolean({ required: false, defaultValue: true, description: 'TLS from the first byte (port 993).' }),
+    user: t.string({ required: true }),
+    password: t.string({ required: true, description: 'Stored encrypted with ARCHIVE_KEY; never returned.' }),
+  }),
+});
+
+const createAccountInput = z.object({
+  name: z.string().trim().min(1, 'name must not be empty').max(255),
+  email: z.email().max(320).nullish(),
+  imap: z
+    .object({
+      host: z.string().min(1).max(255),
+      port: z.number().int().min(1).max(65535),
+      secure: z.boolean(),
+      user: z.string().min(1).max(320),
+      password: z.string().min(1).max(1024),
+    })
+    .nullish(),
+});
+
+const CreateAccountInputRef = builder.inputType('CreateAccountInput', {
+  fields: (t) => ({
+    name: t.string({ required: true }),
+    email: t.string({ required: false }),
+    imap: t.field({ type: ImapSettingsInputRef, required: false }),
+  }),
+});
+
+builder.mutationField('createAccount', (t) =>
+  t.field({
+    type: AccountRef,
+    args: { input: t.arg({ type: CreateAccountInputRef, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      const parsed = createAccountInput.safeParse(input);
+      if (!parsed.success) {
+        throw graphqlError('BAD_USER_INPUT', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+      }
+      const { name, email, imap } = parsed.data;
+      let sealed: string | null = null;
+      if (imap) {
+        const key = ctx.services.config.ARCHIVE_KEY ? decodeKey(ctx.services.config.ARCHIVE_KEY) : null;
+        if (!key) throw graphqlError('BAD_USER_INPUT', 'IMAP passwords are stored encrypted, and the server has no ARCHIVE_KEY configured');
+        sealed = sealString(key, imap.password);
+      }
+      const account = ctx.em.create(Account, {
+        id: randomUUID(),
+        ownerId: ctx.viewer.id,
+        name,
+        email: email ?? null,
+        imapHost: imap?.host ?? null,
+        imapPort: imap?.port ?? null,
+        imapSecure: imap?.secure ?? true,
+        imapUser: imap?.user ?? null,
+        imapPasswordSealed: sealed,
+        createdAt: new Date(),
+      });
+      await ctx.em.flush();
+      return account;
+    },
+  }),
+);
+
+builder.queryFields((t) => ({
+  accounts: t.field({
+    type: [AccountRef],
+    description: "The caller's accounts (an admin's: everyone's).",
+    resolve: (_root, _args, ctx) =>
+      ctx.em.find(Account, isAdmin(ctx) ? {} : { ownerId: ctx.viewer.id }, { orderBy: { createdAt: 'asc', id: 'asc' }, limit: 1000 }),
+  }),
+  account: t.field({
+    type: AccountRef,
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, { id }, ctx) => {
+      if (!z.uuid().safeParse(String(id)).success) return null;
+      const account = await ctx.em.findOne(Account, { id: String(id) });
+      return account && (isAdmin(ctx) || account.ownerId === ctx.viewer.id) ? account : null;
+    },
+  }),
+}));

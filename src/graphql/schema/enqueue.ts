@@ -1,0 +1,86 @@
+import type { z } from 'zod';
+import type { EnqueueDeps } from '../../jobs/enqueue.js';
+import { cancelJob, enqueueJob, retryJob } from '../../jobs/enqueue.js';
+import { toEventMessage } from '../../jobs/job-store.js';
+import { findJobType, jobCatalogue } from '../../jobs/registry.js';
+import { topics } from '../../pubsub/topics.js';
+import { builder } from '../builder.js';
+import type { GraphQLContext } from '../context.js';
+import { graphqlError } from '../errors.js';
+import { fieldType, stripNulls } from '../zod-to-graphql.js';
+import { concreteJobTypes, JobRef, loadVisibleJob } from './job.js';
+
+const EnqueueOptionsRef = builder.inputType('EnqueueOptions', {
+  fields: (t) => ({
+    priority: t.int({ required: false, description: 'BullMQ priority, 1 = highest, up to 2097152. Default: the type\'s.' }),
+    delayMs: t.int({ required: false, description: 'Run no earlier than this many milliseconds from now (status DELAYED).' }),
+    idempotencyKey: t.string({
+      required: false,
+      description: 'A second call with the same key by the same owner returns the first job instead of a new one.',
+    }),
+  }),
+});
+
+export function enqueueDeps(ctx: GraphQLContext): EnqueueDeps & { requestAbort(jobId: string): Promise<void> } {
+  const { services } = ctx;
+  return {
+    em: ctx.em,
+    queues: services.queues,
+    storage: services.storage,
+    config: services.config,
+    publish: (job) => services.pubsub.publishJobEvent(toEventMessage(job)),
+    requestAbort: (jobId) => services.pubsub.publish(topics.cancel(), { jobId }),
+  };
+}
+
+// One mutation per declared job type, its arguments built from the declaration's zod schema.
+for (const declaration of jobCatalogue) {
+  builder.mutationField(declaration.graphql.mutation, (t) => {
+    const args = Object.fromEntries(
+      Object.entries(declaration.args.shape as Record<string, z.core.$ZodType>).map(([name, schema]) => {
+        const field = fieldType(schema, 'input', `${declaration.graphql.typeName}${name[0]!.toUpperCase()}${name.slice(1)}`);
+        return [name, t.arg({ type: field.type, required: field.required, description: field.description } as never)];
+      }),
+    );
+    return t.field({
+      type: concreteJobTypes.get(declaration.name)!,
+      description: `${declaration.description} Returns the job at once (PENDING, or DELAYED with delayMs).`,
+      args: { ...args, options: t.arg({ type: EnqueueOptionsRef, required: false }) } as never,
+      resolve: async (_root, rawArgs: Record<string, unknown>, ctx) => {
+        const { options, ...jobArgs } = rawArgs;
+        return enqueueJob(enqueueDeps(ctx), {
+          declaration,
+          args: stripNulls(jobArgs) as Record<string, unknown>,
+          ownerId: ctx.viewer.id,
+          isAdmin: ctx.viewer.role === 'admin',
+          trigger: 'API',
+          options: (options ?? {}) as never,
+        });
+      },
+    });
+  });
+}
+
+builder.mutationFields((t) => ({
+  cancelJob: t.field({
+    type: JobRef,
+    description:
+      'Queued: removed from the queue and CANCELLED. Running: `cancelRequestedAt` is set at once and the handler is aborted at its next checkpoint; the status follows.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, { id }, ctx) => {
+      await loadVisibleJob(ctx, String(id));
+      return cancelJob(enqueueDeps(ctx), String(id));
+    },
+  }),
+  retryJob: t.field({
+    type: JobRef,
+    description: 'Runs a FAILED or CANCELLED job again under the same id, with trigger RETRY.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, { id }, ctx) => {
+      const job = await loadVisibleJob(ctx, String(id));
+      const declaration = findJobType(job.type);
+      if (!declaration) throw graphqlError('BAD_USER_INPUT', `job type ${job.type} is no longer in the catalogue`);
+      return retryJob(enqueueDeps(ctx), declaration, job.id);
+    },
+  }),
+}));

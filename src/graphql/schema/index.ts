@@ -1,0 +1,23 @@
+import { lexicographicSortSchema, type GraphQLSchema } from 'graphql';
+import { builder } from '../builder.js';
+import './scalars.js';
+import './job.js';
+import './job-types.js';
+import './enqueue.js';
+import './subscriptions.js';
+import './account.js';
+import './message.js';
+import './system-config.js';
+import './queue-stats.js';
+
+let schema: GraphQLSchema | null = null;
+
+/** The executable schema; the only place `toSchema()` is called. */
+export function buildSchema(): GraphQLSchema {
+  schema ??= builder.toSchema({ sortSchema: false });
+  return schema;
+}
+
+export function printableSchema(): GraphQLSchema {
+  return lexicographicSortSchema(buildSchema());
+}

@@ -1,0 +1,202 @@
+import { JOB_STATUSES, JOB_TRIGGERS, type JobRecord, type JobStatus } from '../../db/entities/job.entity.js';
+import type { AnyJobDeclaration } from '../../jobs/define-job.js';
+import { findJob, rowToJob } from '../../jobs/job-store.js';
+import { findJobType, jobCatalogue } from '../../jobs/registry.js';
+import { builder } from '../builder.js';
+import type { GraphQLContext } from '../context.js';
+import { graphqlError } from '../errors.js';
+import { decodeCursor, pageSize, toPage } from '../pagination.js';
+import { fieldType } from '../zod-to-graphql.js';
+import { PageInfoRef } from './scalars.js';
+
+export const JobStatusRef = builder.enumType('JobStatus', {
+  values: JOB_STATUSES,
+  description: 'PENDING → ACTIVE → COMPLETED | FAILED | CANCELLED; DELAYED while waiting for `runAt` or the next attempt.',
+});
+export const JobTriggerRef = builder.enumType('JobTrigger', { values: JOB_TRIGGERS });
+
+export function isAdmin(ctx: GraphQLContext): boolean {
+  return ctx.viewer.role === 'admin';
+}
+
+export function canSee(ctx: GraphQLContext, job: Pick<JobRecord, 'ownerId'>): boolean {
+  return isAdmin(ctx) || job.ownerId === ctx.viewer.id;
+}
+
+/** The job, if the caller may see it; someone else's job is reported exactly like a missing one. */
+export async function loadVisibleJob(ctx: GraphQLContext, id: string): Promise<JobRecord> {
+  const job = /^[0-9a-f-]{36}$/i.test(id) ? await findJob(ctx.em, id) : null;
+  if (!job || !canSee(ctx, job)) throw graphqlError('NOT_FOUND', `job ${id} not found`);
+  return job;
+}
+
+export const JobRef = builder.interfaceRef<JobRecord>('Job').implement({
+  description: 'A background job. Each job type has its own concrete type with typed `input` and `output`.',
+  resolveType: (job) => findJobType(job.type)?.graphql.typeName ?? null,
+  fields: (t) => ({
+    id: t.exposeID('id', { description: 'Database id (UUID); stable across retries.' }),
+    type: t.exposeString('type', { description: 'Catalogue name, e.g. `import_mbox`.' }),
+    status: t.field({ type: JobStatusRef, resolve: (job) => job.status }),
+    progress: t.exposeFloat('progress', { description: '0 to 100.' }),
+    processed: t.exposeInt('processed', { nullable: true, description: 'Units done (messages, archives, ...).' }),
+    total: t.exposeInt('total', { nullable: true, description: 'Units expected; null while unknown.' }),
+    message: t.exposeString('message', { nullable: true, description: 'Human-readable current step.' }),
+    attempts: t.exposeInt('attempts', { description: 'Attempts made so far.' }),
+    maxAttempts: t.exposeInt('maxAttempts'),
+    priority: t.exposeInt('priority', { nullable: true, description: 'BullMQ priority, 1 = highest.' }),
+    payload: t.field({ type: 'JSON', resolve: (job) => job.payload }),
+    result: t.field({ type: 'JSON', nullable: true, resolve: (job) => job.result }),
+    error: t.exposeString('error', { nullable: true, description: 'Last error message; never a stack trace.' }),
+    trigger: t.field({ type: JobTriggerRef, resolve: (job) => job.trigger }),
+    idempotencyKey: t.exposeString('idempotencyKey', { nullable: true }),
+    ownerId: t.exposeString('ownerId', { nullable: true }),
+    createdAt: t.field({ type: 'DateTime', resolve: (job) => job.createdAt }),
+    startedAt: t.field({ type: 'DateTime', nullable: true, resolve: (job) => job.startedAt }),
+    finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (job) => job.finishedAt }),
+    runAt: t.field({ type: 'DateTime', nullable: true, description: 'When a delayed job becomes due.', resolve: (job) => job.runAt }),
+    cancelRequestedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'Set by cancelJob at once; the status follows when the worker stops.',
+      resolve: (job) => job.cancelRequestedAt,
+    }),
+  }),
+});
+
+/** One concrete `Job` type per declaration, e.g. `ImportMboxJob`, with typed `input` and `output`. */
+function defineConcreteJobType(declaration: AnyJobDeclaration) {
+  const name = declaration.graphql.typeName;
+  const input = fieldType(declaration.input, 'params', `${name}Input`);
+  const output = fieldType(declaration.output, 'output', `${name}Output`);
+  return builder.objectRef<JobRecord>(name).implement({
+    description: declaration.description,
+    interfaces: [JobRef],
+    isTypeOf: (value) => (value as JobRecord).type === declaration.name,
+    fields: (t) => ({
+      input: t.field({
+        type: input.type,
+        nullable: true,
+        description: 'The payload, typed; null if it no longer matches the declared shape.',
+        resolve: (job) => {
+          const parsed = declaration.input.safeParse(job.payload);
+          return parsed.success ? parsed.data : null;
+        },
+      }),
+      output: t.field({
+        type: output.type,
+        nullable: true,
+        description: 'The result, typed; null until the job completes.',
+        resolve: (job) => {
+          if (job.status !== 'COMPLETED') return null;
+          const parsed = declaration.output.safeParse(job.result);
+          return parsed.success ? parsed.data : null;
+        },
+      }),
+    }),
+  });
+}
+
+export const concreteJobTypes = new Map(jobCatalogue.map((declaration) => [declaration.name, defineConcreteJobType(declaration)]));
+
+export interface JobFilterInput {
+  types?: string[] | null;
+  statuses?: JobStatus[] | null;
+  accountId?: string | null;
+  createdAfter?: Date | null;
+  createdBefore?: Date | null;
+}
+
+export const JobFilterRef = builder.inputType('JobFilter', {
+  fields: (t) => ({
+    types: t.stringList({ required: false }),
+    statuses: t.field({ type: [JobStatusRef], required: false }),
+    accountId: t.id({ required: false }),
+    createdAfter: t.field({ type: 'DateTime', required: false }),
+    createdBefore: t.field({ type: 'DateTime', required: false }),
+  }),
+});
+
+const JobEdgeRef = builder.objectRef<{ cursor: string; node: JobRecord }>('JobEdge').implement({
+  fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.field({ type: JobRef, resolve: (edge) => edge.node }) }),
+});
+
+const JobConnectionRef = builder
+  .objectRef<{ edges: { cursor: string; node: JobRecord }[]; nodes: JobRecord[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } }>(
+    'JobConnection',
+  )
+  .implement({
+    fields: (t) => ({
+      edges: t.field({ type: [JobEdgeRef], resolve: (c) => c.edges }),
+      nodes: t.field({ type: [JobRef], resolve: (c) => c.nodes }),
+      pageInfo: t.field({ type: PageInfoRef, resolve: (c) => c.pageInfo }),
+    }),
+  });
+
+function checkFilter(filter: JobFilterInput | null | undefined): void {
+  for (const type of filter?.types ?? []) {
+    if (!findJobType(type)) throw graphqlError('BAD_USER_INPUT', `unknown job type: ${type}`);
+  }
+  if (filter?.accountId && !/^[0-9a-f-]{36}$/i.test(filter.accountId)) throw graphqlError('BAD_USER_INPUT', 'accountId must be a UUID');
+}
+
+builder.queryFields((t) => ({
+  job: t.field({
+    type: JobRef,
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, { id }, ctx) => {
+      const job = /^[0-9a-f-]{36}$/i.test(String(id)) ? await findJob(ctx.em, String(id)) : null;
+      return job && canSee(ctx, job) ? job : null;
+    },
+  }),
+  jobs: t.field({
+    type: JobConnectionRef,
+    description: 'Job history from PostgreSQL, newest first, with a keyset cursor.',
+    args: {
+      filter: t.arg({ type: JobFilterRef, required: false }),
+      first: t.arg.int({ required: false, defaultValue: 50 }),
+      after: t.arg.string({ required: false }),
+    },
+    resolve: async (_root, args, ctx) => {
+      const size = pageSize(args.first);
+      const filter = args.filter as JobFilterInput | null | undefined;
+      checkFilter(filter);
+      const clauses: string[] = [];
+      const params: unknown[] = [];
+      if (!isAdmin(ctx)) {
+        clauses.push('owner_id = ?');
+        params.push(ctx.viewer.id);
+      }
+      if (filter?.types?.length) {
+        clauses.push(`type IN (${filter.types.map(() => '?').join(', ')})`);
+        params.push(...filter.types);
+      }
+      if (filter?.statuses?.length) {
+        clauses.push(`status IN (${filter.statuses.map(() => '?').join(', ')})`);
+        params.push(...filter.statuses);
+      }
+      if (filter?.accountId) {
+        clauses.push('account_id = ?');
+        params.push(filter.accountId);
+      }
+      if (filter?.createdAfter) {
+        clauses.push('created_at >= ?');
+        params.push(filter.createdAfter);
+      }
+      if (filter?.createdBefore) {
+        clauses.push('created_at < ?');
+        params.push(filter.createdBefore);
+      }
+      if (args.after) {
+        const cursor = decodeCursor(args.after);
+        clauses.push('(created_at, id) < (?::timestamptz, ?::uuid)');
+        params.push(cursor.createdAt, cursor.id);
+      }
+      const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
+      const rows: (Record<string, unknown> & { cursor_ts: string; id: string })[] = await ctx.em
+        .getConnection()
+        .execute(`SELECT *, created_at::text AS cursor_ts FROM job ${where} ORDER BY created_at DESC, id DESC LIMIT ?`, [...params, size + 1], 'all');
+      return toPage(rows, size, rowToJob);
+    },
+  }),
+}));

@@ -1,0 +1,114 @@
+import type { Message } from '../../db/entities/message.entity.js';
+import { loadOwnedAccount } from '../../jobs/access.js';
+import { messageFilterSchema, messageFilterSql } from '../../mail/message-filter.js';
+import { builder } from '../builder.js';
+import { graphqlError } from '../errors.js';
+import { decodeCursor, pageSize, toPage } from '../pagination.js';
+import { fieldType, stripNulls } from '../zod-to-graphql.js';
+import { PageInfoRef } from './scalars.js';
+
+type MessageRow = Record<string, unknown> & { id: string; cursor_ts: string };
+
+function rowToMessage(row: MessageRow): Message {
+  return {
+    id: row.id,
+    accountId: String(row.account_id),
+    ownerId: String(row.owner_id),
+    dedupKey: String(row.dedup_key),
+    messageId: (row.message_id as string | null) ?? null,
+    contentHash: String(row.content_hash),
+    subject: (row.subject as string | null) ?? null,
+    fromAddress: (row.from_address as string | null) ?? null,
+    fromName: (row.from_name as string | null) ?? null,
+    toAddresses: (row.to_addresses as string[]) ?? [],
+    ccAddresses: (row.cc_addresses as string[]) ?? [],
+    date: (row.date as Date | null) ?? null,
+    size: Number(row.size),
+    headers: (row.headers as Record<string, string>) ?? {},
+    textBody: (row.text_body as string | null) ?? null,
+    htmlBody: (row.html_body as string | null) ?? null,
+    attachmentCount: Number(row.attachment_count),
+    labels: (row.labels as string[]) ?? [],
+    isRead: Boolean(row.is_read),
+    isStarred: Boolean(row.is_starred),
+    blobKey: String(row.blob_key),
+    deletedAt: (row.deleted_at as Date | null) ?? null,
+    archivedAt: (row.archived_at as Date | null) ?? null,
+    createdAt: row.created_at as Date,
+  };
+}
+
+export const MessageRef = builder.objectRef<Message>('Message').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    accountId: t.exposeID('accountId'),
+    messageId: t.exposeString('messageId', { nullable: true, description: 'The Message-ID header, without angle brackets.' }),
+    subject: t.exposeString('subject', { nullable: true }),
+    from: t.exposeString('fromAddress', { nullable: true }),
+    fromName: t.exposeString('fromName', { nullable: true }),
+    to: t.exposeStringList('toAddresses'),
+    cc: t.exposeStringList('ccAddresses'),
+    date: t.field({ type: 'DateTime', nullable: true, resolve: (m) => m.date }),
+    size: t.exposeInt('size', { description: 'Raw size in bytes.' }),
+    attachmentCount: t.exposeInt('attachmentCount'),
+    labels: t.exposeStringList('labels'),
+    isRead: t.exposeBoolean('isRead'),
+    isStarred: t.exposeBoolean('isStarred'),
+    inTrash: t.boolean({ resolve: (m) => m.deletedAt !== null }),
+    archived: t.boolean({ resolve: (m) => m.archivedAt !== null }),
+    textBody: t.exposeString('textBody', { nullable: true }),
+    htmlBody: t.exposeString('htmlBody', { nullable: true }),
+    headers: t.field({ type: 'JSON', resolve: (m) => m.headers }),
+    createdAt: t.field({ type: 'DateTime', resolve: (m) => m.createdAt }),
+  }),
+});
+
+const MessageConnectionRef = builder
+  .objectRef<{ edges: { cursor: string; node: Message }[]; nodes: Message[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } }>(
+    'MessageConnection',
+  )
+  .implement({
+    fields: (t) => ({
+      edges: t.field({
+        type: [builder.objectRef<{ cursor: string; node: Message }>('MessageEdge').implement({
+          fields: (e) => ({ cursor: e.exposeString('cursor'), node: e.field({ type: MessageRef, resolve: (x) => x.node }) }),
+        })],
+        resolve: (c) => c.edges,
+      }),
+      nodes: t.field({ type: [MessageRef], resolve: (c) => c.nodes }),
+      pageInfo: t.field({ type: PageInfoRef, resolve: (c) => c.pageInfo }),
+    }),
+  });
+
+const filterType = fieldType(messageFilterSchema, 'input', 'MessageFilter');
+
+builder.queryField('messages', (t) =>
+  t.field({
+    type: MessageConnectionRef,
+    description: "An account's messages, most recently stored first.",
+    args: {
+      accountId: t.arg.id({ required: true }),
+      filter: t.arg({ type: filterType.type, required: false } as never),
+      first: t.arg.int({ required: false, defaultValue: 50 }),
+      after: t.arg.string({ required: false }),
+    },
+    resolve: async (_root, args, ctx) => {
+      const size = pageSize(args.first);
+      const account = await loadOwnedAccount(ctx.em, String(args.accountId), { ownerId: ctx.viewer.id, isAdmin: ctx.viewer.role === 'admin' });
+      const filter = messageFilterSchema.safeParse(stripNulls((args as { filter?: unknown }).filter ?? {}));
+      if (!filter.success) throw graphqlError('BAD_USER_INPUT', filter.error.issues.map((i) => `filter.${i.path.join('.')}: ${i.message}`).join('; '));
+      const where = messageFilterSql(account.id, filter.data);
+      const params = [...where.params];
+      let sql = where.sql;
+      if (args.after) {
+        const cursor = decodeCursor(args.after);
+        sql += ' AND (created_at, id) < (?::timestamptz, ?::uuid)';
+        params.push(cursor.createdAt, cursor.id);
+      }
+      const rows: MessageRow[] = await ctx.em
+        .getConnection()
+        .execute(`SELECT *, created_at::text AS cursor_ts FROM message WHERE ${sql} ORDER BY created_at DESC, id DESC LIMIT ?`, [...params, size + 1], 'all');
+      return toPage(rows, size, rowToMessage);
+    },
+  }),
+);

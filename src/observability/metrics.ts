@@ -1,0 +1,27 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** One registry per process; `GET /metrics` serves it. */
+export const metricsRegistry = new Registry();
+collectDefaultMetrics({ register: metricsRegistry });
+
+export const subscriptionGauge = new Gauge({
+  name: 'jobwire_active_subscriptions',
+  help: 'Open GraphQL subscriptions on this replica.',
+  labelNames: ['subscription'],
+  registers: [metricsRegistry],
+});
+
+export const jobTransitions = new Counter({
+  name: 'jobwire_job_transitions_total',
+  help: 'Job status changes made by this process, by type and new status.',
+  labelNames: ['type', 'status'],
+  registers: [metricsRegistry],
+});
+
+export const jobDuration = new Histogram({
+  name: 'jobwire_job_duration_seconds',
+  help: 'Duration of finished attempts, by type and outcome.',
+  labelNames: ['type', 'status'],
+  buckets: [0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800],
+  registers: [metricsRegistry],
+});

@@ -1,0 +1,41 @@
+import { ConfigError } from '../config/env.js';
+import type { Logger } from '../observability/logger.js';
+
+interface Running {
+  logger: Logger;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a process body and stops it gracefully on SIGTERM or SIGINT; a second signal exits at
+ * once. A configuration error prints its list of problems and exits with status 1.
+ */
+export async function runUntilSignal(name: string, start: () => Promise<Running>): Promise<void> {
+  let running: Running;
+  try {
+    running = await start();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+    } else {
+      console.error(`${name} failed to start:`, error instanceof Error ? error.message : error);
+    }
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    running.logger.info({ signal }, `${name} shutting down`);
+    try {
+      await running.stop();
+      running.logger.info(`${name} stopped`);
+      process.exit(0);
+    } catch (error) {
+      running.logger.error({ err: error }, `${name} did not stop cleanly`);
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}

@@ -1,0 +1,18 @@
+// Entry point of the worker sidecar: `npm run start:worker`.
+import { loadConfig } from '../config/env.js';
+import { jobCatalogue } from '../jobs/registry.js';
+import { createServices } from '../services.js';
+import { runUntilSignal } from '../process/run-until-signal.js';
+import { startSidecar } from './sidecar.js';
+
+await runUntilSignal('worker', async () => {
+  const services = await createServices(loadConfig(), 'worker');
+  const sidecar = await startSidecar(services, jobCatalogue);
+  return {
+    logger: services.logger,
+    async stop() {
+      await sidecar.close();
+      await services.close();
+    },
+  };
+});

@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { AnyJobDeclaration } from '../jobs/define-job.js';
+import { queueOptions } from '../jobs/enqueue.js';
+import { rowToJob, toEventMessage, updateJob } from '../jobs/job-store.js';
+import type { Services } from '../services.js';
+
+/** Rows changed more recently than this are left alone: their enqueue or progress is in flight. */
+const GRACE_MS = 5_000;
+const BATCH = 500;
+
+/**
+ * Redis is a cache of work; PostgreSQL is the record. Every period, one sidecar (a Redis lock
+ * decides which) looks for PENDING, DELAYED or ACTIVE rows whose BullMQ job no longer exists
+ * (Redis flushed or failed over) and re-enqueues each under the same id, or fails it with a clear
+ * error when it has no attempt left, or cancels it when that was asked.
+ */
+export class Reconciler {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private readonly lockValue = randomUUID();
+
+  constructor(
+    private readonly services: Services,
+    private readonly declarations: readonly AnyJobDeclaration[],
+  ) {}
+
+  start(): void {
+    const tick = () => {
+      this.running = this.reconcileOnce()
+        .then(() => undefined)
+        .catch((error) => this.services.logger.warn({ err: error }, 'reconcile pass failed'))
+        .finally(() => {
+          this.running = null;
+          if (this.timer) this.timer = setTimeout(tick, this.services.config.RECONCILE_INTERVAL_MS);
+        });
+    };
+    this.timer = setTimeout(tick, Math.min(1_000, this.services.config.RECONCILE_INTERVAL_MS));
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  /** One pass; returns how many rows it repaired. */
+  async reconcileOnce(): Promise<number> {
+    const { config, queues, orm, logger } = this.services;
+    const lockKey = `${config.REDIS_PREFIX}:reconciler-lock`;
+    const acquired = await queues.connection.set(lockKey, this.lockValue, 'PX', config.RECONCILE_INTERVAL_MS, 'NX');
+    if (acquired !== 'OK') return 0;
+
+    const em = orm.em.fork() as EntityManager;
+    let repaired = 0;
+    let after = '00000000-0000-0000-0000-000000000000';
+    for (;;) {
+      const rows: Record<string, unknown>[] = await em.getConnection().execute(
+        `SELECT * FROM job WHERE status IN ('PENDING', 'DELAYED', 'ACTIVE') AND updated_at < ? AND id > ? ORDER BY id LIMIT ?`,
+        [new Date(Date.now() - GRACE_MS), after, BATCH],
+        'all',
+      );
+      if (rows.length === 0) break;
+      after = String(rows[rows.length - 1]!.id);
+      for (const row of rows) {
+        const job = rowToJob(row);
+        const declaration = this.declarations.find((candidate) => candidate.name === job.type);
+        if (!declaration) continue;
+        const queued = await queues.get(job.type).getJob(job.id);
+        if (queued) continue;
+
+        let updated;
+        if (job.cancelRequestedAt) {
+          updated = await updateJob(em, job.id, { status: 'CANCELLED', finishedAt: new Date() }, [job.status]);
+        } else if (job.attempts >= job.maxAttempts) {
+          updated = await updateJob(
+            em,
+            job.id,
+            { status: 'FAILED', error: 'the job queue lost this job and it has no attempt left', finishedAt: new Date() },
+            [job.status],
+          );
+        } else {
+          updated = await updateJob(em, job.id, { status: 'PENDING', message: 're-enqueued: the job queue had lost it', runAt: null }, [job.status]);
+          if (updated) await queues.add(job.type, job.id, job.payload, queueOptions(declaration, config, job));
+        }
+        if (updated) {
+          repaired++;
+          logger.warn({ jobId: job.id, type: job.type, status: updated.status }, 'reconciled a job missing from the queue');
+          await this.services.pubsub.publishJobEvent(toEventMessage(updated)).catch(() => {});
+        }
+      }
+    }
+    return repaired;
+  }
+}

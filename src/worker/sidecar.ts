@@ -1,0 +1,39 @@
+import type { AnyJobDeclaration } from '../jobs/define-job.js';
+import { topics } from '../pubsub/topics.js';
+import type { Services } from '../services.js';
+import { JobRunner } from './job-runner.js';
+import { Reconciler } from './reconciler.js';
+import { Scheduler } from './scheduler.js';
+
+/** The worker process as a value: job runners, the scheduler, the reconciler and the cancel listener. */
+export interface Sidecar {
+  runner: JobRunner;
+  reconciler: Reconciler;
+  close(): Promise<void>;
+}
+
+export async function startSidecar(services: Services, declarations: readonly AnyJobDeclaration[]): Promise<Sidecar> {
+  const { config, logger } = services;
+  const runner = new JobRunner(services, declarations);
+  // Listen before fetching jobs, so a cancel sent while a job starts here is not missed.
+  const stopListening = await services.pubsub.listen(topics.cancel(), ({ jobId }) => {
+    if (runner.cancel(jobId)) logger.info({ jobId }, 'cancellation delivered to the running handler');
+  });
+  await runner.start();
+  const scheduler = new Scheduler(services, declarations);
+  if (config.SCHEDULER_ENABLED) await scheduler.start();
+  const reconciler = new Reconciler(services, declarations);
+  reconciler.start();
+  logger.info({ types: declarations.map((d) => d.name) }, 'worker sidecar started');
+
+  return {
+    runner,
+    reconciler,
+    async close() {
+      await reconciler.close();
+      await scheduler.close();
+      await runner.close(config.SHUTDOWN_TIMEOUT_MS);
+      stopListening();
+    },
+  };
+}
