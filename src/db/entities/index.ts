@@ -3,12 +3,25 @@ import { ArchiveSchema } from './archive.entity.js';
 import { JobSchema } from './job.entity.js';
 import { MessageAttachmentSchema, MessageSchema } from './message.entity.js';
 import { SystemConfigSchema } from './system-config.entity.js';
+import { FindingSchema, ImapSyncStateSchema, NewsletterSchema } from './finding.entity.js';
+import { RetentionPolicySchema } from './retention-policy.entity.js';
+import { RuleSchema } from './rule.entity.js';
 
 export * from './account.entity.js';
 export * from './archive.entity.js';
 export * from './job.entity.js';
 export * from './message.entity.js';
 export * from './system-config.entity.js';
+export * from './finding.entity.js';
+export * from './retention-policy.entity.js';
+export * from './rule.entity.js';
 
 /** Every entity the ORM knows; migrations are generated from this list. */
-export const entities = [JobSchema, SystemConfigSchema, AccountSchema, MessageSchema, MessageAttachmentSchema, ArchiveSchema];
+export const entities = [
+  JobSchema, SystemConfigSchema, AccountSchema, MessageSchema, MessageAttachmentSchema, ArchiveSchema,
+  RuleSchema,
+  RetentionPolicySchema,
+  FindingSchema,
+  NewsletterSchema,
+  ImapSyncStateSchema,
+];

@@ -59,7 +59,10 @@ export const MessageSchema = new EntitySchema<Message>({
     archivedAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     createdAt: { type: 'datetime', columnType: 'timestamptz' },
   },
-  indexes: [{ name: 'message_account_date_idx', properties: ['accountId', 'date', 'id'] }],
+  indexes: [
+    { name: 'message_account_created_idx', properties: ['accountId', 'createdAt', 'id'] },
+    { name: 'message_account_date_idx', properties: ['accountId', 'date'] },
+  ],
   uniques: [{ name: 'message_account_dedup_unique', properties: ['accountId', 'dedupKey'] }],
 });
 
