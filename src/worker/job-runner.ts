@@ -55,6 +55,11 @@ export class JobRunner {
     await Promise.all([...this.workers.values()].map((worker) => worker.waitUntilReady()));
   }
 
+  /** The job types this runner consumes, one BullMQ worker each. */
+  get types(): string[] {
+    return [...this.workers.keys()];
+  }
+
   /** Aborts a job if this process is running it; returns whether it was. */
   cancel(jobId: string): boolean {
     let found = false;
