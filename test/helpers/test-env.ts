@@ -39,7 +39,7 @@ export async function createTestEnv(overrides: Record<string, string> = {}): Pro
     STORAGE_DIR: storageDir,
     JWT_SECRET: `test-secret-${id}-0123456789abcdefghijklmnop`,
     NODE_ENV: 'test',
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'error',
     BACKOFF_SCALE: '0.01',
     STALLED_INTERVAL_MS: '2000',
     RECONCILE_INTERVAL_MS: '1000',
