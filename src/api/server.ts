@@ -11,6 +11,7 @@ import { jobCatalogue } from '../jobs/registry.js';
 import { metricsRegistry } from '../observability/metrics.js';
 import type { Services } from '../services.js';
 import { createJobwireYoga, type JobwireYoga } from './yoga.js';
+import { handleArchiveDownload } from './archive-download.js';
 import { collectQueueMetrics } from './queue-metrics.js';
 
 export interface ApiServer {
@@ -33,6 +34,7 @@ export function createApiServer(services: Services): ApiServer {
     if (path === '/health') return sendJson(res, 200, { status: 'ok' });
     if (path === '/ready') return void ready(services).then(([status, body]) => sendJson(res, status, body));
     if (path === '/metrics') return void metrics(services, res);
+    if (path.startsWith('/archives/')) return void handleArchiveDownload(services, req, res);
     if (path === '/admin/queues' || path.startsWith('/admin/queues/')) return void board(req, res);
     return void yoga(req, res);
   });

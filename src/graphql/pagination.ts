@@ -13,9 +13,12 @@ export function encodeCursor(cursor: Cursor): string {
   return Buffer.from(`${cursor.createdAt}|${cursor.id}`, 'utf8').toString('base64url');
 }
 
+/** `timestamptz::text` output, e.g. `2026-11-24 04:17:09.123456+00`. */
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:?\d{2})?|Z)?$/;
+
 export function decodeCursor(value: string): Cursor {
   const [createdAt, id, extra] = Buffer.from(value, 'base64url').toString('utf8').split('|');
-  if (!createdAt || !id || extra !== undefined || Number.isNaN(Date.parse(createdAt.replace(' ', 'T'))) || !/^[0-9a-f-]{36}$/i.test(id)) {
+  if (!createdAt || !id || extra !== undefined || !TIMESTAMP.test(createdAt) || !/^[0-9a-f-]{36}$/i.test(id)) {
     throw graphqlError('BAD_USER_INPUT', 'after: not a cursor returned by this API');
   }
   return { createdAt, id };

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { pgArray } from '../db/sql.js';
-import { rawMessageKey } from '../mail/message-store.js';
+import { applyMessageAction } from '../mail/message-actions.js';
 import { messageFilterSchema, messageFilterSql } from '../mail/message-filter.js';
 import { loadOwnedAccount } from './access.js';
 import { defineJob } from './define-job.js';
@@ -21,18 +21,6 @@ export const BULK_ACTIONS = [
 ] as const;
 
 const bulkActionSchema = z.enum(BULK_ACTIONS).meta({ id: 'BulkAction' });
-
-/** The UPDATE each non-destructive action makes; `?` is the label when the action takes one. */
-const UPDATES: Record<Exclude<(typeof BULK_ACTIONS)[number], 'DELETE'>, string> = {
-  TRASH: 'deleted_at = COALESCE(deleted_at, now())',
-  RESTORE: 'deleted_at = NULL',
-  MARK_READ: 'is_read = true',
-  MARK_UNREAD: 'is_read = false',
-  STAR: 'is_starred = true',
-  UNSTAR: 'is_starred = false',
-  ADD_LABEL: 'labels = CASE WHEN ? = ANY(labels) THEN labels ELSE array_append(labels, ?) END',
-  REMOVE_LABEL: 'labels = array_remove(labels, ?)',
-};
 
 const bulkInputSchema = z
   .object({
@@ -100,56 +88,10 @@ export const bulkOperationJob = defineJob({
     for (let start = 0; start < ids.length; start += BATCH_SIZE) {
       ctx.checkpoint();
       const chunk = ids.slice(start, start + BATCH_SIZE);
-      if (input.action === 'DELETE') {
-        const deleted: { id: string; content_hash: string }[] = await connection.execute(
-          'DELETE FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) RETURNING id, content_hash',
-          [input.accountId, pgArray(chunk)],
-          'all',
-        );
-        const attachments: { blob_key: string }[] = await connection.execute(
-          'DELETE FROM message_attachment WHERE message_id = ANY(?::uuid[]) RETURNING blob_key',
-          [pgArray(deleted.map((row) => row.id))],
-          'all',
-        );
-        await Promise.all([
-          ...deleted.map((row) => ctx.storage.delete(rawMessageKey(input.accountId, row.content_hash))),
-          ...attachments.map((row) => ctx.storage.delete(row.blob_key)),
-        ]);
-        affected += deleted.length;
-      } else {
-        const set = UPDATES[input.action];
-        const labelParams = input.action === 'ADD_LABEL' ? [input.label, input.label] : input.action === 'REMOVE_LABEL' ? [input.label] : [];
-        const changed: { id: string }[] = await connection.execute(
-          `UPDATE message SET ${set} WHERE account_id = ? AND id = ANY(?::uuid[]) AND NOT (${changedAlready(input.action)}) RETURNING id`,
-          [...labelParams, input.accountId, pgArray(chunk), ...(input.action.endsWith('LABEL') ? [input.label] : [])],
-          'all',
-        );
-        affected += changed.length;
-      }
+      affected += (await applyMessageAction(ctx.em, ctx.storage, input.accountId, chunk, input.action, input.label)).length;
       ctx.progress({ processed: Math.min(start + BATCH_SIZE, ids.length), message: `${input.action.toLowerCase()}` });
     }
     return { action: input.action, matched: ids.length, affected };
   },
 });
 
-/** True for rows the action would not change, so `affected` counts real changes only. */
-function changedAlready(action: Exclude<(typeof BULK_ACTIONS)[number], 'DELETE'>): string {
-  switch (action) {
-    case 'TRASH':
-      return 'deleted_at IS NOT NULL';
-    case 'RESTORE':
-      return 'deleted_at IS NULL';
-    case 'MARK_READ':
-      return 'is_read';
-    case 'MARK_UNREAD':
-      return 'NOT is_read';
-    case 'STAR':
-      return 'is_starred';
-    case 'UNSTAR':
-      return 'NOT is_starred';
-    case 'ADD_LABEL':
-      return '? = ANY(labels)';
-    case 'REMOVE_LABEL':
-      return 'NOT (? = ANY(labels))';
-  }
-}

@@ -72,7 +72,8 @@ export async function spawnApi(env: Record<string, string>): Promise<SpawnedProc
 
 /** Starts a worker sidecar and waits until it logs that it started. */
 export async function spawnWorker(env: Record<string, string>): Promise<SpawnedProcess> {
-  const proc = start('src/worker/main.ts', { LOG_LEVEL: 'info', ...env }, 'worker');
+  // Readiness is read from the start-up log line, so the worker logs at info whatever the file asked.
+  const proc = start('src/worker/main.ts', { ...env, LOG_LEVEL: 'info' }, 'worker');
   await waitFor(
     'worker sidecar to start',
     () => {

@@ -6,7 +6,10 @@ import './job-types.js';
 import './enqueue.js';
 import './subscriptions.js';
 import './account.js';
+import './account-imap.js';
 import './message.js';
+import './findings.js';
+import './archive.js';
 import './system-config.js';
 import './queue-stats.js';
 

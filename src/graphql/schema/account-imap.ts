@@ -1,0 +1,56 @@
+import { z } from 'zod';
+import { decodeKey } from '../../config/env.js';
+import { loadOwnedAccount } from '../../jobs/access.js';
+import { InvalidInputError } from '../../jobs/errors.js';
+import { sealString } from '../../storage/encryption.js';
+import { builder } from '../builder.js';
+import { AccountRef } from './account.js';
+
+const imapSettingsInput = z.object({
+  host: z.string().trim().min(1, 'must not be empty').max(255),
+  port: z.number().int().min(1).max(65535),
+  secure: z.boolean(),
+  user: z.string().min(1, 'must not be empty').max(320),
+  password: z.string().min(1, 'must not be empty').max(1024),
+});
+
+builder.mutationField('updateAccountImap', (t) =>
+  t.field({
+    type: AccountRef,
+    description:
+      "Sets or replaces an account's IMAP settings (the password is stored encrypted and never returned); `imap: null` removes " +
+      'them. Changing the host, port or user forgets what earlier imports fetched, so the next `importImap` checks the whole ' +
+      'mailbox again (messages already held are skipped).',
+    args: {
+      id: t.arg.id({ required: true }),
+      // account.ts does not export its ref for this input type; the name resolves to the same type.
+      imap: t.arg({ type: 'ImapSettingsInput' as never, required: false }),
+    },
+    resolve: async (_root, { id, imap }, ctx) => {
+      const account = await loadOwnedAccount(ctx.em, String(id), { ownerId: ctx.viewer.id, isAdmin: ctx.viewer.role === 'admin' });
+      let next: { host: string; port: number; secure: boolean; user: string; sealed: string } | null = null;
+      if (imap !== null && imap !== undefined) {
+        const parsed = imapSettingsInput.safeParse(imap);
+        if (!parsed.success) {
+          throw new InvalidInputError(parsed.error.issues.map((i) => `imap.${i.path.join('.')}: ${i.message}`).join('; '));
+        }
+        const key = ctx.services.config.ARCHIVE_KEY ? decodeKey(ctx.services.config.ARCHIVE_KEY) : null;
+        if (!key) throw new InvalidInputError('IMAP passwords are stored encrypted, and the server has no ARCHIVE_KEY configured');
+        const { password, ...rest } = parsed.data;
+        next = { ...rest, sealed: sealString(key, password) };
+      }
+
+      // Another server or mailbox owner: its UIDs and UIDVALIDITY say nothing about what was imported.
+      const sameMailboxes = next !== null && next.host === account.imapHost && next.port === account.imapPort && next.user === account.imapUser;
+      account.imapHost = next?.host ?? null;
+      account.imapPort = next?.port ?? null;
+      account.imapSecure = next?.secure ?? true;
+      account.imapUser = next?.user ?? null;
+      account.imapPasswordSealed = next?.sealed ?? null;
+      // Forget first: should the save then fail, the next import only re-checks messages it already holds.
+      if (!sameMailboxes) await ctx.em.getConnection().execute('DELETE FROM imap_sync_state WHERE account_id = ?', [account.id], 'run');
+      await ctx.em.flush();
+      return account;
+    },
+  }),
+);

@@ -1,0 +1,165 @@
+import type { Archive, ArchiveFile } from '../../db/entities/archive.entity.js';
+import { loadOwnedAccount } from '../../jobs/access.js';
+import { builder } from '../builder.js';
+import type { GraphQLContext } from '../context.js';
+import { graphqlError } from '../errors.js';
+import { decodeCursor, pageSize, toPage } from '../pagination.js';
+import { isAdmin } from './job.js';
+import { PageInfoRef } from './scalars.js';
+
+type ArchiveRow = Record<string, unknown> & { id: string; cursor_ts: string };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function rowToArchive(row: Record<string, unknown>): Archive {
+  return {
+    id: String(row.id),
+    accountId: String(row.account_id),
+    ownerId: String(row.owner_id),
+    messageId: String(row.message_id),
+    size: Number(row.size),
+    contentHash: String(row.content_hash),
+    files: (row.files as ArchiveFile[]) ?? [],
+    encrypted: Boolean(row.encrypted),
+    createdAt: row.created_at as Date,
+    deletedAt: (row.deleted_at as Date | null) ?? null,
+  };
+}
+
+/** The archive, if the caller may see it; someone else's archive is reported exactly like a missing one. */
+async function loadVisibleArchive(ctx: GraphQLContext, id: string): Promise<Archive | null> {
+  if (!UUID.test(id)) return null;
+  const rows: Record<string, unknown>[] = await ctx.em.getConnection().execute('SELECT * FROM archive WHERE id = ?', [id], 'all');
+  const archive = rows[0] ? rowToArchive(rows[0]) : null;
+  return archive && (isAdmin(ctx) || archive.ownerId === ctx.viewer.id) ? archive : null;
+}
+
+const ArchiveFileKindRef = builder.enumType('ArchiveFileKind', {
+  values: { EML: { value: 'eml' }, ATTACHMENT: { value: 'attachment' } } as const,
+});
+
+const ArchiveFileRef = builder.objectRef<ArchiveFile>('ArchiveFile').implement({
+  description: 'One file of an archive. Where and how it is stored (keys, IVs, tags) is never exposed.',
+  fields: (t) => ({
+    kind: t.field({ type: ArchiveFileKindRef, resolve: (file) => file.kind }),
+    filename: t.exposeString('filename', { nullable: true }),
+    contentType: t.exposeString('contentType'),
+    size: t.exposeInt('size', { description: 'Plaintext size in bytes.' }),
+  }),
+});
+
+export const ArchiveRef = builder.objectRef<Archive>('Archive').implement({
+  description: 'A message copied into archive storage by `archiveMails`.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    accountId: t.exposeID('accountId'),
+    messageId: t.exposeID('messageId', { description: 'The archived message (its database id).' }),
+    size: t.exposeInt('size', { description: 'Bytes archived: the EML plus its attachment files.' }),
+    contentHash: t.exposeString('contentHash', { description: 'SHA-256 (hex) of the archived EML.' }),
+    encrypted: t.exposeBoolean('encrypted', { description: 'Whether `encryptArchives` has sealed its files (AES-256-GCM).' }),
+    files: t.field({ type: [ArchiveFileRef], resolve: (archive) => archive.files }),
+    createdAt: t.field({ type: 'DateTime', resolve: (archive) => archive.createdAt }),
+    deletedAt: t.field({ type: 'DateTime', nullable: true, description: 'When it was trashed.', resolve: (archive) => archive.deletedAt }),
+    inTrash: t.boolean({ resolve: (archive) => archive.deletedAt !== null }),
+    downloadUrl: t.string({
+      description: 'GET with the same bearer token to download the EML (decrypted when encrypted), relative to the API origin.',
+      resolve: (archive) => `/archives/${archive.id}/eml`,
+    }),
+  }),
+});
+
+const ArchiveEdgeRef = builder.objectRef<{ cursor: string; node: Archive }>('ArchiveEdge').implement({
+  fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.field({ type: ArchiveRef, resolve: (edge) => edge.node }) }),
+});
+
+const ArchiveConnectionRef = builder
+  .objectRef<{ edges: { cursor: string; node: Archive }[]; nodes: Archive[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } }>(
+    'ArchiveConnection',
+  )
+  .implement({
+    fields: (t) => ({
+      edges: t.field({ type: [ArchiveEdgeRef], resolve: (c) => c.edges }),
+      nodes: t.field({ type: [ArchiveRef], resolve: (c) => c.nodes }),
+      pageInfo: t.field({ type: PageInfoRef, resolve: (c) => c.pageInfo }),
+    }),
+  });
+
+const ArchiveFilterRef = builder.inputType('ArchiveFilter', {
+  fields: (t) => ({
+    inTrash: t.boolean({ required: false, description: 'true: only trashed archives; false (default): only archives not in the trash.' }),
+    encrypted: t.boolean({ required: false, description: 'Only encrypted (true) or only unencrypted (false) archives; both when omitted.' }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  archives: t.field({
+    type: ArchiveConnectionRef,
+    description: "An account's archives, most recent first, with a keyset cursor.",
+    args: {
+      accountId: t.arg.id({ required: true }),
+      filter: t.arg({ type: ArchiveFilterRef, required: false }),
+      first: t.arg.int({ required: false, defaultValue: 50 }),
+      after: t.arg.string({ required: false }),
+    },
+    resolve: async (_root, args, ctx) => {
+      const size = pageSize(args.first);
+      const account = await loadOwnedAccount(ctx.em, String(args.accountId), { ownerId: ctx.viewer.id, isAdmin: isAdmin(ctx) });
+      const clauses = ['account_id = ?', args.filter?.inTrash ? 'deleted_at IS NOT NULL' : 'deleted_at IS NULL'];
+      const params: unknown[] = [account.id];
+      if (args.filter?.encrypted != null) {
+        clauses.push('encrypted = ?');
+        params.push(args.filter.encrypted);
+      }
+      if (args.after) {
+        const cursor = decodeCursor(args.after);
+        clauses.push('(created_at, id) < (?::timestamptz, ?::uuid)');
+        params.push(cursor.createdAt, cursor.id);
+      }
+      const rows: ArchiveRow[] = await ctx.em
+        .getConnection()
+        .execute(
+          `SELECT *, created_at::text AS cursor_ts FROM archive WHERE ${clauses.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`,
+          [...params, size + 1],
+          'all',
+        );
+      return toPage(rows, size, rowToArchive);
+    },
+  }),
+  archive: t.field({
+    type: ArchiveRef,
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => loadVisibleArchive(ctx, String(id)),
+  }),
+}));
+
+/** Sets or clears `deleted_at` of an archive the caller may see; NOT_FOUND otherwise. */
+async function setTrashed(ctx: GraphQLContext, id: string, trashed: boolean): Promise<Archive> {
+  const archive = await loadVisibleArchive(ctx, id);
+  if (!archive) throw graphqlError('NOT_FOUND', `archive ${id} not found`);
+  // Trashing twice keeps the first instant: the purge clock does not restart.
+  const rows: Record<string, unknown>[] = await ctx.em
+    .getConnection()
+    .execute(
+      `UPDATE archive SET deleted_at = ${trashed ? 'COALESCE(deleted_at, now())' : 'NULL'} WHERE id = ? RETURNING *`,
+      [archive.id],
+      'all',
+    );
+  if (!rows[0]) throw graphqlError('NOT_FOUND', `archive ${id} not found`);
+  return rowToArchive(rows[0]);
+}
+
+builder.mutationFields((t) => ({
+  trashArchive: t.field({
+    type: ArchiveRef,
+    description: 'Moves an archive to the trash; `purgeArchiveTrash` deletes it for good once the retention has passed.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => setTrashed(ctx, String(id), true),
+  }),
+  restoreArchive: t.field({
+    type: ArchiveRef,
+    description: 'Takes an archive out of the trash.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => setTrashed(ctx, String(id), false),
+  }),
+}));

@@ -1,0 +1,94 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { z } from 'zod';
+import { Rule } from '../db/entities/rule.entity.js';
+import { applyMessageAction } from '../mail/message-actions.js';
+import { compileRule, type CompiledRule } from '../mail/rules/compile-rule.js';
+import { InvalidRuleError } from '../mail/rules/invalid-rule-error.js';
+import { messageActionOf, parseRuleActions, type RuleAction } from '../mail/rules/rule-actions.js';
+import type { RuleConditions } from '../mail/rules/rule-conditions.js';
+import { countRuleCandidates, scanRuleMatches } from '../mail/rules/scan-rule.js';
+import { defineJob } from './define-job.js';
+import { NotFoundError, PermanentJobError } from './errors.js';
+import { RUN_RULE_TYPE } from './rule-schedules.js';
+
+/**
+ * The rule, if the caller may use it. Someone else's rule looks exactly like a missing one, so
+ * ids cannot be probed.
+ */
+export async function loadOwnedRule(em: EntityManager, ruleId: string, caller: { ownerId: string; isAdmin: boolean }): Promise<Rule> {
+  const rule = z.uuid().safeParse(ruleId).success ? await em.findOne(Rule, { id: ruleId }) : null;
+  if (!rule || (!caller.isAdmin && rule.ownerId !== caller.ownerId)) throw new NotFoundError('rule', ruleId);
+  return rule;
+}
+
+/** A saved rule's conditions and actions, checked again: the row may hold a shape an older version wrote. */
+export function compileSavedRule(rule: Pick<Rule, 'conditions' | 'actions'>): { matcher: CompiledRule; actions: RuleAction[] } {
+  return { matcher: compileRule(rule.conditions as unknown as RuleConditions), actions: parseRuleActions(rule.actions) };
+}
+
+const runRuleInputSchema = z.object({ ruleId: z.uuid().describe('The saved rule to run.') }).meta({ id: 'RunRuleInput' });
+
+export const runRuleJob = defineJob({
+  name: RUN_RULE_TYPE,
+  description:
+    "Evaluates a saved rule over its account's messages (not those in the trash), in batches, and applies the rule's actions to each match. A rule with a cron schedule also runs by itself, with trigger RULE.",
+  graphql: { mutation: 'runRule', typeName: 'RunRuleJob' },
+  unit: 'messages',
+  args: z.object({ ruleId: z.uuid().describe('The saved rule to run; a disabled rule runs too when asked for by hand.') }),
+  input: runRuleInputSchema,
+  output: z
+    .object({
+      ruleId: z.uuid(),
+      scanned: z.number().int().describe('Messages evaluated.'),
+      matched: z.number().int().describe('Messages the conditions matched; previewRule counts the same.'),
+      affected: z.number().int().describe('Matched messages at least one action changed (already-matching ones are not counted).'),
+    })
+    .meta({ id: 'RunRuleOutput' }),
+  async prepare({ ruleId }, ctx) {
+    const rule = await loadOwnedRule(ctx.em, ruleId, ctx);
+    return { input: { ruleId: rule.id }, accountId: rule.accountId };
+  },
+  async handler(input, ctx) {
+    const summary = { ruleId: input.ruleId, scanned: 0, matched: 0, affected: 0 };
+    const rule = await ctx.em.findOne(Rule, { id: input.ruleId });
+    if (!rule) throw new PermanentJobError(`rule ${input.ruleId} no longer exists`);
+    // A tick queued just before the rule was disabled does nothing; a run asked for by hand still runs.
+    if (ctx.trigger === 'RULE' && !rule.enabled) {
+      ctx.progress({ processed: 0, total: 0, message: 'the rule is disabled; nothing done' });
+      return summary;
+    }
+    let compiled: ReturnType<typeof compileSavedRule>;
+    try {
+      compiled = compileSavedRule(rule);
+    } catch (error) {
+      if (error instanceof InvalidRuleError) throw new PermanentJobError(`rule ${rule.id} is invalid: ${error.message}`);
+      throw error;
+    }
+    const connection = ctx.em.getConnection();
+    const accounts: unknown[] = await connection.execute('SELECT id FROM account WHERE id = ?', [rule.accountId], 'all');
+    if (accounts.length === 0) throw new PermanentJobError(`account ${rule.accountId} of rule ${rule.id} no longer exists`);
+
+    const total = await countRuleCandidates(ctx.em, rule.accountId);
+    ctx.progress({ processed: 0, total, message: `running rule "${rule.name}"` });
+    // One instant for the whole run, so AGE_DAYS means the same in the first and the last batch.
+    const now = new Date();
+    const steps = compiled.actions.map(messageActionOf);
+
+    ctx.checkpoint();
+    for await (const batch of scanRuleMatches(ctx.em, rule.accountId, compiled.matcher, now)) {
+      summary.scanned += batch.scanned;
+      summary.matched += batch.matchedIds.length;
+      const changed = new Set<string>();
+      for (const step of steps) {
+        for (const id of await applyMessageAction(ctx.em, ctx.storage, rule.accountId, batch.matchedIds, step.action, step.label)) changed.add(id);
+      }
+      summary.affected += changed.size;
+      // Messages stored during the run may be walked too, so the total only grows.
+      ctx.progress({ processed: summary.scanned, total: Math.max(total, summary.scanned), message: `running rule "${rule.name}"` });
+      ctx.checkpoint();
+    }
+    await connection.execute('UPDATE rule SET last_run_at = now() WHERE id = ?', [rule.id], 'run');
+    ctx.progress({ processed: summary.scanned, total: summary.scanned, message: `${summary.matched} matched, ${summary.affected} changed` });
+    return summary;
+  },
+});

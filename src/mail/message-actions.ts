@@ -1,0 +1,88 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { pgArray } from '../db/sql.js';
+import type { BlobStorage } from '../storage/blob-storage.js';
+import { rawMessageKey } from './message-store.js';
+
+/** Everything bulk operations, rules and retention policies can do to messages. */
+export const MESSAGE_ACTIONS = [
+  'TRASH',
+  'RESTORE',
+  'DELETE',
+  'ARCHIVE',
+  'MARK_READ',
+  'MARK_UNREAD',
+  'STAR',
+  'UNSTAR',
+  'ADD_LABEL',
+  'REMOVE_LABEL',
+] as const;
+
+export type MessageAction = (typeof MESSAGE_ACTIONS)[number];
+type UpdateAction = Exclude<MessageAction, 'DELETE'>;
+
+/**
+ * The UPDATE each non-destructive action makes, and the condition of rows it would leave as they
+ * are (skipped, so `affected` counts real changes only). Every `?` is the label.
+ */
+const UPDATES: Record<UpdateAction, { set: string; unchanged: string }> = {
+  TRASH: { set: 'deleted_at = COALESCE(deleted_at, now())', unchanged: 'deleted_at IS NOT NULL' },
+  RESTORE: { set: 'deleted_at = NULL', unchanged: 'deleted_at IS NULL' },
+  // Only the mark: copying the message into archive storage is the `archive_mails` job's work.
+  ARCHIVE: { set: 'archived_at = COALESCE(archived_at, now())', unchanged: 'archived_at IS NOT NULL' },
+  MARK_READ: { set: 'is_read = true', unchanged: 'is_read' },
+  MARK_UNREAD: { set: 'is_read = false', unchanged: 'NOT is_read' },
+  STAR: { set: 'is_starred = true', unchanged: 'is_starred' },
+  UNSTAR: { set: 'is_starred = false', unchanged: 'NOT is_starred' },
+  ADD_LABEL: { set: 'labels = CASE WHEN ? = ANY(labels) THEN labels ELSE array_append(labels, ?) END', unchanged: '? = ANY(labels)' },
+  REMOVE_LABEL: { set: 'labels = array_remove(labels, ?)', unchanged: 'NOT (? = ANY(labels))' },
+};
+
+/** Whether the action needs a label. */
+export function actionTakesLabel(action: MessageAction): boolean {
+  return action === 'ADD_LABEL' || action === 'REMOVE_LABEL';
+}
+
+const placeholders = (sql: string): number => sql.split('?').length - 1;
+
+/**
+ * Applies one action to the listed messages of one account and returns the ids it changed;
+ * ids of other accounts are ignored. DELETE removes the rows, their attachment rows, then their
+ * blobs (rows first: a crash leaves unreferenced blobs, never rows pointing at missing ones).
+ */
+export async function applyMessageAction(
+  em: EntityManager,
+  storage: BlobStorage,
+  accountId: string,
+  ids: readonly string[],
+  action: MessageAction,
+  label?: string | null,
+): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const connection = em.getConnection();
+  if (action === 'DELETE') {
+    const deleted: { id: string; content_hash: string }[] = await connection.execute(
+      'DELETE FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) RETURNING id, content_hash',
+      [accountId, pgArray(ids)],
+      'all',
+    );
+    if (deleted.length === 0) return [];
+    const attachments: { blob_key: string }[] = await connection.execute(
+      'DELETE FROM message_attachment WHERE message_id = ANY(?::uuid[]) RETURNING blob_key',
+      [pgArray(deleted.map((row) => row.id))],
+      'all',
+    );
+    await Promise.all([
+      ...deleted.map((row) => storage.delete(rawMessageKey(accountId, row.content_hash))),
+      ...attachments.map((row) => storage.delete(row.blob_key)),
+    ]);
+    return deleted.map((row) => row.id);
+  }
+  if (actionTakesLabel(action) && !label) throw new Error(`${action} needs a label`);
+  const { set, unchanged } = UPDATES[action];
+  const changed: { id: string }[] = await connection.execute(
+    `UPDATE message SET ${set} WHERE account_id = ? AND id = ANY(?::uuid[]) AND NOT (${unchanged}) RETURNING id`,
+    [...Array(placeholders(set)).fill(label), accountId, pgArray(ids), ...Array(placeholders(unchanged)).fill(label)],
+    'all',
+  );
+  return changed.map((row) => row.id);
+}

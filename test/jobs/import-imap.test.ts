@@ -1,0 +1,309 @@
+// Runs against a real Dovecot on loopback (started by `.ci/run`, or by hand with `bash .ci/imap-server.sh`).
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendMessages, createImapMailbox, deleteImapMailbox, type ImapSettings } from '../../src/mail/imap-source.js';
+import { gql, gqlOk, subscribe } from '../helpers/graphql-client.js';
+import { JOB_FIELDS, JOB_PROGRESS } from '../helpers/fragments.js';
+import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
+import { buildMessage } from '../helpers/mbox-fixture.js';
+import { freePort } from '../helpers/processes.js';
+import { createTestEnv, waitFor, type TestEnv } from '../helpers/test-env.js';
+
+const imapHost = process.env.IMAP_TEST_HOST ?? '127.0.0.1';
+const imapPort = Number(process.env.IMAP_TEST_PORT ?? 10143);
+const runId = randomBytes(4).toString('hex');
+
+const CREATE_IMAP_ACCOUNT = `mutation($name: String!, $imap: ImapSettingsInput) {
+  createAccount(input: { name: $name, imap: $imap }) { id }
+}`;
+
+const ACCOUNT = `query($id: ID!) { account(id: $id) { id name imap { host port secure user hasPassword } } }`;
+
+const UPDATE_ACCOUNT_IMAP = `mutation($id: ID!, $imap: ImapSettingsInput) {
+  updateAccountImap(id: $id, imap: $imap) { id imap { host port secure user hasPassword } }
+}`;
+
+const IMPORT_IMAP = `mutation($accountId: ID!, $mailbox: String, $options: EnqueueOptions) {
+  importImap(accountId: $accountId, mailbox: $mailbox, options: $options) {
+    ${JOB_FIELDS}
+    input { accountId mailbox }
+  }
+}`;
+
+const IMAP_JOB = `query($id: ID!) { job(id: $id) { ${JOB_FIELDS} payload
+  ... on ImportImapJob {
+    input { accountId mailbox }
+    output { mailbox fetched imported duplicates malformed reset errors { uid error } }
+  }
+} }`;
+
+let env: TestEnv;
+let system: InProcessSystem;
+let token: string;
+/** Mailboxes made by this file, removed afterwards (INBOX cannot be). */
+const cleanup: Array<{ settings: ImapSettings; mailbox: string }> = [];
+
+/** Any "test-*" user exists on the test server with password "pw" and an empty mail tree of its own. */
+function imapUser(label: string): ImapSettings {
+  return { host: imapHost, port: imapPort, secure: false, user: `test-import-imap-${runId}-${label}`, password: 'pw' };
+}
+
+function mailboxName(settings: ImapSettings, label: string): string {
+  const mailbox = `imp-${label}-${randomBytes(3).toString('hex')}`;
+  cleanup.push({ settings, mailbox });
+  return mailbox;
+}
+
+function message(label: string, n: number): Buffer {
+  return Buffer.from(
+    buildMessage({
+      subject: `${label} message ${n}`,
+      messageId: `${label}-${n}.${runId}@jobwire.test`,
+      date: new Date(Date.UTC(2025, 0, 1, 12, 0, n % 60)),
+      text: `Body of ${label} message ${n}.\n`,
+    }),
+  );
+}
+
+function messages(label: string, from: number, to: number): Buffer[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => message(label, from + i));
+}
+
+function subjects(label: string, from: number, to: number): string[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => `${label} message ${from + i}`);
+}
+
+async function imapGreets(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: imapHost, port: imapPort });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(3_000, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('data', (chunk) => done(chunk.toString('latin1').startsWith('* OK')));
+  });
+}
+
+async function createImapAccount(name: string, imap: ImapSettings | null, as = token): Promise<string> {
+  const data = await gqlOk<{ createAccount: { id: string } }>(system.url, as, CREATE_IMAP_ACCOUNT, { name, imap });
+  return data.createAccount.id;
+}
+
+async function importImap(accountId: string, mailbox?: string, options?: Record<string, unknown>): Promise<any> {
+  return (await gqlOk<{ importImap: any }>(system.url, token, IMPORT_IMAP, { accountId, mailbox, options })).importImap;
+}
+
+async function finished(jobId: string, timeoutMs = 30_000): Promise<any> {
+  return waitFor(
+    `job ${jobId} to finish`,
+    async () => {
+      const job = (await gqlOk<{ job: any }>(system.url, token, IMAP_JOB, { id: jobId })).job;
+      return ['COMPLETED', 'FAILED', 'CANCELLED'].includes(job.status) ? job : null;
+    },
+    timeoutMs,
+  );
+}
+
+async function storedSubjects(accountId: string): Promise<string[]> {
+  const rows = await env.sql<{ subject: string }>('SELECT subject FROM message WHERE account_id = $1 ORDER BY subject', [accountId]);
+  return rows.map((row) => row.subject);
+}
+
+async function syncState(accountId: string): Promise<Array<{ mailbox: string; uid_validity: string | null; last_uid: number }>> {
+  return env.sql('SELECT mailbox, uid_validity, last_uid FROM imap_sync_state WHERE account_id = $1 ORDER BY mailbox', [accountId]);
+}
+
+beforeAll(async () => {
+  if (!(await imapGreets())) {
+    throw new Error(
+      `No IMAP server answers on ${imapHost}:${imapPort}: these tests need the Dovecot test server. ` +
+        'Start it with `bash .ci/imap-server.sh` (as root; `.ci/run` does it), or point IMAP_TEST_HOST / IMAP_TEST_PORT at one.',
+    );
+  }
+  env = await createTestEnv();
+  system = await startInProcess(env);
+  token = await env.token('alice');
+});
+
+afterAll(async () => {
+  await system?.stop();
+  await env?.cleanup();
+  for (const { settings, mailbox } of cleanup) await deleteImapMailbox(settings, mailbox).catch(() => undefined);
+});
+
+describe('import_imap', () => {
+  it('imports INBOX with progress up to COMPLETED, then only the new messages on each re-run', async () => {
+    const settings = imapUser('incremental');
+    // More than one batch (100), so the sync state is written more than once.
+    await appendMessages(settings, 'INBOX', messages('inc', 1, 130));
+    const accountId = await createImapAccount('imap-inbox', settings);
+
+    const job = await importImap(accountId);
+    expect(job).toMatchObject({ type: 'import_imap', status: 'PENDING', trigger: 'API', maxAttempts: 5, input: { accountId, mailbox: 'INBOX' } });
+    const sub = subscribe<{ jobProgress: any }>('sse', system.url, token, JOB_PROGRESS, { jobId: job.id });
+    await sub.done;
+    const events = sub.results.map((r) => r.data!.jobProgress);
+    expect(events.at(-1)).toMatchObject({ status: 'COMPLETED', error: null, progress: 100, processed: 130, total: 130 });
+    for (let i = 1; i < events.length; i++) expect(events[i].progress).toBeGreaterThanOrEqual(events[i - 1].progress);
+
+    const first = await finished(job.id);
+    expect(first.attempts).toBe(1);
+    expect(first.output).toEqual({ mailbox: 'INBOX', fetched: 130, imported: 130, duplicates: 0, malformed: 0, reset: true, errors: [] });
+    expect(await storedSubjects(accountId)).toEqual(subjects('inc', 1, 130).sort());
+    const [state] = await syncState(accountId);
+    expect(state).toMatchObject({ mailbox: 'INBOX', last_uid: 130 });
+    expect(state!.uid_validity).toMatch(/^[1-9]\d*$/);
+
+    // New mail: three new messages, a copy of one already imported, and bytes that are no message.
+    await appendMessages(settings, 'INBOX', [...messages('inc', 131, 133), message('inc', 7), Buffer.from('no headers at all\r\n')]);
+    const second = await finished((await importImap(accountId, 'INBOX')).id);
+    expect(second).toMatchObject({ status: 'COMPLETED', processed: 5, total: 5 });
+    expect(second.output).toEqual({
+      mailbox: 'INBOX',
+      fetched: 5,
+      imported: 3,
+      duplicates: 1,
+      malformed: 1,
+      reset: false,
+      errors: [{ uid: 135, error: expect.stringMatching(/header/i) }],
+    });
+    expect(await storedSubjects(accountId)).toEqual(subjects('inc', 1, 133).sort());
+    expect(await syncState(accountId)).toEqual([{ mailbox: 'INBOX', uid_validity: state!.uid_validity, last_uid: 135 }]);
+
+    // Nothing new: nothing fetched.
+    const third = await finished((await importImap(accountId)).id);
+    expect(third).toMatchObject({ status: 'COMPLETED', processed: 0, total: 0, progress: 100 });
+    expect(third.output).toMatchObject({ fetched: 0, imported: 0, duplicates: 0, malformed: 0, reset: false });
+    expect(await storedSubjects(accountId)).toHaveLength(133);
+  });
+
+  it('fetches the whole mailbox again after a UIDVALIDITY change, and stores nothing twice', async () => {
+    const settings = imapUser('reset');
+    const mailbox = mailboxName(settings, 'reset');
+    await appendMessages(settings, mailbox, messages('reset', 1, 5));
+    const accountId = await createImapAccount('imap-reset', settings);
+
+    const first = await finished((await importImap(accountId, mailbox)).id);
+    expect(first.output).toMatchObject({ mailbox, fetched: 5, imported: 5, duplicates: 0, reset: true });
+    const [before] = await syncState(accountId);
+
+    // Deleting and recreating the mailbox restarts its UIDs under a new UIDVALIDITY.
+    await deleteImapMailbox(settings, mailbox);
+    await createImapMailbox(settings, mailbox);
+    await appendMessages(settings, mailbox, [...messages('reset', 1, 5), ...messages('reset', 6, 7)]);
+
+    const second = await finished((await importImap(accountId, mailbox)).id);
+    expect(second).toMatchObject({ status: 'COMPLETED', processed: 7, total: 7 });
+    expect(second.output).toMatchObject({ mailbox, fetched: 7, imported: 2, duplicates: 5, malformed: 0, reset: true });
+    expect(await storedSubjects(accountId)).toEqual(subjects('reset', 1, 7).sort());
+    const [after] = await syncState(accountId);
+    expect(after).toMatchObject({ mailbox, last_uid: 7 });
+    expect(after!.uid_validity).not.toBe(before!.uid_validity);
+  });
+
+  it('fails a wrong password at once, with a clear error that never contains the password', async () => {
+    const settings = imapUser('auth');
+    const mailbox = mailboxName(settings, 'auth');
+    await appendMessages(settings, mailbox, messages('auth', 1, 2));
+    const password = `Wr0ng-${randomBytes(6).toString('hex')}-pässwörd`;
+    const accountId = await createImapAccount('imap-auth', { ...settings, password });
+
+    const job = await importImap(accountId, mailbox);
+    const sub = subscribe<{ jobProgress: any }>('ws', system.url, token, JOB_PROGRESS, { jobId: job.id });
+    const failed = await finished(job.id);
+    await sub.done;
+    expect(failed).toMatchObject({ status: 'FAILED', attempts: 1, maxAttempts: 5, output: null });
+    expect(failed.error).toContain(`IMAP login as "${settings.user}" on ${imapHost}:${imapPort} was refused`);
+    expect(failed.error).toContain('updateAccountImap');
+    expect(sub.results.at(-1)!.data!.jobProgress).toMatchObject({ status: 'FAILED', error: failed.error });
+
+    // Neither the API, the job row, the events nor the account's stored settings hold it in clear.
+    const account = await gqlOk<{ account: any }>(system.url, token, ACCOUNT, { id: accountId });
+    expect(account.account.imap).toEqual({ host: imapHost, port: imapPort, secure: false, user: settings.user, hasPassword: true });
+    for (const text of [JSON.stringify(failed), JSON.stringify(account), JSON.stringify(sub.results)]) expect(text).not.toContain(password);
+    const rows = await env.sql<{ row: string }>('SELECT row_to_json(job)::text AS row FROM job WHERE id = $1', [job.id]);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.row).not.toContain(password);
+    const stored = await env.one<{ row: string }>('SELECT row_to_json(account)::text AS row FROM account WHERE id = $1', [accountId]);
+    expect(stored.row).not.toContain(password);
+    expect(await storedSubjects(accountId)).toEqual([]);
+
+    // The right password, set without recreating the account, makes the next import work.
+    const updated = await gqlOk<{ updateAccountImap: any }>(system.url, token, UPDATE_ACCOUNT_IMAP, { id: accountId, imap: settings });
+    expect(updated.updateAccountImap.imap).toMatchObject({ user: settings.user, hasPassword: true });
+    expect(JSON.stringify(updated)).not.toContain('"pw"');
+    const retried = await finished((await importImap(accountId, mailbox)).id);
+    expect(retried.output).toMatchObject({ fetched: 2, imported: 2 });
+  });
+
+  it('updateAccountImap keeps the sync state for a new password, forgets it for another user, and removes settings', async () => {
+    const settings = imapUser('update');
+    const mailbox = mailboxName(settings, 'update');
+    await appendMessages(settings, mailbox, messages('update', 1, 3));
+    const accountId = await createImapAccount('imap-update', settings);
+    await finished((await importImap(accountId, mailbox)).id);
+    expect(await syncState(accountId)).toHaveLength(1);
+
+    await gqlOk(system.url, token, UPDATE_ACCOUNT_IMAP, { id: accountId, imap: { ...settings, password: 'pw' } });
+    expect(await syncState(accountId)).toHaveLength(1);
+
+    const other = imapUser('update-other');
+    await gqlOk(system.url, token, UPDATE_ACCOUNT_IMAP, { id: accountId, imap: other });
+    expect(await syncState(accountId)).toHaveLength(0);
+
+    const removed = await gqlOk<{ updateAccountImap: any }>(system.url, token, UPDATE_ACCOUNT_IMAP, { id: accountId, imap: null });
+    expect(removed.updateAccountImap.imap).toBeNull();
+    const response = await gql(system.url, token, IMPORT_IMAP, { accountId, mailbox });
+    expect(response.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+
+    const bob = await env.token('bob');
+    const foreign = await gql(system.url, bob, UPDATE_ACCOUNT_IMAP, { id: accountId, imap: settings });
+    expect(foreign.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+  });
+
+  it('fails a missing mailbox at once', async () => {
+    const settings = imapUser('missing');
+    const accountId = await createImapAccount('imap-missing', settings);
+    const failed = await finished((await importImap(accountId, 'no-such-mailbox')).id);
+    expect(failed).toMatchObject({ status: 'FAILED', attempts: 1 });
+    expect(failed.error).toBe(`mailbox "no-such-mailbox" does not exist on ${imapHost}:${imapPort}`);
+  });
+
+  it('retries an unreachable server with backoff (DELAYED between attempts), then FAILED', async () => {
+    const port = await freePort();
+    const accountId = await createImapAccount('imap-down', { host: '127.0.0.1', port, secure: false, user: 'nobody', password: 'pw' });
+    // Delayed a little so the subscription is live before the first attempt runs.
+    const job = await importImap(accountId, undefined, { delayMs: 1_000 });
+    const sub = subscribe<{ jobProgress: any }>('sse', system.url, token, JOB_PROGRESS, { jobId: job.id });
+    const failed = await finished(job.id);
+    await sub.done;
+
+    expect(failed).toMatchObject({ status: 'FAILED', attempts: 5, maxAttempts: 5 });
+    expect(failed.error).toContain(`IMAP server 127.0.0.1:${port} failed`);
+    expect(failed.error).toContain('ECONNREFUSED');
+    const statuses = sub.results.map((r) => r.data!.jobProgress);
+    // Each failed attempt but the last sends the job back to DELAYED with the error, then ACTIVE again.
+    const retries = statuses.filter((e, i) => e.status === 'DELAYED' && e.error && statuses[i - 1]?.status === 'ACTIVE');
+    expect(retries.length).toBeGreaterThanOrEqual(1);
+    expect(retries[0].error).toContain('ECONNREFUSED');
+    expect(statuses.at(-1)).toMatchObject({ status: 'FAILED' });
+  });
+
+  it('refuses an account without IMAP settings with BAD_USER_INPUT and creates no job', async () => {
+    const accountId = await createImapAccount('no-imap', null);
+    const response = await gql(system.url, token, IMPORT_IMAP, { accountId });
+    expect(response.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    expect(response.errors?.[0]?.message).toContain('has no IMAP settings');
+    expect(await env.sql("SELECT id FROM job WHERE payload->>'accountId' = $1", [accountId])).toHaveLength(0);
+  });
+
+  it("refuses another owner's account with NOT_FOUND and creates no job", async () => {
+    const bobAccount = await createImapAccount('bob-imap', imapUser('bob'), await env.token('bob'));
+    const response = await gql(system.url, token, IMPORT_IMAP, { accountId: bobAccount });
+    expect(response.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    expect(await env.sql("SELECT id FROM job WHERE payload->>'accountId' = $1", [bobAccount])).toHaveLength(0);
+  });
+});
