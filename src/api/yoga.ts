@@ -1,6 +1,7 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { createFetch } from '@whatwg-node/fetch';
+import { GraphQLError } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { bearerToken, InvalidTokenError, verifyToken, type Viewer } from '../auth/tokens.js';
 import type { GraphQLContext } from '../graphql/context.js';
@@ -46,6 +47,8 @@ export function createJobwireYoga(services: Services): JobwireYoga {
     },
     maskedErrors: {
       maskError: (error, message) => {
+        // Errors GraphQL itself raised (syntax, validation, limits, CSRF) are already meant for the client.
+        if (error instanceof GraphQLError && !error.originalError) return error;
         const original = (error as { originalError?: unknown }).originalError ?? error;
         const mapped = toGraphQLError(original);
         if (mapped) return mapped;

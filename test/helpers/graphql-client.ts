@@ -79,6 +79,7 @@ export function subscribe<T = Record<string, any>>(
       { query, variables },
       {
         next: (value) => void results.push(value as GraphQLResponse<T>),
+        // graphql-ws reports refused operations as an array of GraphQL errors; keep their codes readable.
         error: (error) => reject(error instanceof Error ? error : new Error(JSON.stringify(error))),
         complete: () => resolve(),
       },

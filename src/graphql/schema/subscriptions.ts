@@ -1,5 +1,6 @@
 import { toEventMessage, isTerminal } from '../../jobs/job-store.js';
 import { findJobType } from '../../jobs/registry.js';
+import type { TopicStream } from '../../pubsub/pubsub.js';
 import { topics, type JobEventMessage } from '../../pubsub/topics.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
@@ -23,39 +24,75 @@ export const JobProgressEventRef = builder.objectRef<JobEventMessage>('JobProgre
   }),
 });
 
+/** Yielded in place of an event when the caller's token has expired; `resolve` turns it into the error. */
+const TOKEN_EXPIRED = Symbol('token expired');
+type Expirable<T> = T | typeof TOKEN_EXPIRED;
+
 /**
- * Ends a subscription with UNAUTHENTICATED when the caller's token expires, however long it has
- * been open, and always releases the underlying stream.
+ * Wraps a subscription's event source so that (1) it delivers one UNAUTHENTICATED error and ends
+ * when the caller's token expires, and (2) a client that goes away releases the Redis subscription
+ * at once. A plain async generator cannot do (2): its `return()` waits for the pending `next()`,
+ * which may never come for a quiet job, so the stream is closed directly here.
  */
-async function* untilTokenExpiry<T>(ctx: GraphQLContext, source: AsyncIterator<T>, kind: string): AsyncGenerator<T> {
+function guardSubscription<T>(
+  ctx: GraphQLContext,
+  kind: string,
+  source: AsyncGenerator<T>,
+  stream: TopicStream<unknown>,
+): AsyncIterableIterator<Expirable<T>> {
   const gauge = subscriptionGauge.labels(kind);
   gauge.inc();
+  let finished = false;
+  let expiryDelivered = false;
   let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(graphqlError('UNAUTHENTICATED', 'token expired; subscribe again with a fresh token')),
-      Math.max(0, ctx.viewer.exp * 1000 - Date.now()),
-    );
+  const expired = new Promise<typeof TOKEN_EXPIRED>((resolve) => {
+    timer = setTimeout(() => resolve(TOKEN_EXPIRED), Math.max(0, ctx.viewer.exp * 1000 - Date.now()));
   });
-  expired.catch(() => {});
-  try {
-    for (;;) {
-      const next = await Promise.race([source.next(), expired]);
-      if (next.done) return;
-      yield next.value;
-    }
-  } finally {
+  const done = { value: undefined, done: true } as const;
+  const finish = async () => {
+    if (finished) return;
+    finished = true;
     clearTimeout(timer);
     gauge.dec();
-    await source.return?.();
-  }
+    await stream.return();
+    await source.return(undefined);
+  };
+  const iterator: AsyncIterableIterator<Expirable<T>> = {
+    async next() {
+      if (finished || expiryDelivered) {
+        await finish();
+        return done;
+      }
+      const next = await Promise.race([source.next(), expired]);
+      if (next === TOKEN_EXPIRED) {
+        expiryDelivered = true;
+        return { value: TOKEN_EXPIRED, done: false };
+      }
+      if (next.done) await finish();
+      return next;
+    },
+    async return() {
+      await finish();
+      return done;
+    },
+    async throw(error: unknown) {
+      await finish();
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return iterator;
+    },
+  };
+  return iterator;
+}
+
+function eventOrExpiry(event: Expirable<JobEventMessage>): JobEventMessage {
+  if (event === TOKEN_EXPIRED) throw graphqlError('UNAUTHENTICATED', 'token expired; subscribe again with a fresh token');
+  return event;
 }
 
 /** Current state from the database first, then live events, ending after a terminal status. */
-async function* jobProgress(ctx: GraphQLContext, jobId: string): AsyncGenerator<JobEventMessage> {
-  await loadVisibleJob(ctx, jobId);
-  // Subscribe before reading the row, so no event falls between the read and the subscription.
-  const stream = ctx.services.pubsub.stream(topics.job(jobId));
+async function* jobProgress(ctx: GraphQLContext, jobId: string, stream: TopicStream<JobEventMessage>): AsyncGenerator<JobEventMessage> {
   try {
     await stream.ready;
     const job = await loadVisibleJob(ctx, jobId);
@@ -82,11 +119,11 @@ function matches(ctx: GraphQLContext, filter: JobFilterInput | null | undefined,
   return true;
 }
 
-async function* jobEvents(ctx: GraphQLContext, filter: JobFilterInput | null | undefined): AsyncGenerator<JobEventMessage> {
-  for (const type of filter?.types ?? []) {
-    if (!findJobType(type)) throw graphqlError('BAD_USER_INPUT', `unknown job type: ${type}`);
-  }
-  const stream = ctx.services.pubsub.stream(topics.allJobs());
+async function* jobEvents(
+  ctx: GraphQLContext,
+  filter: JobFilterInput | null | undefined,
+  stream: TopicStream<JobEventMessage>,
+): AsyncGenerator<JobEventMessage> {
   try {
     for await (const event of stream) if (matches(ctx, filter, event)) yield event;
   } finally {
@@ -99,14 +136,26 @@ builder.subscriptionFields((t) => ({
     type: JobProgressEventRef,
     description: "One job's progress: its current state first, then live; completes after a terminal status.",
     args: { jobId: t.arg.id({ required: true }) },
-    subscribe: (_root, { jobId }, ctx) => untilTokenExpiry(ctx, jobProgress(ctx, String(jobId)), 'jobProgress'),
-    resolve: (event) => event,
+    // Checked before the stream is returned, so a refusal is a plain GraphQL error on every transport.
+    subscribe: async (_root, { jobId }, ctx) => {
+      await loadVisibleJob(ctx, String(jobId));
+      // Subscribed before the row is read, so no event falls between the read and the subscription.
+      const stream = ctx.services.pubsub.stream(topics.job(String(jobId)));
+      return guardSubscription(ctx, 'jobProgress', jobProgress(ctx, String(jobId), stream), stream);
+    },
+    resolve: eventOrExpiry,
   }),
   jobEvents: t.field({
     type: JobProgressEventRef,
     description: 'Every change of every job the caller may see, for dashboards.',
     args: { filter: t.arg({ type: JobFilterRef, required: false }) },
-    subscribe: (_root, { filter }, ctx) => untilTokenExpiry(ctx, jobEvents(ctx, filter as JobFilterInput | null), 'jobEvents'),
-    resolve: (event) => event,
+    subscribe: async (_root, { filter }, ctx) => {
+      for (const type of (filter as JobFilterInput | null)?.types ?? []) {
+        if (!findJobType(type)) throw graphqlError('BAD_USER_INPUT', `unknown job type: ${type}`);
+      }
+      const stream = ctx.services.pubsub.stream(topics.allJobs());
+      return guardSubscription(ctx, 'jobEvents', jobEvents(ctx, filter as JobFilterInput | null, stream), stream);
+    },
+    resolve: eventOrExpiry,
   }),
 }));
