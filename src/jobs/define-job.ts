@@ -41,7 +41,7 @@ export const DEFAULT_JOB_OPTIONS: JobTypeOptions = {
 
 /** Maintenance types run at the lowest priority and one at a time across the whole deployment. */
 export const MAINTENANCE_OPTIONS: Partial<JobTypeOptions> = {
-  priority: 2_097_152,
+  priority: 2_097_151,
   concurrency: 1,
   globalConcurrency: 1,
 };

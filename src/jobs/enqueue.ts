@@ -11,7 +11,7 @@ import { findJob, insertJob, isTerminal, updateJob } from './job-store.js';
 
 /** Per-call options of every enqueue mutation. */
 export interface EnqueueOptions {
-  /** BullMQ priority, 1 = highest, up to 2,097,152. (Default: the type's priority) */
+  /** BullMQ priority, 1 = highest, up to 2,097,151. (Default: the type's priority) */
   priority?: number | null;
   /** Run no earlier than this many milliseconds from now; the job is DELAYED until then. (Default: 0) */
   delayMs?: number | null;
@@ -37,7 +37,7 @@ export interface EnqueueRequest {
   options?: EnqueueOptions;
 }
 
-const MAX_PRIORITY = 2_097_152;
+const MAX_PRIORITY = 2_097_151;
 const MAX_DELAY_MS = 365 * 24 * 3600 * 1000;
 
 function checkOptions(options: EnqueueOptions): void {
