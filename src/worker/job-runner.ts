@@ -5,6 +5,7 @@ import type { JobRecord } from '../db/entities/job.entity.js';
 import type { AnyJobDeclaration, JobContext } from '../jobs/define-job.js';
 import { JobCancelledError, PermanentJobError, toError } from '../jobs/errors.js';
 import { findJob, toEventMessage, updateJob } from '../jobs/job-store.js';
+import { jobDuration, jobTransitions } from '../observability/metrics.js';
 import { createRedis } from '../queue/redis.js';
 import type { Services } from '../services.js';
 import { ProgressReporter } from './progress-reporter.js';
@@ -86,6 +87,10 @@ export class JobRunner {
   }
 
   private async publish(job: JobRecord): Promise<void> {
+    jobTransitions.labels(job.type, job.status).inc();
+    if (job.startedAt && (job.status === 'COMPLETED' || job.status === 'FAILED' || job.status === 'CANCELLED' || job.status === 'DELAYED')) {
+      jobDuration.labels(job.type, job.status).observe((Date.now() - job.startedAt.getTime()) / 1000);
+    }
     try {
       await this.services.pubsub.publishJobEvent(toEventMessage(job));
     } catch (error) {
