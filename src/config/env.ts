@@ -19,6 +19,8 @@ const configSchema = z.object({
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _.:- only').default('jobwire'),
   /** HTTP port of the API. (Default: 4000) */
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
+  /** Port where a worker sidecar serves GET /metrics and /health; 0 disables it. (Default: 9464) */
+  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   /** HS256 secret for bearer tokens; at least 32 characters. (Default: a development secret, refused in production) */
   JWT_SECRET: z.string().min(32, 'must be at least 32 characters').default('jobwire-development-secret-change-me!'),
   /** Directory for blobs: uploads, raw messages, archives. Shared by the API and the worker. (Default: ./.data/storage) */

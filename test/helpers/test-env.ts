@@ -42,6 +42,7 @@ export async function createTestEnv(overrides: Record<string, string> = {}): Pro
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'error',
     BACKOFF_SCALE: '0.01',
     STALLED_INTERVAL_MS: '2000',
+    WORKER_METRICS_PORT: '0',
     RECONCILE_INTERVAL_MS: '1000',
     SCHEDULER_ENABLED: 'false',
     SHUTDOWN_TIMEOUT_MS: '5000',
