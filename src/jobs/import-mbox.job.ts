@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Account } from '../db/entities/account.entity.js';
 import { countMboxMessages, splitMbox } from '../mail/mbox.js';
 import { storeMessages, type IncomingMessage } from '../mail/message-store.js';
 import { MalformedMessageError, parseMessage } from '../mail/parse-message.js';
@@ -53,9 +54,9 @@ export const importMboxJob = defineJob({
     return { input: { accountId: account.id, uploadKey, filename: args.file.name || null, size }, accountId: account.id };
   },
   async handler(input, ctx) {
-    const account = await loadOwnedAccount(ctx.em, input.accountId, { ownerId: ctx.ownerId, isAdmin: false }).catch(() => {
-      throw new PermanentJobError(`account ${input.accountId} no longer exists`);
-    });
+    // Access was checked when the job was enqueued (an admin may import into anyone's account).
+    const account = await ctx.em.findOne(Account, { id: input.accountId });
+    if (!account) throw new PermanentJobError(`account ${input.accountId} no longer exists`);
     if (!(await ctx.storage.exists(input.uploadKey))) throw new PermanentJobError('the uploaded file is gone');
 
     ctx.progress({ processed: 0, total: null, message: 'counting messages' });
