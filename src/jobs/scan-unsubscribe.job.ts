@@ -16,7 +16,8 @@ const UPSERT_CHUNK = 500;
 interface HeaderRow {
   id: string;
   from_address: string | null;
-  date: Date | null;
+  /** The driver may hand timestamps over as strings. */
+  date: Date | string | null;
   list_unsubscribe: string | null;
   list_unsubscribe_post: string | null;
 }
@@ -57,7 +58,8 @@ export const scanUnsubscribeJob = defineJob({
         if (row.list_unsubscribe === null) continue;
         const headers: Record<string, string> = { 'list-unsubscribe': row.list_unsubscribe };
         if (row.list_unsubscribe_post !== null) headers['list-unsubscribe-post'] = row.list_unsubscribe_post;
-        candidates.push({ id: row.id, from: row.from_address, subject: null, date: row.date, headers, textBody: null, htmlBody: null });
+        const date = row.date === null ? null : new Date(row.date);
+        candidates.push({ id: row.id, from: row.from_address, subject: null, date, headers, textBody: null, htmlBody: null });
       }
       scanned += batch.length;
       ctx.progress({ processed: scanned, total: Math.max(scope.total, scanned), message: 'reading List-Unsubscribe headers' });

@@ -113,7 +113,7 @@ function rowToFinding(row: FindingRow): Finding {
     host: (row.host as string | null) ?? null,
     source: String(row.source),
     sender: (row.sender as string | null) ?? null,
-    createdAt: row.created_at as Date,
+    createdAt: new Date(row.created_at as string | Date),
   };
 }
 
@@ -142,12 +142,12 @@ builder.queryFields((t) => ({
           ownerId: String(row.owner_id),
           sender: String(row.sender),
           messageCount: Number(row.message_count),
-          lastSeen: (row.last_seen as Date | null) ?? null,
+          lastSeen: row.last_seen === null ? null : new Date(row.last_seen as string | Date),
           unsubscribeUrls: (row.unsubscribe_urls as string[] | null) ?? [],
           mailtos: (row.mailtos as string[] | null) ?? [],
           oneClick: Boolean(row.one_click),
           oneClickUrl: (row.one_click_url as string | null) ?? null,
-          updatedAt: row.updated_at as Date,
+          updatedAt: new Date(row.updated_at as string | Date),
         }),
       );
     },
