@@ -34,7 +34,6 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       ? {
           title: 'Jobwire',
           headers: JSON.stringify({ Authorization: 'Bearer <paste the output of: npm run token -- --sub alice --role user>' }),
-          subscriptionsProtocol: 'WS',
         }
       : false,
     context: async ({ request, connectionParams }: { request: Request; connectionParams?: Record<string, unknown> }) => {
