@@ -11,7 +11,11 @@ const DAY_MS = 86_400_000;
 /** Shared with the retention GraphQL module, so both use one `RetentionAction` enum. */
 export const retentionActionSchema = z
   .enum(RETENTION_ACTIONS)
-  .meta({ id: 'RetentionAction', description: 'TRASH moves to the trash, ARCHIVE marks archived, DELETE removes for good.' });
+  .meta({
+    id: 'RetentionAction',
+    description:
+      'TRASH moves to the trash; ARCHIVE marks archived (archiveMails copies messages into archive storage); both leave trashed mail alone. DELETE removes for good, trashed mail included.',
+  });
 
 /**
  * The policy, if the caller may use it. Someone else's policy looks exactly like a missing one,
@@ -109,6 +113,10 @@ export const applyRetentionJob = defineJob({
     const summary = { policies: policies.length, matched: 0, affected: 0, results: [] as z.infer<typeof policyResultSchema>[] };
     let processed = 0;
     for (const { policy, cutoff, scope } of plans) {
+      if (!(RETENTION_ACTIONS as readonly string[]).includes(policy.action)) {
+        ctx.logger.warn({ policyId: policy.id, action: policy.action }, 'retention policy with an unknown action skipped');
+        continue;
+      }
       const result = { policyId: policy.id, name: policy.name, action: policy.action as RetentionAction, cutoff: cutoff.toISOString(), matched: 0, affected: 0 };
       let after: string | null = null;
       for (;;) {

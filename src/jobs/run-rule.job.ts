@@ -74,8 +74,9 @@ export const runRuleJob = defineJob({
     const now = new Date();
     const steps = compiled.actions.map(messageActionOf);
 
-    ctx.checkpoint();
     for await (const batch of scanRuleMatches(ctx.em, rule.accountId, compiled.matcher, now)) {
+      // Between reading a batch and changing it: a cancelled run leaves whole batches done.
+      ctx.checkpoint();
       summary.scanned += batch.scanned;
       summary.matched += batch.matchedIds.length;
       const changed = new Set<string>();
@@ -85,7 +86,6 @@ export const runRuleJob = defineJob({
       summary.affected += changed.size;
       // Messages stored during the run may be walked too, so the total only grows.
       ctx.progress({ processed: summary.scanned, total: Math.max(total, summary.scanned), message: `running rule "${rule.name}"` });
-      ctx.checkpoint();
     }
     await connection.execute('UPDATE rule SET last_run_at = now() WHERE id = ?', [rule.id], 'run');
     ctx.progress({ processed: summary.scanned, total: summary.scanned, message: `${summary.matched} matched, ${summary.affected} changed` });

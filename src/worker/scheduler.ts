@@ -1,30 +1,46 @@
-import { Queue, Worker } from 'bullmq';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { Queue, Worker, type Job as BullJob } from 'bullmq';
 import { scheduleOverrides } from '../config/env.js';
+import { Rule } from '../db/entities/rule.entity.js';
 import type { AnyJobDeclaration } from '../jobs/define-job.js';
-import { enqueueJob } from '../jobs/enqueue.js';
+import { enqueueJob, type EnqueueDeps } from '../jobs/enqueue.js';
+import { NotFoundError } from '../jobs/errors.js';
 import { toEventMessage } from '../jobs/job-store.js';
+import {
+  RULE_SCHEDULER_PREFIX,
+  RUN_RULE_TYPE,
+  SCHEDULE_QUEUE,
+  SYSTEM_OWNER,
+  TICK_JOB_OPTIONS,
+  ruleIdOfScheduler,
+  ruleSchedulerId,
+  upsertRuleScheduler,
+  type TickData,
+} from '../jobs/rule-schedules.js';
 import { createRedis } from '../queue/redis.js';
 import type { Services } from '../services.js';
 
-/** The queue whose job schedulers tick; each tick enqueues the real job through the normal path. */
-export const SCHEDULE_QUEUE = 'schedules';
-/** Owner of jobs started by the system's own schedules; only admins see them. */
-export const SYSTEM_OWNER = 'system';
+export { SCHEDULE_QUEUE, SYSTEM_OWNER };
 
-interface TickData {
-  type: string;
-  input: Record<string, unknown>;
+/** What one pass of {@link Scheduler.syncRuleSchedules} changed. */
+export interface RuleScheduleSync {
+  upserted: number;
+  removed: number;
 }
 
 /**
  * Cron schedules as data. On start the sidecar upserts every declared schedule and removes the
- * ones no longer declared. BullMQ derives each tick's id from the scheduler id and the tick time,
- * so however many sidecars run, a tick exists once; its job row's idempotency key is that id, so
- * even a retried tick enqueues once.
+ * ones no longer declared; saved rules' schedules (`rule:<id>`) are synced from the `rule` table
+ * at start and every RECONCILE_INTERVAL_MS, so a lost or failed scheduler write heals by itself.
+ * BullMQ derives each tick's id from the scheduler id and the tick time, so however many sidecars
+ * run, a tick exists once; its job row's idempotency key is that id, so even a retried tick
+ * enqueues once.
  */
 export class Scheduler {
-  private queue: Queue | null = null;
-  private worker: Worker | null = null;
+  private queue: Queue<TickData> | null = null;
+  private worker: Worker<TickData> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private syncing: Promise<unknown> | null = null;
 
   constructor(
     private readonly services: Services,
@@ -45,55 +61,173 @@ export class Scheduler {
         await this.queue.upsertJobScheduler(
           schedule.id,
           { pattern, tz: config.SCHEDULE_TZ },
-          { name: declaration.name, data: { type: declaration.name, input: schedule.input }, opts: { removeOnComplete: 100, removeOnFail: 100 } },
+          {
+            name: declaration.name,
+            data: { type: declaration.name, input: schedule.input as Record<string, unknown> },
+            opts: { ...TICK_JOB_OPTIONS, backoff: { ...TICK_JOB_OPTIONS.backoff } },
+          },
         );
         logger.info({ schedule: schedule.id, pattern, tz: config.SCHEDULE_TZ }, 'schedule registered');
       }
     }
     for (const existing of await this.queue.getJobSchedulers()) {
-      if (existing.key && !wanted.has(existing.key) && !existing.key.startsWith('rule:')) {
+      if (existing.key && !wanted.has(existing.key) && !existing.key.startsWith(RULE_SCHEDULER_PREFIX)) {
         await this.queue.removeJobScheduler(existing.key);
         logger.info({ schedule: existing.key }, 'stale schedule removed');
       }
     }
+    await this.syncRuleSchedules().catch((error) => logger.warn({ err: error }, 'rule schedules not synced at start'));
 
-    this.worker = new Worker<TickData>(
-      SCHEDULE_QUEUE,
-      async (tick) => {
-        const declaration = this.declarations.find((candidate) => candidate.name === tick.data.type);
-        if (!declaration) throw new Error(`schedule for unknown job type ${tick.data.type}`);
-        const em = this.services.orm.em.fork();
-        const job = await enqueueJob(
-          {
-            em,
-            queues: this.services.queues,
-            storage: this.services.storage,
-            config,
-            publish: (record) => this.services.pubsub.publishJobEvent(toEventMessage(record)),
-          },
-          {
-            declaration,
-            args: tick.data.input,
-            ownerId: SYSTEM_OWNER,
-            isAdmin: true,
-            trigger: 'SCHEDULE',
-            options: { idempotencyKey: `schedule:${tick.id}` },
-          },
-        );
-        logger.info({ jobId: job.id, type: declaration.name, tick: tick.id }, 'scheduled job enqueued');
-        return job.id;
-      },
-      {
-        connection: createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler-worker` }),
-        prefix: config.REDIS_PREFIX,
-        concurrency: 1,
-      },
-    );
+    this.worker = new Worker<TickData>(SCHEDULE_QUEUE, (tick) => this.fire(tick), {
+      connection: createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler-worker` }),
+      prefix: config.REDIS_PREFIX,
+      concurrency: 1,
+    });
     this.worker.on('error', (error) => logger.error({ err: error }, 'scheduler error'));
+
+    const resync = () => {
+      this.syncing = this.syncRuleSchedules()
+        .catch((error) => logger.warn({ err: error }, 'rule schedule sync failed'))
+        .finally(() => {
+          this.syncing = null;
+          if (this.timer) this.timer = setTimeout(resync, config.RECONCILE_INTERVAL_MS);
+        });
+    };
+    this.timer = setTimeout(resync, config.RECONCILE_INTERVAL_MS);
   }
 
   async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.syncing;
     await this.worker?.close();
     await this.queue?.close();
+  }
+
+  /**
+   * Makes the `rule:<id>` job schedulers match the saved rules: one per enabled rule with a
+   * schedule, with its current pattern, and none for any other. Before changing a scheduler the
+   * rule is read again, so a save committed during the pass is not undone.
+   */
+  async syncRuleSchedules(): Promise<RuleScheduleSync> {
+    const queue = this.queue;
+    if (!queue) return { upserted: 0, removed: 0 };
+    const { config, logger } = this.services;
+    const em = this.services.orm.em.fork() as EntityManager;
+    const connection = em.getConnection();
+    const scheduled = async (ruleId: string): Promise<string | null> => {
+      const rows: { schedule: string }[] = await connection.execute(
+        'SELECT schedule FROM rule WHERE id = ? AND enabled AND schedule IS NOT NULL',
+        [ruleId],
+        'all',
+      );
+      return rows[0]?.schedule ?? null;
+    };
+
+    const rows: { id: string; schedule: string }[] = await connection.execute(
+      'SELECT id, schedule FROM rule WHERE enabled AND schedule IS NOT NULL',
+      [],
+      'all',
+    );
+    const wanted = new Map(rows.map((row) => [row.id, row.schedule]));
+    const existing = new Map<string, { pattern: string | null; tz: string | null }>();
+    for (const scheduler of await queue.getJobSchedulers()) {
+      const ruleId = ruleIdOfScheduler(scheduler.key);
+      if (ruleId) existing.set(ruleId, { pattern: scheduler.pattern ?? null, tz: scheduler.tz ?? null });
+    }
+
+    const result: RuleScheduleSync = { upserted: 0, removed: 0 };
+    for (const [ruleId, pattern] of wanted) {
+      const current = existing.get(ruleId);
+      if (current && current.pattern === pattern && current.tz === config.SCHEDULE_TZ) continue;
+      const fresh = await scheduled(ruleId);
+      if (fresh === null) continue;
+      await upsertRuleScheduler(queue, config, ruleId, fresh);
+      result.upserted++;
+      logger.info({ schedule: ruleSchedulerId(ruleId), pattern: fresh }, 'rule schedule registered');
+    }
+    for (const ruleId of existing.keys()) {
+      if (wanted.has(ruleId) || (await scheduled(ruleId)) !== null) continue;
+      await queue.removeJobScheduler(ruleSchedulerId(ruleId));
+      result.removed++;
+      logger.info({ schedule: ruleSchedulerId(ruleId) }, 'rule schedule removed');
+    }
+    return result;
+  }
+
+  private deps(em: EntityManager): EnqueueDeps {
+    const { services } = this;
+    return {
+      em,
+      queues: services.queues,
+      storage: services.storage,
+      config: services.config,
+      publish: (record) => services.pubsub.publishJobEvent(toEventMessage(record)),
+    };
+  }
+
+  private declaration(type: string): AnyJobDeclaration {
+    const declaration = this.declarations.find((candidate) => candidate.name === type);
+    if (!declaration) throw new Error(`schedule for unknown job type ${type}`);
+    return declaration;
+  }
+
+  private async fire(tick: BullJob<TickData>): Promise<string | null> {
+    const ruleId = tick.data.ruleId ?? ruleIdOfScheduler(tick.repeatJobKey);
+    if (ruleId) return this.fireRule(tick, ruleId);
+
+    const declaration = this.declaration(tick.data.type);
+    const job = await enqueueJob(this.deps(this.services.orm.em.fork() as EntityManager), {
+      declaration,
+      args: tick.data.input,
+      ownerId: SYSTEM_OWNER,
+      isAdmin: true,
+      trigger: 'SCHEDULE',
+      options: { idempotencyKey: `schedule:${tick.id}` },
+    });
+    this.services.logger.info({ jobId: job.id, type: declaration.name, tick: tick.id }, 'scheduled job enqueued');
+    return job.id;
+  }
+
+  /**
+   * A saved rule's tick: runs the rule as its owner, with trigger RULE. A tick of a deleted or
+   * disabled rule removes its scheduler and does nothing else; a tick while the rule's previous
+   * run is still queued or running is skipped, so a slow rule on a tight schedule cannot pile up.
+   */
+  private async fireRule(tick: BullJob<TickData>, ruleId: string): Promise<string | null> {
+    const { logger } = this.services;
+    const declaration = this.declaration(RUN_RULE_TYPE);
+    const em = this.services.orm.em.fork() as EntityManager;
+    const rule = await em.findOne(Rule, { id: ruleId });
+    if (!rule || !rule.enabled || !rule.schedule) {
+      await this.queue?.removeJobScheduler(ruleSchedulerId(ruleId));
+      logger.info({ schedule: ruleSchedulerId(ruleId), tick: tick.id }, 'tick of a deleted, disabled or unscheduled rule; schedule removed');
+      return null;
+    }
+    const busy: unknown[] = await em.getConnection().execute(
+      `SELECT 1 FROM job WHERE owner_id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND type = ? AND payload->>'ruleId' = ? LIMIT 1`,
+      [rule.ownerId, RUN_RULE_TYPE, rule.id],
+      'all',
+    );
+    if (busy.length > 0) {
+      logger.info({ ruleId, tick: tick.id }, 'previous run of the rule still queued or running; tick skipped');
+      return null;
+    }
+    try {
+      const job = await enqueueJob(this.deps(em), {
+        declaration,
+        args: { ruleId: rule.id },
+        ownerId: rule.ownerId,
+        isAdmin: false,
+        trigger: 'RULE',
+        options: { idempotencyKey: `schedule:${tick.id}` },
+      });
+      logger.info({ jobId: job.id, ruleId, tick: tick.id }, 'scheduled rule run enqueued');
+      return job.id;
+    } catch (error) {
+      // Deleted between the read above and the enqueue: nothing to run.
+      if (error instanceof NotFoundError) return null;
+      throw error;
+    }
   }
 }

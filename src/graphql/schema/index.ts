@@ -8,6 +8,8 @@ import './subscriptions.js';
 import './account.js';
 import './account-imap.js';
 import './message.js';
+import './rule.js';
+import './retention.js';
 import './findings.js';
 import './archive.js';
 import './system-config.js';

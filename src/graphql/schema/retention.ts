@@ -1,0 +1,143 @@
+import { randomUUID } from 'node:crypto';
+import { RetentionPolicy, type RetentionAction } from '../../db/entities/retention-policy.entity.js';
+import { loadOwnedAccount } from '../../jobs/access.js';
+import { loadOwnedPolicy, retentionActionSchema } from '../../jobs/apply-retention.job.js';
+import { InvalidInputError } from '../../jobs/errors.js';
+import { builder } from '../builder.js';
+import type { GraphQLContext } from '../context.js';
+import { fieldType } from '../zod-to-graphql.js';
+import { isAdmin } from './job.js';
+
+/** Oldest age a policy may name: a hundred years. */
+const MAX_DAYS = 36_500;
+
+// The same enum the apply_retention job's output uses, built once from its zod schema.
+const RetentionActionRef = fieldType(retentionActionSchema, 'output', 'RetentionAction').type as never;
+
+export const RetentionPolicyRef = builder.objectRef<RetentionPolicy>('RetentionPolicy').implement({
+  description:
+    'Messages older than `olderThanDays` (by their date, or by when they were stored when undated) get `action` each time applyRetention runs; the daily 03:00 run applies every enabled policy.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    ownerId: t.exposeString('ownerId'),
+    accountId: t.exposeID('accountId', { nullable: true, description: 'The account it applies to; null: every account of its owner.' }),
+    name: t.exposeString('name'),
+    olderThanDays: t.exposeInt('olderThanDays'),
+    action: t.field({ type: RetentionActionRef, resolve: (p) => p.action as never }),
+    enabled: t.exposeBoolean('enabled'),
+    createdAt: t.field({ type: 'DateTime', resolve: (p) => p.createdAt }),
+    updatedAt: t.field({ type: 'DateTime', resolve: (p) => p.updatedAt }),
+  }),
+});
+
+const CreateRetentionPolicyInputRef = builder.inputType('CreateRetentionPolicyInput', {
+  fields: (t) => ({
+    accountId: t.id({ required: false, description: 'Omit for every account of yours.' }),
+    name: t.string({ required: true }),
+    olderThanDays: t.int({ required: true, description: `1 to ${MAX_DAYS}.` }),
+    action: t.field({ type: RetentionActionRef, required: true }),
+    enabled: t.boolean({ required: false, defaultValue: true }),
+  }),
+});
+
+const UpdateRetentionPolicyInputRef = builder.inputType('UpdateRetentionPolicyInput', {
+  description: 'Omitted fields keep their value.',
+  fields: (t) => ({
+    accountId: t.id({ required: false, description: 'Another account of yours; null: every account of yours.' }),
+    name: t.string({ required: false }),
+    olderThanDays: t.int({ required: false }),
+    action: t.field({ type: RetentionActionRef, required: false }),
+    enabled: t.boolean({ required: false }),
+  }),
+});
+
+function caller(ctx: GraphQLContext): { ownerId: string; isAdmin: boolean } {
+  return { ownerId: ctx.viewer.id, isAdmin: isAdmin(ctx) };
+}
+
+function checkName(name: string): string {
+  const trimmed = name.trim();
+  if (trimmed === '' || trimmed.length > 255) throw new InvalidInputError('name must be 1 to 255 characters');
+  return trimmed;
+}
+
+function checkDays(days: number): number {
+  if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS) throw new InvalidInputError(`olderThanDays must be an integer from 1 to ${MAX_DAYS}`);
+  return days;
+}
+
+builder.mutationFields((t) => ({
+  createRetentionPolicy: t.field({
+    type: RetentionPolicyRef,
+    args: { input: t.arg({ type: CreateRetentionPolicyInputRef, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      const name = checkName(input.name);
+      const olderThanDays = checkDays(input.olderThanDays);
+      // A policy on an account belongs with the account, also when an admin writes it.
+      const account = input.accountId != null ? await loadOwnedAccount(ctx.em, String(input.accountId), caller(ctx)) : null;
+      const now = new Date();
+      const policy = ctx.em.create(RetentionPolicy, {
+        id: randomUUID(),
+        ownerId: account?.ownerId ?? ctx.viewer.id,
+        accountId: account?.id ?? null,
+        name,
+        olderThanDays,
+        action: input.action as RetentionAction,
+        enabled: input.enabled ?? true,
+        createdAt: now,
+        updatedAt: now,
+      });
+      await ctx.em.flush();
+      return policy;
+    },
+  }),
+  updateRetentionPolicy: t.field({
+    type: RetentionPolicyRef,
+    args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateRetentionPolicyInputRef, required: true }) },
+    resolve: async (_root, { id, input }, ctx) => {
+      const policy = await loadOwnedPolicy(ctx.em, String(id), caller(ctx));
+      if (input.name != null) policy.name = checkName(input.name);
+      if (input.olderThanDays != null) policy.olderThanDays = checkDays(input.olderThanDays);
+      if (input.action != null) policy.action = input.action as RetentionAction;
+      if (input.enabled != null) policy.enabled = input.enabled;
+      if (input.accountId === null) {
+        policy.accountId = null;
+      } else if (input.accountId !== undefined) {
+        const account = await loadOwnedAccount(ctx.em, String(input.accountId), caller(ctx));
+        if (account.ownerId !== policy.ownerId) throw new InvalidInputError("a policy can only move to another account of the policy's owner");
+        policy.accountId = account.id;
+      }
+      policy.updatedAt = new Date();
+      await ctx.em.flush();
+      return policy;
+    },
+  }),
+  deleteRetentionPolicy: t.field({
+    type: RetentionPolicyRef,
+    description: 'Deletes the policy; returns it as it was.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, { id }, ctx) => {
+      const policy = await loadOwnedPolicy(ctx.em, String(id), caller(ctx));
+      const snapshot = { ...policy } as RetentionPolicy;
+      await ctx.em.remove(policy).flush();
+      return snapshot;
+    },
+  }),
+}));
+
+builder.queryField('retentionPolicies', (t) =>
+  t.field({
+    type: [RetentionPolicyRef],
+    description:
+      "Your retention policies (an admin's: everyone's), oldest first. With `accountId`: the policies that apply to that account, its own and those for every account.",
+    args: { accountId: t.arg.id({ required: false }) },
+    resolve: async (_root, { accountId }, ctx) => {
+      const options = { orderBy: { createdAt: 'asc', id: 'asc' }, limit: 1000 } as const;
+      if (accountId != null) {
+        const account = await loadOwnedAccount(ctx.em, String(accountId), caller(ctx));
+        return ctx.em.find(RetentionPolicy, { ownerId: account.ownerId, $or: [{ accountId: account.id }, { accountId: null }] }, options);
+      }
+      return ctx.em.find(RetentionPolicy, isAdmin(ctx) ? {} : { ownerId: ctx.viewer.id }, options);
+    },
+  }),
+);
