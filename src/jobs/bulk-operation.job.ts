@@ -1,7 +1,6 @@
 import { z } from 'zod';
-import { pgArray } from '../db/sql.js';
 import { applyMessageAction } from '../mail/message-actions.js';
-import { messageFilterSchema, messageFilterSql } from '../mail/message-filter.js';
+import { messageFilterSchema, selectMessageIds } from '../mail/message-filter.js';
 import { loadOwnedAccount } from './access.js';
 import { defineJob } from './define-job.js';
 import { InvalidInputError, PermanentJobError } from './errors.js';
@@ -65,23 +64,7 @@ export const bulkOperationJob = defineJob({
   async handler(input, ctx) {
     const problem = checkInput(input);
     if (problem) throw new PermanentJobError(problem);
-    const connection = ctx.em.getConnection();
-
-    // The selection is fixed up front, so an action that changes what the filter matches (TRASH
-    // with a filter on non-trashed mail) neither skips nor repeats messages between batches.
-    let ids: string[];
-    if (input.ids) {
-      const rows: { id: string }[] = await connection.execute(
-        'SELECT id FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) ORDER BY id',
-        [input.accountId, pgArray(input.ids)],
-        'all',
-      );
-      ids = rows.map((row) => row.id);
-    } else {
-      const where = messageFilterSql(input.accountId, input.filter);
-      const rows: { id: string }[] = await connection.execute(`SELECT id FROM message WHERE ${where.sql} ORDER BY id`, where.params, 'all');
-      ids = rows.map((row) => row.id);
-    }
+    const ids = await selectMessageIds(ctx.em, input.accountId, input);
     ctx.progress({ processed: 0, total: ids.length, message: `${input.action.toLowerCase()}: starting` });
 
     let affected = 0;

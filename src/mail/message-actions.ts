@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { pgArray } from '../db/sql.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
+import { archiveMessages } from './archive-store.js';
 import { rawMessageKey } from './message-store.js';
 
 /** Everything bulk operations, rules and retention policies can do to messages. */
@@ -18,7 +19,7 @@ export const MESSAGE_ACTIONS = [
 ] as const;
 
 export type MessageAction = (typeof MESSAGE_ACTIONS)[number];
-type UpdateAction = Exclude<MessageAction, 'DELETE'>;
+type UpdateAction = Exclude<MessageAction, 'DELETE' | 'ARCHIVE'>;
 
 /**
  * The UPDATE each non-destructive action makes, and the condition of rows it would leave as they
@@ -27,8 +28,6 @@ type UpdateAction = Exclude<MessageAction, 'DELETE'>;
 const UPDATES: Record<UpdateAction, { set: string; unchanged: string }> = {
   TRASH: { set: 'deleted_at = COALESCE(deleted_at, now())', unchanged: 'deleted_at IS NOT NULL' },
   RESTORE: { set: 'deleted_at = NULL', unchanged: 'deleted_at IS NULL' },
-  // Only the mark: copying the message into archive storage is the `archive_mails` job's work.
-  ARCHIVE: { set: 'archived_at = COALESCE(archived_at, now())', unchanged: 'archived_at IS NOT NULL' },
   MARK_READ: { set: 'is_read = true', unchanged: 'is_read' },
   MARK_UNREAD: { set: 'is_read = false', unchanged: 'NOT is_read' },
   STAR: { set: 'is_starred = true', unchanged: 'is_starred' },
@@ -76,6 +75,12 @@ export async function applyMessageAction(
       ...attachments.map((row) => storage.delete(row.blob_key)),
     ]);
     return deleted.map((row) => row.id);
+  }
+  if (action === 'ARCHIVE') {
+    // A real copy into archive storage, exactly as `archive_mails` makes it.
+    const owner: { owner_id: string }[] = await connection.execute('SELECT owner_id FROM account WHERE id = ?', [accountId], 'all');
+    if (!owner[0]) return [];
+    return (await archiveMessages(em, storage, { id: accountId, ownerId: owner[0].owner_id }, ids)).archived;
   }
   if (actionTakesLabel(action) && !label) throw new Error(`${action} needs a label`);
   const { set, unchanged } = UPDATES[action];

@@ -1,4 +1,6 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
+import { pgArray } from '../db/sql.js';
 
 /** Which messages of an account a query or bulk job picks. Every field narrows the selection. */
 export const messageFilterSchema = z
@@ -61,4 +63,24 @@ export function messageFilterSql(accountId: string, filter: MessageFilter = {}):
   clauses.push(filter.inTrash ? 'deleted_at IS NOT NULL' : 'deleted_at IS NULL');
   if (filter.archived !== undefined) clauses.push(filter.archived ? 'archived_at IS NOT NULL' : 'archived_at IS NULL');
   return { sql: clauses.join(' AND '), params };
+}
+
+/**
+ * The ids of an account's messages picked by explicit ids or by a filter, fixed up front: an action
+ * that changes what the filter matches (TRASH with a filter on non-trashed mail) then neither skips
+ * nor repeats messages between batches. Ids of other accounts are dropped.
+ */
+export async function selectMessageIds(
+  em: EntityManager,
+  accountId: string,
+  pick: { ids?: readonly string[]; filter?: MessageFilter },
+): Promise<string[]> {
+  const connection = em.getConnection();
+  const rows: { id: string }[] = pick.ids
+    ? await connection.execute('SELECT id FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) ORDER BY id', [accountId, pgArray(pick.ids)], 'all')
+    : await (async () => {
+        const where = messageFilterSql(accountId, pick.filter);
+        return connection.execute(`SELECT id FROM message WHERE ${where.sql} ORDER BY id`, where.params, 'all');
+      })();
+  return rows.map((row) => row.id);
 }

@@ -110,7 +110,7 @@ describe('retention policies', () => {
     expect(again.output).toMatchObject({ policies: 2, matched: 0, affected: 0 });
   });
 
-  it('runs one policy by id, even a disabled one; ARCHIVE marks messages archived and counts changes only', async () => {
+  it('runs one policy by id, even a disabled one; ARCHIVE copies messages into the archive and counts changes only', async () => {
     const job = await apply(alice, { policyId: policies.p3.id });
     expect(job.output).toMatchObject({ policies: 1, matched: 4, affected: 4 });
     expect(await subjectsWhere(env, accounts.a2, 'archived_at IS NOT NULL')).toEqual(['Holiday photos', 'Invoice March', 'Lunch last month', 'Weekly digest #2']);

@@ -180,7 +180,7 @@ describe('rules: saved, previewed and run', () => {
     expect(labelled.previewRule.matched).toBe(2);
   });
 
-  it('archives large messages with attachments (ARCHIVE only marks them archived)', async () => {
+  it('archives large messages with attachments: a real archive copy per message', async () => {
     const rule = await createRule({
       conditions: {
         conditions: [
@@ -194,6 +194,12 @@ describe('rules: saved, previewed and run', () => {
     expect(output.affected).toBe(3);
     expect(await subjectsWhere(env, accountId, 'archived_at IS NOT NULL')).toEqual(['Holiday photos', 'Invoice June', 'Invoice March']);
     expect(await subjectsWhere(env, accountId, 'deleted_at IS NOT NULL')).toEqual([]);
+    const archives = await env.sql<{ files: { kind: string }[] }>(
+      'SELECT a.files FROM archive a JOIN message m ON m.id = a.message_id WHERE m.account_id = $1',
+      [accountId],
+    );
+    expect(archives).toHaveLength(3);
+    for (const archive of archives) expect(archive.files.filter((f) => f.kind === 'attachment').length).toBeGreaterThan(0);
   });
 
   it('trashes on ANY of a regular expression and a recipient; trashed mail is no longer scanned', async () => {
