@@ -11,6 +11,8 @@ import { randomUUID } from 'node:crypto';
  */
 export class BlobStorage {
   readonly root: string;
+  /** Directories known to exist, so writing many blobs into one folder does not mkdir each time. */
+  private readonly knownDirs = new Set<string>();
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -29,8 +31,14 @@ export class BlobStorage {
   async put(key: string, data: Buffer | Uint8Array | string): Promise<void> {
     const target = this.path(key);
     const temporary = `${target}.${randomUUID()}.tmp`;
-    await mkdir(dirname(target), { recursive: true });
-    await writeFile(temporary, data);
+    await this.ensureDir(dirname(target));
+    await writeFile(temporary, data).catch(async (error: NodeJS.ErrnoException) => {
+      // The folder was removed behind our back: forget it and create it again.
+      if (error.code !== 'ENOENT') throw error;
+      this.knownDirs.delete(dirname(target));
+      await this.ensureDir(dirname(target));
+      await writeFile(temporary, data);
+    });
     await rename(temporary, target);
   }
 
@@ -57,6 +65,12 @@ export class BlobStorage {
       throw error;
     }
     return bytes;
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.knownDirs.add(dir);
   }
 
   async get(key: string): Promise<Buffer> {
