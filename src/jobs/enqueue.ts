@@ -190,6 +190,7 @@ export async function cancelJob(
   const requested = await updateJob(deps.em, jobId, { cancelRequestedAt: new Date() }, ['PENDING', 'DELAYED', 'ACTIVE']);
   if (!requested) return (await findJob(deps.em, jobId))!;
   await deps.requestAbort(jobId);
-  await deps.publish(requested).catch(() => {});
+  // No event here: it would show nothing new to subscribers (events carry no cancelRequestedAt),
+  // and it could reach them after the worker's terminal event, leaving dashboards on a stale state.
   return requested;
 }

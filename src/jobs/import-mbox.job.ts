@@ -77,6 +77,8 @@ export const importMboxJob = defineJob({
         stored += messages.length;
         ctx.progress({ processed: stored + result.malformed, message: 'importing' });
       });
+      // Awaited before the next batch and at the end; until then a failure must not count as unhandled.
+      storing.catch(() => {});
     };
 
     let index = 0;

@@ -21,7 +21,9 @@ export class JobPubSub {
 
   constructor(redisUrl: string, private readonly prefix: string) {
     this.engine = new RedisPubSub({
-      publisher: createRedis(redisUrl, { connectionName: `${prefix}:pub` }),
+      // Events are announcements; the row is the record. While Redis is away a publish fails fast
+      // (one retry) instead of queueing, so a request that announces a change never hangs on it.
+      publisher: createRedis(redisUrl, { connectionName: `${prefix}:pub`, maxRetriesPerRequest: 1 }),
       subscriber: createRedis(redisUrl, { connectionName: `${prefix}:sub` }),
     });
   }

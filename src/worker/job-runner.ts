@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
+import { UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'bullmq';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isDatabaseError } from '../db/sql.js';
 import type { JobRecord } from '../db/entities/job.entity.js';
@@ -11,6 +11,17 @@ import type { Services } from '../services.js';
 import { ProgressReporter } from './progress-reporter.js';
 
 const MAX_ERROR_LENGTH = 2_000;
+
+/** Past the shutdown deadline, handlers get this long to reach a checkpoint and hand their job back. */
+const HAND_BACK_GRACE_MS = 5_000;
+
+/** Thrown at a checkpoint once shutdown asked the running jobs to be handed back. */
+class JobHandedBackError extends Error {
+  constructor() {
+    super('handed back: the worker is shutting down');
+    this.name = 'JobHandedBackError';
+  }
+}
 
 class JobTimeoutError extends Error {
   constructor(ms: number) {
@@ -26,6 +37,8 @@ class JobTimeoutError extends Error {
  */
 export class JobRunner {
   private readonly workers = new Map<string, Worker>();
+  /** Aborted when the shutdown deadline passes: running handlers hand their jobs back. */
+  private readonly shutdown = new AbortController();
 
   constructor(
     private readonly services: Services,
@@ -36,7 +49,7 @@ export class JobRunner {
     const { config, logger } = this.services;
     for (const declaration of this.declarations) {
       const { options } = declaration;
-      const worker = new Worker(declaration.name, (job, token, signal) => this.process(declaration, job, signal), {
+      const worker = new Worker(declaration.name, (job, token, signal) => this.process(declaration, job, token, signal), {
         connection: createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:worker:${declaration.name}` }),
         prefix: config.REDIS_PREFIX,
         concurrency: options.concurrency,
@@ -69,21 +82,19 @@ export class JobRunner {
   }
 
   /**
-   * Stops fetching new jobs and waits for running ones up to `deadlineMs`; past it, connections
-   * close and BullMQ hands the unfinished jobs to another worker after the stall interval.
+   * Stops fetching new jobs and waits for running ones up to `deadlineMs`. Past it, running
+   * handlers are aborted and their jobs moved back to the queue (row PENDING) at their next
+   * checkpoint, so another worker takes them at once; a handler that reaches no checkpoint within
+   * HAND_BACK_GRACE_MS is left to BullMQ's stall detection.
    */
   async close(deadlineMs: number): Promise<void> {
-    const closing = Promise.all([...this.workers.values()].map((worker) => worker.close()));
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'deadline'>((resolve) => {
-      timer = setTimeout(() => resolve('deadline'), deadlineMs);
-    });
-    const outcome = await Promise.race([closing.then(() => 'closed' as const), deadline]);
-    clearTimeout(timer);
-    if (outcome === 'deadline') {
-      this.services.logger.warn({ deadlineMs }, 'shutdown deadline reached; handing running jobs back');
-      await Promise.all([...this.workers.values()].map((worker) => worker.close(true)));
-    }
+    const closing = Promise.all([...this.workers.values()].map((worker) => worker.close())).then(() => 'closed' as const);
+    if ((await within(closing, deadlineMs)) === 'closed') return;
+    this.services.logger.warn({ deadlineMs }, 'shutdown deadline reached; handing running jobs back');
+    this.shutdown.abort();
+    if ((await within(closing, HAND_BACK_GRACE_MS)) === 'closed') return;
+    this.services.logger.warn('some handlers reached no checkpoint; their jobs will be retried after the stall interval');
+    await Promise.all([...this.workers.values()].map((worker) => worker.close(true)));
   }
 
   private async publish(job: JobRecord): Promise<void> {
@@ -98,7 +109,7 @@ export class JobRunner {
     }
   }
 
-  private async process(declaration: AnyJobDeclaration, bullJob: BullJob, cancelSignal?: AbortSignal): Promise<unknown> {
+  private async process(declaration: AnyJobDeclaration, bullJob: BullJob, token: string | undefined, cancelSignal?: AbortSignal): Promise<unknown> {
     const { orm, config, storage } = this.services;
     const jobId = bullJob.id!;
     const logger = this.services.logger.child({ jobId, type: declaration.name });
@@ -124,7 +135,8 @@ export class JobRunner {
     logger.info({ attempt }, 'job started');
 
     const timeout = AbortSignal.timeout(declaration.options.timeoutMs);
-    const signal = cancelSignal ? AbortSignal.any([cancelSignal, timeout]) : timeout;
+    const shutdown = this.shutdown.signal;
+    const signal = AbortSignal.any(cancelSignal ? [cancelSignal, timeout, shutdown] : [timeout, shutdown]);
     const reporter = new ProgressReporter(
       async (state) => {
         const updated = await updateJob(em, jobId, state, ['ACTIVE']);
@@ -145,6 +157,7 @@ export class JobRunner {
       checkpoint: () => {
         if (cancelSignal?.aborted) throw new JobCancelledError();
         if (timeout.aborted) throw new JobTimeoutError(declaration.options.timeoutMs);
+        if (shutdown.aborted) throw new JobHandedBackError();
       },
       logger,
       storage,
@@ -182,6 +195,14 @@ export class JobRunner {
       if (cancelSignal?.aborted || error instanceof JobCancelledError) {
         await this.finishCancelled(em, jobId, logger);
         return undefined;
+      }
+      if (shutdown.aborted && !timeout.aborted) {
+        const pending = await updateJob(em, jobId, { status: 'PENDING', message: 'handed back: the worker shut down' }, ['ACTIVE']);
+        await bullJob.moveToWait(token);
+        if (pending) await this.publish(pending);
+        logger.info({ attempt }, 'job handed back to the queue at shutdown');
+        // Tells BullMQ the job is no longer this worker's: neither completed nor failed.
+        throw new WaitingError();
       }
       const message = publicErrorMessage(timeout.aborted ? new JobTimeoutError(declaration.options.timeoutMs) : error);
       const permanent = error instanceof PermanentJobError || error instanceof UnrecoverableError;
@@ -230,4 +251,17 @@ function publicErrorMessage(error: Error): string {
 function backoffDelay(declaration: AnyJobDeclaration, scale: number, attempt: number): number {
   const base = Math.max(1, Math.round(declaration.options.backoff.delayMs * scale));
   return declaration.options.backoff.type === 'fixed' ? base : base * 2 ** (attempt - 1);
+}
+
+/** Whether `promise` settles within `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -67,10 +67,21 @@ export class Reconciler {
         const declaration = this.declarations.find((candidate) => candidate.name === job.type);
         if (!declaration) continue;
         const queued = await queues.get(job.type).getJob(job.id);
-        if (queued) continue;
+        // Still queued or running: BullMQ owns it. Failed in BullMQ while the row says otherwise:
+        // the worker gave up while it could not write the row (database unreachable), so the row
+        // must end FAILED too instead of waiting forever for a worker that will never come.
+        const gaveUp = queued?.finishedOn !== undefined && (await queued!.getState()) === 'failed';
+        if (queued && !gaveUp) continue;
 
         let updated;
-        if (job.cancelRequestedAt) {
+        if (gaveUp) {
+          updated = await updateJob(
+            em,
+            job.id,
+            { status: 'FAILED', error: 'every attempt failed while the database was unreachable', finishedAt: new Date() },
+            [job.status],
+          );
+        } else if (job.cancelRequestedAt) {
           updated = await updateJob(em, job.id, { status: 'CANCELLED', finishedAt: new Date() }, [job.status]);
         } else if (job.attempts >= job.maxAttempts) {
           updated = await updateJob(
@@ -80,12 +91,19 @@ export class Reconciler {
             [job.status],
           );
         } else {
-          updated = await updateJob(em, job.id, { status: 'PENDING', message: 're-enqueued: the job queue had lost it', runAt: null }, [job.status]);
-          if (updated) await queues.add(job.type, job.id, job.payload, queueOptions(declaration, config, job));
+          // A job delayed by its owner (or waiting out a backoff) keeps waiting until its runAt.
+          const delayMs = job.runAt ? Math.max(0, job.runAt.getTime() - Date.now()) : 0;
+          updated = await updateJob(
+            em,
+            job.id,
+            { status: delayMs > 0 ? 'DELAYED' : 'PENDING', message: 're-enqueued: the job queue had lost it', runAt: delayMs > 0 ? job.runAt : null },
+            [job.status],
+          );
+          if (updated) await queues.add(job.type, job.id, job.payload, queueOptions(declaration, config, job, delayMs));
         }
         if (updated) {
           repaired++;
-          logger.warn({ jobId: job.id, type: job.type, status: updated.status }, 'reconciled a job missing from the queue');
+          logger.warn({ jobId: job.id, type: job.type, status: updated.status }, gaveUp ? 'reconciled a job the queue had failed' : 'reconciled a job missing from the queue');
           await this.services.pubsub.publishJobEvent(toEventMessage(updated)).catch(() => {});
         }
       }

@@ -113,7 +113,7 @@ export async function startApi(vars: Record<string, string>, options: { heapProb
 
 /** A worker sidecar, started (it logged so). Logs at info, so each job start names its worker. */
 export async function startWorker(vars: Record<string, string>, name = 'worker'): Promise<Proc> {
-  const proc = startNode('src/worker/main.ts', { LOG_LEVEL: 'info', ...vars }, name);
+  const proc = startNode('src/worker/main.ts', { ...vars, LOG_LEVEL: 'info' }, name);
   await waitFor(
     `${name} to start`,
     () => {

@@ -14,7 +14,7 @@ beforeAll(async () => {
   env = await createTestEnv({ STALLED_INTERVAL_MS: '2000' });
   [api, ...workers] = await Promise.all([startApi(env.vars), startWorker(env.vars, 'worker-a'), startWorker(env.vars, 'worker-b')]);
   token = await env.token('alice');
-});
+}, 120_000);
 
 afterAll(async () => {
   await Promise.all([api, ...workers].filter(Boolean).map((proc) => proc.stop()));
@@ -74,5 +74,5 @@ describe('a worker killed with SIGKILL mid-job', () => {
     expect(stored.messages).toBe(fixture.expected.unique);
     expect(stored.attachments).toBe(stored.declared);
     sub.close();
-  });
+  }, 120_000);
 });

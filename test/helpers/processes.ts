@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { waitFor } from './test-env.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const tsx = `${root}node_modules/.bin/tsx`;
+
 
 /** A real `npm run start:api` / `start:worker` process started by a test, with its output kept. */
 export interface SpawnedProcess {
@@ -30,7 +30,8 @@ export async function freePort(): Promise<number> {
 }
 
 function start(script: string, env: Record<string, string>, name: string): SpawnedProcess {
-  const child = spawn(tsx, [script], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Node itself with tsx's loader, not the tsx launcher: a signal then reaches the real process.
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout!.on('data', (chunk) => (log += chunk));
   child.stderr!.on('data', (chunk) => (log += chunk));

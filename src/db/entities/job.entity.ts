@@ -75,6 +75,8 @@ export const JobSchema = new EntitySchema<JobRecord>({
     { name: 'job_type_created_idx', properties: ['type', 'createdAt', 'id'] },
     { name: 'job_status_created_idx', properties: ['status', 'createdAt', 'id'] },
     { name: 'job_account_created_idx', properties: ['accountId', 'createdAt', 'id'] },
+    // A user's history of one account: owner and account correlate, which the planner cannot see.
+    { name: 'job_owner_account_created_idx', properties: ['ownerId', 'accountId', 'createdAt', 'id'] },
   ],
   uniques: [{ name: 'job_owner_idempotency_key_unique', properties: ['ownerId', 'idempotencyKey'] }],
 });

@@ -32,30 +32,36 @@ type Expirable<T> = T | typeof TOKEN_EXPIRED;
  * Wraps a subscription's event source so that (1) it delivers one UNAUTHENTICATED error and ends
  * when the caller's token expires, and (2) a client that goes away releases the Redis subscription
  * at once. A plain async generator cannot do (2): its `return()` waits for the pending `next()`,
- * which may never come for a quiet job, so the stream is closed directly here.
+ * which may never come for a quiet job, so the stream is closed directly here. Nothing is
+ * subscribed before the first `next()`: a transport that drops a request before it starts
+ * iterating (an SSE client gone during the subscribe call) then leaves nothing behind.
  */
 function guardSubscription<T>(
   ctx: GraphQLContext,
   kind: string,
-  source: AsyncGenerator<T>,
-  stream: TopicStream<unknown>,
+  open: () => { source: AsyncGenerator<T>; stream: TopicStream<unknown> },
 ): AsyncIterableIterator<Expirable<T>> {
-  const gauge = subscriptionGauge.labels(kind);
-  gauge.inc();
+  let opened: { source: AsyncGenerator<T>; stream: TopicStream<unknown>; expired: Promise<typeof TOKEN_EXPIRED> } | null = null;
   let finished = false;
   let expiryDelivered = false;
   let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<typeof TOKEN_EXPIRED>((resolve) => {
-    timer = setTimeout(() => resolve(TOKEN_EXPIRED), Math.max(0, ctx.viewer.exp * 1000 - Date.now()));
-  });
   const done = { value: undefined, done: true } as const;
+  const start = () => {
+    const { source, stream } = open();
+    subscriptionGauge.labels(kind).inc();
+    const expired = new Promise<typeof TOKEN_EXPIRED>((resolve) => {
+      timer = setTimeout(() => resolve(TOKEN_EXPIRED), Math.max(0, ctx.viewer.exp * 1000 - Date.now()));
+    });
+    return { source, stream, expired };
+  };
   const finish = async () => {
     if (finished) return;
     finished = true;
+    if (!opened) return;
     clearTimeout(timer);
-    gauge.dec();
-    await stream.return();
-    await source.return(undefined);
+    subscriptionGauge.labels(kind).dec();
+    await opened.stream.return();
+    await opened.source.return(undefined);
   };
   const iterator: AsyncIterableIterator<Expirable<T>> = {
     async next() {
@@ -63,7 +69,8 @@ function guardSubscription<T>(
         await finish();
         return done;
       }
-      const next = await Promise.race([source.next(), expired]);
+      opened ??= start();
+      const next = await Promise.race([opened.source.next(), opened.expired]);
       if (next === TOKEN_EXPIRED) {
         expiryDelivered = true;
         return { value: TOKEN_EXPIRED, done: false };
@@ -111,6 +118,9 @@ async function* jobProgress(ctx: GraphQLContext, jobId: string, stream: TopicStr
   }
 }
 
+/** Jobs whose last sent version a `jobEvents` subscriber remembers (the least recently updated are forgotten). */
+const MAX_TRACKED_JOBS = 10_000;
+
 function matches(ctx: GraphQLContext, filter: JobFilterInput | null | undefined, event: JobEventMessage): boolean {
   if (!canSee(ctx, event)) return false;
   if (filter?.types?.length && !filter.types.includes(event.type)) return false;
@@ -124,8 +134,17 @@ async function* jobEvents(
   filter: JobFilterInput | null | undefined,
   stream: TopicStream<JobEventMessage>,
 ): AsyncGenerator<JobEventMessage> {
+  // Per job, the newest version sent: an event published late (the API's PENDING announcement
+  // after a fast job already finished) must not put a dashboard back in the past.
+  const sent = new Map<string, number>();
   try {
-    for await (const event of stream) if (matches(ctx, filter, event)) yield event;
+    for await (const event of stream) {
+      if (!matches(ctx, filter, event) || (sent.get(event.jobId) ?? -1) >= event.version) continue;
+      sent.delete(event.jobId);
+      sent.set(event.jobId, event.version);
+      if (sent.size > MAX_TRACKED_JOBS) sent.delete(sent.keys().next().value!);
+      yield event;
+    }
   } finally {
     await stream.return();
   }
@@ -139,9 +158,11 @@ builder.subscriptionFields((t) => ({
     // Checked before the stream is returned, so a refusal is a plain GraphQL error on every transport.
     subscribe: async (_root, { jobId }, ctx) => {
       await loadVisibleJob(ctx, String(jobId));
-      // Subscribed before the row is read, so no event falls between the read and the subscription.
-      const stream = ctx.services.pubsub.stream(topics.job(String(jobId)));
-      return guardSubscription(ctx, 'jobProgress', jobProgress(ctx, String(jobId), stream), stream);
+      return guardSubscription(ctx, 'jobProgress', () => {
+        // Subscribed before the row is read, so no event falls between the read and the subscription.
+        const stream = ctx.services.pubsub.stream(topics.job(String(jobId)));
+        return { source: jobProgress(ctx, String(jobId), stream), stream };
+      });
     },
     resolve: eventOrExpiry,
   }),
@@ -153,8 +174,10 @@ builder.subscriptionFields((t) => ({
       for (const type of (filter as JobFilterInput | null)?.types ?? []) {
         if (!findJobType(type)) throw graphqlError('BAD_USER_INPUT', `unknown job type: ${type}`);
       }
-      const stream = ctx.services.pubsub.stream(topics.allJobs());
-      return guardSubscription(ctx, 'jobEvents', jobEvents(ctx, filter as JobFilterInput | null, stream), stream);
+      return guardSubscription(ctx, 'jobEvents', () => {
+        const stream = ctx.services.pubsub.stream(topics.allJobs());
+        return { source: jobEvents(ctx, filter as JobFilterInput | null, stream), stream };
+      });
     },
     resolve: eventOrExpiry,
   }),

@@ -1,0 +1,95 @@
+/** GraphQL clients for the benchmark: plain fetch, and the real graphql-sse / graphql-ws clients. */
+import { createClient as createSseClient } from 'graphql-sse';
+import { createClient as createWsClient, type Client as WsClient } from 'graphql-ws';
+import WebSocket from 'ws';
+
+export interface GraphQLResponse<T> {
+  data?: T | null;
+  errors?: { message: string; extensions?: { code?: string } }[];
+}
+
+export async function gql<T = Record<string, any>>(url: string, token: string, query: string, variables: Record<string, unknown> = {}): Promise<GraphQLResponse<T>> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await response.json()) as GraphQLResponse<T>;
+}
+
+export async function gqlOk<T = Record<string, any>>(url: string, token: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
+  const result = await gql<T>(url, token, query, variables);
+  if (result.errors?.length || !result.data) throw new Error(`GraphQL errors: ${JSON.stringify(result.errors)}`);
+  return result.data;
+}
+
+/** Milliseconds since the epoch with sub-millisecond precision. */
+export const now = (): number => performance.timeOrigin + performance.now();
+
+/** One received subscription result, stamped on arrival. */
+export interface Received<T> {
+  value: T;
+  receivedAt: number;
+}
+
+export interface LiveSubscription<T> {
+  received: Received<T>[];
+  errors: unknown[];
+  /** Settles when the server completes the subscription (or it fails). */
+  done: Promise<void>;
+  close(): void;
+}
+
+function sink<T>(field: string) {
+  const received: Received<T>[] = [];
+  const errors: unknown[] = [];
+  let settle!: () => void;
+  const done = new Promise<void>((resolve) => (settle = resolve));
+  return {
+    received,
+    errors,
+    done,
+    next: (result: GraphQLResponse<Record<string, T>>) => {
+      if (result.errors?.length) errors.push(result.errors);
+      else received.push({ value: result.data![field]!, receivedAt: now() });
+    },
+    error: (error: unknown) => {
+      errors.push(error);
+      settle();
+    },
+    complete: () => settle(),
+  };
+}
+
+/** A subscription over its own SSE connection (graphql-sse's distinct connections mode). */
+export function subscribeSse<T>(url: string, token: string, field: string, query: string, variables: Record<string, unknown>): LiveSubscription<T> {
+  const client = createSseClient({ url, headers: { authorization: `Bearer ${token}` }, retryAttempts: 0 });
+  const s = sink<T>(field);
+  const dispose = client.subscribe<Record<string, T>>({ query, variables }, s as never);
+  return {
+    received: s.received,
+    errors: s.errors,
+    done: s.done.finally(() => client.dispose()),
+    close: () => {
+      dispose();
+      client.dispose();
+    },
+  };
+}
+
+/** A WebSocket connection (graphql-ws protocol) that can carry many subscriptions. */
+export function wsConnection(url: string, token: string): WsClient {
+  return createWsClient({
+    url: url.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    connectionParams: { authorization: `Bearer ${token}` },
+    retryAttempts: 0,
+    lazy: true,
+  });
+}
+
+export function subscribeWs<T>(client: WsClient, field: string, query: string, variables: Record<string, unknown>): LiveSubscription<T> {
+  const s = sink<T>(field);
+  const dispose = client.subscribe<Record<string, T>>({ query, variables }, s as never);
+  return { received: s.received, errors: s.errors, done: s.done, close: dispose };
+}

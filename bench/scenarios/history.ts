@@ -1,0 +1,196 @@
+/**
+ * History: `jobs(filter, first: 50)` over a million seeded rows, through GraphQL over HTTP, beside
+ * the very SQL the resolver runs, sent directly. Each variant alternates the two, one query at a
+ * time, so both see the same moment of a noisy machine.
+ */
+import pg from 'pg';
+import { jobCatalogue } from '../../src/jobs/registry.js';
+import { gql } from '../clients.js';
+import { size, type BenchContext } from '../context.js';
+import { measure, type ScenarioResult } from '../stats.js';
+
+/** Owners in the seeded history; the bench user is one of them. */
+export const SEED_OWNERS = 100;
+
+/** The account ids of one seeded owner (5 each). */
+export const seededAccount = (owner: number, n: number) => `md5('acct-${owner}-${n}')::uuid`;
+
+/**
+ * Seeds `rows` job rows in one INSERT … SELECT generate_series: newest first every ~30 s over about
+ * a year, 100 owners, every catalogue type, 90% COMPLETED, 5% FAILED, 3% CANCELLED, 1% PENDING,
+ * 1% ACTIVE. Secondary indexes are dropped first and rebuilt after, as a bulk load would.
+ */
+export async function seedHistory(ctx: BenchContext, rows: number): Promise<number> {
+  const started = performance.now();
+  const { pool } = ctx.env;
+  const types = jobCatalogue.map((declaration) => declaration.name);
+  const indexes = (
+    await pool.query<{ indexname: string; indexdef: string }>(
+      "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'job' AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE conrelid = 'job'::regclass)",
+    )
+  ).rows;
+  for (const index of indexes) await pool.query(`DROP INDEX "${index.indexname}"`);
+  await pool.query(
+    `INSERT INTO job (id, type, status, progress, processed, total, message, attempts, max_attempts, priority, payload, result,
+                      error, trigger, idempotency_key, owner_id, account_id, created_at, updated_at, started_at, finished_at, version)
+     SELECT md5('seed-' || g)::uuid,
+            ($2::text[])[1 + (h % array_length($2::text[], 1))],
+            s.status,
+            CASE WHEN s.status = 'COMPLETED' THEN 100 ELSE 40 END,
+            h % 500, 500, NULL, 1, 3, NULL,
+            jsonb_build_object('accountId', acct, 'action', 'MARK_READ'),
+            CASE WHEN s.status = 'COMPLETED' THEN '{"matched": 500, "affected": 480}'::jsonb END,
+            CASE WHEN s.status = 'FAILED' THEN 'the IMAP server refused the login' END,
+            CASE WHEN h % 20 = 0 THEN 'SCHEDULE' ELSE 'API' END,
+            NULL,
+            'user-' || o,
+            acct,
+            t, t + interval '5 seconds',
+            CASE WHEN s.status <> 'PENDING' THEN t + interval '1 second' END,
+            CASE WHEN s.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN t + interval '5 seconds' END,
+            3
+       FROM generate_series(1, $1::int) AS g,
+            LATERAL (SELECT abs(hashtext('h' || g)) AS h, abs(hashtext('o' || g)) % ${SEED_OWNERS} AS o) AS r,
+            LATERAL (SELECT md5('acct-' || o || '-' || (h % 5))::uuid AS acct,
+                            now() - interval '10 minutes' - ($1::int - g) * interval '30 seconds' - (h % 1000) * interval '1 millisecond' AS t) AS v,
+            LATERAL (SELECT CASE WHEN h % 100 < 90 THEN 'COMPLETED' WHEN h % 100 < 95 THEN 'FAILED' WHEN h % 100 < 98 THEN 'CANCELLED'
+                                 WHEN h % 100 < 99 THEN 'PENDING' ELSE 'ACTIVE' END AS status) AS s`,
+    [rows, types],
+  );
+  for (const index of indexes) await pool.query(index.indexdef);
+  await pool.query('ANALYZE job');
+  return performance.now() - started;
+}
+
+const JOBS = `query($filter: JobFilter, $first: Int, $after: String) {
+  jobs(filter: $filter, first: $first, after: $after) {
+    edges { cursor node { id type status progress processed total message attempts error trigger createdAt startedAt finishedAt } }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
+
+interface Filter {
+  types?: string[];
+  statuses?: string[];
+  accountId?: string;
+  createdAfter?: string;
+  createdBefore?: string;
+}
+
+/** The resolver's SQL for `jobs` (src/graphql/schema/job.ts), with $n placeholders. */
+function resolverSql(ownerId: string | null, filter: Filter, first: number, after: { createdAt: string; id: string } | null): [string, unknown[]] {
+  const clauses: string[] = [];
+  const params: unknown[] = [];
+  const p = (value: unknown) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  if (ownerId) clauses.push(`owner_id = ${p(ownerId)}`);
+  if (filter.types?.length) clauses.push(`type IN (${filter.types.map(p).join(', ')})`);
+  if (filter.statuses?.length) clauses.push(`status IN (${filter.statuses.map(p).join(', ')})`);
+  if (filter.accountId) clauses.push(`account_id = ${p(filter.accountId)}`);
+  if (filter.createdAfter) clauses.push(`created_at >= ${p(filter.createdAfter)}`);
+  if (filter.createdBefore) clauses.push(`created_at < ${p(filter.createdBefore)}`);
+  if (after) clauses.push(`(created_at, id) < (${p(after.createdAt)}::timestamptz, ${p(after.id)}::uuid)`);
+  const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
+  return [`SELECT *, created_at::text AS cursor_ts FROM job ${where} ORDER BY created_at DESC, id DESC LIMIT ${p(first + 1)}`, params];
+}
+
+function decodeCursor(cursor: string): { createdAt: string; id: string } {
+  const [createdAt, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  return { createdAt: createdAt!, id: id! };
+}
+
+interface Variant {
+  name: string;
+  admin: boolean;
+  filter: Filter;
+  /** Walk this many pages by cursor instead of repeating the first page. */
+  deepPages?: number;
+}
+
+export async function runHistory(ctx: BenchContext, seededRows: number): Promise<ScenarioResult[]> {
+  const owner = Number(ctx.userId.replace('user-', ''));
+  const account = (await ctx.env.pool.query<{ id: string }>(`SELECT ${seededAccount(owner, 2)} AS id`)).rows[0]!.id;
+  const monthAgo = new Date(Date.now() - 30 * 24 * 3600 * 1000);
+  const twoMonthsAgo = new Date(Date.now() - 60 * 24 * 3600 * 1000);
+  const variants: Variant[] = [
+    { name: 'admin, no filter', admin: true, filter: {} },
+    { name: 'user, no filter', admin: false, filter: {} },
+    { name: 'user, status FAILED', admin: false, filter: { statuses: ['FAILED'] } },
+    { name: 'user, type import_mbox', admin: false, filter: { types: ['import_mbox'] } },
+    { name: 'user, account', admin: false, filter: { accountId: account } },
+    { name: 'user, 30-day window a month back', admin: false, filter: { createdAfter: twoMonthsAgo.toISOString(), createdBefore: monthAgo.toISOString() } },
+    { name: 'admin, PENDING+ACTIVE', admin: true, filter: { statuses: ['PENDING', 'ACTIVE'] } },
+    { name: 'admin, type + status', admin: true, filter: { types: ['bulk_operation'], statuses: ['FAILED'] } },
+    { name: 'user, deep pages by cursor', admin: false, filter: {}, deepPages: size(ctx, 200, 40) },
+  ];
+  const iterations = size(ctx, 200, 40);
+  const raw = new pg.Client({ connectionString: ctx.env.databaseUrl });
+  await raw.connect();
+  const results: ScenarioResult[] = [];
+  try {
+    for (const variant of variants) {
+      const token = variant.admin ? ctx.adminToken : ctx.userToken;
+      const ownerId = variant.admin ? null : ctx.userId;
+      const jobwireLatencies: number[] = [];
+      const rawLatencies: number[] = [];
+      let rowsSeen = 0;
+      const once = async (after: string | null, record: boolean): Promise<string | null> => {
+        const t0 = performance.now();
+        const response = await gql<{ jobs: { edges: unknown[]; pageInfo: { endCursor: string | null } } }>(ctx.api.url, token, JOBS, {
+          filter: variant.filter,
+          first: 50,
+          after,
+        });
+        const t1 = performance.now();
+        if (response.errors?.length || !response.data) throw new Error(`history ${variant.name}: ${JSON.stringify(response.errors)}`);
+        const [sql, params] = resolverSql(ownerId, variant.filter, 50, after ? decodeCursor(after) : null);
+        const t2 = performance.now();
+        const { rows } = await raw.query(sql, params);
+        const t3 = performance.now();
+        if (record) {
+          jobwireLatencies.push(t1 - t0);
+          rawLatencies.push(t3 - t2);
+          rowsSeen += response.data.jobs.edges.length;
+        }
+        if (Math.min(rows.length, 50) !== response.data.jobs.edges.length) throw new Error(`history ${variant.name}: GraphQL and SQL disagree`);
+        return response.data.jobs.pageInfo.endCursor;
+      };
+      for (let i = 0; i < 10; i++) await once(null, false);
+      const started = performance.now();
+      if (variant.deepPages) {
+        let after: string | null = null;
+        for (let page = 0; page < variant.deepPages; page++) {
+          after = await once(after, true);
+          if (!after) break;
+        }
+      } else {
+        for (let i = 0; i < iterations; i++) await once(null, true);
+      }
+      const duration = performance.now() - started;
+      const jobwire = measure(jobwireLatencies, duration * (sum(jobwireLatencies) / (sum(jobwireLatencies) + sum(rawLatencies))));
+      const baseline = measure(rawLatencies, duration * (sum(rawLatencies) / (sum(jobwireLatencies) + sum(rawLatencies))));
+      const ratio = jobwire.p99 / baseline.p99;
+      results.push({
+        scenario: 'history',
+        variant: variant.name,
+        unit: 'queries',
+        jobwire,
+        raw: baseline,
+        ratioOf: 'p99 jobwire/raw',
+        ratio,
+        target: 'p99 < 20 ms, ≤ 1.5× raw',
+        pass: jobwire.p99 < 20 && ratio <= 1.5,
+        notes: variant.deepPages ? [`${jobwireLatencies.length} pages walked, ${rowsSeen} rows deep`] : [],
+        extra: { rows: seededRows, avgRowsPerPage: rowsSeen / jobwireLatencies.length, addedMsP50: jobwire.p50 - baseline.p50 },
+      });
+      ctx.log(`history ${variant.name}: p99 ${jobwire.p99.toFixed(1)} ms vs raw ${baseline.p99.toFixed(1)} ms`);
+    }
+  } finally {
+    await raw.end();
+  }
+  return results;
+}
+
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);

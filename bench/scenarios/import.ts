@@ -1,0 +1,98 @@
+/**
+ * Import: `import_mbox` of a generated 5,000-message mbox (upload through the API, import in the
+ * worker) beside splitting and parsing the same file with the same MIME parser alone. The parse
+ * baseline runs before and after the import and the two are averaged, against drifting load.
+ */
+import { createReadStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { splitMbox } from '../../src/mail/mbox.js';
+import { MalformedMessageError, parseMessage } from '../../src/mail/parse-message.js';
+import { buildMbox } from '../../test/helpers/mbox-fixture.js';
+import { gqlOk } from '../clients.js';
+import { size, type BenchContext } from '../context.js';
+import { waitFor } from '../processes.js';
+import { measure, type Measurement, type ScenarioResult } from '../stats.js';
+
+const IMPORT_MBOX = `mutation($accountId: ID!, $file: File!) { importMbox(accountId: $accountId, file: $file) { id status } }`;
+const CREATE_ACCOUNT = `mutation($name: String!) { createAccount(input: { name: $name }) { id } }`;
+
+async function parseAlone(path: string): Promise<{ durationMs: number; messages: number }> {
+  const started = performance.now();
+  let messages = 0;
+  for await (const raw of splitMbox(createReadStream(path))) {
+    try {
+      await parseMessage(raw);
+    } catch (error) {
+      if (!(error instanceof MalformedMessageError)) throw error;
+    }
+    messages++;
+  }
+  return { durationMs: performance.now() - started, messages };
+}
+
+export async function runImport(ctx: BenchContext): Promise<ScenarioResult[]> {
+  const count = size(ctx, 5_000, 1_000);
+  await ctx.worker();
+  const fixture = buildMbox({ count, malformed: Math.round(count / 500), duplicates: Math.round(count / 100), attachmentEvery: 10, seed: 2026 });
+  const path = join(ctx.env.storageDir, 'bench-import.mbox');
+  await writeFile(path, fixture.mbox);
+  ctx.log(`import: ${count} messages, ${(fixture.mbox.length / 1048576).toFixed(1)} MiB`);
+
+  await parseAlone(path); // warm-up: the parser's code compiled before it is timed
+  const first = await parseAlone(path);
+
+  const { createAccount } = await gqlOk<{ createAccount: { id: string } }>(ctx.api.url, ctx.userToken, CREATE_ACCOUNT, { name: 'bench-import' });
+  const form = new FormData();
+  form.set('operations', JSON.stringify({ query: IMPORT_MBOX, variables: { accountId: createAccount.id, file: null } }));
+  form.set('map', JSON.stringify({ 0: ['variables.file'] }));
+  form.set('0', new Blob([new Uint8Array(fixture.mbox)]), 'bench.mbox');
+  const uploadStarted = performance.now();
+  const response = (await (await fetch(ctx.api.url, { method: 'POST', headers: { authorization: `Bearer ${ctx.userToken}` }, body: form })).json()) as {
+    data?: { importMbox: { id: string } };
+    errors?: unknown;
+  };
+  if (!response.data) throw new Error(`importMbox failed: ${JSON.stringify(response.errors)}`);
+  const jobId = response.data.importMbox.id;
+  const row = await waitFor(
+    'the import to finish',
+    async () => {
+      const { rows } = await ctx.env.pool.query<{ status: string; started_at: Date; finished_at: Date; error: string | null }>(
+        'SELECT status, started_at, finished_at, error FROM job WHERE id = $1',
+        [jobId],
+      );
+      const current = rows[0]!;
+      if (current.status === 'FAILED' || current.status === 'CANCELLED') throw new Error(`import ended ${current.status}: ${current.error}`);
+      return current.status === 'COMPLETED' ? current : null;
+    },
+    600_000,
+    100,
+  );
+  const endToEndMs = performance.now() - uploadStarted;
+  const second = await parseAlone(path);
+
+  const importMs = row.finished_at.getTime() - row.started_at.getTime();
+  const parseMs = (first.durationMs + second.durationMs) / 2;
+  const jobwire: Measurement = { ...measure([], importMs, count), p50: NaN, p90: NaN, p99: NaN, max: NaN };
+  const raw: Measurement = { ...measure([], parseMs, count), p50: NaN, p90: NaN, p99: NaN, max: NaN };
+  const ratio = jobwire.throughput / raw.throughput;
+  ctx.log(`import: ${(importMs / 1000).toFixed(1)} s in the worker, parse alone ${(parseMs / 1000).toFixed(1)} s`);
+  return [
+    {
+      scenario: 'import',
+      variant: `import_mbox, ${count} messages`,
+      unit: 'messages',
+      jobwire,
+      raw,
+      ratioOf: 'throughput jobwire/raw',
+      ratio,
+      target: '≥ 0.5×',
+      pass: ratio >= 0.5,
+      notes: [
+        `worker: ${(importMs / 1000).toFixed(1)} s (row started_at → finished_at); upload to COMPLETED ${(endToEndMs / 1000).toFixed(1)} s`,
+        `parse alone: ${(first.durationMs / 1000).toFixed(1)} s and ${(second.durationMs / 1000).toFixed(1)} s (before and after)`,
+      ],
+      extra: { importMs, endToEndMs, parseMs: [first.durationMs, second.durationMs], fileBytes: fixture.mbox.length },
+    },
+  ];
+}

@@ -1,0 +1,110 @@
+/** Figures of one side of a scenario: how many operations, how fast, and their latencies in ms. */
+export interface Measurement {
+  count: number;
+  durationMs: number;
+  /** Operations per second over `durationMs`. */
+  throughput: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/** One line of the results: Jobwire's path beside its raw baseline, measured in the same run. */
+export interface ScenarioResult {
+  scenario: string;
+  variant: string;
+  /** What one operation is: "requests", "jobs", "events", "messages"... */
+  unit: string;
+  jobwire: Measurement | null;
+  raw: Measurement | null;
+  /** How the ratio is computed, e.g. "throughput jobwire/raw" or "p99 jobwire/raw". */
+  ratioOf: string;
+  ratio: number | null;
+  target: string;
+  /** null: reported only, no target. */
+  pass: boolean | null;
+  notes: string[];
+  extra?: Record<string, unknown>;
+}
+
+/** Nearest-rank percentile of ascending `sorted`. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  return sorted[rank - 1]!;
+}
+
+export function measure(latenciesMs: number[], durationMs: number, count = latenciesMs.length): Measurement {
+  const sorted = [...latenciesMs].sort((a, b) => a - b);
+  return {
+    count,
+    durationMs,
+    throughput: durationMs > 0 ? (count / durationMs) * 1000 : NaN,
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: sorted.at(-1) ?? NaN,
+  };
+}
+
+/** Runs `total` operations with `concurrency` in flight; returns each one's latency. */
+export async function runConcurrent(total: number, concurrency: number, op: (i: number) => Promise<void>): Promise<{ latencies: number[]; durationMs: number }> {
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, total) }, async () => {
+      for (let i = next++; i < total; i = next++) {
+        const t0 = performance.now();
+        await op(i);
+        latencies.push(performance.now() - t0);
+      }
+    }),
+  );
+  return { latencies, durationMs: performance.now() - started };
+}
+
+const fmt = (value: number | null | undefined, digits = 1): string =>
+  value === null || value === undefined || Number.isNaN(value) ? '—' : value >= 1000 ? Math.round(value).toString() : value.toFixed(digits);
+
+function side(m: Measurement | null, unit: string): string[] {
+  if (!m) return ['—', '—', '—', '—', '—'];
+  return [`${fmt(m.throughput)} ${unit}/s`, fmt(m.p50), fmt(m.p90), fmt(m.p99), fmt(m.max)];
+}
+
+/** The results as a fixed-width table: each scenario on two lines, Jobwire then raw. */
+export function formatTable(results: ScenarioResult[]): string {
+  const header = ['scenario', 'side', 'throughput', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'ratio', 'target', 'result'];
+  const rows: string[][] = [];
+  for (const r of results) {
+    const name = r.variant ? `${r.scenario}: ${r.variant}` : r.scenario;
+    const verdict = r.pass === null ? 'report' : r.pass ? 'pass' : 'MISS';
+    rows.push([name, 'jobwire', ...side(r.jobwire, r.unit), r.ratio === null ? '—' : `${fmt(r.ratio, 2)}× (${r.ratioOf})`, r.target, verdict]);
+    if (r.raw) rows.push(['', 'raw', ...side(r.raw, r.unit), '', '', '']);
+    for (const note of r.notes) rows.push(['', `  ${note}`, '', '', '', '', '', '', '', '']);
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.filter((row) => !row[1]!.startsWith('  ')).map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
+  const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  ')];
+  for (const row of rows) out.push(row[1]!.startsWith('  ') ? `${''.padEnd(widths[0]!)}  ${row[1]!.trim()}` : line(row));
+  return out.join('\n');
+}
+
+/** The same table in Markdown, for the README's Performance section. */
+export function formatMarkdown(results: ScenarioResult[]): string {
+  const out = [
+    '| scenario | jobwire | raw baseline | p50 / p90 / p99 / max ms (jobwire) | p50 / p90 / p99 / max ms (raw) | ratio | target | result |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  const lat = (m: Measurement | null) => (m ? `${fmt(m.p50)} / ${fmt(m.p90)} / ${fmt(m.p99)} / ${fmt(m.max)}` : '—');
+  for (const r of results) {
+    const verdict = r.pass === null ? 'reported' : r.pass ? 'pass' : '**miss**';
+    out.push(
+      `| ${r.variant ? `${r.scenario}: ${r.variant}` : r.scenario} | ${r.jobwire ? `${fmt(r.jobwire.throughput)} ${r.unit}/s` : '—'} | ${
+        r.raw ? `${fmt(r.raw.throughput)} ${r.unit}/s` : '—'
+      } | ${lat(r.jobwire)} | ${lat(r.raw)} | ${r.ratio === null ? '—' : `${fmt(r.ratio, 2)}× ${r.ratioOf}`} | ${r.target} | ${verdict} |`,
+    );
+  }
+  return out.join('\n');
+}
