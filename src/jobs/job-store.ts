@@ -182,3 +182,19 @@ export async function updateJob(
   const rows: Row[] = await em.getConnection().execute(`${sql} RETURNING *`, values, 'all');
   return rows[0] ? rowToJob(rows[0]) : null;
 }
+
+/**
+ * Marks a job ACTIVE for an attempt in one statement, unless it is final or its cancellation was
+ * asked; returns null then, and the caller reads the row to see which.
+ */
+export async function startJob(em: EntityManager, id: string, attempt: number): Promise<JobRecord | null> {
+  const rows: Row[] = await em.getConnection().execute(
+    `UPDATE job SET status = 'ACTIVE', attempts = ?, started_at = clock_timestamp(), run_at = NULL,
+            version = version + 1, updated_at = clock_timestamp()
+      WHERE id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL
+      RETURNING *`,
+    [attempt, id],
+    'all',
+  );
+  return rows[0] ? rowToJob(rows[0]) : null;
+}

@@ -4,7 +4,7 @@ import { isDatabaseError } from '../db/sql.js';
 import type { JobRecord } from '../db/entities/job.entity.js';
 import type { AnyJobDeclaration, JobContext } from '../jobs/define-job.js';
 import { JobCancelledError, PermanentJobError, toError } from '../jobs/errors.js';
-import { findJob, toEventMessage, updateJob } from '../jobs/job-store.js';
+import { findJob, startJob, toEventMessage, updateJob } from '../jobs/job-store.js';
 import { jobDuration, jobTransitions } from '../observability/metrics.js';
 import { createRedis } from '../queue/redis.js';
 import type { Services } from '../services.js';
@@ -116,21 +116,17 @@ export class JobRunner {
     const em = orm.em.fork() as EntityManager;
     const attempt = Math.max(bullJob.attemptsStarted ?? 0, bullJob.attemptsMade + 1);
 
-    const before = await findJob(em, jobId);
-    if (!before) throw new UnrecoverableError(`job row ${jobId} does not exist`);
-    if (before.status === 'COMPLETED' || before.status === 'FAILED' || before.status === 'CANCELLED') {
-      logger.info({ status: before.status }, 'row already final; skipping');
-      return before.result;
+    // One statement in the common case; the row is read only to explain a refusal.
+    const active = await startJob(em, jobId, attempt);
+    if (!active) {
+      const row = await findJob(em, jobId);
+      if (!row) throw new UnrecoverableError(`job row ${jobId} does not exist`);
+      if (row.status === 'COMPLETED' || row.status === 'FAILED' || row.status === 'CANCELLED') {
+        logger.info({ status: row.status }, 'row already final; skipping');
+        return row.result;
+      }
+      return this.finishCancelled(em, jobId, logger);
     }
-    if (before.cancelRequestedAt) return this.finishCancelled(em, jobId, logger);
-
-    const active = await updateJob(
-      em,
-      jobId,
-      { status: 'ACTIVE', attempts: attempt, startedAt: new Date(), runAt: null, message: before.message },
-      ['PENDING', 'DELAYED', 'ACTIVE'],
-    );
-    if (!active) throw new UnrecoverableError(`job ${jobId} is no longer runnable`);
     await this.publish(active);
     logger.info({ attempt }, 'job started');
 
