@@ -3,7 +3,6 @@ import { pgArray } from '../db/sql.js';
 import { scanMessagePii, type PiiKind } from '../mail/scanners/pii.js';
 import { normalizeSender, type ScannableAttachment } from '../mail/scanners/scannable-message.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
-import { loadOwnedAccount } from './access.js';
 import { defineJob, type JobContext } from './define-job.js';
 import {
   accountScanArgs,
@@ -14,6 +13,7 @@ import {
   pruneOrphanFindings,
   replaceMessageFindings,
   scanScope,
+  prepareAccountScan,
   type FindingDraft,
 } from './scan-support.js';
 
@@ -63,10 +63,7 @@ export const scanPiiJob = defineJob({
         .describe('Findings per kind, every kind listed.'),
     })
     .meta({ id: 'ScanPiiOutput' }),
-  async prepare(args, ctx) {
-    const account = await loadOwnedAccount(ctx.em, args.accountId, ctx);
-    return { input: { accountId: account.id }, accountId: account.id };
-  },
+  prepare: prepareAccountScan,
   async handler(input, ctx) {
     const account = await loadScanAccount(ctx, input.accountId);
     const scope = await scanScope(ctx.em, account.id);

@@ -3,7 +3,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
 import { Account } from '../db/entities/account.entity.js';
 import { pgArray } from '../db/sql.js';
-import type { JobContext } from './define-job.js';
+import { loadOwnedAccount } from './access.js';
+import type { EnqueueContext, JobContext, PreparedJob } from './define-job.js';
 import { PermanentJobError } from './errors.js';
 
 /** The privacy scans that store rows in `finding`. */
@@ -17,6 +18,12 @@ export function accountScanInput(id: string) {
 
 /** Mutation arguments of every account scan. */
 export const accountScanArgs = z.object({ accountId: z.uuid().describe('The account to scan.') });
+
+/** The API-side step every account scan shares: the caller must own the account (or be an admin). */
+export async function prepareAccountScan(args: { accountId: string }, ctx: EnqueueContext): Promise<PreparedJob<{ accountId: string }>> {
+  const account = await loadOwnedAccount(ctx.em, args.accountId, ctx);
+  return { input: { accountId: account.id }, accountId: account.id };
+}
 
 /** The account a scan runs over. Access was checked when the job was enqueued (an admin may scan anyone's). */
 export async function loadScanAccount(ctx: JobContext, accountId: string): Promise<Account> {

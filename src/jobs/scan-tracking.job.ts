@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { normalizeSender } from '../mail/scanners/scannable-message.js';
 import { scanTracking } from '../mail/scanners/tracking.js';
-import { loadOwnedAccount } from './access.js';
 import { defineJob } from './define-job.js';
 import {
   accountScanArgs,
@@ -12,6 +11,7 @@ import {
   pruneOrphanFindings,
   replaceMessageFindings,
   scanScope,
+  prepareAccountScan,
   type FindingDraft,
 } from './scan-support.js';
 
@@ -39,10 +39,7 @@ export const scanTrackingJob = defineJob({
       findings: z.number().int().describe('Findings in the scanned messages (new or already stored).'),
     })
     .meta({ id: 'ScanTrackingOutput' }),
-  async prepare(args, ctx) {
-    const account = await loadOwnedAccount(ctx.em, args.accountId, ctx);
-    return { input: { accountId: account.id }, accountId: account.id };
-  },
+  prepare: prepareAccountScan,
   async handler(input, ctx) {
     const account = await loadScanAccount(ctx, input.accountId);
     const scope = await scanScope(ctx.em, account.id);

@@ -4,9 +4,8 @@ import { z } from 'zod';
 import { pgArray } from '../db/sql.js';
 import type { ScannableMessage } from '../mail/scanners/scannable-message.js';
 import { groupNewsletters, type NewsletterGroup } from '../mail/scanners/unsubscribe.js';
-import { loadOwnedAccount } from './access.js';
 import { defineJob } from './define-job.js';
-import { accountScanArgs, accountScanInput, loadScanAccount, messageBatches, scanScope } from './scan-support.js';
+import { accountScanArgs, accountScanInput, loadScanAccount, messageBatches, scanScope, prepareAccountScan } from './scan-support.js';
 
 /** Only two headers are read per message, so batches can be large. */
 const BATCH_SIZE = 1_000;
@@ -39,10 +38,7 @@ export const scanUnsubscribeJob = defineJob({
       oneClick: z.number().int().describe('Of those, senders offering RFC 8058 one-click unsubscribe.'),
     })
     .meta({ id: 'ScanUnsubscribeOutput' }),
-  async prepare(args, ctx) {
-    const account = await loadOwnedAccount(ctx.em, args.accountId, ctx);
-    return { input: { accountId: account.id }, accountId: account.id };
-  },
+  prepare: prepareAccountScan,
   async handler(input, ctx) {
     const account = await loadScanAccount(ctx, input.accountId);
     const scope = await scanScope(ctx.em, account.id);
