@@ -1,7 +1,7 @@
 import { defaultRepeatStrategy, type Queue } from 'bullmq';
 import type { Config } from '../config/env.js';
 import type { Rule } from '../db/entities/rule.entity.js';
-import { QueueUnavailableError, type JobQueues } from '../queue/job-queues.js';
+import { withRedisDeadline, type JobQueues } from '../queue/job-queues.js';
 
 /** The queue whose job schedulers tick; each tick enqueues the real job through the normal path. */
 export const SCHEDULE_QUEUE = 'schedules';
@@ -31,7 +31,6 @@ export const TICK_JOB_OPTIONS = {
 } as const;
 
 /** How long a scheduler change waits for Redis before it is reported as unavailable. */
-const REDIS_TIMEOUT_MS = 5_000;
 
 /** Longest accepted cron pattern. */
 const MAX_PATTERN_LENGTH = 255;
@@ -68,22 +67,6 @@ export function cronPatternProblem(pattern: string, tz: string): string | null {
   return null;
 }
 
-async function bounded<T>(work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer from Redis within ${REDIS_TIMEOUT_MS} ms`)), REDIS_TIMEOUT_MS);
-      }),
-    ]);
-  } catch (error) {
-    throw new QueueUnavailableError(error);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Registers (or replaces) the job scheduler of a rule's cron schedule. */
 export async function upsertRuleScheduler(queue: Queue, config: Config, ruleId: string, pattern: string): Promise<void> {
   const data: TickData = { type: RUN_RULE_TYPE, input: { ruleId }, ruleId };
@@ -107,8 +90,8 @@ export async function syncRuleSchedule(
 ): Promise<void> {
   const queue = queues.get(SCHEDULE_QUEUE);
   if (rule.schedule && rule.enabled !== false) {
-    await bounded(upsertRuleScheduler(queue, config, rule.id, rule.schedule));
+    await withRedisDeadline(upsertRuleScheduler(queue, config, rule.id, rule.schedule));
   } else {
-    await bounded(queue.removeJobScheduler(ruleSchedulerId(rule.id)));
+    await withRedisDeadline(queue.removeJobScheduler(ruleSchedulerId(rule.id)));
   }
 }

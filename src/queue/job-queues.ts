@@ -13,6 +13,26 @@ export class QueueUnavailableError extends Error {
 }
 
 /**
+ * Waits for a Redis command at most ADD_TIMEOUT_MS: a request must fail fast with
+ * QueueUnavailableError rather than hang while Redis is away.
+ */
+export async function withRedisDeadline<T>(work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ADD_TIMEOUT_MS} ms`)), ADD_TIMEOUT_MS);
+      }),
+    ]);
+  } catch (error) {
+    throw new QueueUnavailableError(error);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * One BullMQ queue per job type, so each type has its own concurrency, rate limit and counts.
  * All queues share one Redis connection.
  */
@@ -40,19 +60,7 @@ export class JobQueues {
 
   /** Adds a job, bounded in time; throws QueueUnavailableError when Redis does not take it. */
   async add(queueName: string, jobId: string, data: unknown, options: JobsOptions): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        this.get(queueName).add(queueName, data, { ...options, jobId }),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ADD_TIMEOUT_MS} ms`)), ADD_TIMEOUT_MS);
-        }),
-      ]);
-    } catch (error) {
-      throw new QueueUnavailableError(error);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withRedisDeadline(this.get(queueName).add(queueName, data, { ...options, jobId }));
   }
 
   async close(): Promise<void> {
