@@ -58,6 +58,41 @@ const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Milliseconds SIGTERM waits for running jobs before handing them back. (Default: 25000) */
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(25_000),
+  /**
+   * IMAP hosts the worker may reach even though they are (or resolve to) loopback, private, link-local,
+   * unique-local or unspecified addresses: comma-separated host names, IP addresses or CIDR ranges,
+   * e.g. `127.0.0.1,imap.internal,10.1.0.0/16`. (Default: none; only public addresses are reached)
+   */
+  IMAP_ALLOWED_HOSTS: z.string().default(''),
+  /** Largest single message inside an mbox upload or an IMAP mailbox, in bytes; bigger ones are counted as malformed. (Default: 50 MiB) */
+  MAX_MESSAGE_BYTES: positiveInt.default(50 * 1024 * 1024),
+  /** Enqueue quota per owner: at most this many jobs per ENQUEUE_RATE_WINDOW_MS, shared by every replica; admins are exempt. 0 disables it. (Default: 120) */
+  ENQUEUE_RATE_MAX: z.coerce.number().int().min(0).default(120),
+  /** Window of the enqueue quota, in milliseconds. (Default: 60000) */
+  ENQUEUE_RATE_WINDOW_MS: positiveInt.default(60_000),
+  /** Jobs one owner may have not yet finished (PENDING, DELAYED, ACTIVE); admins are exempt. 0 disables it. (Default: 1000) */
+  MAX_UNFINISHED_JOBS_PER_OWNER: z.coerce.number().int().min(0).default(1_000),
+  /** Open subscriptions one user may hold across every replica; admins are exempt. 0 disables it. (Default: 200) */
+  MAX_SUBSCRIPTIONS_PER_USER: z.coerce.number().int().min(0).default(200),
+  /** Open subscriptions on one WebSocket connection (or one SSE request). (Default: 100) */
+  MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).default(100),
+  /** Shortest interval between two runs of a rule's cron schedule, in seconds. (Default: 300) */
+  RULE_SCHEDULE_MIN_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(300),
+  /** Largest WebSocket message accepted, in bytes. (Default: 1 MiB) */
+  WS_MAX_PAYLOAD_BYTES: positiveInt.default(1024 * 1024),
+  /** A WebSocket that has not sent a valid `connection_init` within this many milliseconds is closed. (Default: 3000) */
+  WS_CONNECTION_INIT_TIMEOUT_MS: positiveInt.default(3_000),
+  /**
+   * Origins allowed to call the API from a browser (CORS), comma-separated, e.g. `https://app.example.com`.
+   * (Default: none; same origin only)
+   */
+  CORS_ORIGINS: z.string().default(''),
+  /** Bearer token that `GET /metrics` on the public port requires; unset: /metrics is not served there. (Default: unset) */
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** Separate port serving `GET /metrics` without a token, on METRICS_HOST; 0 disables it. (Default: 0) */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  /** Interface of METRICS_PORT and of the worker's WORKER_METRICS_PORT. (Default: 127.0.0.1) */
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
 });
 
@@ -83,6 +118,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(['JWT_SECRET: the development default is refused when NODE_ENV=production']);
   }
   return config;
+}
+
+/** A comma-separated setting as a list of its non-empty, trimmed entries. */
+export function listSetting(value: string): string[] {
+  return value
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
 }
 
 /** SCHEDULE_OVERRIDES as a map from schedule id to cron pattern. */

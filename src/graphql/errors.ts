@@ -3,10 +3,15 @@ import { GraphQLError } from 'graphql';
 import { ForbiddenError, InvalidInputError, InvalidStateError, NotFoundError } from '../jobs/errors.js';
 import { QueueUnavailableError } from '../queue/job-queues.js';
 
-export type ErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'FORBIDDEN' | 'UNAUTHENTICATED' | 'QUEUE_UNAVAILABLE';
+export type ErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'FORBIDDEN' | 'UNAUTHENTICATED' | 'QUEUE_UNAVAILABLE' | 'RATE_LIMITED';
 
 export function graphqlError(code: ErrorCode, message: string): GraphQLError {
   return createGraphQLError(message, { extensions: { code } });
+}
+
+/** A quota refusal: `extensions.retryAfter` says in how many seconds trying again can succeed. */
+export function rateLimitedError(message: string, retryAfterSeconds: number): GraphQLError {
+  return createGraphQLError(message, { extensions: { code: 'RATE_LIMITED', retryAfter: Math.max(1, Math.ceil(retryAfterSeconds)) } });
 }
 
 /**

@@ -47,6 +47,12 @@ export async function createTestEnv(overrides: Record<string, string> = {}): Pro
     SCHEDULER_ENABLED: 'false',
     SHUTDOWN_TIMEOUT_MS: '5000',
     ARCHIVE_KEY: randomBytes(32).toString('base64'),
+    // The test Dovecot listens on loopback; quotas are off unless a test turns them on.
+    IMAP_ALLOWED_HOSTS: '127.0.0.1',
+    RULE_SCHEDULE_MIN_INTERVAL_SECONDS: '0',
+    ENQUEUE_RATE_MAX: '0',
+    MAX_UNFINISHED_JOBS_PER_OWNER: '0',
+    MAX_SUBSCRIPTIONS_PER_USER: '0',
     ...overrides,
   };
   const config = loadConfig(vars as NodeJS.ProcessEnv);
