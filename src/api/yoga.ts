@@ -1,11 +1,11 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { createFetch } from '@whatwg-node/fetch';
-import { GraphQLError } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { bearerToken, InvalidTokenError, verifyToken, type Viewer } from '../auth/tokens.js';
 import type { GraphQLContext } from '../graphql/context.js';
-import { graphqlError, toGraphQLError } from '../graphql/errors.js';
+import { graphqlError, toClientError } from '../graphql/errors.js';
+import { useInputGuards } from '../graphql/input-guards.js';
 import { buildSchema } from '../graphql/schema/index.js';
 import type { Services } from '../services.js';
 
@@ -44,21 +44,11 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       const viewer = await authenticate(services, header);
       return { viewer, services, em: services.orm.em.fork() as GraphQLContext['em'] };
     },
-    maskedErrors: {
-      maskError: (error, message) => {
-        // Errors GraphQL itself raised (syntax, validation, limits, CSRF) are already meant for the client.
-        if (error instanceof GraphQLError && !error.originalError) return error;
-        const original = (error as { originalError?: unknown }).originalError ?? error;
-        const mapped = toGraphQLError(original);
-        if (mapped) return mapped;
-        if ((error as { extensions?: { code?: unknown } }).extensions?.code) return error as Error;
-        logger.error({ err: original }, 'unexpected error in a GraphQL operation');
-        return graphqlError('INTERNAL_SERVER_ERROR' as never, message);
-      },
-    },
+    maskedErrors: { maskError: (error, message) => toClientError(error, message, logger) },
     plugins: [
       // An Authorization header already forces a CORS preflight, so it counts as the CSRF header.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'authorization'] }),
+      useInputGuards(),
       EnvelopArmorPlugin({
         maxDepth: { n: 12 },
         maxAliases: { n: 15 },

@@ -1,10 +1,17 @@
 import SchemaBuilder from '@pothos/core';
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import type { JobRecord } from '../db/entities/job.entity.js';
 import type { GraphQLContext } from './context.js';
+import { graphqlError } from './errors.js';
 
-/** The one schema builder; each module under `schema/` adds its types and fields to it. */
+/**
+ * The one schema builder; each module under `schema/` adds its types and fields to it.
+ * Every operation is authenticated before it runs (the context needs a valid token); who may use a
+ * field beyond that is declared on the field with `authScopes`, e.g. `authScopes: { admin: true }`.
+ */
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
+  AuthScopes: { admin: boolean };
   Scalars: {
     DateTime: { Input: Date; Output: Date | string };
     JSON: { Input: unknown; Output: unknown };
@@ -13,6 +20,13 @@ export const builder = new SchemaBuilder<{
   Interfaces: { Job: JobRecord };
   DefaultFieldNullability: false;
 }>({
+  plugins: [ScopeAuthPlugin],
+  scopeAuth: {
+    authScopes: (ctx) => ({ admin: ctx.viewer.role === 'admin' }),
+    // Subscriptions check their scopes once, when they start, like queries and mutations.
+    authorizeOnSubscribe: true,
+    unauthorizedError: (_parent, _ctx, info) => graphqlError('FORBIDDEN', `${info.fieldName} needs the admin role`),
+  },
   defaultFieldNullability: false,
 });
 

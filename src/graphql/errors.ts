@@ -1,5 +1,6 @@
 import { createGraphQLError } from 'graphql-yoga';
 import { GraphQLError } from 'graphql';
+import type { Logger } from '../observability/logger.js';
 import { ForbiddenError, InvalidInputError, InvalidStateError, NotFoundError } from '../jobs/errors.js';
 import { QueueUnavailableError } from '../queue/job-queues.js';
 
@@ -25,4 +26,54 @@ export function toGraphQLError(error: unknown): GraphQLError | null {
   if (error instanceof ForbiddenError) return graphqlError('FORBIDDEN', error.message);
   if (error instanceof QueueUnavailableError) return graphqlError('QUEUE_UNAVAILABLE', 'the job queue is unavailable; nothing was queued, try again');
   return null;
+}
+
+/** Longest error message a client gets: messages may quote input, and input can be huge. */
+const MAX_MESSAGE_LENGTH = 300;
+
+/** PostgreSQL errors that can only mean the value sent was unusable (bad text, out-of-range date or number). */
+const INPUT_SQLSTATES = new Set(['22P02', '22008', '22009', '22003', '22007', '22021', '22P05', '22001']);
+
+function bounded(message: string): string {
+  return message.length > MAX_MESSAGE_LENGTH ? `${message.slice(0, MAX_MESSAGE_LENGTH)}…` : message;
+}
+
+/**
+ * What a client sees of an error. GraphQL's own errors (syntax, validation, limits, variable
+ * coercion) are the caller's and get a code; domain errors get theirs; anything else is logged
+ * and masked. Messages are cut to a bounded length, so a huge input is never echoed back whole.
+ */
+export function toClientError(error: unknown, maskedMessage: string, logger: Logger): Error {
+  if (error instanceof GraphQLError) {
+    const original = error.originalError;
+    if (error.extensions?.code && !original) return withMessage(error, bounded(error.message));
+    // A scalar or enum refusing a variable: graphql-js wraps the thrown error in a GraphQLError.
+    if (!original || original instanceof GraphQLError) {
+      const code = (original as GraphQLError | undefined)?.extensions?.code ?? error.extensions?.code ?? defaultCode(error);
+      return withMessage(error, bounded(error.message), code as string);
+    }
+  }
+  const original = (error as { originalError?: unknown }).originalError ?? error;
+  const mapped = toGraphQLError(original);
+  if (mapped) return withMessage(mapped, bounded(mapped.message));
+  const sqlState = (original as { code?: unknown }).code;
+  if (typeof sqlState === 'string' && INPUT_SQLSTATES.has(sqlState)) {
+    return graphqlError('BAD_USER_INPUT', 'a value in the input is not valid (malformed or out of range)');
+  }
+  logger.error({ err: original }, 'unexpected error in a GraphQL operation');
+  return createGraphQLError(maskedMessage, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+}
+
+/** Errors graphql-js raises before execution carry no code of their own. */
+function defaultCode(error: GraphQLError): string {
+  return /^Variable "\$/.test(error.message) ? 'BAD_USER_INPUT' : 'GRAPHQL_VALIDATION_FAILED';
+}
+
+function withMessage(error: GraphQLError, message: string, code?: string): GraphQLError {
+  if (message === error.message && (!code || error.extensions?.code === code)) return error;
+  return new GraphQLError(message, {
+    nodes: error.nodes,
+    path: error.path,
+    extensions: { ...error.extensions, ...(code ? { code } : {}) },
+  });
 }

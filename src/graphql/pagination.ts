@@ -14,14 +14,32 @@ export function encodeCursor(cursor: Cursor): string {
 }
 
 /** `timestamptz::text` output, e.g. `2026-11-24 04:17:09.123456+00`. */
-const TIMESTAMP = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:?\d{2})?|Z)?$/;
+const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?([+-]\d{2}(?::?\d{2})?)?$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function decodeCursor(value: string): Cursor {
-  const [createdAt, id, extra] = Buffer.from(value, 'base64url').toString('utf8').split('|');
-  if (!createdAt || !id || extra !== undefined || !TIMESTAMP.test(createdAt) || !/^[0-9a-f-]{36}$/i.test(id)) {
+  const [createdAt, id, extra] = value.length <= 200 ? Buffer.from(value, 'base64url').toString('utf8').split('|') : [];
+  if (!createdAt || !id || extra !== undefined || !isRealTimestamp(createdAt) || !UUID.test(id)) {
     throw graphqlError('BAD_USER_INPUT', 'after: not a cursor returned by this API');
   }
   return { createdAt, id };
+}
+
+/** The shape alone lets through month 13 or hour 25, which PostgreSQL would refuse mid-query. */
+function isRealTimestamp(text: string): boolean {
+  const match = TIMESTAMP.exec(text);
+  if (!match) return false;
+  const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const date = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  return (
+    year >= 1 &&
+    date.getUTCFullYear() === year &&
+    date.getUTCMonth() === month - 1 &&
+    date.getUTCDate() === day &&
+    date.getUTCHours() === hour &&
+    date.getUTCMinutes() === minute &&
+    date.getUTCSeconds() === second
+  );
 }
 
 export function pageSize(first: number | null | undefined): number {

@@ -1,7 +1,5 @@
 import { jobCatalogue } from '../../jobs/registry.js';
 import { builder } from '../builder.js';
-import { graphqlError } from '../errors.js';
-import { isAdmin } from './job.js';
 
 interface QueueStats {
   queue: string;
@@ -32,8 +30,8 @@ builder.queryField('queueStats', (t) =>
   t.field({
     type: [QueueStatsRef],
     description: 'One entry per job type queue. Admins only.',
+    authScopes: { admin: true },
     resolve: async (_root, _args, ctx) => {
-      if (!isAdmin(ctx)) throw graphqlError('FORBIDDEN', 'queueStats needs the admin role');
       return Promise.all(
         jobCatalogue.map(async ({ name }) => {
           const counts = await ctx.services.queues.get(name).getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');

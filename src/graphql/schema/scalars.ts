@@ -1,9 +1,17 @@
 import { GraphQLError, Kind } from 'graphql';
 import { builder } from '../builder.js';
 
+/** Years PostgreSQL stores and prints as plain ISO dates; anything outside is refused, not mangled. */
+const MIN_YEAR = 1;
+const MAX_YEAR = 9999;
+
 function parseDate(value: unknown): Date {
-  const date = typeof value === 'string' ? new Date(value) : null;
+  const date = typeof value === 'string' && value.length <= 40 ? new Date(value) : null;
   if (!date || Number.isNaN(date.getTime())) throw new GraphQLError('DateTime must be an ISO 8601 string', { extensions: { code: 'BAD_USER_INPUT' } });
+  const year = date.getUTCFullYear();
+  if (year < MIN_YEAR || year > MAX_YEAR) {
+    throw new GraphQLError(`DateTime must be between the years ${MIN_YEAR} and ${MAX_YEAR}`, { extensions: { code: 'BAD_USER_INPUT' } });
+  }
   return date;
 }
 

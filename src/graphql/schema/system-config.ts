@@ -1,7 +1,6 @@
 import { readSettings, writeSettings, type SystemSettings } from '../../db/system-settings.js';
 import { builder } from '../builder.js';
 import { graphqlError } from '../errors.js';
-import { isAdmin } from './job.js';
 
 const SystemConfigRef = builder.objectRef<SystemSettings>('SystemConfig').implement({
   description: 'Settings stored in `system_config`, read by jobs when they run.',
@@ -22,15 +21,17 @@ const SystemConfigInputRef = builder.inputType('SystemConfigInput', {
   }),
 });
 
-builder.queryField('systemConfig', (t) => t.field({ type: SystemConfigRef, resolve: (_root, _args, ctx) => readSettings(ctx.em) }));
+builder.queryField('systemConfig', (t) =>
+  t.field({ type: SystemConfigRef, description: 'Admins only.', authScopes: { admin: true }, resolve: (_root, _args, ctx) => readSettings(ctx.em) }),
+);
 
 builder.mutationField('updateSystemConfig', (t) =>
   t.field({
     type: SystemConfigRef,
     description: 'Admins only.',
+    authScopes: { admin: true },
     args: { input: t.arg({ type: SystemConfigInputRef, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      if (!isAdmin(ctx)) throw graphqlError('FORBIDDEN', 'updateSystemConfig needs the admin role');
       const days = input.archiveTrashRetentionDays;
       if (days != null && (days < 0 || days > 36_500)) throw graphqlError('BAD_USER_INPUT', 'archiveTrashRetentionDays must be between 0 and 36500');
       return writeSettings(ctx.em, {

@@ -1,0 +1,127 @@
+import {
+  type ExecutionArgs,
+  getNamedType,
+  getNullableType,
+  getOperationAST,
+  GraphQLError,
+  type GraphQLInputType,
+  isInputObjectType,
+  isListType,
+  isScalarType,
+
+  TypeInfo,
+  typeFromAST,
+  visit,
+  visitWithTypeInfo,
+} from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Deeper JSON than this in a variable is refused rather than walked. */
+const MAX_DEPTH = 64;
+
+function badInput(message: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT' } });
+}
+
+/**
+ * Rules every input of the API obeys, checked once before any resolver runs, so no field has to
+ * repeat them and nothing is written when they fail:
+ * - every `ID` argument or input field is a UUID (every id in Jobwire is a database UUID);
+ * - no string anywhere in the input, JSON included, holds a NUL character (PostgreSQL text cannot).
+ */
+export function useInputGuards(): Plugin {
+  const guard = ({ args, setResultAndStopExecution }: { args: ExecutionArgs; setResultAndStopExecution: (result: never) => void }) => {
+    const problem = findInputProblem(args);
+    if (problem) setResultAndStopExecution({ errors: [problem] } as never);
+  };
+  return { onExecute: guard, onSubscribe: guard };
+}
+
+/** The first input rule the operation breaks, or null. */
+export function findInputProblem(args: ExecutionArgs): GraphQLError | null {
+  const operation = getOperationAST(args.document, args.operationName);
+  if (!operation) return null;
+  for (const definition of operation.variableDefinitions ?? []) {
+    const type = typeFromAST(args.schema, definition.type) as GraphQLInputType | undefined;
+    const value = args.variableValues?.[definition.variable.name.value];
+    const problem = type ? checkValue(type, value, `$${definition.variable.name.value}`, 0) : null;
+    if (problem) return problem;
+  }
+  let problem: GraphQLError | null = null;
+  const typeInfo = new TypeInfo(args.schema);
+  visit(
+    args.document,
+    visitWithTypeInfo(typeInfo, {
+      StringValue(node) {
+        if (problem) return;
+        if (node.value.includes('\u0000')) problem = badInput('strings may not contain NUL (\\u0000) characters');
+        else if (isIdType(typeInfo.getInputType()) && !UUID.test(node.value)) problem = badInput('an ID argument is not a UUID');
+      },
+      IntValue(node) {
+        if (!problem && isIdType(typeInfo.getInputType())) problem = badInput(`an ID argument is not a UUID: ${node.value.slice(0, 20)}`);
+      },
+    }),
+  );
+  return problem;
+}
+
+function isIdType(type: GraphQLInputType | null | undefined): boolean {
+  const named = type ? getNamedType(type) : null;
+  return named !== null && named !== undefined && isScalarType(named) && named.name === 'ID';
+}
+
+function checkValue(type: GraphQLInputType, value: unknown, path: string, depth: number): GraphQLError | null {
+  if (value === null || value === undefined) return null;
+  if (depth > MAX_DEPTH) return badInput(`${path}: nested too deeply`);
+  const nullable = getNullableType(type) as GraphQLInputType;
+  if (isListType(nullable)) {
+    const items = Array.isArray(value) ? value : [value];
+    for (let index = 0; index < items.length; index++) {
+      const problem = checkValue(nullable.ofType as GraphQLInputType, items[index], `${path}[${index}]`, depth + 1);
+      if (problem) return problem;
+    }
+    return null;
+  }
+  if (isInputObjectType(nullable)) {
+    if (!isPlainObject(value)) return null;
+    const fields = nullable.getFields();
+    for (const [name, fieldValue] of Object.entries(value)) {
+      const field = fields[name];
+      const problem = field ? checkValue(field.type, fieldValue, `${path}.${name}`, depth + 1) : null;
+      if (problem) return problem;
+    }
+    return null;
+  }
+  if (isScalarType(nullable) && nullable.name === 'ID' && (typeof value === 'string' || typeof value === 'number')) {
+    return UUID.test(String(value)) ? null : badInput(`${path}: not a UUID`);
+  }
+  return findNul(value, path, depth);
+}
+
+/** Walks plain JSON (strings, arrays, plain objects); uploads and other objects are left alone. */
+function findNul(value: unknown, path: string, depth: number): GraphQLError | null {
+  if (depth > MAX_DEPTH) return badInput(`${path}: nested too deeply`);
+  if (typeof value === 'string') return value.includes('\u0000') ? badInput(`${path}: strings may not contain NUL (\\u0000) characters`) : null;
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const problem = findNul(item, path, depth + 1);
+      if (problem) return problem;
+    }
+    return null;
+  }
+  if (isPlainObject(value)) {
+    for (const [key, item] of Object.entries(value)) {
+      const problem = key.includes('\u0000') ? badInput(`${path}: keys may not contain NUL characters`) : findNul(item, path, depth + 1);
+      if (problem) return problem;
+    }
+  }
+  return null;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+

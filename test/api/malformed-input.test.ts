@@ -1,0 +1,131 @@
+/**
+ * Malformed input of every kind gets a coded GraphQL error and changes nothing (issue 7, defect 4),
+ * through the real HTTP API: nothing the caller sends is answered with a masked INTERNAL error.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CREATE_ACCOUNT } from '../helpers/fragments.js';
+import { gql, gqlOk } from '../helpers/graphql-client.js';
+import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
+import { createTestEnv, type TestEnv } from '../helpers/test-env.js';
+
+let env: TestEnv;
+let system: InProcessSystem;
+let alice: string;
+let admin: string;
+let accountId: string;
+
+beforeAll(async () => {
+  env = await createTestEnv();
+  system = await startInProcess(env, { worker: false });
+  [alice, admin] = await Promise.all([env.token('alice'), env.token('root', 'admin')]);
+  accountId = (await gqlOk<{ createAccount: { id: string } }>(system.url, alice, CREATE_ACCOUNT, { name: 'inbox' })).createAccount.id;
+});
+
+afterAll(async () => {
+  await system?.stop();
+  await env?.cleanup();
+});
+
+/** Rows and queue jobs that any of these calls could have created. */
+async function footprint(): Promise<string> {
+  const counts = await env.one<Record<string, string>>(
+    `SELECT (SELECT count(*) FROM job) AS jobs, (SELECT count(*) FROM account) AS accounts, (SELECT count(*) FROM rule) AS rules,
+            (SELECT count(*) FROM retention_policy) AS policies`,
+  );
+  return JSON.stringify(counts);
+}
+
+async function expectCode(query: string, variables: Record<string, unknown>, code: string, token = alice) {
+  const before = await footprint();
+  const response = await gql(system.url, token, query, variables);
+  expect(response.errors?.[0]?.extensions?.code, JSON.stringify(response)).toBe(code);
+  expect(response.errors![0]!.message.length).toBeLessThan(400);
+  expect(await footprint()).toBe(before);
+  return response;
+}
+
+const DASHES = '-'.repeat(36);
+const BAD_CURSOR_DATE = Buffer.from(`2024-13-45 25:61:00.000000+00|00000000-0000-4000-8000-000000000000`).toString('base64url');
+const BAD_CURSOR_ID = Buffer.from(`2024-01-01 00:00:00.000000+00|${DASHES}`).toString('base64url');
+
+describe('malformed ids', () => {
+  it('answers BAD_USER_INPUT for ids shaped like UUIDs that are not', async () => {
+    await expectCode('query($id: ID!) { job(id: $id) { id } }', { id: DASHES }, 'BAD_USER_INPUT');
+    await expectCode(`query { job(id: "${DASHES}") { id } }`, {}, 'BAD_USER_INPUT');
+    await expectCode('mutation($id: ID!) { cancelJob(id: $id) { id } }', { id: 'zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz' }, 'BAD_USER_INPUT');
+    await expectCode('query($id: ID!) { account(id: $id) { id } }', { id: DASHES }, 'BAD_USER_INPUT');
+    await expectCode('mutation($a: ID!) { scanPii(accountId: $a) { id } }', { a: DASHES }, 'BAD_USER_INPUT');
+    await expectCode('query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }', { f: { accountId: DASHES } }, 'BAD_USER_INPUT');
+  });
+
+  it('answers NOT_FOUND for a well-formed id that matches nothing', async () => {
+    await expectCode('mutation($id: ID!) { cancelJob(id: $id) { id } }', { id: '00000000-0000-4000-8000-000000000000' }, 'NOT_FOUND');
+  });
+});
+
+describe('malformed cursors and dates', () => {
+  it('refuses cursors that pass the format check but hold a bad date or id', async () => {
+    for (const after of [BAD_CURSOR_DATE, BAD_CURSOR_ID, 'not-a-cursor']) {
+      await expectCode('query($after: String) { jobs(after: $after) { nodes { id } } }', { after }, 'BAD_USER_INPUT');
+    }
+  });
+
+  it("refuses DateTimes outside PostgreSQL's range", async () => {
+    for (const date of ['+275760-09-13T00:00:00.000Z', '-271821-04-20T00:00:00.000Z', '10000-01-01T00:00:00Z', 'yesterday']) {
+      await expectCode('query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }', { f: { createdAfter: date } }, 'BAD_USER_INPUT');
+    }
+  });
+});
+
+describe('NUL bytes', () => {
+  it('refuses NUL in stored and filtered strings, in variables and in literals', async () => {
+    await expectCode(CREATE_ACCOUNT, { name: 'in\u0000box' }, 'BAD_USER_INPUT');
+    await expectCode('mutation { createAccount(input: { name: "in\\u0000box" }) { id } }', {}, 'BAD_USER_INPUT');
+    await expectCode('query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }', { f: { types: ['import\u0000mbox'] } }, 'BAD_USER_INPUT');
+    await expectCode(
+      'mutation($a: ID!, $o: EnqueueOptions) { scanPii(accountId: $a, options: $o) { id } }',
+      { a: accountId, o: { idempotencyKey: 'k\u0000' } },
+      'BAD_USER_INPUT',
+    );
+  });
+});
+
+describe('variables over HTTP', () => {
+  it('answers BAD_USER_INPUT for a wrong enum value or a wrong type', async () => {
+    await expectCode('query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }', { f: { statuses: ['NOPE'] } }, 'BAD_USER_INPUT');
+    await expectCode('query($n: Int) { jobs(first: $n) { nodes { id } } }', { n: 'ten' }, 'BAD_USER_INPUT');
+    await expectCode('query($n: Int) { jobs(first: $n) { nodes { id } } }', { n: 1e12 }, 'BAD_USER_INPUT');
+    await expectCode('mutation($a: ID!, $o: EnqueueOptions) { scanPii(accountId: $a, options: $o) { id } }', { a: accountId, o: { priority: 'high' } }, 'BAD_USER_INPUT');
+    await expectCode('query($id: ID!) { job(id: $id) { id } }', {}, 'BAD_USER_INPUT');
+  });
+
+  it('never echoes more than a bounded slice of the input', async () => {
+    const huge = 'x'.repeat(100_000);
+    const response = await expectCode('query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }', { f: { statuses: [huge] } }, 'BAD_USER_INPUT');
+    expect(JSON.stringify(response).length).toBeLessThan(2_000);
+  });
+});
+
+describe('limits', () => {
+  it('gives every query limit of graphql-armor a code', async () => {
+    const directives = `{ __typename ${'@include(if: true) '.repeat(25)}}`;
+    const aliases = `{ ${Array.from({ length: 30 }, (_, i) => `a${i}: jobTypes { name }`).join(' ')} }`;
+    const tokens = `{ ${'__typename '.repeat(3000)} }`;
+    for (const [query, code] of [
+      [directives, 'GRAPHQL_VALIDATION_FAILED'],
+      [aliases, 'GRAPHQL_VALIDATION_FAILED'],
+      [tokens, 'GRAPHQL_PARSE_FAILED'],
+    ] as const) {
+      const response = await gql(system.url, alice, query);
+      expect(response.errors?.[0]?.extensions?.code, JSON.stringify(response).slice(0, 300)).toBe(code);
+    }
+  });
+});
+
+describe('systemConfig', () => {
+  it('is for admins only', async () => {
+    await expectCode('{ systemConfig { archiveTrashPurgeEnabled } }', {}, 'FORBIDDEN');
+    const ok = await gql(system.url, admin, '{ systemConfig { archiveTrashPurgeEnabled } }');
+    expect(ok.errors).toBeUndefined();
+  });
+});
