@@ -1,6 +1,7 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Config } from './config/env.js';
 import { initOrm } from './db/orm.js';
+import { OwnerQuotas } from './jobs/owner-quotas.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { JobPubSub } from './pubsub/pubsub.js';
 import { JobQueues } from './queue/job-queues.js';
@@ -14,6 +15,8 @@ export interface Services {
   pubsub: JobPubSub;
   storage: BlobStorage;
   logger: Logger;
+  /** Per-owner enqueue quotas, shared by every replica through Redis and PostgreSQL. */
+  quotas: OwnerQuotas;
   close(): Promise<void>;
 }
 
@@ -30,6 +33,7 @@ export async function createServices(config: Config, processName: string): Promi
     pubsub,
     storage,
     logger,
+    quotas: new OwnerQuotas(queues.connection, config, logger),
     async close() {
       await Promise.allSettled([queues.close(), pubsub.close()]);
       await orm.close(true);

@@ -2,6 +2,7 @@ import { createGraphQLError } from 'graphql-yoga';
 import { GraphQLError } from 'graphql';
 import type { Logger } from '../observability/logger.js';
 import { ForbiddenError, InvalidInputError, InvalidStateError, NotFoundError } from '../jobs/errors.js';
+import { QuotaExceededError } from '../jobs/owner-quotas.js';
 import { QueueUnavailableError } from '../queue/job-queues.js';
 
 export type ErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'FORBIDDEN' | 'UNAUTHENTICATED' | 'QUEUE_UNAVAILABLE' | 'RATE_LIMITED';
@@ -24,6 +25,7 @@ export function toGraphQLError(error: unknown): GraphQLError | null {
   if (error instanceof InvalidInputError || error instanceof InvalidStateError) return graphqlError('BAD_USER_INPUT', error.message);
   if (error instanceof NotFoundError) return graphqlError('NOT_FOUND', error.message);
   if (error instanceof ForbiddenError) return graphqlError('FORBIDDEN', error.message);
+  if (error instanceof QuotaExceededError) return rateLimitedError(error.message, error.retryAfterSeconds);
   if (error instanceof QueueUnavailableError) return graphqlError('QUEUE_UNAVAILABLE', 'the job queue is unavailable; nothing was queued, try again');
   return null;
 }

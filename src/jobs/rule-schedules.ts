@@ -49,7 +49,7 @@ export function ruleIdOfScheduler(schedulerId: string | null | undefined): strin
  * with seconds first, and the `@daily`-style aliases; the pattern must also have a next fire time.
  * BullMQ's own cron parser decides, so what is accepted here is exactly what it will run.
  */
-export function cronPatternProblem(pattern: string, tz: string): string | null {
+export function cronPatternProblem(pattern: string, tz: string, minIntervalSeconds = 0): string | null {
   const trimmed = pattern.trim();
   if (trimmed === '') return 'schedule must not be empty';
   if (trimmed.length > MAX_PATTERN_LENGTH) return `schedule must be at most ${MAX_PATTERN_LENGTH} characters`;
@@ -64,7 +64,28 @@ export function cronPatternProblem(pattern: string, tz: string): string | null {
     return `schedule "${trimmed}" is not a valid cron pattern: ${error instanceof Error ? error.message : String(error)}`;
   }
   if (typeof next !== 'number' || !Number.isFinite(next)) return `schedule "${trimmed}" never fires`;
+  const gap = shortestGapSeconds(trimmed, tz, next);
+  if (gap !== null && gap < minIntervalSeconds) {
+    return `schedule "${trimmed}" fires every ${gap} s; rule schedules must be at least ${minIntervalSeconds} s apart (RULE_SCHEDULE_MIN_INTERVAL_SECONDS)`;
+  }
   return null;
+}
+
+/** Fire times looked at to find the shortest gap: enough to see a burst hidden in one hour of a day, cheap enough to run per request. */
+const GAP_SAMPLES = 200;
+
+/** The shortest time between two consecutive fires among the next GAP_SAMPLES, or null if it fires once. */
+function shortestGapSeconds(pattern: string, tz: string, first: number): number | null {
+  let shortest: number | null = null;
+  let previous = first;
+  for (let sample = 0; sample < GAP_SAMPLES; sample++) {
+    const next = defaultRepeatStrategy(previous, { pattern, tz });
+    if (typeof next !== 'number' || !Number.isFinite(next) || next <= previous) break;
+    const gap = (next - previous) / 1000;
+    shortest = shortest === null ? gap : Math.min(shortest, gap);
+    previous = next;
+  }
+  return shortest;
 }
 
 /** Registers (or replaces) the job scheduler of a rule's cron schedule. */

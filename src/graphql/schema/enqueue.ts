@@ -48,6 +48,7 @@ for (const declaration of jobCatalogue) {
       args: { ...args, options: t.arg({ type: EnqueueOptionsRef, required: false }) } as never,
       resolve: async (_root, rawArgs: Record<string, unknown>, ctx) => {
         const { options, ...jobArgs } = rawArgs;
+        await ctx.services.quotas.checkEnqueue(ctx.em, { ownerId: ctx.viewer.id, isAdmin: ctx.viewer.role === 'admin' });
         return enqueueJob(enqueueDeps(ctx), {
           declaration,
           args: stripNulls(jobArgs) as Record<string, unknown>,
@@ -80,6 +81,7 @@ builder.mutationFields((t) => ({
       const job = await loadVisibleJob(ctx, String(id));
       const declaration = findJobType(job.type);
       if (!declaration) throw graphqlError('BAD_USER_INPUT', `job type ${job.type} is no longer in the catalogue`);
+      await ctx.services.quotas.checkEnqueue(ctx.em, { ownerId: ctx.viewer.id, isAdmin: ctx.viewer.role === 'admin' });
       return retryJob(enqueueDeps(ctx), declaration, job.id);
     },
   }),

@@ -14,6 +14,7 @@ import './findings.js';
 import './archive.js';
 import './system-config.js';
 import './queue-stats.js';
+import './limits.js';
 
 let schema: GraphQLSchema | null = null;
 

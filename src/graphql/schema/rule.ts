@@ -1,3 +1,4 @@
+import type { Config } from '../../config/env.js';
 import { randomUUID } from 'node:crypto';
 import { defaultRepeatStrategy } from 'bullmq';
 import { Message } from '../../db/entities/message.entity.js';
@@ -226,8 +227,8 @@ function checkName(name: string): string {
   return trimmed;
 }
 
-function checkSchedule(schedule: string, tz: string): string {
-  const problem = cronPatternProblem(schedule, tz);
+function checkSchedule(schedule: string, config: Config): string {
+  const problem = cronPatternProblem(schedule, config.SCHEDULE_TZ, config.RULE_SCHEDULE_MIN_INTERVAL_SECONDS);
   if (problem) throw new InvalidInputError(problem);
   return schedule.trim();
 }
@@ -258,7 +259,7 @@ builder.mutationFields((t) => ({
       const name = checkName(input.name);
       const conditions = validated('conditions', () => toRuleConditions(input.conditions as ConditionsInput));
       const actions = validated('actions', () => parseRuleActions(input.actions));
-      const schedule = input.schedule == null ? null : checkSchedule(input.schedule, ctx.services.config.SCHEDULE_TZ);
+      const schedule = input.schedule == null ? null : checkSchedule(input.schedule, ctx.services.config);
       const now = new Date();
       const rule = ctx.em.create(Rule, {
         id: randomUUID(),
@@ -296,7 +297,7 @@ builder.mutationFields((t) => ({
       }
       // Omitted keeps the schedule, an explicit null removes it.
       if (input.schedule === null) rule.schedule = null;
-      else if (input.schedule !== undefined) rule.schedule = checkSchedule(input.schedule, ctx.services.config.SCHEDULE_TZ);
+      else if (input.schedule !== undefined) rule.schedule = checkSchedule(input.schedule, ctx.services.config);
       if (input.enabled != null) rule.enabled = input.enabled;
       rule.updatedAt = new Date();
       await ctx.em.flush();
