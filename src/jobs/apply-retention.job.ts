@@ -4,6 +4,7 @@ import { RETENTION_ACTIONS, RetentionPolicy, type RetentionAction } from '../db/
 import { applyMessageAction } from '../mail/message-actions.js';
 import { defineJob, MAINTENANCE_OPTIONS } from './define-job.js';
 import { ForbiddenError, InvalidInputError, NotFoundError } from './errors.js';
+import { loadJobPolicy } from './job-subjects.js';
 
 const BATCH_SIZE = 500;
 const DAY_MS = 86_400_000;
@@ -93,8 +94,11 @@ export const applyRetentionJob = defineJob({
     return { input: args.allOwners ? { allOwners: true } : {}, accountId: null };
   },
   async handler(input, ctx) {
-    const filter = input.policyId ? { id: input.policyId } : input.allOwners ? { enabled: true } : { enabled: true, ownerId: ctx.ownerId };
-    const policies = await ctx.em.find(RetentionPolicy, filter, { orderBy: { createdAt: 'asc', id: 'asc' } });
+    const policies = input.policyId
+      ? [await loadJobPolicy(ctx.em, input.policyId)]
+      : await ctx.em.find(RetentionPolicy, input.allOwners ? { enabled: true } : { enabled: true, ownerId: ctx.ownerId }, {
+          orderBy: { createdAt: 'asc', id: 'asc' },
+        });
     const connection = ctx.em.getConnection();
     const now = Date.now();
     const plans = await Promise.all(

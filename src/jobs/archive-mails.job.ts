@@ -4,6 +4,7 @@ import { messageFilterSchema, selectMessageIds } from '../mail/message-filter.js
 import { loadOwnedAccount } from './access.js';
 import { defineJob } from './define-job.js';
 import { InvalidInputError, PermanentJobError } from './errors.js';
+import { loadJobAccount } from './job-subjects.js';
 
 /** Messages copied per batch: one SELECT, parallel blob copies, one multi-row INSERT, one UPDATE. */
 const BATCH_SIZE = 50;
@@ -47,11 +48,7 @@ export const archiveMailsJob = defineJob({
   async handler(input, ctx) {
     const problem = checkInput(input);
     if (problem) throw new PermanentJobError(problem);
-    // Access was checked when the job was queued (an admin may archive anyone's mail); here the
-    // account only has to still exist.
-    const account = await loadOwnedAccount(ctx.em, input.accountId, { ownerId: ctx.ownerId, isAdmin: true }).catch(() => {
-      throw new PermanentJobError(`account ${input.accountId} no longer exists`);
-    });
+    const account = await loadJobAccount(ctx.em, input.accountId);
     // Fixed up front: archiving changes what an `archived: false` filter matches.
     const ids = await selectMessageIds(ctx.em, account.id, input);
     ctx.progress({ processed: 0, total: ids.length, message: 'archiving' });

@@ -4,6 +4,7 @@ import { messageFilterSchema, selectMessageIds } from '../mail/message-filter.js
 import { loadOwnedAccount } from './access.js';
 import { defineJob } from './define-job.js';
 import { InvalidInputError, PermanentJobError } from './errors.js';
+import { loadJobAccount } from './job-subjects.js';
 
 const BATCH_SIZE = 500;
 
@@ -64,14 +65,15 @@ export const bulkOperationJob = defineJob({
   async handler(input, ctx) {
     const problem = checkInput(input);
     if (problem) throw new PermanentJobError(problem);
-    const ids = await selectMessageIds(ctx.em, input.accountId, input);
+    const account = await loadJobAccount(ctx.em, input.accountId);
+    const ids = await selectMessageIds(ctx.em, account.id, input);
     ctx.progress({ processed: 0, total: ids.length, message: `${input.action.toLowerCase()}: starting` });
 
     let affected = 0;
     for (let start = 0; start < ids.length; start += BATCH_SIZE) {
       ctx.checkpoint();
       const chunk = ids.slice(start, start + BATCH_SIZE);
-      affected += (await applyMessageAction(ctx.em, ctx.storage, input.accountId, chunk, input.action, input.label)).length;
+      affected += (await applyMessageAction(ctx.em, ctx.storage, account.id, chunk, input.action, input.label)).length;
       ctx.progress({ processed: Math.min(start + BATCH_SIZE, ids.length), message: `${input.action.toLowerCase()}` });
     }
     return { action: input.action, matched: ids.length, affected };

@@ -5,6 +5,7 @@ import { seal } from '../storage/encryption.js';
 import { loadOwnedAccount } from './access.js';
 import { defineJob } from './define-job.js';
 import { InvalidInputError, PermanentJobError } from './errors.js';
+import { loadJobAccount } from './job-subjects.js';
 
 /** Archives listed per query; each one is then encrypted in its own short transaction. */
 const BATCH_SIZE = 50;
@@ -46,10 +47,7 @@ export const encryptArchivesJob = defineJob({
   async handler(input, ctx) {
     const key = archiveKey(ctx.config);
     if (!key) throw new PermanentJobError(NO_KEY_MESSAGE);
-    // Access was checked when the job was queued; here the account only has to still exist.
-    const account = await loadOwnedAccount(ctx.em, input.accountId, { ownerId: ctx.ownerId, isAdmin: true }).catch(() => {
-      throw new PermanentJobError(`account ${input.accountId} no longer exists`);
-    });
+    const account = await loadJobAccount(ctx.em, input.accountId);
     const connection = ctx.em.getConnection();
 
     const [counts] = (await connection.execute(

@@ -9,6 +9,7 @@ import type { RuleConditions } from '../mail/rules/rule-conditions.js';
 import { countRuleCandidates, scanRuleMatches } from '../mail/rules/scan-rule.js';
 import { defineJob } from './define-job.js';
 import { NotFoundError, PermanentJobError } from './errors.js';
+import { loadJobAccount, loadJobRule } from './job-subjects.js';
 import { RUN_RULE_TYPE } from './rule-schedules.js';
 
 /**
@@ -50,8 +51,7 @@ export const runRuleJob = defineJob({
   },
   async handler(input, ctx) {
     const summary = { ruleId: input.ruleId, scanned: 0, matched: 0, affected: 0 };
-    const rule = await ctx.em.findOne(Rule, { id: input.ruleId });
-    if (!rule) throw new PermanentJobError(`rule ${input.ruleId} no longer exists`);
+    const rule = await loadJobRule(ctx.em, input.ruleId);
     // A tick queued just before the rule was disabled does nothing; a run asked for by hand still runs.
     if (ctx.trigger === 'RULE' && !rule.enabled) {
       ctx.progress({ processed: 0, total: 0, message: 'the rule is disabled; nothing done' });
@@ -64,9 +64,8 @@ export const runRuleJob = defineJob({
       if (error instanceof InvalidRuleError) throw new PermanentJobError(`rule ${rule.id} is invalid: ${error.message}`);
       throw error;
     }
+    await loadJobAccount(ctx.em, rule.accountId);
     const connection = ctx.em.getConnection();
-    const accounts: unknown[] = await connection.execute('SELECT id FROM account WHERE id = ?', [rule.accountId], 'all');
-    if (accounts.length === 0) throw new PermanentJobError(`account ${rule.accountId} of rule ${rule.id} no longer exists`);
 
     const total = await countRuleCandidates(ctx.em, rule.accountId);
     ctx.progress({ processed: 0, total, message: `running rule "${rule.name}"` });

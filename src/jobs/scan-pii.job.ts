@@ -4,10 +4,10 @@ import { scanMessagePii, type PiiKind } from '../mail/scanners/pii.js';
 import { normalizeSender, type ScannableAttachment } from '../mail/scanners/scannable-message.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
 import { defineJob, type JobContext } from './define-job.js';
+import { loadJobAccount } from './job-subjects.js';
 import {
   accountScanArgs,
   accountScanInput,
-  loadScanAccount,
   messageBatches,
   normalizeFindings,
   pruneOrphanFindings,
@@ -65,7 +65,7 @@ export const scanPiiJob = defineJob({
     .meta({ id: 'ScanPiiOutput' }),
   prepare: prepareAccountScan,
   async handler(input, ctx) {
-    const account = await loadScanAccount(ctx, input.accountId);
+    const account = await loadJobAccount(ctx.em, input.accountId);
     const scope = await scanScope(ctx.em, account.id);
     ctx.progress({ processed: 0, total: scope.total, message: 'scanning bodies and text attachments' });
 

@@ -1,11 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
-import { Account } from '../db/entities/account.entity.js';
 import { pgArray } from '../db/sql.js';
 import { loadOwnedAccount } from './access.js';
 import type { EnqueueContext, JobContext, PreparedJob } from './define-job.js';
-import { PermanentJobError } from './errors.js';
 
 /** The privacy scans that store rows in `finding`. */
 export const SCAN_KINDS = ['TRACKING', 'PII'] as const;
@@ -23,13 +21,6 @@ export const accountScanArgs = z.object({ accountId: z.uuid().describe('The acco
 export async function prepareAccountScan(args: { accountId: string }, ctx: EnqueueContext): Promise<PreparedJob<{ accountId: string }>> {
   const account = await loadOwnedAccount(ctx.em, args.accountId, ctx);
   return { input: { accountId: account.id }, accountId: account.id };
-}
-
-/** The account a scan runs over. Access was checked when the job was enqueued (an admin may scan anyone's). */
-export async function loadScanAccount(ctx: JobContext, accountId: string): Promise<Account> {
-  const account = await ctx.em.findOne(Account, { id: accountId });
-  if (!account) throw new PermanentJobError(`account ${accountId} no longer exists`);
-  return account;
 }
 
 /** What a scan covers: the account's non-trashed messages stored up to `at`. */

@@ -2,10 +2,10 @@ import { z } from 'zod';
 import { normalizeSender } from '../mail/scanners/scannable-message.js';
 import { scanTracking } from '../mail/scanners/tracking.js';
 import { defineJob } from './define-job.js';
+import { loadJobAccount } from './job-subjects.js';
 import {
   accountScanArgs,
   accountScanInput,
-  loadScanAccount,
   messageBatches,
   normalizeFindings,
   pruneOrphanFindings,
@@ -41,7 +41,7 @@ export const scanTrackingJob = defineJob({
     .meta({ id: 'ScanTrackingOutput' }),
   prepare: prepareAccountScan,
   async handler(input, ctx) {
-    const account = await loadScanAccount(ctx, input.accountId);
+    const account = await loadJobAccount(ctx.em, input.accountId);
     const scope = await scanScope(ctx.em, account.id);
     ctx.progress({ processed: 0, total: scope.total, message: 'scanning HTML bodies' });
 

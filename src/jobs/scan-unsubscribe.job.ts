@@ -5,7 +5,8 @@ import { pgArray } from '../db/sql.js';
 import type { ScannableMessage } from '../mail/scanners/scannable-message.js';
 import { groupNewsletters, type NewsletterGroup } from '../mail/scanners/unsubscribe.js';
 import { defineJob } from './define-job.js';
-import { accountScanArgs, accountScanInput, loadScanAccount, messageBatches, scanScope, prepareAccountScan } from './scan-support.js';
+import { loadJobAccount } from './job-subjects.js';
+import { accountScanArgs, accountScanInput, messageBatches, scanScope, prepareAccountScan } from './scan-support.js';
 
 /** Only two headers are read per message, so batches can be large. */
 const BATCH_SIZE = 1_000;
@@ -40,7 +41,7 @@ export const scanUnsubscribeJob = defineJob({
     .meta({ id: 'ScanUnsubscribeOutput' }),
   prepare: prepareAccountScan,
   async handler(input, ctx) {
-    const account = await loadScanAccount(ctx, input.accountId);
+    const account = await loadJobAccount(ctx.em, input.accountId);
     const scope = await scanScope(ctx.em, account.id);
     ctx.progress({ processed: 0, total: scope.total, message: 'reading List-Unsubscribe headers' });
 
