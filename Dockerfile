@@ -1,15 +1,25 @@
 # One image for every Jobwire process; the compose file picks the command.
+
+# Build: every dependency, then TypeScript compiled to dist/ (dist/src/..., dist/migrations/...).
+FROM node:22-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY migrations ./migrations
+RUN npm run build
+
+# Runtime: production dependencies and the compiled JavaScript only.
 FROM node:22-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
-# tsx runs the TypeScript sources directly, so dev dependencies stay out of the image.
-RUN npm ci --omit=dev --no-audit --no-fund
-COPY tsconfig.json schema.graphql ./
-COPY src ./src
-COPY migrations ./migrations
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
 RUN mkdir -p /data/storage && chown -R node:node /data
 USER node
 ENV STORAGE_DIR=/data/storage PORT=4000
 EXPOSE 4000
-CMD ["npm", "run", "start:api"]
+# node is PID 1 (no npm or tsx in front): docker stop's SIGTERM reaches the handler that drains (src/process/run-until-signal.ts).
+CMD ["node", "dist/src/api/main.js"]

@@ -1,5 +1,5 @@
 import type { BenchEnv } from './bench-env.js';
-import type { Api, Child } from './processes.js';
+import type { ApiProc, Proc } from './processes.js';
 
 /** What every scenario gets from the runner. */
 export interface BenchContext {
@@ -7,7 +7,7 @@ export interface BenchContext {
   /** Smaller counts, for a quick look (about a minute or two). */
   quick: boolean;
   /** API replica A, up for the whole run. */
-  api: Api;
+  api: ApiProc;
   /** Owner of the bench's own jobs and account; one of the seeded history's owners. */
   userId: string;
   userToken: string;
@@ -15,7 +15,7 @@ export interface BenchContext {
   /** A mail account of `userId`, created through the API. */
   accountId: string;
   /** The bench worker sidecar (real catalogue + bench job types), started on first use. */
-  worker(): Promise<Child>;
+  worker(): Promise<Proc>;
   log(message: string): void;
 }
 

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { createBenchEnv, type BenchEnv } from './bench-env.js';
 import { gqlOk } from './clients.js';
 import type { BenchContext } from './context.js';
-import { root, startApi, startWorker, stopAll, type Api, type Child } from './processes.js';
+import { root, startApi, startWorker, stopAll, type Proc } from './processes.js';
 import { runEnqueue } from './scenarios/enqueue.js';
 import { runFanout } from './scenarios/fanout.js';
 import { runHistory, seedHistory, SEED_OWNERS } from './scenarios/history.js';
@@ -119,12 +119,12 @@ async function main(): Promise<void> {
     const userToken = await env.token(userId);
     const adminToken = await env.token('bench-admin', 'admin');
     const { createAccount } = await gqlOk<{ createAccount: { id: string } }>(api.url, userToken, 'mutation { createAccount(input: { name: "bench" }) { id } }');
-    let worker: Promise<Child> | null = null;
+    let worker: Promise<Proc> | null = null;
     const benchEnv = env;
     const ctx: BenchContext = {
       env: benchEnv,
       quick: options.quick,
-      api: api as Api,
+      api,
       userId,
       userToken,
       adminToken,

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREATE_ACCOUNT, IMPORT_MBOX, JOB, JOB_PROGRESS } from '../helpers/fragments.js';
 import { gqlOk, gqlUpload, subscribe, type Transport } from '../helpers/graphql-client.js';
 import { buildMbox } from '../helpers/mbox-fixture.js';
-import { spawnApi, spawnWorker, type SpawnedProcess } from '../helpers/processes.js';
+import { startApi as spawnApi, startWorker as spawnWorker, type Proc as SpawnedProcess } from '../helpers/processes.js';
 import { createTestEnv, type TestEnv } from '../helpers/test-env.js';
 
 /**

@@ -36,7 +36,7 @@ describe('a cancel that races completion', () => {
     const dashboard = subscribe<{ jobEvents: Event }>('ws', api.url, token, JOB_EVENTS);
     dashboard.done.catch(() => {});
     await waitFor('the dashboard subscription to be open', async () =>
-      /jobwire_active_subscriptions\{subscription="jobEvents"\} [1-9]/.test(await (await fetch(`${api.baseUrl}/metrics`)).text()),
+      /jobwire_active_subscriptions\{subscription="jobEvents"\} [1-9]/.test(await (await fetch(`${api.baseUrl}/metrics`, { headers: { authorization: `Bearer ${env.vars.METRICS_TOKEN}` } })).text()),
     );
     // Small imports take a few tens of milliseconds. Cancels go out at fixed delays after the
     // enqueue (mostly while queued), the moment the row turns ACTIVE (racing the handler's end), or

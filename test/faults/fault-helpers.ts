@@ -1,130 +1,24 @@
 /**
- * What the fault tests share: real API and worker processes that can be killed for real, and
- * private Redis / PostgreSQL servers a test may stop without touching the shared ones.
+ * What the fault tests share: real API and worker processes that can be killed for real (from
+ * test/helpers/processes.ts), and private Redis / PostgreSQL servers a test may stop without
+ * touching the shared ones.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { gqlOk, gqlUpload } from '../helpers/graphql-client.js';
 import { CREATE_ACCOUNT, IMPORT_MBOX } from '../helpers/fragments.js';
-import { freePort } from '../helpers/processes.js';
-import { waitFor } from '../helpers/test-env.js';
+import { freePort, migrate, type Proc } from '../helpers/processes.js';
+import { waitFor } from '../helpers/wait.js';
+
+export { startApi, startWorker, type ApiProc, type Proc } from '../helpers/processes.js';
 
 const run = promisify(execFile);
-const root = fileURLToPath(new URL('../..', import.meta.url));
-
-/**
- * On SIGUSR2 the process collects garbage twice and prints its heap and RSS on stderr. Loaded with
- * `--import` so nothing in `src` knows about it.
- */
-const HEAP_PROBE =
-  'data:text/javascript,process.on("SIGUSR2",()=>{globalThis.gc();globalThis.gc();' +
-  'const m=process.memoryUsage();process.stderr.write("HEAP_PROBE "+JSON.stringify({heapUsed:m.heapUsed,rss:m.rss})+"\\n")})';
-
-/** A child process started by a fault test; `pid` is the Node process itself, not a launcher. */
-export interface Proc {
-  child: ChildProcess;
-  name: string;
-  output(): string;
-  exited: Promise<number | string>;
-  alive(): boolean;
-  kill(signal: NodeJS.Signals): void;
-  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code or signal. */
-  stop(graceMs?: number): Promise<number | string>;
-}
-
-/**
- * Runs a TypeScript entry point as `node --import tsx <script>`. The `tsx` CLI would put a relay
- * process in front, and a SIGKILL sent to the relay leaves the real process running.
- */
-export function startNode(script: string, env: Record<string, string>, name: string, nodeArgs: string[] = []): Proc {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  child.stdout!.on('data', (chunk) => (log += chunk));
-  child.stderr!.on('data', (chunk) => (log += chunk));
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
-  const alive = () => child.exitCode === null && child.signalCode === null;
-  return {
-    child,
-    name,
-    output: () => log,
-    exited,
-    alive,
-    kill: (signal) => void child.kill(signal),
-    async stop(graceMs = 10_000) {
-      if (alive()) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-        await exited;
-        clearTimeout(timer);
-      }
-      if (process.env.DEBUG_PROCESSES) console.log(`--- ${name} output ---\n${log}`);
-      return exited;
-    },
-  };
-}
-
-export interface ApiProc extends Proc {
-  port: number;
-  baseUrl: string;
-  url: string;
-  /** Collects garbage in the process and returns its heap use (needs `heapProbe`). */
-  heap(): Promise<{ heapUsed: number; rss: number }>;
-}
-
-/** An API replica on a free port, ready (`/ready` answers 200). */
-export async function startApi(vars: Record<string, string>, options: { heapProbe?: boolean } = {}): Promise<ApiProc> {
-  const port = await freePort();
-  const proc = startNode('src/api/main.ts', { ...vars, PORT: String(port) }, `api:${port}`, options.heapProbe ? ['--expose-gc', '--import', HEAP_PROBE] : []);
-  const baseUrl = `http://127.0.0.1:${port}`;
-  await waitFor(
-    `API replica on port ${port} to be ready`,
-    async () => {
-      if (!proc.alive()) throw new Error(`api exited early:\n${proc.output()}`);
-      return (await fetch(`${baseUrl}/ready`).catch(() => null))?.status === 200;
-    },
-    60_000,
-    200,
-  );
-  let probes = 0;
-  return {
-    ...proc,
-    port,
-    baseUrl,
-    url: `${baseUrl}/graphql`,
-    async heap() {
-      const seen = probes++;
-      proc.kill('SIGUSR2');
-      const line = await waitFor('heap probe answer', () => [...proc.output().matchAll(/HEAP_PROBE (\{.*\})/g)][seen]?.[1], 10_000, 20);
-      return JSON.parse(line) as { heapUsed: number; rss: number };
-    },
-  };
-}
-
-/** A worker sidecar, started (it logged so). Logs at info, so each job start names its worker. */
-export async function startWorker(vars: Record<string, string>, name = 'worker'): Promise<Proc> {
-  const proc = startNode('src/worker/main.ts', { ...vars, LOG_LEVEL: 'info' }, name);
-  await waitFor(
-    `${name} to start`,
-    () => {
-      if (!proc.alive()) throw new Error(`${name} exited early:\n${proc.output()}`);
-      return proc.output().includes('worker sidecar started');
-    },
-    60_000,
-    100,
-  );
-  return proc;
-}
 
 /** Whether this worker's log says it started (an attempt of) the job. */
 export function ranJob(worker: Proc, jobId: string): boolean {
@@ -223,7 +117,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   await start();
   const url = `postgres://postgres@127.0.0.1:${port}/jobwire`;
   // The real `npm run migrate` (it creates the database first).
-  await run(process.execPath, ['--import', 'tsx', 'src/db/migrate.ts'], { cwd: root, env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: 'warn' } });
+  await migrate(url);
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   pool.on('error', () => {});
   return {

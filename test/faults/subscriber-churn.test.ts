@@ -40,13 +40,13 @@ afterAll(async () => {
 async function footprint() {
   const channels = ((await redis.client.pubsub('CHANNELS', `${env.vars.REDIS_PREFIX}:*`)) as string[]).sort();
   const numpat = Number(await redis.client.pubsub('NUMPAT'));
-  const metrics = await (await fetch(`${api.baseUrl}/metrics`)).text();
+  const metrics = await (await fetch(`${api.baseUrl}/metrics`, { headers: { authorization: `Bearer ${env.vars.METRICS_TOKEN}` } })).text();
   const open = [...metrics.matchAll(/^jobwire_active_subscriptions\{[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
   return { channels, numpat, open };
 }
 
 async function openSubscriptions(metric: string): Promise<number> {
-  const metrics = await (await fetch(`${api.baseUrl}/metrics`)).text();
+  const metrics = await (await fetch(`${api.baseUrl}/metrics`, { headers: { authorization: `Bearer ${env.vars.METRICS_TOKEN}` } })).text();
   return Number(new RegExp(`^jobwire_active_subscriptions\\{subscription="${metric}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
 }
 

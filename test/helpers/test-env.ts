@@ -53,6 +53,7 @@ export async function createTestEnv(overrides: Record<string, string> = {}): Pro
     ENQUEUE_RATE_MAX: '0',
     MAX_UNFINISHED_JOBS_PER_OWNER: '0',
     MAX_SUBSCRIPTIONS_PER_USER: '0',
+    METRICS_TOKEN: `metrics-${id}-0123456789abcdef`,
     ...overrides,
   };
   const config = loadConfig(vars as NodeJS.ProcessEnv);
@@ -88,20 +89,4 @@ export async function createTestEnv(overrides: Record<string, string> = {}): Pro
   };
 }
 
-/** Polls until `check` returns a truthy value; fails with `what` after `timeoutMs`. Never a fixed sleep. */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 20_000, intervalMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
+export { waitFor } from './wait.js';

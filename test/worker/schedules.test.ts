@@ -5,7 +5,7 @@ import { SCHEDULE_QUEUE, upsertRuleScheduler } from '../../src/jobs/rule-schedul
 import { CREATE_ACCOUNT } from '../helpers/fragments.js';
 import { gql, gqlOk } from '../helpers/graphql-client.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
-import { spawnWorker, type SpawnedProcess } from '../helpers/processes.js';
+import { startWorker as spawnWorker, type Proc as SpawnedProcess } from '../helpers/processes.js';
 import { seedRuleCorpus, subjectsWhere } from '../helpers/rule-corpus.js';
 import { createTestEnv, waitFor, type TestEnv } from '../helpers/test-env.js';
 
