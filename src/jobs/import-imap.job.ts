@@ -2,20 +2,23 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
 import { decodeKey } from '../config/env.js';
-import type { Account } from '../db/entities/account.entity.js';
+import { Account } from '../db/entities/account.entity.js';
+import { imapHostPolicy } from '../mail/imap-host-policy.js';
 import {
   ImapAuthError,
+  ImapConnectError,
   ImapMailboxNotFoundError,
   openImapMailbox,
   type ImapFetchState,
   type ImapMessage,
+  type ImapOversizedMessage,
   type ImapSettings,
 } from '../mail/imap-source.js';
 import { storeMessages, type IncomingMessage } from '../mail/message-store.js';
 import { MalformedMessageError, parseMessage } from '../mail/parse-message.js';
 import { openString } from '../storage/encryption.js';
 import { loadOwnedAccount } from './access.js';
-import { defineJob } from './define-job.js';
+import { defineJob, type JobContext } from './define-job.js';
 import { InvalidInputError, PermanentJobError } from './errors.js';
 
 /** Messages fetched before one batch of blob writes, one multi-row INSERT and one sync-state write. */
@@ -74,14 +77,21 @@ async function saveSyncState(em: EntityManager, accountId: string, mailbox: stri
 }
 
 /**
- * What a failed IMAP operation becomes: wrong credentials and a missing mailbox fail the job at
- * once; anything else (refused connection, timeout, dropped socket) is thrown plainly and retried.
- * Every message is scrubbed of the password, whatever the server or the library put in it.
+ * What a failed IMAP operation becomes: wrong credentials, a missing mailbox and a host the policy
+ * refuses fail the job at once; anything else (refused connection, timeout, dropped socket) is
+ * thrown plainly and retried. A connection failure of any kind is stored as the same generic text,
+ * its details only logged, so the job's error cannot be used to scan ports. Every message is
+ * scrubbed of the password, whatever the server or the library put in it.
  */
-function imapFailure(error: unknown, settings: ImapSettings, mailbox: string, signal: AbortSignal): unknown {
+function imapFailure(error: unknown, settings: ImapSettings, mailbox: string, ctx: Pick<JobContext, 'signal' | 'logger'>): unknown {
   // Cancellation and timeout: the runner tells them apart by the signal, not by the error.
-  if (signal.aborted) return error;
+  if (ctx.signal.aborted) return error;
   const scrub = (text: string): string => text.split(settings.password).join('***');
+  if (error instanceof ImapConnectError) {
+    ctx.logger.warn({ host: settings.host, port: settings.port, refused: error.refused, reason: scrub(error.reason) }, 'IMAP connection failed');
+    // A fresh error with the fixed text: nothing of the cause travels with it.
+    return error.refused ? new PermanentJobError(error.message) : new Error(error.message);
+  }
   if (error instanceof ImapAuthError) {
     return new PermanentJobError(`${scrub(error.message)}; check the account's IMAP user and password (updateAccountImap)`);
   }
@@ -97,9 +107,9 @@ function imapFailure(error: unknown, settings: ImapSettings, mailbox: string, si
 
 /** The session's messages, with failures of the fetch itself mapped by {@link imapFailure}. */
 async function* fetched(
-  messages: AsyncGenerator<ImapMessage>,
+  messages: AsyncGenerator<ImapMessage | ImapOversizedMessage>,
   mapError: (error: unknown) => unknown,
-): AsyncGenerator<ImapMessage> {
+): AsyncGenerator<ImapMessage | ImapOversizedMessage> {
   try {
     yield* messages;
   } catch (error) {
@@ -161,15 +171,21 @@ export const importImapJob = defineJob({
   },
   async handler(input, ctx) {
     const { mailbox } = input;
-    const account = await loadOwnedAccount(ctx.em, input.accountId, { ownerId: ctx.ownerId, isAdmin: false }).catch(() => {
-      throw new PermanentJobError(`account ${input.accountId} no longer exists`);
-    });
+    // Access was decided by `prepare` when the job was enqueued (an admin may import into anyone's
+    // account): here only a vanished account is final; a database error is thrown as is, and retried.
+    const account = await ctx.em.findOne(Account, { id: input.accountId });
+    if (!account) throw new PermanentJobError(`account ${input.accountId} no longer exists`);
     const settings = imapSettings(account, ctx.config.ARCHIVE_KEY);
-    const mapError = (error: unknown): unknown => imapFailure(error, settings, mailbox, ctx.signal);
+    const mapError = (error: unknown): unknown => imapFailure(error, settings, mailbox, ctx);
     const state = await loadSyncState(ctx.em, account.id, mailbox);
 
     ctx.progress({ processed: 0, total: null, message: `connecting to ${settings.host}` });
-    const session = await openImapMailbox(settings, mailbox, state, { signal: ctx.signal, logger: ctx.logger }).catch((error) => {
+    const session = await openImapMailbox(settings, mailbox, state, {
+      hostPolicy: imapHostPolicy(ctx.config.IMAP_ALLOWED_HOSTS),
+      maxMessageBytes: ctx.config.MAX_MESSAGE_BYTES,
+      signal: ctx.signal,
+      logger: ctx.logger,
+    }).catch((error) => {
       throw mapError(error);
     });
     try {
@@ -196,6 +212,15 @@ export const importImapJob = defineJob({
       for await (const message of fetched(session.messages(), mapError)) {
         ctx.checkpoint();
         result.fetched++;
+        if (message.raw === null) {
+          // Counted as malformed (as MAX_MESSAGE_BYTES documents), its body never downloaded.
+          result.malformed++;
+          if (result.errors.length < MAX_REPORTED_ERRORS) {
+            result.errors.push({ uid: message.uid, error: `message of ${message.size} bytes is larger than MAX_MESSAGE_BYTES (${ctx.config.MAX_MESSAGE_BYTES})` });
+          }
+          lastUid = message.uid;
+          continue;
+        }
         try {
           batch.push({ raw: message.raw, parsed: await parseMessage(message.raw) });
           batchBytes += message.raw.length;

@@ -1,4 +1,5 @@
 import { ImapFlow } from 'imapflow';
+import { ImapHostRefusedError, isAddressLiteral, type ImapHostPolicy } from './imap-host-policy.js';
 
 /** Where and as whom to connect. */
 export interface ImapSettings {
@@ -38,6 +39,15 @@ export interface ImapMessage {
   raw: Buffer;
 }
 
+/** A message larger than `maxMessageBytes`: skipped without downloading its body. */
+export interface ImapOversizedMessage {
+  uid: number;
+  /** Always null: the body was not fetched. */
+  raw: null;
+  /** Its size in bytes, as the server reported it (RFC822.SIZE) or as it arrived. */
+  size: number;
+}
+
 /** An opened mailbox; call `close()` in a `finally`, whether or not `messages()` was drained. */
 export interface ImapMailboxSession {
   info: ImapMailboxInfo;
@@ -45,13 +55,17 @@ export interface ImapMailboxSession {
    * Yields the messages counted in `info.toFetch`, in ascending UID order, one at a time.
    * Call it at most once. Stops with the abort reason when the signal fires.
    */
-  messages(): AsyncGenerator<ImapMessage>;
+  messages(): AsyncGenerator<ImapMessage | ImapOversizedMessage>;
   /** Logs out (or drops the socket when a fetch was left unfinished). Never throws. */
   close(): Promise<void>;
 }
 
 /** Options of {@link openImapMailbox}. */
 export interface ImapOpenOptions {
+  /** Which addresses may be reached; the host is resolved and checked before any connection. */
+  hostPolicy: ImapHostPolicy;
+  /** Messages bigger than this are yielded as {@link ImapOversizedMessage}, their body not fetched. (Default: no limit) */
+  maxMessageBytes?: number;
   /** Aborts connecting and stops the fetch between messages; the connection is then closed. */
   signal?: AbortSignal;
   /** Receives connection-level errors that have no caller to go to. (Default: none) */
@@ -70,6 +84,27 @@ export class ImapAuthError extends Error {
   }
 }
 
+/** The one message every failure to reach an IMAP server carries, whatever the cause. */
+export const IMAP_CONNECT_FAILED = 'could not connect to the IMAP server';
+
+/**
+ * The server could not be reached: the host was refused by the policy, did not resolve, refused
+ * the connection, timed out, failed TLS or did not greet as IMAP. The message is always
+ * {@link IMAP_CONNECT_FAILED}, so what a user sees cannot tell an open port from a closed one;
+ * `reason` holds the details, for the worker log only.
+ */
+export class ImapConnectError extends Error {
+  constructor(
+    /** What actually went wrong; may name internal addresses, so it is only logged. */
+    readonly reason: string,
+    /** The address was refused by the host policy: retrying cannot help. */
+    readonly refused: boolean,
+  ) {
+    super(IMAP_CONNECT_FAILED);
+    this.name = 'ImapConnectError';
+  }
+}
+
 /** The mailbox to import does not exist on the server. */
 export class ImapMailboxNotFoundError extends Error {
   readonly mailbox: string;
@@ -81,7 +116,9 @@ export class ImapMailboxNotFoundError extends Error {
   }
 }
 
-/** Connecting covers DNS and the TCP/TLS handshake. */
+/** Addresses of one host tried in turn before giving up (each may take CONNECTION_TIMEOUT_MS). */
+const MAX_ADDRESSES = 3;
+/** Connecting covers the TCP/TLS handshake. */
 const CONNECTION_TIMEOUT_MS = 30_000;
 const GREETING_TIMEOUT_MS = 15_000;
 /** Inactivity limit; generous because the consumer may take a while over one message. */
@@ -95,30 +132,39 @@ const LOGOUT_TIMEOUT_MS = 5_000;
  * Connects, selects `mailbox` read-only and works out which messages an incremental import
  * still needs, given what the previous run stored in `state`.
  *
+ * The host is resolved once and every address checked against `opts.hostPolicy`; the connection
+ * then goes to a vetted address (TLS still verifies the certificate for the host name), so a DNS
+ * answer that changes between check and connect cannot redirect it.
+ *
+ * @throws ImapConnectError when the server cannot be reached (`refused` when the policy said no)
  * @throws ImapAuthError when the credentials are refused
  * @throws ImapMailboxNotFoundError when the mailbox does not exist
- * @throws the signal's reason when aborted; any other error (refused connection, timeout) is
- *   transient and worth a retry
+ * @throws the signal's reason when aborted; any other error (a dropped connection) is transient
+ *   and worth a retry
  */
 export async function openImapMailbox(
   settings: ImapSettings,
   mailbox: string,
   state: ImapFetchState,
-  opts: ImapOpenOptions = {},
+  opts: ImapOpenOptions,
 ): Promise<ImapMailboxSession> {
-  const { signal, logger } = opts;
+  const { signal, logger, hostPolicy, maxMessageBytes = Number.POSITIVE_INFINITY } = opts;
   signal?.throwIfAborted();
 
-  const client = createClient(settings, logger);
+  // Set once an address is being tried; the abort handler closes whichever client is current.
+  let current: ImapFlow | null = null;
   // Aborting while a command waits on the network must not wait for the server to answer.
-  const onAbort = (): void => client.close();
+  const onAbort = (): void => current?.close();
   signal?.addEventListener('abort', onAbort, { once: true });
   const detach = (): void => signal?.removeEventListener('abort', onAbort);
 
+  let client: ImapFlow;
   let info: ImapMailboxInfo;
   let uids: number[];
   try {
-    await connect(client, settings);
+    client = await connectVetted(settings, hostPolicy, logger, signal, (c) => {
+      current = c;
+    });
     const box = await selectReadOnly(client, mailbox);
     const uidValidity = box.uidValidity.toString();
     const reset = state.uidValidity !== uidValidity;
@@ -127,7 +173,8 @@ export async function openImapMailbox(
     info = { uidValidity, uidNext: box.uidNext, exists: box.exists, toFetch: uids.length, reset };
   } catch (err) {
     detach();
-    client.close();
+    // The cast: TypeScript cannot see that the callback above may have set `current`.
+    (current as ImapFlow | null)?.close();
     throw signal?.aborted ? abortError(signal) : err;
   }
 
@@ -135,7 +182,7 @@ export async function openImapMailbox(
   let started = false;
   let closed = false;
 
-  async function* messages(): AsyncGenerator<ImapMessage> {
+  async function* messages(): AsyncGenerator<ImapMessage | ImapOversizedMessage> {
     if (started) throw new Error('messages() can only be iterated once per opened mailbox');
     started = true;
     if (closed) throw new Error('IMAP mailbox session is closed');
@@ -143,18 +190,42 @@ export async function openImapMailbox(
     try {
       for (let i = 0; i < uids.length; i += FETCH_BATCH) {
         const batch = uids.slice(i, i + FETCH_BATCH);
-        const wanted = new Set(batch);
         signal?.throwIfAborted();
+        // Sizes first, so an oversized body is never downloaded (imapflow buffers a whole literal).
+        const sizes = new Map<number, number>();
         fetching = true;
-        for await (const msg of client.fetch(toSequenceSet(batch), { uid: true, source: true }, { uid: true })) {
-          // A FETCH stream can also carry unsolicited flag updates; only our bodies count.
-          if (!wanted.has(msg.uid) || !msg.source || msg.uid <= last) continue;
-          last = msg.uid;
-          yield { uid: msg.uid, raw: msg.source };
-          // No other IMAP command may run while the fetch iterates, so the check stays local.
-          signal?.throwIfAborted();
+        for await (const msg of client.fetch(toSequenceSet(batch), { uid: true, size: true }, { uid: true })) {
+          if (typeof msg.size === 'number') sizes.set(msg.uid, msg.size);
         }
         fetching = false;
+        // UIDs without a size were expunged since the search: they are not coming.
+        const oversized = batch.filter((uid) => (sizes.get(uid) ?? 0) > maxMessageBytes);
+        const wanted = new Set(batch.filter((uid) => sizes.has(uid) && sizes.get(uid)! <= maxMessageBytes));
+        // Skipped UIDs are yielded in their place, so the consumer still sees ascending UIDs.
+        const skippedBefore = function* (uid: number): Generator<ImapOversizedMessage> {
+          while (oversized.length > 0 && oversized[0]! < uid) {
+            const skipped = oversized.shift()!;
+            last = skipped;
+            yield { uid: skipped, raw: null, size: sizes.get(skipped)! };
+          }
+        };
+        if (wanted.size > 0) {
+          signal?.throwIfAborted();
+          fetching = true;
+          for await (const msg of client.fetch(toSequenceSet([...wanted]), { uid: true, source: true }, { uid: true })) {
+            // A FETCH stream can also carry unsolicited flag updates; only our bodies count.
+            if (!wanted.has(msg.uid) || !msg.source || msg.uid <= last) continue;
+            yield* skippedBefore(msg.uid);
+            last = msg.uid;
+            // The server's size was a lie: the body is here already, but it still does not go further.
+            if (msg.source.length > maxMessageBytes) yield { uid: msg.uid, raw: null, size: msg.source.length };
+            else yield { uid: msg.uid, raw: msg.source };
+            // No other IMAP command may run while the fetch iterates, so the check stays local.
+            signal?.throwIfAborted();
+          }
+          fetching = false;
+        }
+        yield* skippedBefore(Number.POSITIVE_INFINITY);
       }
     } catch (err) {
       // The socket may be mid-response: drop it rather than let anything else use it.
@@ -185,6 +256,8 @@ export async function openImapMailbox(
 /**
  * Uploads messages to `mailbox` with IMAP APPEND, creating the mailbox first if needed.
  * Meant for seeding test servers; messages are stored in the given order, without flags.
+ * Like the other seeding helpers it connects where `settings` say, without a host policy: never
+ * call it with a host a user chose.
  */
 export async function appendMessages(settings: ImapSettings, mailbox: string, raws: Buffer[]): Promise<void> {
   await withClient(settings, async (client) => {
@@ -216,9 +289,50 @@ export async function deleteImapMailbox(settings: ImapSettings, mailbox: string)
   });
 }
 
-function createClient(settings: ImapSettings, logger: ImapOpenOptions['logger']): ImapFlow {
+/**
+ * Resolves and vets the host, then connects to its addresses in turn. Every failure short of an
+ * answered LOGIN becomes one {@link ImapConnectError}: a port scan through this function learns
+ * nothing from the message. A refused LOGIN keeps its own error, because only a server that
+ * greeted as IMAP at an address the policy allows can produce it, and knowing that a mail server
+ * the user chose speaks IMAP reveals nothing about the operator's network.
+ */
+async function connectVetted(
+  settings: ImapSettings,
+  policy: ImapHostPolicy,
+  logger: ImapOpenOptions['logger'],
+  signal: AbortSignal | undefined,
+  onClient: (client: ImapFlow) => void,
+): Promise<ImapFlow> {
+  let addresses: string[];
+  try {
+    addresses = await policy.resolve(settings.host);
+  } catch (err) {
+    if (err instanceof ImapHostRefusedError) throw new ImapConnectError(`host refused: ${err.reason}`, true);
+    throw new ImapConnectError(`resolving the host failed: ${describe(err)}`, false);
+  }
+  const failures: string[] = [];
+  for (const address of addresses.slice(0, MAX_ADDRESSES)) {
+    signal?.throwIfAborted();
+    const client = createClient(settings, logger, address);
+    onClient(client);
+    try {
+      await connect(client, settings);
+      return client;
+    } catch (err) {
+      client.close();
+      if (err instanceof ImapAuthError || signal?.aborted) throw err;
+      failures.push(`${address}: ${redact(describe(err), settings.password)}`);
+    }
+  }
+  throw new ImapConnectError(failures.join('; '), false);
+}
+
+/** `address`: the vetted IP to connect to instead of resolving `settings.host` again. */
+function createClient(settings: ImapSettings, logger: ImapOpenOptions['logger'], address = settings.host): ImapFlow {
   const client = new ImapFlow({
-    host: settings.host,
+    host: address,
+    // The certificate is still checked against (and SNI still names) the host the user gave.
+    ...(isAddressLiteral(settings.host) ? {} : { servername: settings.host }),
     port: settings.port,
     secure: settings.secure,
     auth: { user: settings.user, pass: settings.password },
@@ -232,7 +346,7 @@ function createClient(settings: ImapSettings, logger: ImapOpenOptions['logger'])
   });
   // An 'error' event without a listener would crash the process; the pending command rejects too.
   client.on('error', (err: unknown) => {
-    logger?.warn({ err: errorSummary(err), host: settings.host, port: settings.port }, 'IMAP connection error');
+    logger?.warn({ err: errorSummary(err), host: settings.host, address, port: settings.port }, 'IMAP connection error');
   });
   return client;
 }
@@ -342,6 +456,13 @@ function abortError(signal: AbortSignal): unknown {
 /** Server text can in principle echo input back; never let the password through. */
 function redact(text: string, password: string): string {
   return password ? text.split(password).join('***') : text;
+}
+
+/** One line for the log: the error's message and its code, when it has one. */
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
 }
 
 function errorSummary(err: unknown): object {

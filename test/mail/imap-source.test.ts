@@ -2,15 +2,20 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ImapHostPolicy } from '../../src/mail/imap-host-policy.js';
 import {
   appendMessages,
   createImapMailbox,
   deleteImapMailbox,
+  IMAP_CONNECT_FAILED,
   ImapAuthError,
+  ImapConnectError,
   ImapMailboxNotFoundError,
-  openImapMailbox,
+  openImapMailbox as openWithOptions,
   type ImapFetchState,
   type ImapMessage,
+  type ImapOpenOptions,
+  type ImapOversizedMessage,
   type ImapSettings,
 } from '../../src/mail/imap-source.js';
 
@@ -23,6 +28,13 @@ const runId = randomBytes(4).toString('hex');
 const settings: ImapSettings = { host, port, secure: false, user: `test-imap-source-${runId}`, password: 'pw' };
 const fresh: ImapFetchState = { uidValidity: null, lastUid: 0 };
 const mailboxes: string[] = [];
+/** The test server is on loopback: allowed the way an operator would allow it. */
+const hostPolicy = new ImapHostPolicy([host]);
+
+/** openImapMailbox with the loopback-allowing policy unless a test gives another one. */
+function openImapMailbox(s: ImapSettings, mailbox: string, state: ImapFetchState, opts: Partial<ImapOpenOptions> = {}) {
+  return openWithOptions(s, mailbox, state, { hostPolicy, ...opts });
+}
 
 /** A mailbox name of this file's own; the server's hierarchy separator is ".". */
 function mailboxName(label: string): string {
@@ -47,8 +59,8 @@ function message(n: number, { trailingCrlf = true } = {}): Buffer {
   return Buffer.from(text, 'utf8');
 }
 
-async function collect(iter: AsyncIterable<ImapMessage>): Promise<ImapMessage[]> {
-  const out: ImapMessage[] = [];
+async function collect<T extends ImapMessage | ImapOversizedMessage>(iter: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
   for await (const m of iter) out.push(m);
   return out;
 }
@@ -57,7 +69,7 @@ async function collect(iter: AsyncIterable<ImapMessage>): Promise<ImapMessage[]>
 async function fetchAll(mailbox: string, state: ImapFetchState) {
   const session = await openImapMailbox(settings, mailbox, state);
   try {
-    return { info: session.info, messages: await collect(session.messages()) };
+    return { info: session.info, messages: (await collect(session.messages())) as ImapMessage[] };
   } finally {
     await session.close();
   }
@@ -215,14 +227,95 @@ describe('openImapMailbox', () => {
     expect((err as ImapMailboxNotFoundError).mailbox).toBe(mailbox);
   });
 
-  it('lets connection failures through as plain errors, to be retried', async () => {
-    const err = await openImapMailbox({ ...settings, port: await closedPort() }, 'INBOX', fresh).catch(
-      (e: unknown) => e,
-    );
+  it('turns connection failures into one generic ImapConnectError, the cause only in `reason`', async () => {
+    const port = await closedPort();
+    const err = await openImapMailbox({ ...settings, port }, 'INBOX', fresh).catch((e: unknown) => e);
 
-    expect(err).toBeInstanceOf(Error);
-    expect(err).not.toBeInstanceOf(ImapAuthError);
-    expect((err as { code?: string }).code).toBe('ECONNREFUSED');
+    expect(err).toBeInstanceOf(ImapConnectError);
+    const connectErr = err as ImapConnectError;
+    expect(connectErr.message).toBe(IMAP_CONNECT_FAILED);
+    expect(connectErr.refused).toBe(false);
+    expect(connectErr.reason).toContain('ECONNREFUSED');
+
+    // TLS spoken to the plaintext server: the same message, another reason.
+    const tls = (await openImapMailbox({ ...settings, secure: true }, 'INBOX', fresh).catch((e: unknown) => e)) as ImapConnectError;
+    expect(tls).toBeInstanceOf(ImapConnectError);
+    expect(tls.message).toBe(IMAP_CONNECT_FAILED);
+    expect(tls.refused).toBe(false);
+  });
+
+  it('refuses a host outside the policy before connecting, and checks every resolved address', async () => {
+    let connections = 0;
+    const server = net.createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const listening = (server.address() as net.AddressInfo).port;
+    try {
+      const none = new ImapHostPolicy([]);
+      for (const target of ['127.0.0.1', 'localhost', '2130706433', '127.1', '::ffff:127.0.0.1']) {
+        const err = await openImapMailbox({ ...settings, host: target, port: listening }, 'INBOX', fresh, { hostPolicy: none }).catch(
+          (e: unknown) => e,
+        );
+        expect(err, target).toBeInstanceOf(ImapConnectError);
+        expect((err as ImapConnectError).message).toBe(IMAP_CONNECT_FAILED);
+        expect((err as ImapConnectError).refused, target).toBe(true);
+      }
+      // A name with one public and one loopback address: refused as a whole, not by luck of order.
+      const mixed = new ImapHostPolicy([], {
+        lookup: async () => [
+          { address: '93.184.215.14', family: 4 },
+          { address: '127.0.0.1', family: 4 },
+        ],
+      });
+      const err = await openImapMailbox({ ...settings, host: 'mixed.example.test', port: listening }, 'INBOX', fresh, {
+        hostPolicy: mixed,
+      }).catch((e: unknown) => e);
+      expect((err as ImapConnectError).refused).toBe(true);
+      expect(connections).toBe(0);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('connects to the vetted address, not to what the name resolves to later', async () => {
+    const mailbox = mailboxName('pinned');
+    await appendMessages(settings, mailbox, [message(1)]);
+    // The name is allowed and resolves once, to the test server; a second lookup would fail.
+    let lookups = 0;
+    const pinned = new ImapHostPolicy(['imap.pinned.test'], {
+      lookup: async () => (lookups++ === 0 ? [{ address: host, family: 4 }] : []),
+    });
+    const session = await openImapMailbox({ ...settings, host: 'imap.pinned.test' }, mailbox, fresh, { hostPolicy: pinned });
+    try {
+      expect((await collect(session.messages())).map((m) => m.uid)).toEqual([1]);
+    } finally {
+      await session.close();
+    }
+    expect(lookups).toBe(1);
+  });
+
+  it('skips messages over maxMessageBytes without fetching their bodies, in UID order', async () => {
+    const mailbox = mailboxName('oversized');
+    const big = Buffer.concat([message(2), Buffer.from('x'.repeat(20_000) + '\r\n')]);
+    await appendMessages(settings, mailbox, [message(1), big, message(3), big, big]);
+
+    const session = await openImapMailbox(settings, mailbox, fresh, { maxMessageBytes: 10_000 });
+    try {
+      const seen = await collect(session.messages());
+      expect(seen.map((m) => [m.uid, m.raw === null])).toEqual([
+        [1, false],
+        [2, true],
+        [3, false],
+        [4, true],
+        [5, true],
+      ]);
+      expect((seen[1] as ImapOversizedMessage).size).toBe(big.length);
+      expect(seen[2]!.raw).toEqual(message(3));
+    } finally {
+      await session.close();
+    }
   });
 
   it('stops between messages when aborted, with the abort reason', async () => {

@@ -1,18 +1,9 @@
-import { z } from 'zod';
 import { decodeKey } from '../../config/env.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
 import { InvalidInputError } from '../../jobs/errors.js';
 import { sealString } from '../../storage/encryption.js';
 import { builder } from '../builder.js';
-import { AccountRef } from './account.js';
-
-const imapSettingsInput = z.object({
-  host: z.string().trim().min(1, 'must not be empty').max(255),
-  port: z.number().int().min(1).max(65535),
-  secure: z.boolean(),
-  user: z.string().min(1, 'must not be empty').max(320),
-  password: z.string().min(1, 'must not be empty').max(1024),
-});
+import { AccountRef, checkImapHost, imapSettingsSchema } from './account.js';
 
 builder.mutationField('updateAccountImap', (t) =>
   t.field({
@@ -30,14 +21,15 @@ builder.mutationField('updateAccountImap', (t) =>
       const account = await loadOwnedAccount(ctx.em, String(id), { ownerId: ctx.viewer.id, isAdmin: ctx.viewer.role === 'admin' });
       let next: { host: string; port: number; secure: boolean; user: string; sealed: string } | null = null;
       if (imap !== null && imap !== undefined) {
-        const parsed = imapSettingsInput.safeParse(imap);
+        const parsed = imapSettingsSchema.safeParse(imap);
         if (!parsed.success) {
           throw new InvalidInputError(parsed.error.issues.map((i) => `imap.${i.path.join('.')}: ${i.message}`).join('; '));
         }
         const key = ctx.services.config.ARCHIVE_KEY ? decodeKey(ctx.services.config.ARCHIVE_KEY) : null;
         if (!key) throw new InvalidInputError('IMAP passwords are stored encrypted, and the server has no ARCHIVE_KEY configured');
         const { password, ...rest } = parsed.data;
-        next = { ...rest, sealed: sealString(key, password) };
+        // Refused before anything changes: the account keeps its old settings.
+        next = { ...rest, host: await checkImapHost(rest.host, ctx.services.config), sealed: sealString(key, password) };
       }
 
       // Another server or mailbox owner: its UIDs and UIDVALIDITY say nothing about what was imported.

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { decodeKey } from '../../config/env.js';
+import { decodeKey, type Config } from '../../config/env.js';
 import { Account } from '../../db/entities/account.entity.js';
+import { ImapHostRefusedError, imapHostPolicy } from '../../mail/imap-host-policy.js';
 import { sealString } from '../../storage/encryption.js';
 import { builder } from '../builder.js';
 import { graphqlError } from '../errors.js';
@@ -39,18 +40,37 @@ const ImapSettingsInputRef = builder.inputType('ImapSettingsInput', {
   }),
 });
 
+/** What `ImapSettingsInput` must hold, for createAccount and updateAccountImap alike. */
+export const imapSettingsSchema = z.object({
+  // 253 is what DNS can carry; the host policy checks the syntax and the address itself.
+  host: z.string().trim().min(1, 'must not be empty').max(253, 'must be at most 253 characters'),
+  port: z.number().int().min(1, 'must be 1 to 65535').max(65535, 'must be 1 to 65535'),
+  secure: z.boolean(),
+  user: z.string().min(1, 'must not be empty').max(320).refine((user) => !user.includes('\0'), 'must not contain NUL'),
+  password: z.string().min(1, 'must not be empty').max(1024),
+});
+
+/**
+ * Refuses an IMAP host the worker would not connect to (a literal loopback, private, link-local,
+ * unique-local or unspecified address in any spelling, or `localhost`), unless IMAP_ALLOWED_HOSTS
+ * allows it: BAD_USER_INPUT, before anything is stored. Names are checked again, resolved, when
+ * the import connects.
+ *
+ * @returns the host as it is stored
+ */
+export async function checkImapHost(host: string, config: Pick<Config, 'IMAP_ALLOWED_HOSTS'>): Promise<string> {
+  try {
+    return await imapHostPolicy(config.IMAP_ALLOWED_HOSTS).checkHost(host);
+  } catch (error) {
+    if (error instanceof ImapHostRefusedError) throw graphqlError('BAD_USER_INPUT', `imap.host: ${error.reason}`);
+    throw error;
+  }
+}
+
 const createAccountInput = z.object({
   name: z.string().trim().min(1, 'name must not be empty').max(255),
   email: z.email().max(320).nullish(),
-  imap: z
-    .object({
-      host: z.string().min(1).max(255),
-      port: z.number().int().min(1).max(65535),
-      secure: z.boolean(),
-      user: z.string().min(1).max(320),
-      password: z.string().min(1).max(1024),
-    })
-    .nullish(),
+  imap: imapSettingsSchema.nullish(),
 });
 
 const CreateAccountInputRef = builder.inputType('CreateAccountInput', {
@@ -73,6 +93,7 @@ builder.mutationField('createAccount', (t) =>
       const { name, email, imap } = parsed.data;
       let sealed: string | null = null;
       if (imap) {
+        imap.host = await checkImapHost(imap.host, ctx.services.config);
         const key = ctx.services.config.ARCHIVE_KEY ? decodeKey(ctx.services.config.ARCHIVE_KEY) : null;
         if (!key) throw graphqlError('BAD_USER_INPUT', 'IMAP passwords are stored encrypted, and the server has no ARCHIVE_KEY configured');
         sealed = sealString(key, imap.password);
