@@ -29,6 +29,25 @@ export function createLogger(level: string, base: Record<string, unknown> = {}):
       ],
       censor: '[redacted]',
     },
+    serializers: { err: serializeError },
     timestamp: pino.stdTimeFunctions.isoTime,
   });
+}
+
+/** SQLSTATE-coded errors from the database driver; their messages start with the SQL, values inlined. */
+const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+/**
+ * pino's error serializer, except that a database error keeps only the server's own message: the
+ * statement MikroORM puts in front of it carries user values (names, addresses, search strings).
+ */
+function serializeError(error: unknown): unknown {
+  const serialized = pino.stdSerializers.err(error as Error) as unknown as Record<string, unknown> | undefined;
+  if (!serialized || typeof serialized.code !== 'string' || !SQLSTATE.test(serialized.code)) return serialized;
+  const message = String(serialized.message ?? '');
+  const cut = message.lastIndexOf(' - ');
+  const safe = cut >= 0 ? message.slice(cut + 3) : message;
+  const stack = typeof serialized.stack === 'string' ? serialized.stack.split('\n').filter((line) => /^\s+at /.test(line)) : [];
+  const { sql: _sql, sqlMessage: _sqlMessage, parameters: _parameters, query: _query, ...rest } = serialized;
+  return { ...rest, message: safe, stack: [`${String(serialized.type ?? 'Error')}: ${safe}`, ...stack].join('\n') };
 }
