@@ -4,13 +4,13 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import express from 'express';
-import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
+import { BOARD_SESSION_SECONDS, mintBoardSession, tokenFingerprint, verifyBoardSession } from '../auth/board-session.js';
 import { verifyToken } from '../auth/tokens.js';
 import { jobCatalogue } from '../jobs/registry.js';
-import { metricsRegistry } from '../observability/metrics.js';
+import { hasMetricsToken, sendMetrics, serveMetrics } from '../observability/metrics-server.js';
 import type { Services } from '../services.js';
 import { createJobwireYoga, type JobwireYoga } from './yoga.js';
+import { attachGraphQLWebSocket } from './graphql-ws.js';
 import { handleArchiveDownload } from './archive-download.js';
 import { collectQueueMetrics } from './queue-metrics.js';
 
@@ -22,7 +22,8 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-const ADMIN_COOKIE = 'jobwire_admin_token';
+/** The queue board's session cookie: a board-only session, never the admin JWT. */
+const BOARD_COOKIE = 'jobwire_board_session';
 
 /** The HTTP process as a value: GraphQL (HTTP, SSE, WebSocket), health, metrics and the queue board. */
 export function createApiServer(services: Services): ApiServer {
@@ -33,52 +34,32 @@ export function createApiServer(services: Services): ApiServer {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/health') return sendJson(res, 200, { status: 'ok' });
     if (path === '/ready') return void ready(services).then(([status, body]) => sendJson(res, status, body));
-    if (path === '/metrics') return void metrics(services, res);
+    if (path === '/metrics') {
+      if (!hasMetricsToken(req, services.config.METRICS_TOKEN)) return sendJson(res, 404, { error: 'not found' });
+      return void sendMetrics(res, () => collectQueueMetrics(services));
+    }
     if (path.startsWith('/archives/')) return void handleArchiveDownload(services, req, res);
     if (path === '/admin/queues' || path.startsWith('/admin/queues/')) return void board(req, res);
     return void yoga(req, res);
   });
 
-  const wsServer = new WebSocketServer({ server, path: '/graphql' });
-  const wsHandle = useServer(
-    {
-      execute: (args) => (args.rootValue as { execute: (a: unknown) => unknown }).execute(args) as never,
-      subscribe: (args) => (args.rootValue as { subscribe: (a: unknown) => unknown }).subscribe(args) as never,
-      onSubscribe: async (ctx, _id, params) => {
-        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params });
-        const document = enveloped.parse(params.query);
-        const args = {
-          schema: enveloped.schema,
-          operationName: params.operationName,
-          document,
-          variableValues: params.variables,
-          contextValue: await enveloped.contextFactory({
-            connectionParams: ctx.connectionParams,
-            request: new Request('http://ws/graphql', {
-              headers: ctx.extra.request.headers.authorization ? { authorization: ctx.extra.request.headers.authorization } : {},
-            }),
-          } as never),
-          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
-        };
-        const errors = enveloped.validate(args.schema, args.document);
-        if (errors.length) return errors;
-        return args;
-      },
-    },
-    wsServer,
-  );
+  const graphqlWs = attachGraphQLWebSocket(server, yoga, services);
+  let metricsServer: Server | null = null;
 
   return {
     yoga,
     server,
-    listen: (port) =>
-      new Promise((resolve, reject) => {
+    async listen(port) {
+      const { METRICS_PORT, METRICS_HOST } = services.config;
+      metricsServer = await serveMetrics(METRICS_PORT, METRICS_HOST, () => collectQueueMetrics(services));
+      return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, () => resolve((server.address() as AddressInfo).port));
-      }),
+      });
+    },
     async close() {
-      await wsHandle.dispose();
-      wsServer.close();
+      metricsServer?.close();
+      await graphqlWs.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
@@ -100,39 +81,50 @@ async function ready(services: Services): Promise<[number, unknown]> {
   return [postgres && redis ? 200 : 503, { postgres: postgres ? 'ok' : 'unreachable', redis: redis ? 'ok' : 'unreachable' }];
 }
 
-async function metrics(services: Services, res: ServerResponse): Promise<void> {
-  await collectQueueMetrics(services).catch(() => {});
-  res.writeHead(200, { 'content-type': metricsRegistry.contentType });
-  res.end(await metricsRegistry.metrics());
-}
-
-/** Bull Board for operators, behind an admin token (header, or `?token=` once, kept in a cookie). */
+/**
+ * Bull Board for operators, behind an admin token: `Authorization: Bearer <admin jwt>` on every
+ * request, or `/admin/queues?token=<admin jwt>` once, which is exchanged for a short-lived board
+ * session cookie (never the JWT itself) and redirected away so the token leaves the address bar.
+ * A URL token is accepted only once: links end up in browser history and proxy logs.
+ */
 function createQueueBoard(services: Services): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const { config } = services;
   const adapter = new ExpressAdapter();
   adapter.setBasePath('/admin/queues');
   createBullBoard({
     queues: jobCatalogue.map((declaration) => new BullMQAdapter(services.queues.get(declaration.name), { readOnlyMode: false })),
     serverAdapter: adapter,
   });
+  const refuse = (res: express.Response) =>
+    void res.status(401).json({ error: 'admin token required: Authorization: Bearer <admin jwt>, or /admin/queues?token=<admin jwt> once' });
   const app = express();
+  app.disable('x-powered-by');
   app.use('/admin/queues', async (req, res, next) => {
-    const url = new URL(req.originalUrl, 'http://local');
-    const fromQuery = url.searchParams.get('token');
-    const fromCookie = /(?:^|;\s*)jobwire_admin_token=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
+    const fromQuery = new URL(req.originalUrl, 'http://local').searchParams.get('token');
     const fromHeader = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    const token = fromHeader ?? fromQuery ?? fromCookie;
-    try {
-      if (!token) throw new Error('missing');
-      const viewer = await verifyToken(services.config.JWT_SECRET, token);
-      if (viewer.role !== 'admin') return void res.status(403).json({ error: 'the queue board needs an admin token' });
-      if (fromQuery) {
-        res.cookie(ADMIN_COOKIE, fromQuery, { httpOnly: true, sameSite: 'strict', path: '/admin/queues' });
-        return void res.redirect('/admin/queues');
-      }
-      next();
-    } catch {
-      res.status(401).json({ error: 'admin token required: /admin/queues?token=<admin jwt> or Authorization: Bearer' });
-    }
+    const session = new RegExp(`(?:^|;\\s*)${BOARD_COOKIE}=([^;]+)`).exec(req.headers.cookie ?? '')?.[1];
+    const token = fromHeader ?? fromQuery;
+    if (!token) return session && (await verifyBoardSession(config.JWT_SECRET, session)) ? next() : refuse(res);
+
+    const viewer = await verifyToken(config.JWT_SECRET, token).catch(() => null);
+    if (!viewer) return refuse(res);
+    if (viewer.role !== 'admin') return void res.status(403).json({ error: 'the queue board needs an admin token' });
+    if (!fromQuery || fromHeader) return next();
+
+    const ttlMs = Math.max(1_000, viewer.exp * 1000 - Date.now());
+    const firstUse = await services.queues.connection
+      .set(`${config.REDIS_PREFIX}:board:used:${tokenFingerprint(fromQuery)}`, '1', 'PX', ttlMs, 'NX')
+      .catch(() => null);
+    if (firstUse !== 'OK') return void res.status(401).json({ error: 'this link was already used; open /admin/queues?token=… with a fresh token' });
+    const secure = req.secure || req.headers['x-forwarded-proto'] === 'https';
+    res.cookie(BOARD_COOKIE, await mintBoardSession(config.JWT_SECRET, viewer.id), {
+      httpOnly: true,
+      sameSite: 'strict',
+      secure,
+      path: '/admin/queues',
+      maxAge: BOARD_SESSION_SECONDS * 1000,
+    });
+    res.redirect(303, '/admin/queues');
   });
   app.use('/admin/queues', adapter.getRouter());
   return async (req, res) => {

@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 
 const booleanFromString = z
@@ -63,7 +64,10 @@ const configSchema = z.object({
    * unique-local or unspecified addresses: comma-separated host names, IP addresses or CIDR ranges,
    * e.g. `127.0.0.1,imap.internal,10.1.0.0/16`. (Default: none; only public addresses are reached)
    */
-  IMAP_ALLOWED_HOSTS: z.string().default(''),
+  IMAP_ALLOWED_HOSTS: z
+    .string()
+    .default('')
+    .refine((value) => listSetting(value).every(isHostOrRange), 'must be comma-separated host names, IP addresses or CIDR ranges'),
   /** Largest single message inside an mbox upload or an IMAP mailbox, in bytes; bigger ones are counted as malformed. (Default: 50 MiB) */
   MAX_MESSAGE_BYTES: positiveInt.default(50 * 1024 * 1024),
   /** Enqueue quota per owner: at most this many jobs per ENQUEUE_RATE_WINDOW_MS, shared by every replica; admins are exempt. 0 disables it. (Default: 120) */
@@ -154,4 +158,17 @@ function isValidTimeZone(tz: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A host name, an IP address or a CIDR range, as IMAP_ALLOWED_HOSTS takes them. */
+function isHostOrRange(entry: string): boolean {
+  if (entry.includes('/')) {
+    try {
+      ipaddr.parseCIDR(entry);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  return ipaddr.isValid(entry.replace(/^\[|\]$/g, '')) || /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i.test(entry);
 }

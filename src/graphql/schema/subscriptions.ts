@@ -1,12 +1,14 @@
 import { toEventMessage, isTerminal } from '../../jobs/job-store.js';
 import { findJobType } from '../../jobs/registry.js';
 import type { TopicStream } from '../../pubsub/pubsub.js';
+import { SubscriptionLeases, type SubscriptionLease } from '../../pubsub/subscription-leases.js';
 import { topics, type JobEventMessage } from '../../pubsub/topics.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { graphqlError } from '../errors.js';
+import { graphqlError, rateLimitedError } from '../errors.js';
 import { canSee, JobFilterRef, JobStatusRef, loadVisibleJob, type JobFilterInput } from './job.js';
 import { subscriptionGauge } from '../../observability/metrics.js';
+import type { Services } from '../../services.js';
 
 export const JobProgressEventRef = builder.objectRef<JobEventMessage>('JobProgressEvent').implement({
   description: "A job's full public state at one moment.",
@@ -24,6 +26,33 @@ export const JobProgressEventRef = builder.objectRef<JobEventMessage>('JobProgre
   }),
 });
 
+/** One lease store per process (per services object), so its refresh timer covers every subscription. */
+const leaseStores = new WeakMap<Services, SubscriptionLeases>();
+
+/**
+ * Takes one of the caller's MAX_SUBSCRIPTIONS_PER_USER slots, shared by every replica and both
+ * transports, or refuses with RATE_LIMITED. Admins and a cap of 0 take none. If Redis cannot be
+ * asked, the subscription goes ahead uncounted: the cap protects the system, it is not a reason
+ * to lose live views while Redis is away.
+ */
+async function takeSubscriptionSlot(ctx: GraphQLContext, kind: string): Promise<SubscriptionLease | null> {
+  const { config, logger, queues } = ctx.services;
+  const max = config.MAX_SUBSCRIPTIONS_PER_USER;
+  if (max === 0 || ctx.viewer.role === 'admin') return null;
+  let store = leaseStores.get(ctx.services);
+  if (!store) leaseStores.set(ctx.services, (store = new SubscriptionLeases(queues.connection, config.REDIS_PREFIX)));
+  let outcome: Awaited<ReturnType<SubscriptionLeases['acquire']>>;
+  try {
+    outcome = await store.acquire(ctx.viewer.id, max);
+  } catch (error) {
+    logger.warn({ owner: ctx.viewer.id, kind, reason: error instanceof Error ? error.message : String(error) }, 'subscription not counted: Redis unavailable');
+    return null;
+  }
+  if (outcome.granted) return outcome.lease;
+  logger.debug({ owner: ctx.viewer.id, kind, open: outcome.open, limit: max }, 'subscription refused: per-user cap');
+  throw rateLimitedError(`too many open subscriptions: at most ${max} per user; end one and try again`, outcome.retryAfterMs / 1000);
+}
+
 /** Yielded in place of an event when the caller's token has expired; `resolve` turns it into the error. */
 const TOKEN_EXPIRED = Symbol('token expired');
 type Expirable<T> = T | typeof TOKEN_EXPIRED;
@@ -34,11 +63,13 @@ type Expirable<T> = T | typeof TOKEN_EXPIRED;
  * at once. A plain async generator cannot do (2): its `return()` waits for the pending `next()`,
  * which may never come for a quiet job, so the stream is closed directly here. Nothing is
  * subscribed before the first `next()`: a transport that drops a request before it starts
- * iterating (an SSE client gone during the subscribe call) then leaves nothing behind.
+ * iterating (an SSE client gone during the subscribe call) then leaves nothing behind: the
+ * caller's subscription lease is only kept alive once iteration starts, so it lapses by itself.
  */
 function guardSubscription<T>(
   ctx: GraphQLContext,
   kind: string,
+  lease: SubscriptionLease | null,
   open: () => { source: AsyncGenerator<T>; stream: TopicStream<unknown> },
 ): AsyncIterableIterator<Expirable<T>> {
   let opened: { source: AsyncGenerator<T>; stream: TopicStream<unknown>; expired: Promise<typeof TOKEN_EXPIRED> } | null = null;
@@ -48,6 +79,7 @@ function guardSubscription<T>(
   const done = { value: undefined, done: true } as const;
   const start = () => {
     const { source, stream } = open();
+    lease?.keepAlive();
     subscriptionGauge.labels(kind).inc();
     const expired = new Promise<typeof TOKEN_EXPIRED>((resolve) => {
       timer = setTimeout(() => resolve(TOKEN_EXPIRED), Math.max(0, ctx.viewer.exp * 1000 - Date.now()));
@@ -57,11 +89,14 @@ function guardSubscription<T>(
   const finish = async () => {
     if (finished) return;
     finished = true;
-    if (!opened) return;
-    clearTimeout(timer);
-    subscriptionGauge.labels(kind).dec();
-    await opened.stream.return();
-    await opened.source.return(undefined);
+    const releasing = lease?.release();
+    if (opened) {
+      clearTimeout(timer);
+      subscriptionGauge.labels(kind).dec();
+      await opened.stream.return();
+      await opened.source.return(undefined);
+    }
+    await releasing;
   };
   const iterator: AsyncIterableIterator<Expirable<T>> = {
     async next() {
@@ -158,7 +193,8 @@ builder.subscriptionFields((t) => ({
     // Checked before the stream is returned, so a refusal is a plain GraphQL error on every transport.
     subscribe: async (_root, { jobId }, ctx) => {
       await loadVisibleJob(ctx, String(jobId));
-      return guardSubscription(ctx, 'jobProgress', () => {
+      const lease = await takeSubscriptionSlot(ctx, 'jobProgress');
+      return guardSubscription(ctx, 'jobProgress', lease, () => {
         // Subscribed before the row is read, so no event falls between the read and the subscription.
         const stream = ctx.services.pubsub.stream(topics.job(String(jobId)));
         return { source: jobProgress(ctx, String(jobId), stream), stream };
@@ -174,7 +210,8 @@ builder.subscriptionFields((t) => ({
       for (const type of (filter as JobFilterInput | null)?.types ?? []) {
         if (!findJobType(type)) throw graphqlError('BAD_USER_INPUT', `unknown job type: ${type}`);
       }
-      return guardSubscription(ctx, 'jobEvents', () => {
+      const lease = await takeSubscriptionSlot(ctx, 'jobEvents');
+      return guardSubscription(ctx, 'jobEvents', lease, () => {
         const stream = ctx.services.pubsub.stream(topics.allJobs());
         return { source: jobEvents(ctx, filter as JobFilterInput | null, stream), stream };
       });

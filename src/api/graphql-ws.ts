@@ -1,0 +1,232 @@
+import type { IncomingMessage, Server } from 'node:http';
+import { getOperationAST, GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { CloseCode, handleProtocols, makeServer, type Context, type SubscribePayload } from 'graphql-ws';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Viewer } from '../auth/tokens.js';
+import type { GraphQLContext } from '../graphql/context.js';
+import { graphqlError, rateLimitedError } from '../graphql/errors.js';
+import type { Services } from '../services.js';
+import { authenticate, type JobwireYoga } from './yoga.js';
+
+/** The GraphQL-over-WebSocket endpoint attached to the API's HTTP server. */
+export interface GraphQLWebSocket {
+  /** Closes every socket (1001 Going away) and stops accepting new ones. */
+  close(): Promise<void>;
+}
+
+/** What graphql-ws keeps per socket beside the protocol state. */
+interface SocketExtra {
+  socket: WebSocket;
+  request: IncomingMessage;
+  /** The caller, authenticated once at `connection_init`; every operation on the socket runs as them. */
+  viewer: Viewer | null;
+  /** Ids of this socket's subscription operations, open or being set up (MAX_SUBSCRIPTIONS_PER_CONNECTION). */
+  subscriptions: Set<string>;
+}
+
+type SocketContext = Context<Record<string, unknown>, SocketExtra>;
+type Enveloped = ReturnType<JobwireYoga['getEnveloped']>;
+
+/** Sent to the client every this many milliseconds; a socket that does not answer in as long again is dropped. */
+const KEEP_ALIVE_MS = 12_000;
+/** Error messages echo at most this much (they may quote the query). */
+const MAX_MESSAGE_CHARS = 300;
+
+/**
+ * graphql-ws on `/graphql` of `server`, executing through `yoga`'s envelop (schema, graphql-armor
+ * limits, error masking), with:
+ * - authentication once, at `connection_init`: the bearer token from `connectionParams.authorization`
+ *   (or `Authorization`), else the upgrade request's `Authorization` header. No or a bad token closes
+ *   the socket with 4403 Forbidden and the reason (graphql-ws clients may retry 4403 with fresh
+ *   connection params; 4401 is the protocol's "subscribe before ack" and is fatal to them).
+ * - a socket that sends no `connection_init` within WS_CONNECTION_INIT_TIMEOUT_MS closed with 4408;
+ *   a message over WS_MAX_PAYLOAD_BYTES closes its socket with 1009.
+ * - every refusal of one operation (syntax, validation, limits, access, quotas, an expired token)
+ *   an `error` message for that operation id with `extensions.code`; the socket and its other
+ *   operations go on.
+ */
+export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, services: Services): GraphQLWebSocket {
+  const { config, logger } = services;
+  /** The envelop each operation was prepared with, and a subscription's stream already started in onSubscribe. */
+  const prepared = new WeakMap<object, { enveloped: Enveloped; stream?: AsyncIterable<ExecutionResult> }>();
+
+  const refuse = (id: string, errors: readonly GraphQLError[], logged = false): readonly GraphQLError[] => {
+    const coded = errors.length ? errors : [graphqlError('INTERNAL_SERVER_ERROR' as never, 'Unexpected error.')];
+    if (!logged) logger.debug({ operationId: id, codes: coded.map((e) => e.extensions.code) }, 'WebSocket operation refused');
+    return coded;
+  };
+
+  const protocol = makeServer<Record<string, unknown>, SocketExtra>({
+    connectionInitWaitTimeout: config.WS_CONNECTION_INIT_TIMEOUT_MS,
+    onConnect: async (ctx) => {
+      const params = ctx.connectionParams;
+      const fromParams = typeof params?.authorization === 'string' ? params.authorization : typeof params?.Authorization === 'string' ? params.Authorization : null;
+      try {
+        ctx.extra.viewer = await authenticate(services, fromParams ?? ctx.extra.request.headers.authorization);
+        return true;
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : 'invalid token';
+        logger.debug({ reason }, 'WebSocket connection refused');
+        // Closed here to give the reason; graphql-ws's own close (4403 "Forbidden") then does nothing.
+        ctx.extra.socket.close(CloseCode.Forbidden, closeReason(reason));
+        return false;
+      }
+    },
+    onSubscribe: async (ctx, id, payload) => {
+      try {
+        return await prepare(ctx, id, payload);
+      } catch (error) {
+        ctx.extra.subscriptions.delete(id);
+        logger.error({ err: error, operationId: id }, 'unexpected error preparing a WebSocket operation');
+        return refuse(id, [], true);
+      }
+    },
+    execute: (args) => prepared.get(args.contextValue as object)!.enveloped.execute(args) as never,
+    subscribe: (args) => {
+      const entry = prepared.get(args.contextValue as object)!;
+      return (entry.stream ?? entry.enveloped.subscribe(args)) as never;
+    },
+    onComplete: (ctx, id) => {
+      ctx.extra.subscriptions.delete(id);
+    },
+  });
+
+  /** Parses, validates and (for a subscription) starts one operation, or says why not. */
+  async function prepare(ctx: SocketContext, id: string, payload: SubscribePayload): Promise<ExecutionArgs | readonly GraphQLError[]> {
+    const viewer = ctx.extra.viewer!;
+    const enveloped = yoga.getEnveloped({ req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
+    let document;
+    try {
+      document = enveloped.parse(payload.query);
+    } catch (error) {
+      return refuse(id, [withCode(error, 'GRAPHQL_PARSE_FAILED')]);
+    }
+    let invalid: readonly GraphQLError[];
+    try {
+      invalid = enveloped.validate(enveloped.schema, document);
+    } catch (error) {
+      // graphql-armor's limits (depth, aliases, cost, directives) throw from inside validation.
+      if (!(error instanceof GraphQLError)) throw error;
+      invalid = [error];
+    }
+    if (invalid.length) return refuse(id, invalid.map((error) => withCode(error, 'GRAPHQL_VALIDATION_FAILED')));
+    const operation = getOperationAST(document, payload.operationName);
+    if (!operation) {
+      return refuse(id, [graphqlError('BAD_USER_INPUT', 'could not tell which operation to run: send one, or name it in operationName')]);
+    }
+    if (viewer.exp * 1000 <= Date.now()) return refuse(id, [graphqlError('UNAUTHENTICATED', 'token expired; connect again with a fresh token')]);
+
+    const contextValue: GraphQLContext = { viewer, services, em: services.orm.em.fork() };
+    const args: ExecutionArgs = {
+      schema: enveloped.schema,
+      document,
+      operationName: payload.operationName,
+      variableValues: payload.variables,
+      contextValue,
+    };
+    if (operation.operation !== 'subscription') {
+      prepared.set(contextValue, { enveloped });
+      return args;
+    }
+
+    // Counted synchronously, before anything is awaited, so a burst cannot overshoot the cap.
+    const max = config.MAX_SUBSCRIPTIONS_PER_CONNECTION;
+    if (ctx.extra.subscriptions.size >= max) {
+      return refuse(id, [rateLimitedError(`too many subscriptions on this connection: at most ${max}; end one first`, 1)]);
+    }
+    ctx.extra.subscriptions.add(id);
+    // Started here rather than by graphql-ws so that a refusal (access, quota, bad variables) is
+    // an `error` message for this operation instead of a `next` carrying errors.
+    const result = (await enveloped.subscribe(args)) as ExecutionResult | AsyncIterable<ExecutionResult>;
+    if (!isAsyncIterable(result)) {
+      ctx.extra.subscriptions.delete(id);
+      const errors = (result.errors ?? []).map((error: GraphQLError) => withCode(error, 'BAD_USER_INPUT'));
+      // Quota refusals are logged where they are decided, for both transports.
+      return refuse(id, errors, errors.length > 0 && errors.every((e: GraphQLError) => e.extensions.code === 'RATE_LIMITED'));
+    }
+    prepared.set(contextValue, { enveloped, stream: result });
+    return args;
+  }
+
+  const wsServer = new WebSocketServer({
+    server,
+    path: '/graphql',
+    maxPayload: config.WS_MAX_PAYLOAD_BYTES,
+    handleProtocols: (protocols) => handleProtocols(protocols),
+  });
+  wsServer.on('error', (error) => logger.error({ err: error }, 'WebSocket server error'));
+  wsServer.on('connection', (socket, request) => {
+    // Protocol errors (a message over maxPayload: 1009, a bad frame: 1002) are the client's; ws has
+    // already closed the socket with the right code.
+    socket.on('error', (error) => logger.debug({ reason: error.message }, 'WebSocket closed on a protocol error'));
+    let pongWait: NodeJS.Timeout | null = null;
+    const keepAlive = setInterval(() => {
+      if (socket.readyState !== socket.OPEN) return;
+      pongWait ??= setTimeout(() => socket.terminate(), KEEP_ALIVE_MS);
+      socket.ping();
+    }, KEEP_ALIVE_MS);
+    socket.on('pong', () => {
+      if (pongWait) clearTimeout(pongWait);
+      pongWait = null;
+    });
+    const closed = protocol.opened(
+      {
+        protocol: socket.protocol,
+        send: (data) =>
+          new Promise<void>((resolve, reject) => {
+            if (socket.readyState !== socket.OPEN) return resolve();
+            socket.send(data, (error) => (error ? reject(error) : resolve()));
+          }),
+        close: (code, reason) => socket.close(code, reason),
+        onMessage: (handle) =>
+          socket.on('message', async (data) => {
+            try {
+              await handle(String(data));
+            } catch (error) {
+              logger.error({ err: error }, 'unexpected error handling a WebSocket message');
+              socket.close(CloseCode.InternalServerError, 'Internal server error');
+            }
+          }),
+      },
+      { socket, request, viewer: null, subscriptions: new Set() },
+    );
+    socket.once('close', (code, reason) => {
+      clearInterval(keepAlive);
+      if (pongWait) clearTimeout(pongWait);
+      void closed(code, String(reason)).catch((error: unknown) => logger.error({ err: error }, 'error closing a WebSocket'));
+    });
+  });
+
+  return {
+    async close() {
+      for (const client of wsServer.clients) client.close(1001, 'Going away');
+      await new Promise<void>((resolve, reject) => wsServer.close((error) => (error ? reject(error) : resolve())));
+    },
+  };
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<ExecutionResult> {
+  return typeof Object(value)[Symbol.asyncIterator] === 'function';
+}
+
+/** `error` with `extensions.code` set (its own if it has one), without the HTTP-only extensions, its message bounded. */
+function withCode(error: unknown, code: string): GraphQLError {
+  const source = error instanceof GraphQLError ? error : new GraphQLError(error instanceof Error ? error.message : String(error));
+  const { http: _http, ...extensions } = source.extensions ?? {};
+  const message = source.message.length > MAX_MESSAGE_CHARS ? `${source.message.slice(0, MAX_MESSAGE_CHARS)}…` : source.message;
+  return new GraphQLError(message, {
+    nodes: source.nodes,
+    source: source.source,
+    positions: source.positions,
+    path: source.path,
+    originalError: source.originalError,
+    extensions: { ...extensions, code: typeof extensions.code === 'string' ? extensions.code : code },
+  });
+}
+
+/** A close reason fits in 123 bytes of UTF-8. */
+function closeReason(reason: string): string {
+  let text = reason;
+  while (Buffer.byteLength(text) > 123) text = text.slice(0, -2);
+  return text;
+}

@@ -1,0 +1,111 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+
+/** Options of {@link SubscriptionLeases}. */
+export interface SubscriptionLeasesOptions {
+  /** How long a lease lasts without being refreshed, in milliseconds: how long a crashed replica's subscriptions still count. (Default: 30000) */
+  ttlMs?: number;
+  /** How often this process refreshes its live leases, in milliseconds. (Default: ttlMs / 3) */
+  refreshMs?: number;
+}
+
+/** One open subscription counted against its owner's cap. */
+export interface SubscriptionLease {
+  /** Starts refreshing the lease; until then it lapses by itself after the TTL (a stream never started holds no slot for long). */
+  keepAlive(): void;
+  /** Frees the slot at once; safe to call more than once. */
+  release(): Promise<void>;
+}
+
+export type LeaseOutcome = { granted: true; lease: SubscriptionLease } | { granted: false; open: number; retryAfterMs: number };
+
+// KEYS[1] the owner's ZSET; ARGV: ttl ms, max, member. Scores are expiry times on Redis's clock, so
+// replicas with skewed clocks agree. Returns {1, open} or {0, open, ms until the earliest lease lapses}.
+const ACQUIRE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local open = redis.call('ZCARD', KEYS[1])
+if open >= tonumber(ARGV[2]) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, open, tonumber(first[2]) - now}
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return {1, open + 1}
+`;
+
+// KEYS[1] the owner's ZSET; ARGV: ttl ms, members... Only members still present are extended (XX):
+// a lease that already lapsed stays gone rather than coming back over the cap.
+const REFRESH = `
+local t = redis.call('TIME')
+local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 0
+`;
+
+/**
+ * Open subscriptions per owner, counted across every API replica: one Redis sorted set per owner
+ * (`<prefix>:subs:<owner>`), one member per subscription, scored by its lease expiry. Each process
+ * refreshes the leases it holds; a crashed process's leases lapse after the TTL.
+ */
+export class SubscriptionLeases {
+  private readonly ttlMs: number;
+  private readonly refreshMs: number;
+  /** Live (kept-alive) leases of this process: key → members. */
+  private readonly live = new Map<string, Set<string>>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    options: SubscriptionLeasesOptions = {},
+  ) {
+    this.ttlMs = options.ttlMs ?? 30_000;
+    this.refreshMs = options.refreshMs ?? Math.max(100, Math.floor(this.ttlMs / 3));
+  }
+
+  /** Takes a slot for `owner` if fewer than `max` are open; otherwise says how many are and when one may lapse. */
+  async acquire(owner: string, max: number): Promise<LeaseOutcome> {
+    const key = `${this.prefix}:subs:${owner}`;
+    const member = randomUUID();
+    const reply = (await this.redis.eval(ACQUIRE, 1, key, this.ttlMs, max, member)) as number[];
+    if (reply[0] !== 1) return { granted: false, open: Number(reply[1]), retryAfterMs: Math.max(0, Number(reply[2] ?? this.ttlMs)) };
+    let released = false;
+    return {
+      granted: true,
+      lease: {
+        keepAlive: () => {
+          if (released) return;
+          let members = this.live.get(key);
+          if (!members) this.live.set(key, (members = new Set()));
+          members.add(member);
+          this.timer ??= setInterval(() => void this.refresh(), this.refreshMs).unref();
+        },
+        release: async () => {
+          if (released) return;
+          released = true;
+          const members = this.live.get(key);
+          members?.delete(member);
+          if (members?.size === 0) this.live.delete(key);
+          if (this.live.size === 0 && this.timer) {
+            clearInterval(this.timer);
+            this.timer = null;
+          }
+          // A failed removal is not retried: the lease is no longer refreshed and lapses after the TTL.
+          await this.redis.zrem(key, member).catch(() => {});
+        },
+      },
+    };
+  }
+
+  /** Extends every live lease of this process, one script per owner, in one round trip. */
+  private async refresh(): Promise<void> {
+    if (this.live.size === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const [key, members] of this.live) pipeline.eval(REFRESH, 1, key, this.ttlMs, ...members);
+    // While Redis is away the leases are simply not extended; the next tick tries again.
+    await pipeline.exec().catch(() => {});
+  }
+}

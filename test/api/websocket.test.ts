@@ -1,0 +1,232 @@
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JOB_PROGRESS } from '../helpers/fragments.js';
+import { gqlOk } from '../helpers/graphql-client.js';
+import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
+import { createTestEnv, waitFor, type TestEnv } from '../helpers/test-env.js';
+
+const INIT_TIMEOUT_MS = 400;
+const MAX_PAYLOAD = 64 * 1024;
+
+let env: TestEnv;
+let system: InProcessSystem;
+let alice: string;
+let bob: string;
+
+beforeAll(async () => {
+  env = await createTestEnv({ WS_CONNECTION_INIT_TIMEOUT_MS: String(INIT_TIMEOUT_MS), WS_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD) });
+  // No sidecar: the jobs here are DELAYED for an hour and end by cancelJob, which the API does itself.
+  system = await startInProcess(env, { worker: false });
+  [alice, bob] = await Promise.all([env.token('alice'), env.token('bob')]);
+});
+
+afterAll(async () => {
+  await system?.stop();
+  await env?.cleanup();
+});
+
+type Outcome = { kind: 'complete' } | { kind: 'error'; error: any };
+
+/** One operation on a graphql-ws client: what it received and how it ended. */
+interface Operation {
+  results: any[];
+  ended: Promise<Outcome>;
+  /** Set once `ended` settles, for synchronous checks. */
+  outcome: Outcome | null;
+  dispose(): void;
+}
+
+function operate(client: Client, query: string, variables: Record<string, unknown> = {}): Operation {
+  const op: Operation = { results: [], outcome: null, ended: null as never, dispose: () => {} };
+  op.ended = new Promise<Outcome>((resolve) => {
+    op.dispose = client.subscribe(
+      { query, variables },
+      {
+        next: (value) => void op.results.push(value),
+        error: (error) => resolve((op.outcome = { kind: 'error', error })),
+        complete: () => resolve((op.outcome = { kind: 'complete' })),
+      },
+    );
+  });
+  return op;
+}
+
+/** A real graphql-ws client that records whether it was acknowledged and how its socket closed. */
+function wsClient(token: string | null, options: { header?: string } = {}) {
+  const state = { acknowledged: false, closed: null as { code: number; reason: string } | null };
+  const client = createClient({
+    url: system.url.replace(/^http/, 'ws'),
+    webSocketImpl: options.header
+      ? class extends WebSocket {
+          constructor(url: string, protocols: string[]) {
+            super(url, protocols, { headers: { authorization: options.header! } });
+          }
+        }
+      : WebSocket,
+    connectionParams: token ? { authorization: `Bearer ${token}` } : {},
+    retryAttempts: 0,
+    lazy: true,
+    // Keep the socket between operations, so the checks below are about one socket.
+    lazyCloseTimeout: 60_000,
+    on: {
+      connected: () => void (state.acknowledged = true),
+      closed: (event) => void (state.closed = { code: (event as CloseEvent).code, reason: String((event as CloseEvent).reason) }),
+    },
+  });
+  return { client, state };
+}
+
+async function delayedJob(token: string): Promise<string> {
+  const data = await gqlOk<{ applyRetention: { id: string; status: string } }>(
+    system.url,
+    token,
+    'mutation { applyRetention(options: { delayMs: 3600000 }) { id status } }',
+  );
+  expect(data.applyRetention.status).toBe('DELAYED');
+  return data.applyRetention.id;
+}
+
+const cancel = (token: string, id: string) => gqlOk(system.url, token, 'mutation($id: ID!) { cancelJob(id: $id) { id status } }', { id });
+
+/** A query nested deeper than graphql-armor's maxDepth (12). */
+const TOO_DEEP = `query { __type(name: "Job") { fields { type { ${'ofType { '.repeat(12)}name${' }'.repeat(12)} } } } }`;
+
+describe('one bad operation on a WebSocket', () => {
+  it('gets an error for its own id with a code, while the good subscriptions on the socket go on', async () => {
+    const mine = await delayedJob(alice);
+    const theirs = await delayedJob(bob);
+    const { client, state } = wsClient(alice);
+
+    const progress = operate(client, JOB_PROGRESS, { jobId: mine });
+    const dashboard = operate(client, 'subscription { jobEvents { jobId status } }');
+    await waitFor('the current state of the job', () => progress.results.length === 1);
+    expect(progress.results[0].data.jobProgress.status).toBe('DELAYED');
+
+    const refused = {
+      GRAPHQL_PARSE_FAILED: operate(client, 'subscription { jobProgress(jobId: '),
+      GRAPHQL_VALIDATION_FAILED: operate(client, TOO_DEEP),
+      NOT_FOUND: operate(client, JOB_PROGRESS, { jobId: theirs }),
+      UNKNOWN_FIELD: operate(client, 'subscription { jobProgress(jobId: "x") { noSuchField } }'),
+    };
+    const outcomes = Object.fromEntries(await Promise.all(Object.entries(refused).map(async ([name, op]) => [name, await op.ended] as const)));
+    for (const [name, outcome] of Object.entries(outcomes)) {
+      expect(outcome.kind, name).toBe('error');
+      const errors = (outcome as { error: any[] }).error;
+      expect(Array.isArray(errors), `${name}: an error message, not a closed socket`).toBe(true);
+      const expected = name === 'UNKNOWN_FIELD' ? 'GRAPHQL_VALIDATION_FAILED' : name;
+      expect(errors[0].extensions?.code, name).toBe(expected);
+      expect(refused[name as keyof typeof refused].results, name).toEqual([]);
+    }
+    expect((outcomes.GRAPHQL_VALIDATION_FAILED as { error: any[] }).error[0].message).toMatch(/depth/i);
+    expect((outcomes.NOT_FOUND as { error: any[] }).error[0].message).not.toContain('DELAYED');
+
+    // The socket is still open and its subscriptions still deliver.
+    expect(state.closed).toBeNull();
+    await cancel(alice, mine);
+    expect(await progress.ended).toEqual({ kind: 'complete' });
+    expect(progress.results.map((r) => r.data.jobProgress.status)).toEqual(['DELAYED', 'CANCELLED']);
+    await waitFor('the dashboard to see the cancel', () =>
+      dashboard.results.some((r) => r.data.jobEvents.jobId === mine && r.data.jobEvents.status === 'CANCELLED'),
+    );
+    expect(dashboard.results.every((r) => r.data.jobEvents.jobId !== theirs)).toBe(true);
+    expect(state.closed).toBeNull();
+    dashboard.dispose();
+    await client.dispose();
+    await cancel(bob, theirs);
+  });
+
+  it('answers bad variables per operation, and queries still run on the socket', async () => {
+    const { client, state } = wsClient(alice);
+    const badVariable = await operate(client, JOB_PROGRESS, { jobId: { not: 'an id' } }).ended;
+    expect(badVariable.kind).toBe('error');
+    expect((badVariable as { error: any[] }).error[0].extensions.code).toBe('BAD_USER_INPUT');
+    const query = operate(client, '{ jobs(first: 1) { nodes { id } } }');
+    expect(await query.ended).toEqual({ kind: 'complete' });
+    expect(query.results[0].data.jobs.nodes).toBeDefined();
+    expect(state.closed).toBeNull();
+    await client.dispose();
+  });
+
+  it('refuses a subscribe after the token has expired with UNAUTHENTICATED for that operation, not by closing the socket', async () => {
+    const shortLived = await env.token('alice', 'user', 1);
+    const exp = (JSON.parse(Buffer.from(shortLived.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp;
+    const { client, state } = wsClient(shortLived);
+    expect(await operate(client, '{ jobs(first: 1) { nodes { id } } }').ended).toEqual({ kind: 'complete' });
+    await waitFor('the token to expire', () => Date.now() > exp * 1000, 5_000);
+    const late = await operate(client, 'subscription { jobEvents { jobId } }').ended;
+    expect(late.kind).toBe('error');
+    expect((late as { error: any[] }).error[0].extensions.code).toBe('UNAUTHENTICATED');
+    expect(state.closed).toBeNull();
+    await client.dispose();
+  });
+});
+
+describe('authentication at connection_init', () => {
+  it('closes a socket with no, a bad, a forged or an expired token with 4403 and never acknowledges it', async () => {
+    const { mintToken } = await import('../../src/auth/tokens.js');
+    const tokens = {
+      none: null,
+      garbage: 'not-a-jwt',
+      forged: await mintToken('another-secret-that-is-long-enough-000000', { sub: 'alice', role: 'admin' }),
+      expired: await env.token('alice', 'user', -10),
+    };
+    for (const [name, token] of Object.entries(tokens)) {
+      const { client, state } = wsClient(token);
+      const op = operate(client, 'subscription { jobEvents { jobId } }');
+      const outcome = await op.ended;
+      expect(outcome.kind, name).toBe('error');
+      expect((outcome as { error: CloseEvent }).error.code, name).toBe(4403);
+      expect(state.acknowledged, name).toBe(false);
+      expect(state.closed?.reason, name).toMatch(name === 'expired' ? /expired/ : /token/);
+      await client.dispose();
+    }
+  });
+
+  it("accepts the upgrade request's Authorization header when connectionParams carry none", async () => {
+    const mine = await delayedJob(alice);
+    const { client, state } = wsClient(null, { header: `Bearer ${alice}` });
+    const op = operate(client, JOB_PROGRESS, { jobId: mine });
+    await waitFor('the first event', () => op.results.length === 1);
+    expect(state.acknowledged).toBe(true);
+    await cancel(alice, mine);
+    expect(await op.ended).toEqual({ kind: 'complete' });
+    await client.dispose();
+  });
+
+  it('closes a socket that never sends connection_init with 4408 after the deadline', async () => {
+    const socket = new WebSocket(system.url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+    const messages: string[] = [];
+    socket.on('message', (data) => messages.push(String(data)));
+    const opened = Date.now();
+    const [code] = await new Promise<[number, string]>((resolve) => socket.once('close', (c, r) => resolve([c, String(r)])));
+    expect(code).toBe(4408);
+    expect(Date.now() - opened).toBeGreaterThanOrEqual(INIT_TIMEOUT_MS - 50);
+    expect(messages).toEqual([]);
+  });
+});
+
+describe('WS_MAX_PAYLOAD_BYTES', () => {
+  it('closes the socket that sends a bigger message with 1009; the server and other sockets carry on', async () => {
+    const mine = await delayedJob(alice);
+    const bystander = wsClient(alice);
+    const progress = operate(bystander.client, JOB_PROGRESS, { jobId: mine });
+    await waitFor('the bystander subscription', () => progress.results.length === 1);
+
+    const big = wsClient(alice);
+    const huge = operate(big.client, JOB_PROGRESS, { jobId: mine, padding: 'x'.repeat(MAX_PAYLOAD + 1) });
+    const outcome = await huge.ended;
+    expect(outcome.kind).toBe('error');
+    expect((outcome as { error: CloseEvent }).error.code).toBe(1009);
+    expect(huge.results).toEqual([]);
+
+    // The server still serves: the bystander gets its event, and a new socket works.
+    await cancel(alice, mine);
+    expect(await progress.ended).toEqual({ kind: 'complete' });
+    expect(progress.results.map((r) => r.data.jobProgress.status)).toEqual(['DELAYED', 'CANCELLED']);
+    expect(bystander.state.closed).toBeNull();
+    const fresh = wsClient(alice);
+    expect(await operate(fresh.client, '{ jobs(first: 1) { nodes { id } } }').ended).toEqual({ kind: 'complete' });
+    await Promise.all([bystander.client.dispose(), big.client.dispose(), fresh.client.dispose()]);
+  });
+});
