@@ -110,9 +110,8 @@ function objectRef(schema: Schema, view: ZodView, fallbackName: string): AnyRef 
   const key = `${view === 'input' ? 'input' : 'object'}:${name}`;
   const existing = refs.get(key);
   if (existing) return existing;
-  const shape = def(schema).shape as Record<string, Schema>;
   const description = meta(schema).description as string | undefined;
-  const entries = Object.entries(shape);
+  const entries = publicEntries(schema);
   if (entries.length === 0) {
     // GraphQL forbids empty object types; an input-less job still shows that it has none.
     entries.push(['_empty', { _zod: { def: { type: 'boolean' } } } as unknown as Schema]);
@@ -152,6 +151,26 @@ function objectRef(schema: Schema, view: ZodView, fallbackName: string): AnyRef 
   }
   refs.set(key, ref);
   return ref;
+}
+
+/** The fields of an object schema that clients may see: `.meta({ internal: true })` hides one (e.g. a storage path). */
+function publicEntries(schema: Schema): [string, Schema][] {
+  return Object.entries(def(schema).shape as Record<string, Schema>).filter(([, field]) => meta(field).internal !== true);
+}
+
+/** Top-level fields of an object schema marked `.meta({ internal: true })`: kept in storage, never shown. */
+export function internalKeys(schema: Schema): string[] {
+  const { inner } = unwrap(schema);
+  if (def(inner).type !== 'object') return [];
+  return Object.entries(def(inner).shape as Record<string, Schema>)
+    .filter(([, field]) => meta(field).internal === true)
+    .map(([key]) => key);
+}
+
+/** Whether a job's stored input has anything to show; a type without one gets no `input` field. */
+export function hasPublicFields(schema: Schema): boolean {
+  const { inner } = unwrap(schema);
+  return def(inner).type !== 'object' || publicEntries(inner).length > 0;
 }
 
 function pascal(text: string): string {
