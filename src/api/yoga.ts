@@ -7,6 +7,7 @@ import type { GraphQLContext } from '../graphql/context.js';
 import { graphqlError, toClientError } from '../graphql/errors.js';
 import { useInputGuards } from '../graphql/input-guards.js';
 import { buildSchema } from '../graphql/schema/index.js';
+import { listSetting } from '../config/env.js';
 import type { Services } from '../services.js';
 
 /** Resolves the caller from a bearer token; every operation needs one. */
@@ -28,8 +29,9 @@ export function createJobwireYoga(services: Services): JobwireYoga {
   return createYoga<Record<string, unknown>, GraphQLContext>({
     schema: buildSchema(),
     graphqlEndpoint: '/graphql',
+    cors: corsPolicy(listSetting(config.CORS_ORIGINS)),
     landingPage: false,
-    fetchAPI: createFetch({ formDataLimits: { fileSize: config.MAX_UPLOAD_BYTES, files: 1, fieldSize: 1_000_000 } }),
+    fetchAPI: createFetch({ formDataLimits: { fileSize: config.MAX_UPLOAD_BYTES, files: 1, fieldSize: 1_000_000 } }), maxRequestBodySize: config.MAX_UPLOAD_BYTES + 2_000_000, // yoga's own 25 MB body cap would undercut MAX_UPLOAD_BYTES; the margin is for the operations/map fields
     graphiql: config.GRAPHIQL
       ? {
           title: 'Jobwire',
@@ -65,4 +67,23 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       error: (...args) => logger.debug(args.map(String).join(' ')),
     },
   });
+}
+
+/**
+ * CORS for the origins in CORS_ORIGINS only; any other origin (and every origin when the list is
+ * empty) gets no CORS headers, so browsers keep it same-origin. Tokens travel in the Authorization
+ * header, never in cookies, so credentials are never allowed.
+ */
+function corsPolicy(allowedOrigins: string[]) {
+  return (request: Request) => {
+    const origin = request.headers.get('origin');
+    if (!origin || !allowedOrigins.includes(origin)) return false as never;
+    return {
+      origin: [origin],
+      credentials: false,
+      methods: ['GET', 'POST', 'OPTIONS'],
+      allowedHeaders: ['authorization', 'content-type', 'accept', 'x-graphql-yoga-csrf', 'last-event-id'],
+      maxAge: 600,
+    };
+  };
 }

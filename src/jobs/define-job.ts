@@ -88,6 +88,13 @@ export interface EnqueueContext {
 export interface PreparedJob<Input> {
   input: Input;
   accountId: string | null;
+  /**
+   * Undoes what `prepare` wrote (an upload, say) when the enqueue creates no job after all: the
+   * idempotency key matched an earlier job, the insert failed, or the queue refused the job (its
+   * row is FAILED then, and nothing will read the upload). Called at most once; its errors are
+   * ignored. A `prepare` that throws cleans up its own partial writes instead. (Default: none)
+   */
+  discard?(): Promise<void>;
 }
 
 /** A cron schedule the sidecar keeps registered; each fire becomes a normal job row. */

@@ -5,9 +5,9 @@ import type { Config } from '../config/env.js';
 import type { JobRecord, JobTrigger } from '../db/entities/job.entity.js';
 import type { JobQueues } from '../queue/job-queues.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
-import type { AnyJobDeclaration } from './define-job.js';
+import type { AnyJobDeclaration, PreparedJob } from './define-job.js';
 import { InvalidInputError, InvalidStateError, NotFoundError } from './errors.js';
-import { findJob, insertJob, isTerminal, updateJob } from './job-store.js';
+import { findJob, findJobByIdempotencyKey, insertJob, isTerminal, updateJob } from './job-store.js';
 
 /** Per-call options of every enqueue mutation. */
 export interface EnqueueOptions {
@@ -15,7 +15,10 @@ export interface EnqueueOptions {
   priority?: number | null;
   /** Run no earlier than this many milliseconds from now; the job is DELAYED until then. (Default: 0) */
   delayMs?: number | null;
-  /** A second enqueue with the same key by the same owner returns the first job. (Default: none) */
+  /**
+   * A second enqueue with the same key by the same owner returns the first job; the key reused for a
+   * job of another type is refused. (Default: none)
+   */
   idempotencyKey?: string | null;
 }
 
@@ -51,6 +54,10 @@ function checkOptions(options: EnqueueOptions): void {
   if (idempotencyKey != null && (idempotencyKey.length < 1 || idempotencyKey.length > 255)) {
     throw new InvalidInputError('idempotencyKey must be 1 to 255 characters');
   }
+  // PostgreSQL text cannot hold NUL; without this check the insert fails with a masked error.
+  if (idempotencyKey?.includes('\u0000')) {
+    throw new InvalidInputError('idempotencyKey must not contain NUL characters');
+  }
 }
 
 /** BullMQ options for one attempt cycle of a job of this type. */
@@ -69,6 +76,10 @@ export function queueOptions(declaration: AnyJobDeclaration, config: Config, job
 /**
  * The one enqueue path, for mutations, schedules and rules: validate, insert the row, then queue
  * it under the row's id. If the queue refuses, the row is marked FAILED and the error rethrown.
+ *
+ * A repeated idempotency key (same owner) returns the first job, provided it is of the same type;
+ * reused for another type it is refused with {@link InvalidInputError}. Whenever no new job comes
+ * out of the call, what `prepare` wrote is discarded (see {@link PreparedJob.discard}).
  */
 export async function enqueueJob(deps: EnqueueDeps, request: EnqueueRequest): Promise<JobRecord> {
   const { declaration, ownerId } = request;
@@ -80,8 +91,16 @@ export async function enqueueJob(deps: EnqueueDeps, request: EnqueueRequest): Pr
     throw new InvalidInputError(parsedArgs.error.issues.map((issue) => `${issue.path.join('.') || 'input'}: ${issue.message}`).join('; '));
   }
 
+  const idempotencyKey = options.idempotencyKey ?? null;
+  if (idempotencyKey !== null) {
+    // The common repeat is answered before `prepare`, so a retried upload is not even written.
+    // A concurrent first call can still win the race; the insert below settles that case.
+    const existing = await findJobByIdempotencyKey(deps.em, ownerId, idempotencyKey);
+    if (existing) return sameTypeOrRefuse(existing, declaration.name, idempotencyKey);
+  }
+
   const id = randomUUID();
-  const prepared = await declaration.prepare(parsedArgs.data, {
+  const prepared: PreparedJob<unknown> = await declaration.prepare(parsedArgs.data, {
     ownerId,
     isAdmin: request.isAdmin,
     jobId: id,
@@ -92,22 +111,55 @@ export async function enqueueJob(deps: EnqueueDeps, request: EnqueueRequest): Pr
 
   const delayMs = options.delayMs ?? 0;
   const priority = options.priority ?? declaration.options.priority;
-  const { job, created } = await insertJob(deps.em, {
-    id,
-    type: declaration.name,
-    status: delayMs > 0 ? 'DELAYED' : 'PENDING',
-    maxAttempts: declaration.options.attempts,
-    priority,
-    payload: prepared.input as Record<string, unknown>,
-    trigger: request.trigger,
-    idempotencyKey: options.idempotencyKey ?? null,
-    ownerId,
-    accountId: prepared.accountId,
-    runAt: delayMs > 0 ? new Date(Date.now() + delayMs) : null,
-  });
-  if (!created) return job;
+  let inserted: { job: JobRecord; created: boolean };
+  try {
+    inserted = await insertJob(deps.em, {
+      id,
+      type: declaration.name,
+      status: delayMs > 0 ? 'DELAYED' : 'PENDING',
+      maxAttempts: declaration.options.attempts,
+      priority,
+      payload: prepared.input as Record<string, unknown>,
+      trigger: request.trigger,
+      idempotencyKey,
+      ownerId,
+      accountId: prepared.accountId,
+      runAt: delayMs > 0 ? new Date(Date.now() + delayMs) : null,
+    });
+  } catch (error) {
+    await discard(prepared);
+    throw error;
+  }
+  if (!inserted.created) {
+    await discard(prepared);
+    return sameTypeOrRefuse(inserted.job, declaration.name, inserted.job.idempotencyKey ?? '');
+  }
 
-  return addToQueue(deps, declaration, job, delayMs);
+  try {
+    return await addToQueue(deps, declaration, inserted.job, delayMs);
+  } catch (error) {
+    // The row is FAILED now; a retry of it has nothing to read, and nobody else will either.
+    await discard(prepared);
+    throw error;
+  }
+}
+
+/** Runs a prepared job's `discard`, if any; a failure there must not hide the caller's outcome. */
+async function discard(prepared: PreparedJob<unknown>): Promise<void> {
+  try {
+    await prepared.discard?.();
+  } catch {
+    // Ignored on purpose: the enqueue already has its answer (an earlier job, or an error).
+  }
+}
+
+/** The job an idempotency key already names, unless it is of another type. */
+function sameTypeOrRefuse(existing: JobRecord, type: string, key: string): JobRecord {
+  if (existing.type === type) return existing;
+  const shown = key.length > 64 ? `${key.slice(0, 64)}…` : key;
+  throw new InvalidInputError(
+    `idempotencyKey "${shown}" was already used for a job of type ${existing.type}; use another key for a ${type} job`,
+  );
 }
 
 async function addToQueue(deps: EnqueueDeps, declaration: AnyJobDeclaration, job: JobRecord, delayMs: number): Promise<JobRecord> {

@@ -9,6 +9,11 @@ import { InvalidInputError, PermanentJobError } from './errors.js';
 
 /** Messages parsed before one batch of blob writes and one multi-row INSERT. */
 const BATCH_SIZE = 200;
+/**
+ * A batch is also cut once its messages (raw bytes plus decoded attachments) reach this size, so
+ * a file of big messages holds two batches of this size at most, not 2 × 200 big messages.
+ */
+const BATCH_BYTES = 32 * 1024 * 1024;
 /** Per-message errors kept in the result; the counts cover all of them. */
 const MAX_REPORTED_ERRORS = 20;
 
@@ -46,12 +51,24 @@ export const importMboxJob = defineJob({
       throw new InvalidInputError(`file is larger than the ${ctx.config.MAX_UPLOAD_BYTES}-byte upload limit`);
     }
     const uploadKey = `uploads/${ctx.jobId}.mbox`;
+    const discard = () => ctx.storage.delete(uploadKey);
+    // putStream removes its temporary file itself when the source fails (a client gone mid-upload).
     const size = await ctx.storage.putStream(uploadKey, args.file.stream() as unknown as AsyncIterable<Uint8Array>);
-    if (size === 0) {
-      await ctx.storage.delete(uploadKey);
-      throw new InvalidInputError('file is empty');
+    try {
+      if (size === 0) throw new InvalidInputError('file is empty');
+      // The declared size can lie; the bytes written cannot.
+      if (size > ctx.config.MAX_UPLOAD_BYTES) {
+        throw new InvalidInputError(`file is larger than the ${ctx.config.MAX_UPLOAD_BYTES}-byte upload limit`);
+      }
+    } catch (error) {
+      await discard();
+      throw error;
     }
-    return { input: { accountId: account.id, uploadKey, filename: args.file.name || null, size }, accountId: account.id };
+    return {
+      input: { accountId: account.id, uploadKey, filename: args.file.name || null, size },
+      accountId: account.id,
+      discard,
+    };
   },
   async handler(input, ctx) {
     // Access was checked when the job was enqueued (an admin may import into anyone's account).
@@ -81,22 +98,34 @@ export const importMboxJob = defineJob({
       storing.catch(() => {});
     };
 
+    const malformed = (index: number, error: string) => {
+      result.malformed++;
+      if (result.errors.length < MAX_REPORTED_ERRORS) result.errors.push({ index, error });
+    };
+    const maxMessageBytes = ctx.config.MAX_MESSAGE_BYTES;
+    let batchBytes = 0;
     let index = 0;
-    for await (const raw of splitMbox(ctx.storage.stream(input.uploadKey))) {
+    for await (const entry of splitMbox(ctx.storage.stream(input.uploadKey), { maxMessageBytes })) {
       ctx.checkpoint();
-      try {
-        batch.push({ raw, parsed: await parseMessage(raw) });
-      } catch (error) {
-        if (!(error instanceof MalformedMessageError)) throw error;
-        result.malformed++;
-        if (result.errors.length < MAX_REPORTED_ERRORS) result.errors.push({ index, error: error.message });
+      if (!Buffer.isBuffer(entry)) {
+        malformed(index, `Message is larger than the ${maxMessageBytes}-byte limit (MAX_MESSAGE_BYTES): ${entry.size} bytes`);
+      } else {
+        try {
+          const parsed = await parseMessage(entry);
+          batch.push({ raw: entry, parsed });
+          batchBytes += entry.length + parsed.attachments.reduce((sum, attachment) => sum + attachment.size, 0);
+        } catch (error) {
+          if (!(error instanceof MalformedMessageError)) throw error;
+          malformed(index, error.message);
+        }
       }
       index++;
-      if (batch.length >= BATCH_SIZE) {
+      if (batch.length >= BATCH_SIZE || batchBytes >= BATCH_BYTES) {
         // At most one batch is stored while the next is parsed, which bounds memory.
         await storing;
         store(batch);
         batch = [];
+        batchBytes = 0;
       }
     }
     store(batch);

@@ -108,24 +108,29 @@ export type NewJob = Pick<
 
 /**
  * Inserts a job row. With an idempotency key already used by the same owner, nothing is
- * inserted and the first job is returned with `created: false`.
+ * inserted and the job holding the key is returned with `created: false`, whatever its type:
+ * the caller decides whether a job of another type under the same key is an answer or an error.
  */
 export async function insertJob(em: EntityManager, job: NewJob): Promise<{ job: JobRecord; created: boolean }> {
   const fields = Object.keys(job) as (keyof NewJob)[];
   const columns = fields.map((field) => COLUMNS[field]);
   const values = fields.map((field) => encode(field, job[field]));
-  const rows: Row[] = await em.getConnection().execute(
-    `INSERT INTO job (${columns.join(', ')}, created_at, updated_at)
-     VALUES (${fields.map(() => '?').join(', ')}, clock_timestamp(), clock_timestamp())
-     ON CONFLICT (owner_id, idempotency_key) DO NOTHING
-     RETURNING *`,
-    values,
-    'all',
-  );
-  if (rows[0]) return { job: rowToJob(rows[0]), created: true };
-  const existing = await findJobByIdempotencyKey(em, job.ownerId, job.idempotencyKey!);
-  if (!existing) throw new Error('idempotency conflict but no job found');
-  return { job: existing, created: false };
+  // The holder of the key can vanish between the two statements (a purge of old jobs): then the
+  // key is free again and the second round inserts.
+  for (let round = 0; round < 2; round++) {
+    const rows: Row[] = await em.getConnection().execute(
+      `INSERT INTO job (${columns.join(', ')}, created_at, updated_at)
+       VALUES (${fields.map(() => '?').join(', ')}, clock_timestamp(), clock_timestamp())
+       ON CONFLICT (owner_id, idempotency_key) DO NOTHING
+       RETURNING *`,
+      values,
+      'all',
+    );
+    if (rows[0]) return { job: rowToJob(rows[0]), created: true };
+    const existing = await findJobByIdempotencyKey(em, job.ownerId, job.idempotencyKey!);
+    if (existing) return { job: existing, created: false };
+  }
+  throw new Error('idempotency conflict but no job holds the key');
 }
 
 export async function findJob(em: EntityManager, id: string): Promise<JobRecord | null> {

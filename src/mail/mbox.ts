@@ -13,6 +13,23 @@
 /** A chunk of an mbox file as read from a stream, a fetch body or a test. */
 export type MboxChunk = Uint8Array | Buffer | string;
 
+/** Options of {@link splitMbox}. */
+export interface SplitMboxOptions {
+  /**
+   * A message with more bytes than this is not assembled: its bytes are skipped up to the next
+   * From_ line and it is yielded as an {@link MboxOversizedMessage}. (Default: no limit)
+   */
+  maxMessageBytes?: number;
+}
+
+/** A message larger than `maxMessageBytes`: skipped without being held in memory. */
+export interface MboxOversizedMessage {
+  /** Always null: the bytes were not kept. */
+  raw: null;
+  /** Its size in bytes (after un-quoting, before the separator line is dropped). */
+  size: number;
+}
+
 const LF = 0x0a;
 const CR = 0x0d;
 const GT = 0x3e;
@@ -84,12 +101,14 @@ function trimSeparatorLine(msg: Buffer): Buffer {
  */
 class MboxScanner {
   /** Finished messages not yet handed out (collect mode). */
-  readonly ready: Buffer[] = [];
+  readonly ready: (Buffer | MboxOversizedMessage)[] = [];
   /** Messages finished so far, including those already handed out. */
   count = 0;
 
   private parts: Buffer[] = [];
   private partsLength = 0;
+  /** Bytes of the current message, including those dropped once it went over the cap. */
+  private messageBytes = 0;
   /** Before the first From_ line: only non-blank text there is reported as a message. */
   private inPreamble = true;
   private preambleHasContent = false;
@@ -100,7 +119,15 @@ class MboxScanner {
   /** Start of an unfinished line held back until it can be classified (a few bytes at most). */
   private carry: Buffer | null = null;
 
-  constructor(private readonly collect: boolean) {}
+  /**
+   * @param collect Assemble messages (else only count them).
+   * @param maxMessageBytes Beyond this a message's bytes are dropped as they arrive; the two bytes
+   *   of slack are for the separator line, which is not part of the message.
+   */
+  constructor(
+    private readonly collect: boolean,
+    private readonly maxMessageBytes = Number.POSITIVE_INFINITY,
+  ) {}
 
   write(chunk: Buffer): void {
     let data = chunk;
@@ -202,6 +229,15 @@ class MboxScanner {
       if (!this.preambleHasContent && hasNonWhitespace(slice)) this.preambleHasContent = true;
     }
     if (!this.collect) return;
+    this.messageBytes += slice.length;
+    if (this.messageBytes > this.maxMessageBytes + 2) {
+      // Too big to keep: let go of what was held, and hold nothing more of this message.
+      if (this.parts.length > 0) {
+        this.parts = [];
+        this.partsLength = 0;
+      }
+      return;
+    }
     this.parts.push(slice);
     this.partsLength += slice.length;
   }
@@ -210,13 +246,18 @@ class MboxScanner {
     const keep = !this.inPreamble || this.preambleHasContent;
     if (keep) {
       this.count++;
-      if (this.collect) {
-        // Buffer.concat copies, so the message never aliases the caller's chunks.
-        this.ready.push(trimSeparatorLine(Buffer.concat(this.parts, this.partsLength)));
-      }
+      if (this.collect) this.ready.push(this.assemble());
     }
     this.parts = [];
     this.partsLength = 0;
+    this.messageBytes = 0;
+  }
+
+  private assemble(): Buffer | MboxOversizedMessage {
+    if (this.messageBytes > this.maxMessageBytes + 2) return { raw: null, size: this.messageBytes };
+    // Buffer.concat copies, so the message never aliases the caller's chunks.
+    const message = trimSeparatorLine(Buffer.concat(this.parts, this.partsLength));
+    return message.length > this.maxMessageBytes ? { raw: null, size: message.length } : message;
   }
 }
 
@@ -228,14 +269,25 @@ class MboxScanner {
  * - Whitespace before the first From_ line is ignored; any other text there is yielded as a
  *   message of its own (and counted), so nothing in the file is silently lost.
  * - LF and CRLF files both work, and chunks may split the input anywhere.
+ * - With `maxMessageBytes`, a bigger message is yielded as an {@link MboxOversizedMessage} in its
+ *   place (so indexes and counts still match {@link countMboxMessages}); its bytes are never held.
  *
- * Memory is bounded by the largest message plus one chunk. Chunks are referenced until their
- * message is complete, so a producer must not reuse a chunk's memory after handing it over.
+ * Memory is bounded by the largest message kept (at most `maxMessageBytes`) plus one chunk. Chunks
+ * are referenced until their message is complete, so a producer must not reuse a chunk's memory
+ * after handing it over.
  *
  * @param source Async iterable of chunks (e.g. `fs.createReadStream(path)`); strings are UTF-8.
  */
-export async function* splitMbox(source: AsyncIterable<MboxChunk>): AsyncGenerator<Buffer> {
-  const scanner = new MboxScanner(true);
+export function splitMbox(source: AsyncIterable<MboxChunk>): AsyncGenerator<Buffer>;
+export function splitMbox(
+  source: AsyncIterable<MboxChunk>,
+  options: SplitMboxOptions,
+): AsyncGenerator<Buffer | MboxOversizedMessage>;
+export async function* splitMbox(
+  source: AsyncIterable<MboxChunk>,
+  options: SplitMboxOptions = {},
+): AsyncGenerator<Buffer | MboxOversizedMessage> {
+  const scanner = new MboxScanner(true, options.maxMessageBytes);
   for await (const chunk of source) {
     scanner.write(toBuffer(chunk));
     if (scanner.ready.length > 0) {

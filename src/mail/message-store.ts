@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { EntityManager } from '@mikro-orm/postgresql';
+import type { EntityManager, Knex } from '@mikro-orm/postgresql';
 import { pgArray } from '../db/sql.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
 import { dedupKey, type ParsedMessage } from './parse-message.js';
@@ -26,7 +26,20 @@ export function attachmentKey(accountId: string, messageHash: string, index: num
 
 // PostgreSQL text cannot hold NUL; some real-world mail carries it in bodies.
 function clean(text: string | null): string | null {
-  return text === null ? null : text.replace(/\u0000/g, '');
+  return text === null || !text.includes('\u0000') ? text : text.replace(/\u0000/g, '');
+}
+
+/**
+ * Runs a statement with bound parameters. `Connection.execute` would inline every value into the
+ * SQL text (escaped, then encoded again by the driver): for a message with a 24 MB body that is
+ * several copies of it and hundreds of MB of garbage. Bound parameters travel as they are.
+ */
+async function runBound<T>(em: EntityManager, sql: string, params: unknown[]): Promise<T[]> {
+  const query = em.getConnection().getKnex().raw(sql, params as Knex.RawBinding[]);
+  const transaction = em.getTransactionContext<Knex.Transaction>();
+  if (transaction) query.transacting(transaction);
+  const result = (await query) as { rows: T[] };
+  return result.rows;
 }
 
 /**
@@ -73,13 +86,11 @@ export async function storeMessages(
     );
   }
   const placeholders = rows.map(() => `(${columns.map(() => '?').join(', ')})`).join(', ');
-  const inserted: { id: string }[] = await em
-    .getConnection()
-    .execute(
-      `INSERT INTO message (${columns.join(', ')}) VALUES ${placeholders} ON CONFLICT (account_id, dedup_key) DO NOTHING RETURNING id`,
-      params,
-      'all',
-    );
+  const inserted = await runBound<{ id: string }>(
+    em,
+    `INSERT INTO message (${columns.join(', ')}) VALUES ${placeholders} ON CONFLICT (account_id, dedup_key) DO NOTHING RETURNING id`,
+    params,
+  );
 
   const insertedIds = new Set(inserted.map((row) => row.id));
   const attachmentParams: unknown[] = [];
@@ -95,13 +106,13 @@ export async function storeMessages(
     });
   }
   if (attachmentRows > 0) {
-    await em.getConnection().execute(
+    await runBound(
+      em,
       `INSERT INTO message_attachment (id, message_id, filename, content_type, size, content_hash, blob_key) VALUES ${Array.from(
         { length: attachmentRows },
         () => '(?, ?, ?, ?, ?, ?, ?)',
       ).join(', ')}`,
       attachmentParams,
-      'run',
     );
   }
   return { inserted: insertedIds.size, duplicates: batch.length - insertedIds.size };

@@ -68,25 +68,38 @@ const HEADER_FIELD = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
 const KEY_HEADERS = new Set(['from', 'date', 'message-id', 'subject']);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** The header block: everything up to the first empty line (or the whole message). */
+/** Bytes of a message's start read for the header check; real header blocks are far smaller. */
+const MAX_HEADER_CHECK_BYTES = 1024 * 1024;
+
+/** The header block: everything up to the first empty line (or the whole message), at most `MAX_HEADER_CHECK_BYTES`. */
 function headerBlock(raw: Buffer): string {
+  const end = Math.min(raw.length, MAX_HEADER_CHECK_BYTES);
   let start = 0;
-  while (start < raw.length) {
+  while (start < end) {
     const nl = raw.indexOf(0x0a, start);
-    const end = nl < 0 ? raw.length : nl;
-    const lineLength = end - start;
+    const lineEnd = nl < 0 ? raw.length : nl;
+    const lineLength = lineEnd - start;
     if (lineLength === 0 || (lineLength === 1 && raw[start] === 0x0d)) {
       return raw.toString('latin1', 0, start);
     }
     if (nl < 0) break;
     start = nl + 1;
   }
-  return raw.toString('latin1');
+  return raw.toString('latin1', 0, end);
+}
+
+/** True when the bytes are only what `String.prototype.trim` removes from latin1 text (checked in place, no string copy). */
+function isBlank(raw: Buffer): boolean {
+  for (let i = 0; i < raw.length; i++) {
+    const b = raw[i];
+    if (b !== 0x20 && b !== 0x09 && b !== 0x0d && b !== 0x0a && b !== 0x0b && b !== 0x0c && b !== 0xa0) return false;
+  }
+  return true;
 }
 
 /** Throws {@link MalformedMessageError} unless the header block looks like a message's. */
 function assertLooksLikeMessage(raw: Buffer): void {
-  if (raw.length === 0 || raw.toString('latin1').trim() === '') {
+  if (raw.length === 0 || isBlank(raw)) {
     throw new MalformedMessageError('Message is empty');
   }
   const lines = headerBlock(raw).split(/\r?\n/);

@@ -1,5 +1,7 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gqlOk, gqlUpload, subscribe } from '../helpers/graphql-client.js';
+import { gql, gqlOk, gqlUpload, subscribe } from '../helpers/graphql-client.js';
 import { CREATE_ACCOUNT, IMPORT_MBOX, JOB, JOB_PROGRESS } from '../helpers/fragments.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
 import { buildMbox } from '../helpers/mbox-fixture.js';
@@ -25,15 +27,37 @@ async function createAccount(name: string, as = token): Promise<string> {
   return data.createAccount.id;
 }
 
-async function importFile(accountId: string, mbox: Buffer, options?: Record<string, unknown>) {
-  const response = await gqlUpload<{ importMbox: any }>(system.url, token, IMPORT_MBOX, { accountId, file: null, options }, {
+function upload(url: string, accountId: string, mbox: Buffer, options?: Record<string, unknown>) {
+  return gqlUpload<{ importMbox: any }>(url, token, IMPORT_MBOX, { accountId, file: null, options }, {
     path: 'file',
     content: mbox,
     filename: 'inbox.mbox',
   });
+}
+
+async function importFile(accountId: string, mbox: Buffer, options?: Record<string, unknown>) {
+  const response = await upload(system.url, accountId, mbox, options);
   expect(response.errors).toBeUndefined();
   return response.data!.importMbox;
 }
+
+/** Every file under the storage dir's `uploads/` (temporary files included), as `uploads/<name>`. */
+async function uploadFiles(): Promise<string[]> {
+  const dir = join(env.vars.STORAGE_DIR!, 'uploads');
+  const names = await readdir(dir).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? [] : Promise.reject(error)));
+  return names.map((name) => `uploads/${name}`).sort();
+}
+
+/** Upload files that appeared since `before` (the worker may remove older ones meanwhile). */
+async function newUploadFiles(before: string[]): Promise<string[]> {
+  return (await uploadFiles()).filter((name) => !before.includes(name));
+}
+
+const jobCount = async () => (await env.one<{ count: number }>('SELECT count(*)::int AS count FROM job')).count;
+
+const SCAN_PII = `mutation($accountId: ID!, $options: EnqueueOptions) { scanPii(accountId: $accountId, options: $options) { id type } }`;
+/** Long enough that the worker leaves these jobs (and their uploads) alone while the test looks. */
+const LATER = { delayMs: 600_000 };
 
 describe('import_mbox', () => {
   it('imports every valid message, counts malformed ones, and reports progress up to COMPLETED', async () => {
@@ -91,5 +115,123 @@ describe('import_mbox', () => {
     expect(response.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     const rows = await env.sql("SELECT id FROM job WHERE payload->>'accountId' = $1", [bobAccount]);
     expect(rows).toHaveLength(0);
+  });
+});
+
+describe('import_mbox uploads and idempotency', () => {
+  it('answers a repeated idempotencyKey with the first job and keeps only the first upload', async () => {
+    const accountId = await createAccount('idem');
+    const before = await uploadFiles();
+    const first = await importFile(accountId, buildMbox({ count: 3, seed: 21 }).mbox, { ...LATER, idempotencyKey: 'idem-1' });
+    const second = await importFile(accountId, buildMbox({ count: 5, seed: 22 }).mbox, { ...LATER, idempotencyKey: 'idem-1' });
+    expect(second.id).toBe(first.id);
+    expect(second.input.size).toBe(first.input.size);
+    expect(await newUploadFiles(before)).toEqual([`uploads/${first.id}.mbox`]);
+    const rows = await env.sql('SELECT id FROM job WHERE idempotency_key = $1', ['idem-1']);
+    expect(rows).toHaveLength(1);
+  });
+
+  it('keeps one upload when two requests race with the same idempotencyKey', async () => {
+    const accountId = await createAccount('idem-race');
+    const before = await uploadFiles();
+    const [a, b] = await Promise.all([
+      upload(system.url, accountId, buildMbox({ count: 3, seed: 23 }).mbox, { ...LATER, idempotencyKey: 'idem-race' }),
+      upload(system.url, accountId, buildMbox({ count: 4, seed: 24 }).mbox, { ...LATER, idempotencyKey: 'idem-race' }),
+    ]);
+    expect(a.errors).toBeUndefined();
+    expect(b.errors).toBeUndefined();
+    expect(b.data!.importMbox.id).toBe(a.data!.importMbox.id);
+    expect(await newUploadFiles(before)).toEqual([`uploads/${a.data!.importMbox.id}.mbox`]);
+  });
+
+  it('refuses an idempotencyKey already used for another job type with BAD_USER_INPUT, and changes nothing', async () => {
+    const accountId = await createAccount('idem-types');
+    // An upload first, then a scan under its key.
+    const imported = await importFile(accountId, buildMbox({ count: 2, seed: 25 }).mbox, { ...LATER, idempotencyKey: 'idem-types-1' });
+    const jobsBefore = await jobCount();
+    const scan = await gql(system.url, token, SCAN_PII, { accountId, options: { idempotencyKey: 'idem-types-1' } });
+    expect(scan.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    expect(scan.errors?.[0]?.message).toMatch(/idempotencyKey "idem-types-1" was already used for a job of type import_mbox/);
+    expect(scan.data?.scanPii ?? null).toBeNull();
+    expect(await jobCount()).toBe(jobsBefore);
+
+    // A scan first, then an upload under its key: refused, and the upload is not left behind.
+    const scanned = await gqlOk<{ scanPii: { id: string } }>(system.url, token, SCAN_PII, { accountId, options: { ...LATER, idempotencyKey: 'idem-types-2' } });
+    const uploadsBefore = await uploadFiles();
+    const refused = await upload(system.url, accountId, buildMbox({ count: 2, seed: 26 }).mbox, { idempotencyKey: 'idem-types-2' });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    expect(refused.errors?.[0]?.message).toMatch(/already used for a job of type scan_pii/);
+    expect(await newUploadFiles(uploadsBefore)).toEqual([]);
+    const rows = await env.sql<{ id: string; type: string }>('SELECT id, type FROM job WHERE idempotency_key = ANY($1) ORDER BY type', [
+      ['idem-types-1', 'idem-types-2'],
+    ]);
+    expect(rows).toEqual([
+      { id: imported.id, type: 'import_mbox' },
+      { id: scanned.scanPii.id, type: 'scan_pii' },
+    ]);
+  });
+
+  it('leaves nothing on disk when prepare refuses: unknown account, empty file', async () => {
+    const accountId = await createAccount('refusals');
+    const before = await uploadFiles();
+    const jobsBefore = await jobCount();
+    const missing = await upload(system.url, '00000000-0000-4000-8000-000000000000', buildMbox({ count: 2 }).mbox);
+    expect(missing.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    const empty = await upload(system.url, accountId, Buffer.alloc(0));
+    expect(empty.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    expect(empty.errors?.[0]?.message).toMatch(/empty/);
+    expect(await newUploadFiles(before)).toEqual([]);
+    expect(await jobCount()).toBe(jobsBefore);
+  });
+
+  it('discards the upload when the queue refuses the job; the row ends FAILED, not PENDING', async () => {
+    const accountId = await createAccount('queue-down');
+    // An API replica whose queue connection is gone: every add is refused.
+    const cut = await startInProcess(env, { worker: false });
+    await cut.apiServices.queues.close();
+    try {
+      const before = await uploadFiles();
+      const refused = await upload(cut.url, accountId, buildMbox({ count: 3, seed: 27 }).mbox, { idempotencyKey: 'queue-down' });
+      expect(refused.errors?.[0]?.extensions?.code).toBe('QUEUE_UNAVAILABLE');
+      const rows = await env.sql<{ id: string; status: string }>('SELECT id, status FROM job WHERE account_id = $1', [accountId]);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]!.status).toBe('FAILED');
+      expect(await newUploadFiles(before)).toEqual([]);
+    } finally {
+      await cut.stop();
+    }
+  });
+});
+
+describe('import_mbox message size cap', () => {
+  it('counts a message above MAX_MESSAGE_BYTES as malformed, with its index, and imports the others', async () => {
+    const capped = await createTestEnv({ MAX_MESSAGE_BYTES: '16384' });
+    const small = await startInProcess(capped);
+    try {
+      const aliceToken = await capped.token('alice');
+      const accountId = (await gqlOk<{ createAccount: { id: string } }>(small.url, aliceToken, CREATE_ACCOUNT, { name: 'capped' })).createAccount.id;
+      const good = (n: number) => `From: a@example.com\r\nSubject: good ${n}\r\nMessage-ID: <good-${n}@example.com>\r\n\r\nhello ${n}\r\n`;
+      const big = `From: a@example.com\r\nSubject: big\r\nMessage-ID: <big@example.com>\r\n\r\n${'x'.repeat(76).concat('\r\n').repeat(400)}`;
+      const mbox = Buffer.from([good(1), big, good(2)].map((m) => `From a@example.com Mon Jan  1 12:00:00 2024\n${m}\n`).join(''), 'latin1');
+      const response = await gqlUpload<{ importMbox: any }>(small.url, aliceToken, IMPORT_MBOX, { accountId, file: null }, {
+        path: 'file',
+        content: mbox,
+        filename: 'capped.mbox',
+      });
+      expect(response.errors).toBeUndefined();
+      const id = response.data!.importMbox.id;
+      const done = await waitFor('capped import', async () => {
+        const row = (await capped.sql<{ status: string; result: any }>('SELECT status, result FROM job WHERE id = $1', [id]))[0];
+        return row && ['COMPLETED', 'FAILED'].includes(row.status) ? row : null;
+      });
+      expect(done.status).toBe('COMPLETED');
+      expect(done.result).toMatchObject({ total: 3, imported: 2, duplicates: 0, malformed: 1 });
+      expect(done.result.errors).toEqual([{ index: 1, error: expect.stringMatching(/larger than the 16384-byte limit \(MAX_MESSAGE_BYTES\)/) }]);
+      const subjects = await capped.sql<{ subject: string }>('SELECT subject FROM message WHERE account_id = $1 ORDER BY subject', [accountId]);
+      expect(subjects.map((row) => row.subject)).toEqual(['good 1', 'good 2']);
+    } finally {
+      await small.stop();
+      await capped.cleanup();
+    }
   });
 });

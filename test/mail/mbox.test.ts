@@ -225,3 +225,71 @@ describe('splitMbox edge cases', () => {
     expect(message!.toString()).toBe('Subject: 1\n\nhi\n');
   });
 });
+
+describe('splitMbox with maxMessageBytes', () => {
+  const FROM_LINE = 'From a@x Mon Jan  1 00:00:00 2024';
+  const message = (subject: string, bodyBytes: number, eol = '\n') => {
+    const head = `Subject: ${subject}${eol}${eol}`;
+    return head + 'y'.repeat(bodyBytes - head.length - eol.length) + eol;
+  };
+  const mboxOf = (messages: string[], eol = '\n') => messages.map((m) => `${FROM_LINE}${eol}${m}${eol}`).join('');
+
+  async function entries(source: AsyncIterable<MboxChunk>, maxMessageBytes: number) {
+    const out: (string | { raw: null; size: number })[] = [];
+    for await (const entry of splitMbox(source, { maxMessageBytes })) {
+      out.push(Buffer.isBuffer(entry) ? entry.toString('latin1') : entry);
+    }
+    return out;
+  }
+
+  it('keeps a message of exactly the cap and skips one a byte over, in place, for any chunking', async () => {
+    for (const eol of ['\n', '\r\n']) {
+      const exact = message('exact', 500, eol);
+      const over = message('over', 501, eol);
+      const small = message('small', 40, eol);
+      const data = Buffer.from(mboxOf([small, over, exact, small], eol), 'latin1');
+      const expected = [small, { raw: null, size: expect.any(Number) }, exact, small];
+      expect(await entries(whole(data), 500)).toEqual(expected);
+      expect(await entries(fixedChunks(data, 1), 500)).toEqual(expected);
+      expect(await entries(fixedChunks(data, 7), 500)).toEqual(expected);
+      expect(await entries(randomChunks(data, 5, 300), 500)).toEqual(expected);
+      expect(await countMboxMessages(fixedChunks(data, 7))).toBe(4);
+    }
+  });
+
+  it('reports the size of the skipped message, at least the cap', async () => {
+    const data = Buffer.from(mboxOf([message('big', 10_000), message('small', 40)]), 'latin1');
+    const [big, small] = await entries(fixedChunks(data, 64), 1_000);
+    expect(big).toEqual({ raw: null, size: expect.any(Number) });
+    expect((big as { size: number }).size).toBeGreaterThanOrEqual(10_000);
+    expect(small).toBe(message('small', 40));
+  });
+
+  it('does not hold a skipped message: the next one arrives while the big one is still streaming', async () => {
+    // 200 MB of one message, produced lazily: a scanner that kept it would need 200 MB; this one
+    // only ever sees 64 KiB chunks and lets each go.
+    const chunk = Buffer.alloc(64 * 1024, 'z');
+    async function* source(): AsyncGenerator<Buffer> {
+      yield Buffer.from(`${FROM_LINE}\nSubject: big\n\n`);
+      for (let i = 0; i < 3200; i++) yield chunk;
+      yield Buffer.from(`\n\n${FROM_LINE}\nSubject: after\n\nok\n`);
+    }
+    const before = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    const out: unknown[] = [];
+    for await (const entry of splitMbox(source(), { maxMessageBytes: 1024 * 1024 })) {
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+      out.push(Buffer.isBuffer(entry) ? entry.toString() : entry);
+    }
+    expect(out).toEqual([{ raw: null, size: expect.any(Number) }, 'Subject: after\n\nok\n']);
+    expect((out[0] as { size: number }).size).toBeGreaterThan(200 * 1024 * 1024);
+    expect(peak).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('without the option yields Buffers only, as before', async () => {
+    const data = Buffer.from(mboxOf([message('big', 10_000)]), 'latin1');
+    const [only] = await collectBuffers(whole(data));
+    expect(Buffer.isBuffer(only)).toBe(true);
+    expect(only!.length).toBe(10_000);
+  });
+});

@@ -173,6 +173,12 @@ describe('parseMessage', () => {
     it('rejects empty and whitespace-only messages', async () => {
       expect((await expectMalformed(Buffer.alloc(0))).message).toMatch(/empty/);
       expect((await expectMalformed(' \r\n\t\r\n\n')).message).toMatch(/empty/);
+      expect((await expectMalformed(Buffer.from([0x20, 0xa0, 0x0b, 0x0c, 0x0d, 0x0a]))).message).toMatch(/empty/);
+    });
+
+    it('rejects a message whose header block is megabytes long as malformed, not as a crash', async () => {
+      const raw = Buffer.from(`Subject: many fields\r\n${'X-Filler: 0123456789abcdef\r\n'.repeat(100_000)}`, 'latin1');
+      expect((await expectMalformed(raw)).message).toMatch(/could not be parsed: Max header size/);
     });
 
     it('rejects a header block without any Name: value field', async () => {
