@@ -40,6 +40,11 @@ export function createApiServer(services: Services): ApiServer {
     }
     if (path.startsWith('/archives/')) return void handleArchiveDownload(services, req, res);
     if (path === '/admin/queues' || path.startsWith('/admin/queues/')) return void board(req, res);
+    if (isOversizedJsonBody(req)) {
+      return sendJson(res, 413, {
+        errors: [{ message: `a GraphQL request without an upload is limited to ${MAX_JSON_BODY_BYTES} bytes`, extensions: { code: 'REQUEST_ENTITY_TOO_LARGE' } }],
+      });
+    }
     return void yoga(req, res);
   });
 
@@ -64,6 +69,15 @@ export function createApiServer(services: Services): ApiServer {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Largest body of a request that is not a multipart upload: documents are capped at 2,000 tokens anyway. */
+const MAX_JSON_BODY_BYTES = 1024 * 1024;
+
+/** Yoga's body limit is MAX_UPLOAD_BYTES so that uploads fit; plain JSON requests get a much smaller one. */
+function isOversizedJsonBody(req: IncomingMessage): boolean {
+  const length = Number(req.headers['content-length'] ?? 0);
+  return length > MAX_JSON_BODY_BYTES && !/^multipart\/form-data/i.test(req.headers['content-type'] ?? '');
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

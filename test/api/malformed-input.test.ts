@@ -122,6 +122,18 @@ describe('limits', () => {
   });
 });
 
+describe('request size', () => {
+  it('limits a JSON request far below the upload limit', async () => {
+    const response = await fetch(system.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${alice}` },
+      body: JSON.stringify({ query: '{ __typename }', variables: { padding: 'x'.repeat(2 * 1024 * 1024) } }),
+    });
+    expect(response.status).toBe(413);
+    expect(((await response.json()) as any).errors[0].extensions.code).toBe('REQUEST_ENTITY_TOO_LARGE');
+  });
+});
+
 describe('systemConfig', () => {
   it('is for admins only', async () => {
     await expectCode('{ systemConfig { archiveTrashPurgeEnabled } }', {}, 'FORBIDDEN');
