@@ -1,36 +1,13 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
-import { RETENTION_ACTIONS, RetentionPolicy, type RetentionAction } from '../db/entities/retention-policy.entity.js';
+import { RETENTION_ACTIONS, type RetentionAction, type RetentionPolicy } from '../db/entities/retention-policy.entity.js';
 import { applyMessageAction } from '../mail/message-actions.js';
+import { enabledRetentionPolicies, loadOwnedPolicy, retentionActionSchema } from '../mail/retention-store.js';
 import { defineJob, MAINTENANCE_OPTIONS } from './define-job.js';
-import { ForbiddenError, InvalidInputError, NotFoundError } from './errors.js';
+import { ForbiddenError, InvalidInputError } from './errors.js';
 import { loadJobPolicy } from './job-subjects.js';
 
 const BATCH_SIZE = 500;
 const DAY_MS = 86_400_000;
-
-/** Shared with the retention GraphQL module, so both use one `RetentionAction` enum. */
-export const retentionActionSchema = z
-  .enum(RETENTION_ACTIONS)
-  .meta({
-    id: 'RetentionAction',
-    description:
-      'TRASH moves to the trash; ARCHIVE marks archived (archiveMails copies messages into archive storage); both leave trashed mail alone. DELETE removes for good, trashed mail included.',
-  });
-
-/**
- * The policy, if the caller may use it. Someone else's policy looks exactly like a missing one,
- * so ids cannot be probed.
- */
-export async function loadOwnedPolicy(
-  em: EntityManager,
-  policyId: string,
-  caller: { ownerId: string; isAdmin: boolean },
-): Promise<RetentionPolicy> {
-  const policy = z.uuid().safeParse(policyId).success ? await em.findOne(RetentionPolicy, { id: policyId }) : null;
-  if (!policy || (!caller.isAdmin && policy.ownerId !== caller.ownerId)) throw new NotFoundError('retention policy', policyId);
-  return policy;
-}
 
 const applyRetentionInputSchema = z
   .object({
@@ -96,9 +73,7 @@ export const applyRetentionJob = defineJob({
   async handler(input, ctx) {
     const policies = input.policyId
       ? [await loadJobPolicy(ctx.em, input.policyId)]
-      : await ctx.em.find(RetentionPolicy, input.allOwners ? { enabled: true } : { enabled: true, ownerId: ctx.ownerId }, {
-          orderBy: { createdAt: 'asc', id: 'asc' },
-        });
+      : await enabledRetentionPolicies(ctx.em, input.allOwners ? null : ctx.ownerId);
     const connection = ctx.em.getConnection();
     const now = Date.now();
     const plans = await Promise.all(

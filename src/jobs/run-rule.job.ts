@@ -1,31 +1,13 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
-import { Rule } from '../db/entities/rule.entity.js';
 import { applyMessageAction } from '../mail/message-actions.js';
-import { compileRule, type CompiledRule } from '../mail/rules/compile-rule.js';
 import { InvalidRuleError } from '../mail/rules/invalid-rule-error.js';
-import { messageActionOf, parseRuleActions, type RuleAction } from '../mail/rules/rule-actions.js';
-import type { RuleConditions } from '../mail/rules/rule-conditions.js';
+import { messageActionOf } from '../mail/rules/rule-actions.js';
+import { compileSavedRule, loadOwnedRule, markRuleRun } from '../mail/rules/rule-store.js';
 import { countRuleCandidates, scanRuleMatches } from '../mail/rules/scan-rule.js';
 import { defineJob } from './define-job.js';
-import { NotFoundError, PermanentJobError } from './errors.js';
+import { PermanentJobError } from './errors.js';
 import { loadJobAccount, loadJobRule } from './job-subjects.js';
 import { RUN_RULE_TYPE } from './rule-schedules.js';
-
-/**
- * The rule, if the caller may use it. Someone else's rule looks exactly like a missing one, so
- * ids cannot be probed.
- */
-export async function loadOwnedRule(em: EntityManager, ruleId: string, caller: { ownerId: string; isAdmin: boolean }): Promise<Rule> {
-  const rule = z.uuid().safeParse(ruleId).success ? await em.findOne(Rule, { id: ruleId }) : null;
-  if (!rule || (!caller.isAdmin && rule.ownerId !== caller.ownerId)) throw new NotFoundError('rule', ruleId);
-  return rule;
-}
-
-/** A saved rule's conditions and actions, checked again: the row may hold a shape an older version wrote. */
-export function compileSavedRule(rule: Pick<Rule, 'conditions' | 'actions'>): { matcher: CompiledRule; actions: RuleAction[] } {
-  return { matcher: compileRule(rule.conditions as unknown as RuleConditions), actions: parseRuleActions(rule.actions) };
-}
 
 const runRuleInputSchema = z.object({ ruleId: z.uuid().describe('The saved rule to run.') }).meta({ id: 'RunRuleInput' });
 
@@ -65,7 +47,6 @@ export const runRuleJob = defineJob({
       throw error;
     }
     await loadJobAccount(ctx.em, rule.accountId);
-    const connection = ctx.em.getConnection();
 
     const total = await countRuleCandidates(ctx.em, rule.accountId);
     ctx.progress({ processed: 0, total, message: `running rule "${rule.name}"` });
@@ -86,7 +67,7 @@ export const runRuleJob = defineJob({
       // Messages stored during the run may be walked too, so the total only grows.
       ctx.progress({ processed: summary.scanned, total: Math.max(total, summary.scanned), message: `running rule "${rule.name}"` });
     }
-    await connection.execute('UPDATE rule SET last_run_at = now() WHERE id = ?', [rule.id], 'run');
+    await markRuleRun(ctx.em, rule.id);
     ctx.progress({ processed: summary.scanned, total: summary.scanned, message: `${summary.matched} matched, ${summary.affected} changed` });
     return summary;
   },

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { ArchiveFile } from '../db/entities/archive.entity.js';
+import type { Archive, ArchiveFile } from '../db/entities/archive.entity.js';
 import { pgArray } from '../db/sql.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
 
@@ -165,4 +165,79 @@ export async function archiveMessages(
     'run',
   );
   return result;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Maps an `archive` row (snake_case, as `SELECT *` or RETURNING gives it) to an Archive. */
+function rowToArchive(row: Record<string, unknown>): Archive {
+  return {
+    id: String(row.id),
+    accountId: String(row.account_id),
+    ownerId: String(row.owner_id),
+    messageId: String(row.message_id),
+    size: Number(row.size),
+    contentHash: String(row.content_hash),
+    files: (row.files as ArchiveFile[]) ?? [],
+    encrypted: Boolean(row.encrypted),
+    createdAt: row.created_at as Date,
+    deletedAt: (row.deleted_at as Date | null) ?? null,
+  };
+}
+
+/** The archive with this id, or null (also for an id that is not a UUID). Access is the caller's to check. */
+export async function findArchive(em: EntityManager, id: string): Promise<Archive | null> {
+  if (!UUID.test(id)) return null;
+  const rows: Record<string, unknown>[] = await em.getConnection().execute('SELECT * FROM archive WHERE id = ?', [id], 'all');
+  return rows[0] ? rowToArchive(rows[0]) : null;
+}
+
+/**
+ * Moves an archive to the trash (`trashed`) or takes it out; null when the row is gone.
+ * Trashing twice keeps the first instant: the purge clock does not restart.
+ */
+export async function setArchiveTrashed(em: EntityManager, id: string, trashed: boolean): Promise<Archive | null> {
+  const rows: Record<string, unknown>[] = await em
+    .getConnection()
+    .execute(`UPDATE archive SET deleted_at = ${trashed ? 'COALESCE(deleted_at, now())' : 'NULL'} WHERE id = ? RETURNING *`, [id], 'all');
+  return rows[0] ? rowToArchive(rows[0]) : null;
+}
+
+/** Options of `listArchives`. */
+export interface ArchiveListOptions {
+  accountId: string;
+  /** true: only trashed archives; false: only those not in the trash. */
+  inTrash: boolean;
+  /** Only encrypted (true) or unencrypted (false) archives; both when null or omitted. */
+  encrypted?: boolean | null;
+  /** Keyset position: only archives strictly older than this `(created_at, id)`. `createdAt` is PostgreSQL's microsecond text. */
+  after?: { createdAt: string; id: string } | null;
+  /** Most rows returned. */
+  limit: number;
+}
+
+/**
+ * An account's archives, most recent first (`created_at DESC, id DESC`). Each row carries its
+ * `created_at` as PostgreSQL prints it (`cursor_ts`, microseconds included) for a keyset cursor.
+ * Access to the account is the caller's to check.
+ */
+export async function listArchives(em: EntityManager, options: ArchiveListOptions): Promise<{ id: string; cursor_ts: string; node: Archive }[]> {
+  const clauses = ['account_id = ?', options.inTrash ? 'deleted_at IS NOT NULL' : 'deleted_at IS NULL'];
+  const params: unknown[] = [options.accountId];
+  if (options.encrypted != null) {
+    clauses.push('encrypted = ?');
+    params.push(options.encrypted);
+  }
+  if (options.after) {
+    clauses.push('(created_at, id) < (?::timestamptz, ?::uuid)');
+    params.push(options.after.createdAt, options.after.id);
+  }
+  const rows: (Record<string, unknown> & { id: string; cursor_ts: string })[] = await em
+    .getConnection()
+    .execute(
+      `SELECT *, created_at::text AS cursor_ts FROM archive WHERE ${clauses.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`,
+      [...params, options.limit],
+      'all',
+    );
+  return rows.map((row) => ({ id: row.id, cursor_ts: row.cursor_ts, node: rowToArchive(row) }));
 }

@@ -1,6 +1,8 @@
+import { callerOf } from '../../auth/access.js';
 import { decodeKey } from '../../config/env.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
 import { InvalidInputError } from '../../jobs/errors.js';
+import { forgetImapSyncState } from '../../mail/imap-sync-state.js';
 import { sealString } from '../../storage/encryption.js';
 import { builder } from '../builder.js';
 import { AccountRef, checkImapHost, imapSettingsSchema } from './account.js';
@@ -18,7 +20,7 @@ builder.mutationField('updateAccountImap', (t) =>
       imap: t.arg({ type: 'ImapSettingsInput' as never, required: false }),
     },
     resolve: async (_root, { id, imap }, ctx) => {
-      const account = await loadOwnedAccount(ctx.em, String(id), { ownerId: ctx.viewer.id, isAdmin: ctx.viewer.role === 'admin' });
+      const account = await loadOwnedAccount(ctx.em, String(id), callerOf(ctx.viewer));
       let next: { host: string; port: number; secure: boolean; user: string; sealed: string } | null = null;
       if (imap !== null && imap !== undefined) {
         const parsed = imapSettingsSchema.safeParse(imap);
@@ -40,7 +42,7 @@ builder.mutationField('updateAccountImap', (t) =>
       account.imapUser = next?.user ?? null;
       account.imapPasswordSealed = next?.sealed ?? null;
       // Forget first: should the save then fail, the next import only re-checks messages it already holds.
-      if (!sameMailboxes) await ctx.em.getConnection().execute('DELETE FROM imap_sync_state WHERE account_id = ?', [account.id], 'run');
+      if (!sameMailboxes) await forgetImapSyncState(ctx.em, account.id);
       await ctx.em.flush();
       return account;
     },

@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { callerOf, ownerFilter } from '../../auth/access.js';
 import { decodeKey, type Config } from '../../config/env.js';
 import { Account } from '../../db/entities/account.entity.js';
+import { listAccounts, loadOwnedAccount } from '../../jobs/access.js';
+import { NotFoundError } from '../../jobs/errors.js';
 import { ImapHostRefusedError, imapHostPolicy } from '../../mail/imap-host-policy.js';
 import { sealString } from '../../storage/encryption.js';
 import { builder } from '../builder.js';
 import { graphqlError } from '../errors.js';
-import { isAdmin } from './job.js';
 
 const ImapSettingsRef = builder.objectRef<Account>('ImapSettings').implement({
   description: 'IMAP connection settings; the password is never returned.',
@@ -120,17 +122,16 @@ builder.queryFields((t) => ({
   accounts: t.field({
     type: [AccountRef],
     description: "The caller's accounts (an admin's: everyone's).",
-    resolve: (_root, _args, ctx) =>
-      ctx.em.find(Account, isAdmin(ctx) ? {} : { ownerId: ctx.viewer.id }, { orderBy: { createdAt: 'asc', id: 'asc' }, limit: 1000 }),
+    resolve: (_root, _args, ctx) => listAccounts(ctx.em, ownerFilter(callerOf(ctx.viewer))),
   }),
   account: t.field({
     type: AccountRef,
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, { id }, ctx) => {
-      if (!z.uuid().safeParse(String(id)).success) return null;
-      const account = await ctx.em.findOne(Account, { id: String(id) });
-      return account && (isAdmin(ctx) || account.ownerId === ctx.viewer.id) ? account : null;
-    },
+    resolve: (_root, { id }, ctx) =>
+      loadOwnedAccount(ctx.em, String(id), callerOf(ctx.viewer)).catch((error: unknown) => {
+        if (error instanceof NotFoundError) return null;
+        throw error;
+      }),
   }),
 }));

@@ -1,37 +1,17 @@
+import { callerOf, mayAccess } from '../../auth/access.js';
 import type { Archive, ArchiveFile } from '../../db/entities/archive.entity.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
+import { findArchive, listArchives, setArchiveTrashed } from '../../mail/archive-store.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError } from '../errors.js';
 import { decodeCursor, pageSize, toPage } from '../pagination.js';
-import { isAdmin } from './job.js';
 import { PageInfoRef } from './scalars.js';
-
-type ArchiveRow = Record<string, unknown> & { id: string; cursor_ts: string };
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-function rowToArchive(row: Record<string, unknown>): Archive {
-  return {
-    id: String(row.id),
-    accountId: String(row.account_id),
-    ownerId: String(row.owner_id),
-    messageId: String(row.message_id),
-    size: Number(row.size),
-    contentHash: String(row.content_hash),
-    files: (row.files as ArchiveFile[]) ?? [],
-    encrypted: Boolean(row.encrypted),
-    createdAt: row.created_at as Date,
-    deletedAt: (row.deleted_at as Date | null) ?? null,
-  };
-}
 
 /** The archive, if the caller may see it; someone else's archive is reported exactly like a missing one. */
 async function loadVisibleArchive(ctx: GraphQLContext, id: string): Promise<Archive | null> {
-  if (!UUID.test(id)) return null;
-  const rows: Record<string, unknown>[] = await ctx.em.getConnection().execute('SELECT * FROM archive WHERE id = ?', [id], 'all');
-  const archive = rows[0] ? rowToArchive(rows[0]) : null;
-  return archive && (isAdmin(ctx) || archive.ownerId === ctx.viewer.id) ? archive : null;
+  const archive = await findArchive(ctx.em, id);
+  return archive && mayAccess(callerOf(ctx.viewer), archive.ownerId) ? archive : null;
 }
 
 const ArchiveFileKindRef = builder.enumType('ArchiveFileKind', {
@@ -103,26 +83,16 @@ builder.queryFields((t) => ({
     },
     resolve: async (_root, args, ctx) => {
       const size = pageSize(args.first);
-      const account = await loadOwnedAccount(ctx.em, String(args.accountId), { ownerId: ctx.viewer.id, isAdmin: isAdmin(ctx) });
-      const clauses = ['account_id = ?', args.filter?.inTrash ? 'deleted_at IS NOT NULL' : 'deleted_at IS NULL'];
-      const params: unknown[] = [account.id];
-      if (args.filter?.encrypted != null) {
-        clauses.push('encrypted = ?');
-        params.push(args.filter.encrypted);
-      }
-      if (args.after) {
-        const cursor = decodeCursor(args.after);
-        clauses.push('(created_at, id) < (?::timestamptz, ?::uuid)');
-        params.push(cursor.createdAt, cursor.id);
-      }
-      const rows: ArchiveRow[] = await ctx.em
-        .getConnection()
-        .execute(
-          `SELECT *, created_at::text AS cursor_ts FROM archive WHERE ${clauses.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`,
-          [...params, size + 1],
-          'all',
-        );
-      return toPage(rows, size, rowToArchive);
+      const account = await loadOwnedAccount(ctx.em, String(args.accountId), callerOf(ctx.viewer));
+      const after = args.after ? decodeCursor(args.after) : null;
+      const rows = await listArchives(ctx.em, {
+        accountId: account.id,
+        inTrash: Boolean(args.filter?.inTrash),
+        encrypted: args.filter?.encrypted,
+        after,
+        limit: size + 1,
+      });
+      return toPage(rows, size, (row) => row.node);
     },
   }),
   archive: t.field({
@@ -137,16 +107,9 @@ builder.queryFields((t) => ({
 async function setTrashed(ctx: GraphQLContext, id: string, trashed: boolean): Promise<Archive> {
   const archive = await loadVisibleArchive(ctx, id);
   if (!archive) throw graphqlError('NOT_FOUND', `archive ${id} not found`);
-  // Trashing twice keeps the first instant: the purge clock does not restart.
-  const rows: Record<string, unknown>[] = await ctx.em
-    .getConnection()
-    .execute(
-      `UPDATE archive SET deleted_at = ${trashed ? 'COALESCE(deleted_at, now())' : 'NULL'} WHERE id = ? RETURNING *`,
-      [archive.id],
-      'all',
-    );
-  if (!rows[0]) throw graphqlError('NOT_FOUND', `archive ${id} not found`);
-  return rowToArchive(rows[0]);
+  const updated = await setArchiveTrashed(ctx.em, archive.id, trashed);
+  if (!updated) throw graphqlError('NOT_FOUND', `archive ${id} not found`);
+  return updated;
 }
 
 builder.mutationFields((t) => ({

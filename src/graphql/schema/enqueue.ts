@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { callerOf } from '../../auth/access.js';
 import type { EnqueueDeps } from '../../jobs/enqueue.js';
 import { cancelJob, enqueueJob, retryJob } from '../../jobs/enqueue.js';
 import { toEventMessage } from '../../jobs/job-store.js';
@@ -48,12 +49,13 @@ for (const declaration of jobCatalogue) {
       args: { ...args, options: t.arg({ type: EnqueueOptionsRef, required: false }) } as never,
       resolve: async (_root, rawArgs: Record<string, unknown>, ctx) => {
         const { options, ...jobArgs } = rawArgs;
-        await ctx.services.quotas.checkEnqueue(ctx.em, { ownerId: ctx.viewer.id, isAdmin: ctx.viewer.role === 'admin' });
+        const caller = callerOf(ctx.viewer);
+        await ctx.services.quotas.checkEnqueue(ctx.em, caller);
         return enqueueJob(enqueueDeps(ctx), {
           declaration,
           args: stripNulls(jobArgs) as Record<string, unknown>,
-          ownerId: ctx.viewer.id,
-          isAdmin: ctx.viewer.role === 'admin',
+          ownerId: caller.ownerId,
+          isAdmin: caller.isAdmin,
           trigger: 'API',
           options: (options ?? {}) as never,
         });
@@ -81,7 +83,7 @@ builder.mutationFields((t) => ({
       const job = await loadVisibleJob(ctx, String(id));
       const declaration = findJobType(job.type);
       if (!declaration) throw graphqlError('BAD_USER_INPUT', `job type ${job.type} is no longer in the catalogue`);
-      await ctx.services.quotas.checkEnqueue(ctx.em, { ownerId: ctx.viewer.id, isAdmin: ctx.viewer.role === 'admin' });
+      await ctx.services.quotas.checkEnqueue(ctx.em, callerOf(ctx.viewer));
       return retryJob(enqueueDeps(ctx), declaration, job.id);
     },
   }),

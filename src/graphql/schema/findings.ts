@@ -1,13 +1,14 @@
+import { callerOf } from '../../auth/access.js';
 import type { Account } from '../../db/entities/account.entity.js';
 import type { Finding, Newsletter } from '../../db/entities/finding.entity.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
 import { SCAN_KINDS } from '../../jobs/scan-support.js';
+import { listFindings, listNewsletters, summarizeStoredTracking } from '../../mail/finding-store.js';
 import type { TrackingSenderSummary } from '../../mail/scanners/tracking.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { decodeCursor, pageSize, toPage } from '../pagination.js';
 import { PageInfoRef } from './scalars.js';
-import { isAdmin } from './job.js';
 
 const FINDING_KINDS = ['PIXEL', 'TRACKER_HOST', 'LINK_PARAM', 'CARD', 'IBAN', 'PHONE', 'NATIONAL_ID'] as const;
 
@@ -72,7 +73,7 @@ export const FindingRef = builder.objectRef<Finding>('Finding').implement({
   }),
 });
 
-type FindingPage = ReturnType<typeof toPage<FindingRow, Finding>>;
+type FindingPage = ReturnType<typeof toPage<{ id: string; cursor_ts: string }, Finding>>;
 
 const FindingEdgeRef = builder.objectRef<{ cursor: string; node: Finding }>('FindingEdge').implement({
   fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.field({ type: FindingRef, resolve: (edge) => edge.node }) }),
@@ -98,28 +99,9 @@ const TrackingSenderSummaryRef = builder.objectRef<TrackingSenderSummary>('Track
   }),
 });
 
-type FindingRow = Record<string, unknown> & { id: string; cursor_ts: string };
-
-function rowToFinding(row: FindingRow): Finding {
-  return {
-    id: row.id,
-    accountId: String(row.account_id),
-    ownerId: String(row.owner_id),
-    messageId: String(row.message_id),
-    scan: String(row.scan),
-    kind: String(row.kind),
-    subtype: (row.subtype as string | null) ?? null,
-    detail: String(row.detail),
-    host: (row.host as string | null) ?? null,
-    source: String(row.source),
-    sender: (row.sender as string | null) ?? null,
-    createdAt: new Date(row.created_at as string | Date),
-  };
-}
-
 /** The account if the caller owns it (or is an admin); anyone else's looks missing: NOT_FOUND. */
 function visibleAccount(ctx: GraphQLContext, accountId: string | number): Promise<Account> {
-  return loadOwnedAccount(ctx.em, String(accountId), { ownerId: ctx.viewer.id, isAdmin: isAdmin(ctx) });
+  return loadOwnedAccount(ctx.em, String(accountId), callerOf(ctx.viewer));
 }
 
 builder.queryFields((t) => ({
@@ -129,27 +111,7 @@ builder.queryFields((t) => ({
     args: { accountId: t.arg.id({ required: true }) },
     resolve: async (_root, args, ctx) => {
       const account = await visibleAccount(ctx, args.accountId);
-      const rows: Record<string, unknown>[] = await ctx.em.getConnection().execute(
-        `SELECT id, account_id, owner_id, sender, message_count, last_seen, unsubscribe_urls, mailtos, one_click, one_click_url, updated_at
-           FROM newsletter WHERE account_id = ? ORDER BY message_count DESC, sender COLLATE "C", id`,
-        [account.id],
-        'all',
-      );
-      return rows.map(
-        (row): Newsletter => ({
-          id: String(row.id),
-          accountId: String(row.account_id),
-          ownerId: String(row.owner_id),
-          sender: String(row.sender),
-          messageCount: Number(row.message_count),
-          lastSeen: row.last_seen === null ? null : new Date(row.last_seen as string | Date),
-          unsubscribeUrls: (row.unsubscribe_urls as string[] | null) ?? [],
-          mailtos: (row.mailtos as string[] | null) ?? [],
-          oneClick: Boolean(row.one_click),
-          oneClickUrl: (row.one_click_url as string | null) ?? null,
-          updatedAt: new Date(row.updated_at as string | Date),
-        }),
-      );
+      return listNewsletters(ctx.em, account.id);
     },
   }),
   findings: t.field({
@@ -165,29 +127,9 @@ builder.queryFields((t) => ({
     resolve: async (_root, args, ctx) => {
       const size = pageSize(args.first);
       const account = await visibleAccount(ctx, args.accountId);
-      let sql = 'f.account_id = ? AND EXISTS (SELECT 1 FROM message m WHERE m.id = f.message_id)';
-      const params: unknown[] = [account.id];
-      if (args.scan) {
-        sql += ' AND f.scan = ?';
-        params.push(args.scan);
-      }
-      if (args.kind) {
-        sql += ' AND f.kind = ?';
-        params.push(args.kind);
-      }
-      if (args.after) {
-        const cursor = decodeCursor(args.after);
-        sql += ' AND (f.created_at, f.id) < (?::timestamptz, ?::uuid)';
-        params.push(cursor.createdAt, cursor.id);
-      }
-      const rows: FindingRow[] = await ctx.em
-        .getConnection()
-        .execute(
-          `SELECT f.*, f.created_at::text AS cursor_ts FROM finding f WHERE ${sql} ORDER BY f.created_at DESC, f.id DESC LIMIT ?`,
-          [...params, size + 1],
-          'all',
-        );
-      return toPage(rows, size, rowToFinding);
+      const after = args.after ? decodeCursor(args.after) : null;
+      const rows = await listFindings(ctx.em, { accountId: account.id, scan: args.scan, kind: args.kind, after, limit: size + 1 });
+      return toPage(rows, size, (row) => row.node);
     },
   }),
   trackingSummary: t.field({
@@ -197,49 +139,7 @@ builder.queryFields((t) => ({
     args: { accountId: t.arg.id({ required: true }) },
     resolve: async (_root, args, ctx) => {
       const account = await visibleAccount(ctx, args.accountId);
-      const rows: {
-        sender: string;
-        message_count: number;
-        tracked_message_count: number;
-        pixel_count: number;
-        tracker_hosts: string[] | null;
-        link_params: string[] | null;
-      }[] = await ctx.em.getConnection().execute(
-        `WITH scoped AS (
-           SELECT m.id, lower(btrim(m.from_address)) AS sender
-             FROM message m
-            WHERE m.account_id = ? AND m.deleted_at IS NULL AND m.from_address IS NOT NULL AND btrim(m.from_address) <> ''
-         ), tracked AS (
-           SELECT s.sender,
-                  count(DISTINCT f.message_id)::int AS tracked_message_count,
-                  (count(*) FILTER (WHERE f.kind = 'PIXEL'))::int AS pixel_count,
-                  array_agg(DISTINCT f.detail) FILTER (WHERE f.kind = 'TRACKER_HOST') AS tracker_hosts,
-                  array_agg(DISTINCT f.detail) FILTER (WHERE f.kind = 'LINK_PARAM') AS link_params
-             FROM scoped s JOIN finding f ON f.message_id = s.id
-            WHERE f.account_id = ? AND f.scan = 'TRACKING'
-            GROUP BY s.sender
-         ), counts AS (
-           SELECT sender, count(*)::int AS message_count FROM scoped GROUP BY sender
-         )
-         SELECT t.*, c.message_count FROM tracked t JOIN counts c USING (sender)`,
-        [account.id, account.id],
-        'all',
-      );
-      return rows
-        .map((row) => ({
-          sender: row.sender,
-          messageCount: row.message_count,
-          trackedMessageCount: row.tracked_message_count,
-          pixelCount: row.pixel_count,
-          trackerHosts: sortStrings(row.tracker_hosts ?? []),
-          linkParams: sortStrings(row.link_params ?? []),
-        }))
-        .sort((a, b) => b.trackedMessageCount - a.trackedMessageCount || a.sender.localeCompare(b.sender));
+      return summarizeStoredTracking(ctx.em, account.id);
     },
   }),
 }));
-
-/** The order `summarizeTrackingBySender` uses (code units), whatever the database collation. */
-function sortStrings(values: readonly string[]): string[] {
-  return [...values].sort();
-}

@@ -1,6 +1,8 @@
-import { JOB_STATUSES, JOB_TRIGGERS, type JobRecord, type JobStatus } from '../../db/entities/job.entity.js';
+import { callerOf, mayAccess, ownerFilter } from '../../auth/access.js';
+import { JOB_STATUSES, JOB_TRIGGERS, type JobRecord } from '../../db/entities/job.entity.js';
 import type { AnyJobDeclaration } from '../../jobs/define-job.js';
-import { findJob, rowToJob } from '../../jobs/job-store.js';
+import { listJobHistory, type JobHistoryFilter } from '../../jobs/job-history.js';
+import { findJob } from '../../jobs/job-store.js';
 import { findJobType, jobCatalogue } from '../../jobs/registry.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
@@ -15,18 +17,16 @@ export const JobStatusRef = builder.enumType('JobStatus', {
 });
 export const JobTriggerRef = builder.enumType('JobTrigger', { values: JOB_TRIGGERS });
 
-export function isAdmin(ctx: GraphQLContext): boolean {
-  return ctx.viewer.role === 'admin';
-}
-
-export function canSee(ctx: GraphQLContext, job: Pick<JobRecord, 'ownerId'>): boolean {
-  return isAdmin(ctx) || job.ownerId === ctx.viewer.id;
+/** The job, or null when it is missing or not the caller's: the two look the same. */
+async function findVisibleJob(ctx: GraphQLContext, id: string): Promise<JobRecord | null> {
+  const job = /^[0-9a-f-]{36}$/i.test(id) ? await findJob(ctx.em, id) : null;
+  return job && mayAccess(callerOf(ctx.viewer), job.ownerId) ? job : null;
 }
 
 /** The job, if the caller may see it; someone else's job is reported exactly like a missing one. */
 export async function loadVisibleJob(ctx: GraphQLContext, id: string): Promise<JobRecord> {
-  const job = /^[0-9a-f-]{36}$/i.test(id) ? await findJob(ctx.em, id) : null;
-  if (!job || !canSee(ctx, job)) throw graphqlError('NOT_FOUND', `job ${id} not found`);
+  const job = await findVisibleJob(ctx, id);
+  if (!job) throw graphqlError('NOT_FOUND', `job ${id} not found`);
   return job;
 }
 
@@ -98,13 +98,7 @@ function defineConcreteJobType(declaration: AnyJobDeclaration) {
 
 export const concreteJobTypes = new Map(jobCatalogue.map((declaration) => [declaration.name, defineConcreteJobType(declaration)]));
 
-export interface JobFilterInput {
-  types?: string[] | null;
-  statuses?: JobStatus[] | null;
-  accountId?: string | null;
-  createdAfter?: Date | null;
-  createdBefore?: Date | null;
-}
+export type JobFilterInput = JobHistoryFilter;
 
 export const JobFilterRef = builder.inputType('JobFilter', {
   fields: (t) => ({
@@ -144,10 +138,7 @@ builder.queryFields((t) => ({
     type: JobRef,
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, { id }, ctx) => {
-      const job = /^[0-9a-f-]{36}$/i.test(String(id)) ? await findJob(ctx.em, String(id)) : null;
-      return job && canSee(ctx, job) ? job : null;
-    },
+    resolve: (_root, { id }, ctx) => findVisibleJob(ctx, String(id)),
   }),
   jobs: t.field({
     type: JobConnectionRef,
@@ -161,42 +152,9 @@ builder.queryFields((t) => ({
       const size = pageSize(args.first);
       const filter = args.filter as JobFilterInput | null | undefined;
       checkFilter(filter);
-      const clauses: string[] = [];
-      const params: unknown[] = [];
-      if (!isAdmin(ctx)) {
-        clauses.push('owner_id = ?');
-        params.push(ctx.viewer.id);
-      }
-      if (filter?.types?.length) {
-        clauses.push(`type IN (${filter.types.map(() => '?').join(', ')})`);
-        params.push(...filter.types);
-      }
-      if (filter?.statuses?.length) {
-        clauses.push(`status IN (${filter.statuses.map(() => '?').join(', ')})`);
-        params.push(...filter.statuses);
-      }
-      if (filter?.accountId) {
-        clauses.push('account_id = ?');
-        params.push(filter.accountId);
-      }
-      if (filter?.createdAfter) {
-        clauses.push('created_at >= ?');
-        params.push(filter.createdAfter);
-      }
-      if (filter?.createdBefore) {
-        clauses.push('created_at < ?');
-        params.push(filter.createdBefore);
-      }
-      if (args.after) {
-        const cursor = decodeCursor(args.after);
-        clauses.push('(created_at, id) < (?::timestamptz, ?::uuid)');
-        params.push(cursor.createdAt, cursor.id);
-      }
-      const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
-      const rows: (Record<string, unknown> & { cursor_ts: string; id: string })[] = await ctx.em
-        .getConnection()
-        .execute(`SELECT *, created_at::text AS cursor_ts FROM job ${where} ORDER BY created_at DESC, id DESC LIMIT ?`, [...params, size + 1], 'all');
-      return toPage(rows, size, rowToJob);
+      const after = args.after ? decodeCursor(args.after) : null;
+      const rows = await listJobHistory(ctx.em, { ownerId: ownerFilter(callerOf(ctx.viewer)), filter, after, limit: size + 1 });
+      return toPage(rows, size, (row) => row.node);
     },
   }),
 }));

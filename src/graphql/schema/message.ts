@@ -1,42 +1,13 @@
+import { callerOf } from '../../auth/access.js';
 import type { Message } from '../../db/entities/message.entity.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
-import { messageFilterSchema, messageFilterSql } from '../../mail/message-filter.js';
+import { messageFilterSchema } from '../../mail/message-filter.js';
+import { searchMessages } from '../../mail/message-search.js';
 import { builder } from '../builder.js';
 import { graphqlError } from '../errors.js';
 import { decodeCursor, pageSize, toPage } from '../pagination.js';
 import { fieldType, stripNulls } from '../zod-to-graphql.js';
 import { PageInfoRef } from './scalars.js';
-
-type MessageRow = Record<string, unknown> & { id: string; cursor_ts: string };
-
-function rowToMessage(row: MessageRow): Message {
-  return {
-    id: row.id,
-    accountId: String(row.account_id),
-    ownerId: String(row.owner_id),
-    dedupKey: String(row.dedup_key),
-    messageId: (row.message_id as string | null) ?? null,
-    contentHash: String(row.content_hash),
-    subject: (row.subject as string | null) ?? null,
-    fromAddress: (row.from_address as string | null) ?? null,
-    fromName: (row.from_name as string | null) ?? null,
-    toAddresses: (row.to_addresses as string[]) ?? [],
-    ccAddresses: (row.cc_addresses as string[]) ?? [],
-    date: (row.date as Date | null) ?? null,
-    size: Number(row.size),
-    headers: (row.headers as Record<string, string>) ?? {},
-    textBody: (row.text_body as string | null) ?? null,
-    htmlBody: (row.html_body as string | null) ?? null,
-    attachmentCount: Number(row.attachment_count),
-    labels: (row.labels as string[]) ?? [],
-    isRead: Boolean(row.is_read),
-    isStarred: Boolean(row.is_starred),
-    blobKey: String(row.blob_key),
-    deletedAt: (row.deleted_at as Date | null) ?? null,
-    archivedAt: (row.archived_at as Date | null) ?? null,
-    createdAt: row.created_at as Date,
-  };
-}
 
 export const MessageRef = builder.objectRef<Message>('Message').implement({
   fields: (t) => ({
@@ -94,21 +65,12 @@ builder.queryField('messages', (t) =>
     },
     resolve: async (_root, args, ctx) => {
       const size = pageSize(args.first);
-      const account = await loadOwnedAccount(ctx.em, String(args.accountId), { ownerId: ctx.viewer.id, isAdmin: ctx.viewer.role === 'admin' });
+      const account = await loadOwnedAccount(ctx.em, String(args.accountId), callerOf(ctx.viewer));
       const filter = messageFilterSchema.safeParse(stripNulls((args as { filter?: unknown }).filter ?? {}));
       if (!filter.success) throw graphqlError('BAD_USER_INPUT', filter.error.issues.map((i) => `filter.${i.path.join('.')}: ${i.message}`).join('; '));
-      const where = messageFilterSql(account.id, filter.data);
-      const params = [...where.params];
-      let sql = where.sql;
-      if (args.after) {
-        const cursor = decodeCursor(args.after);
-        sql += ' AND (created_at, id) < (?::timestamptz, ?::uuid)';
-        params.push(cursor.createdAt, cursor.id);
-      }
-      const rows: MessageRow[] = await ctx.em
-        .getConnection()
-        .execute(`SELECT *, created_at::text AS cursor_ts FROM message WHERE ${sql} ORDER BY created_at DESC, id DESC LIMIT ?`, [...params, size + 1], 'all');
-      return toPage(rows, size, rowToMessage);
+      const after = args.after ? decodeCursor(args.after) : null;
+      const rows = await searchMessages(ctx.em, account.id, { filter: filter.data, after, limit: size + 1 });
+      return toPage(rows, size, (row) => row.node);
     },
   }),
 );

@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { callerOf, ownerFilter } from '../../auth/access.js';
 import { RetentionPolicy, type RetentionAction } from '../../db/entities/retention-policy.entity.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
-import { loadOwnedPolicy, retentionActionSchema } from '../../jobs/apply-retention.job.js';
 import { InvalidInputError } from '../../jobs/errors.js';
+import { listAccountRetentionPolicies, listRetentionPolicies, loadOwnedPolicy, retentionActionSchema } from '../../mail/retention-store.js';
 import { builder } from '../builder.js';
-import type { GraphQLContext } from '../context.js';
 import { fieldType } from '../zod-to-graphql.js';
-import { isAdmin } from './job.js';
 
 /** Oldest age a policy may name: a hundred years. */
 const MAX_DAYS = 36_500;
@@ -51,10 +50,6 @@ const UpdateRetentionPolicyInputRef = builder.inputType('UpdateRetentionPolicyIn
   }),
 });
 
-function caller(ctx: GraphQLContext): { ownerId: string; isAdmin: boolean } {
-  return { ownerId: ctx.viewer.id, isAdmin: isAdmin(ctx) };
-}
-
 function checkName(name: string): string {
   const trimmed = name.trim();
   if (trimmed === '' || trimmed.length > 255) throw new InvalidInputError('name must be 1 to 255 characters');
@@ -74,7 +69,7 @@ builder.mutationFields((t) => ({
       const name = checkName(input.name);
       const olderThanDays = checkDays(input.olderThanDays);
       // A policy on an account belongs with the account, also when an admin writes it.
-      const account = input.accountId != null ? await loadOwnedAccount(ctx.em, String(input.accountId), caller(ctx)) : null;
+      const account = input.accountId != null ? await loadOwnedAccount(ctx.em, String(input.accountId), callerOf(ctx.viewer)) : null;
       const now = new Date();
       const policy = ctx.em.create(RetentionPolicy, {
         id: randomUUID(),
@@ -95,7 +90,7 @@ builder.mutationFields((t) => ({
     type: RetentionPolicyRef,
     args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateRetentionPolicyInputRef, required: true }) },
     resolve: async (_root, { id, input }, ctx) => {
-      const policy = await loadOwnedPolicy(ctx.em, String(id), caller(ctx));
+      const policy = await loadOwnedPolicy(ctx.em, String(id), callerOf(ctx.viewer));
       if (input.name != null) policy.name = checkName(input.name);
       if (input.olderThanDays != null) policy.olderThanDays = checkDays(input.olderThanDays);
       if (input.action != null) policy.action = input.action as RetentionAction;
@@ -103,7 +98,7 @@ builder.mutationFields((t) => ({
       if (input.accountId === null) {
         policy.accountId = null;
       } else if (input.accountId !== undefined) {
-        const account = await loadOwnedAccount(ctx.em, String(input.accountId), caller(ctx));
+        const account = await loadOwnedAccount(ctx.em, String(input.accountId), callerOf(ctx.viewer));
         if (account.ownerId !== policy.ownerId) throw new InvalidInputError("a policy can only move to another account of the policy's owner");
         policy.accountId = account.id;
       }
@@ -117,7 +112,7 @@ builder.mutationFields((t) => ({
     description: 'Deletes the policy; returns it as it was.',
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, { id }, ctx) => {
-      const policy = await loadOwnedPolicy(ctx.em, String(id), caller(ctx));
+      const policy = await loadOwnedPolicy(ctx.em, String(id), callerOf(ctx.viewer));
       const snapshot = { ...policy } as RetentionPolicy;
       await ctx.em.remove(policy).flush();
       return snapshot;
@@ -132,12 +127,11 @@ builder.queryField('retentionPolicies', (t) =>
       "Your retention policies (an admin's: everyone's), oldest first. With `accountId`: the policies that apply to that account, its own and those for every account.",
     args: { accountId: t.arg.id({ required: false }) },
     resolve: async (_root, { accountId }, ctx) => {
-      const options = { orderBy: { createdAt: 'asc', id: 'asc' }, limit: 1000 } as const;
       if (accountId != null) {
-        const account = await loadOwnedAccount(ctx.em, String(accountId), caller(ctx));
-        return ctx.em.find(RetentionPolicy, { ownerId: account.ownerId, $or: [{ accountId: account.id }, { accountId: null }] }, options);
+        const account = await loadOwnedAccount(ctx.em, String(accountId), callerOf(ctx.viewer));
+        return listAccountRetentionPolicies(ctx.em, account);
       }
-      return ctx.em.find(RetentionPolicy, isAdmin(ctx) ? {} : { ownerId: ctx.viewer.id }, options);
+      return listRetentionPolicies(ctx.em, ownerFilter(callerOf(ctx.viewer)));
     },
   }),
 );

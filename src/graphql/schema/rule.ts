@@ -1,20 +1,20 @@
 import type { Config } from '../../config/env.js';
 import { randomUUID } from 'node:crypto';
 import { defaultRepeatStrategy } from 'bullmq';
-import { Message } from '../../db/entities/message.entity.js';
+import { callerOf, ownerFilter } from '../../auth/access.js';
 import { Rule } from '../../db/entities/rule.entity.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
 import { InvalidInputError, NotFoundError } from '../../jobs/errors.js';
 import { cronPatternProblem, syncRuleSchedule } from '../../jobs/rule-schedules.js';
-import { compileSavedRule, loadOwnedRule } from '../../jobs/run-rule.job.js';
+import { findMessagesInOrder } from '../../mail/message-search.js';
 import { compileRule, type CompiledRule } from '../../mail/rules/compile-rule.js';
 import { InvalidRuleError } from '../../mail/rules/invalid-rule-error.js';
-import { parseRuleActions, RULE_ACTION_TYPES, type RuleAction } from '../../mail/rules/rule-actions.js';
+import { parseRuleActions, type RULE_ACTION_TYPES, type RuleAction } from '../../mail/rules/rule-actions.js';
 import type { RuleCondition, RuleConditions } from '../../mail/rules/rule-conditions.js';
+import { compileSavedRule, listAccountRules, listRules, loadOwnedRule } from '../../mail/rules/rule-store.js';
 import { scanRuleMatches } from '../../mail/rules/scan-rule.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { isAdmin } from './job.js';
 import { MessageRef } from './message.js';
 
 const RuleMatchRef = builder.enumType('RuleMatch', {
@@ -233,10 +233,6 @@ function checkSchedule(schedule: string, config: Config): string {
   return schedule.trim();
 }
 
-function caller(ctx: GraphQLContext): { ownerId: string; isAdmin: boolean } {
-  return { ownerId: ctx.viewer.id, isAdmin: isAdmin(ctx) };
-}
-
 /**
  * Brings the rule's job scheduler in line with its committed row. A Redis failure is not the
  * client's: the row is the record, and the sidecar re-syncs rule schedules periodically.
@@ -255,7 +251,7 @@ builder.mutationFields((t) => ({
     description: 'Saves a rule on one of your accounts; with a schedule, it runs by itself (trigger RULE).',
     args: { input: t.arg({ type: CreateRuleInputRef, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      const account = await loadOwnedAccount(ctx.em, String(input.accountId), caller(ctx));
+      const account = await loadOwnedAccount(ctx.em, String(input.accountId), callerOf(ctx.viewer));
       const name = checkName(input.name);
       const conditions = validated('conditions', () => toRuleConditions(input.conditions as ConditionsInput));
       const actions = validated('actions', () => parseRuleActions(input.actions));
@@ -284,7 +280,7 @@ builder.mutationFields((t) => ({
     type: RuleRef,
     args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateRuleInputRef, required: true }) },
     resolve: async (_root, { id, input }, ctx) => {
-      const rule = await loadOwnedRule(ctx.em, String(id), caller(ctx));
+      const rule = await loadOwnedRule(ctx.em, String(id), callerOf(ctx.viewer));
       const before = { schedule: rule.schedule, enabled: rule.enabled };
       if (input.name != null) rule.name = checkName(input.name);
       if (input.conditions != null) {
@@ -310,7 +306,7 @@ builder.mutationFields((t) => ({
     description: 'Deletes the rule and its schedule; returns it as it was. A run still queued fails with "rule … no longer exists" and changes nothing.',
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, { id }, ctx) => {
-      const rule = await loadOwnedRule(ctx.em, String(id), caller(ctx));
+      const rule = await loadOwnedRule(ctx.em, String(id), callerOf(ctx.viewer));
       const snapshot = { ...rule };
       await ctx.em.remove(rule).flush();
       if (snapshot.schedule) await syncSchedule(ctx, { id: snapshot.id, schedule: null, enabled: false });
@@ -335,12 +331,7 @@ const RulePreviewRef = builder.objectRef<RulePreview>('RulePreview').implement({
     sample: t.field({
       type: [MessageRef],
       description: 'The first matches, in id order, up to `sampleSize`.',
-      resolve: async (preview, _args, ctx) => {
-        if (preview.sampleIds.length === 0) return [];
-        const messages = await ctx.em.find(Message, { id: { $in: preview.sampleIds } });
-        const byId = new Map(messages.map((message) => [message.id, message]));
-        return preview.sampleIds.map((id) => byId.get(id)).filter((message): message is Message => message !== undefined);
-      },
+      resolve: (preview, _args, ctx) => findMessagesInOrder(ctx.em, preview.sampleIds),
     }),
   }),
 });
@@ -352,10 +343,10 @@ builder.queryFields((t) => ({
     args: { accountId: t.arg.id({ required: false }) },
     resolve: async (_root, { accountId }, ctx) => {
       if (accountId != null) {
-        const account = await loadOwnedAccount(ctx.em, String(accountId), caller(ctx));
-        return ctx.em.find(Rule, { accountId: account.id }, { orderBy: { createdAt: 'asc', id: 'asc' }, limit: 1000 });
+        const account = await loadOwnedAccount(ctx.em, String(accountId), callerOf(ctx.viewer));
+        return listAccountRules(ctx.em, account.id);
       }
-      return ctx.em.find(Rule, isAdmin(ctx) ? {} : { ownerId: ctx.viewer.id }, { orderBy: { createdAt: 'asc', id: 'asc' }, limit: 1000 });
+      return listRules(ctx.em, ownerFilter(callerOf(ctx.viewer)));
     },
   }),
   rule: t.field({
@@ -363,7 +354,7 @@ builder.queryFields((t) => ({
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, { id }, ctx) =>
-      loadOwnedRule(ctx.em, String(id), caller(ctx)).catch((error: unknown) => {
+      loadOwnedRule(ctx.em, String(id), callerOf(ctx.viewer)).catch((error: unknown) => {
         if (error instanceof NotFoundError) return null;
         throw error;
       }),
@@ -385,12 +376,12 @@ builder.queryFields((t) => ({
       let matcher: CompiledRule;
       if (args.ruleId != null) {
         if (args.accountId != null || args.conditions != null) throw new InvalidInputError('give ruleId, or accountId and conditions, not both');
-        const rule = await loadOwnedRule(ctx.em, String(args.ruleId), caller(ctx));
+        const rule = await loadOwnedRule(ctx.em, String(args.ruleId), callerOf(ctx.viewer));
         matcher = validated('rule', () => compileSavedRule(rule)).matcher;
         accountId = rule.accountId;
       } else {
         if (args.accountId == null || args.conditions == null) throw new InvalidInputError('give ruleId, or accountId and conditions');
-        const account = await loadOwnedAccount(ctx.em, String(args.accountId), caller(ctx));
+        const account = await loadOwnedAccount(ctx.em, String(args.accountId), callerOf(ctx.viewer));
         const conditions = validated('conditions', () => toRuleConditions(args.conditions as ConditionsInput));
         matcher = compileRule(conditions);
         accountId = account.id;

@@ -1,3 +1,4 @@
+import { callerOf, mayAccess } from '../../auth/access.js';
 import { toEventMessage, isTerminal } from '../../jobs/job-store.js';
 import { findJobType } from '../../jobs/registry.js';
 import type { TopicStream } from '../../pubsub/pubsub.js';
@@ -6,7 +7,7 @@ import { topics, type JobEventMessage } from '../../pubsub/topics.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError, rateLimitedError } from '../errors.js';
-import { canSee, JobFilterRef, JobStatusRef, loadVisibleJob, type JobFilterInput } from './job.js';
+import { JobFilterRef, JobStatusRef, loadVisibleJob, type JobFilterInput } from './job.js';
 import { subscriptionGauge } from '../../observability/metrics.js';
 import type { Services } from '../../services.js';
 
@@ -38,9 +39,12 @@ const leaseStores = new WeakMap<Services, SubscriptionLeases>();
 async function takeSubscriptionSlot(ctx: GraphQLContext, kind: string): Promise<SubscriptionLease | null> {
   const { config, logger, queues } = ctx.services;
   const max = config.MAX_SUBSCRIPTIONS_PER_USER;
-  if (max === 0 || ctx.viewer.role === 'admin') return null;
+  if (max === 0 || callerOf(ctx.viewer).isAdmin) return null;
   let store = leaseStores.get(ctx.services);
-  if (!store) leaseStores.set(ctx.services, (store = new SubscriptionLeases(queues.connection, config.REDIS_PREFIX)));
+  if (!store) {
+    store = new SubscriptionLeases(queues.connection, config.REDIS_PREFIX);
+    leaseStores.set(ctx.services, store);
+  }
   let outcome: Awaited<ReturnType<SubscriptionLeases['acquire']>>;
   try {
     outcome = await store.acquire(ctx.viewer.id, max);
@@ -157,7 +161,7 @@ async function* jobProgress(ctx: GraphQLContext, jobId: string, stream: TopicStr
 const MAX_TRACKED_JOBS = 10_000;
 
 function matches(ctx: GraphQLContext, filter: JobFilterInput | null | undefined, event: JobEventMessage): boolean {
-  if (!canSee(ctx, event)) return false;
+  if (!mayAccess(callerOf(ctx.viewer), event.ownerId)) return false;
   if (filter?.types?.length && !filter.types.includes(event.type)) return false;
   if (filter?.statuses?.length && !filter.statuses.includes(event.status)) return false;
   if (filter?.accountId && filter.accountId !== event.accountId) return false;
