@@ -112,7 +112,12 @@ export interface JobDeclarationSpec<Args extends z.ZodRawShape, Input, Output> {
   /** Shown in the schema and in `jobTypes`. */
   description: string;
   /** The mutation (e.g. `importMbox`) and the concrete GraphQL type (e.g. `ImportMboxJob`). */
-  graphql: { mutation: string; typeName: string };
+  graphql: {
+    mutation: string;
+    typeName: string;
+    /** Only admins may call the mutation; declared on the field as `authScopes: { admin: true }`. (Default: false) */
+    adminOnly?: boolean;
+  };
   /** Unit counted by processed/total, e.g. `messages`. */
   unit: string;
   /** Arguments of the enqueue mutation (besides `options`). */

@@ -29,7 +29,8 @@ export const importMboxJob = defineJob({
   input: z
     .object({
       accountId: z.uuid(),
-      uploadKey: z.string(),
+      // A storage path: the worker needs it, clients have no use for it.
+      uploadKey: z.string().meta({ internal: true }),
       filename: z.string().nullable(),
       size: z.number().int(),
     })

@@ -3,7 +3,6 @@ import type { ArchiveFile } from '../db/entities/archive.entity.js';
 import { pgArray } from '../db/sql.js';
 import { readSettings } from '../db/system-settings.js';
 import { defineJob, MAINTENANCE_OPTIONS } from './define-job.js';
-import { ForbiddenError } from './errors.js';
 
 const BATCH_SIZE = 100;
 
@@ -11,7 +10,8 @@ export const purgeArchiveTrashJob = defineJob({
   name: 'purge_archive_trash',
   description:
     'Deletes archives trashed longer ago than `archive_trash_retention_days` (default 30), files first, then rows, when `archive_trash_purge_enabled` is on. Runs daily at 04:00.',
-  graphql: { mutation: 'purgeArchiveTrash', typeName: 'PurgeArchiveTrashJob' },
+  // It deletes every owner's trashed archives, so only an operator may start it by hand.
+  graphql: { mutation: 'purgeArchiveTrash', typeName: 'PurgeArchiveTrashJob', adminOnly: true },
   unit: 'archives',
   args: z.object({}),
   input: z.object({}).meta({ id: 'PurgeArchiveTrashInput' }),
@@ -26,9 +26,7 @@ export const purgeArchiveTrashJob = defineJob({
     .meta({ id: 'PurgeArchiveTrashOutput' }),
   options: MAINTENANCE_OPTIONS,
   schedules: [{ id: 'purge-archive-trash-daily', cron: '0 4 * * *', input: {} }],
-  async prepare(_args, ctx) {
-    // It deletes every owner's trashed archives, so only an operator may start it by hand.
-    if (!ctx.isAdmin) throw new ForbiddenError('purgeArchiveTrash needs the admin role');
+  async prepare() {
     return { input: {}, accountId: null };
   },
   async handler(_input, ctx) {

@@ -20,8 +20,24 @@ describe('schema.graphql', () => {
       expect(mutation!.args.map((arg) => arg.name)).toContain('options');
       const type = schema.getType(declaration.graphql.typeName) as { getInterfaces?: () => { name: string }[]; getFields?: () => object };
       expect(type.getInterfaces!().map((i) => i.name)).toEqual(['Job']);
-      expect(Object.keys(type.getFields!())).toEqual(expect.arrayContaining(['input', 'output', 'progress', 'status']));
+      expect(Object.keys(type.getFields!())).toEqual(expect.arrayContaining(['output', 'progress', 'status']));
     }
+  });
+
+  it('exposes no internals of the job types: no storage paths, no placeholder fields', () => {
+    const printed = printSchema(printableSchema());
+    expect(printed).not.toMatch(/uploadKey|_empty/);
+    const fields = (name: string) => Object.keys((printableSchema().getType(name) as { getFields(): object }).getFields());
+    expect(fields('ImportMboxParams')).toEqual(['accountId', 'filename', 'size']);
+    expect(fields('PurgeArchiveTrashJob')).not.toContain('input');
+  });
+
+  it('declares admin-only mutations on the field', () => {
+    for (const declaration of jobCatalogue.filter((d) => d.graphql.adminOnly)) {
+      const mutation = printableSchema().getMutationType()!.getFields()[declaration.graphql.mutation]!;
+      expect(mutation.extensions?.pothosOptions).toMatchObject({ authScopes: { admin: true } });
+    }
+    expect(jobCatalogue.filter((d) => d.graphql.adminOnly).map((d) => d.name)).toEqual(['purge_archive_trash']);
   });
 
   it('gives each job type a unique name, mutation and GraphQL type', () => {

@@ -102,6 +102,11 @@ describe('import_mbox', () => {
     expect(done.output).toMatchObject({ imported: 0, duplicates: fixture.expected.unique });
     const { count } = await env.one<{ count: number }>('SELECT count(*)::int AS count FROM message WHERE account_id = $1', [accountId]);
     expect(count).toBe(fixture.expected.unique);
+    // The stored payload keeps the upload's storage path for the worker; clients never see it.
+    const { job } = await gqlOk<{ job: { payload: Record<string, unknown> } }>(system.url, token, 'query($id: ID!) { job(id: $id) { payload } }', {
+      id: second.id,
+    });
+    expect(Object.keys(job.payload).sort()).toEqual(['accountId', 'filename', 'size']);
   });
 
   it("refuses another owner's account with NOT_FOUND and creates no job", async () => {

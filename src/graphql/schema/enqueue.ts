@@ -45,7 +45,8 @@ for (const declaration of jobCatalogue) {
     );
     return t.field({
       type: concreteJobTypes.get(declaration.name)!,
-      description: `${declaration.description} Returns the job at once (PENDING, or DELAYED with delayMs).`,
+      description: `${declaration.description} Returns the job at once (PENDING, or DELAYED with delayMs).${declaration.graphql.adminOnly ? ' Admins only.' : ''}`,
+      ...(declaration.graphql.adminOnly ? { authScopes: { admin: true } } : {}),
       args: { ...args, options: t.arg({ type: EnqueueOptionsRef, required: false }) } as never,
       resolve: async (_root, rawArgs: Record<string, unknown>, ctx) => {
         const { options, ...jobArgs } = rawArgs;

@@ -8,7 +8,7 @@ import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError } from '../errors.js';
 import { decodeCursor, pageSize, toPage } from '../pagination.js';
-import { fieldType } from '../zod-to-graphql.js';
+import { fieldType, hasPublicFields, internalKeys } from '../zod-to-graphql.js';
 import { PageInfoRef } from './scalars.js';
 
 export const JobStatusRef = builder.enumType('JobStatus', {
@@ -44,7 +44,7 @@ export const JobRef = builder.interfaceRef<JobRecord>('Job').implement({
     attempts: t.exposeInt('attempts', { description: 'Attempts made so far.' }),
     maxAttempts: t.exposeInt('maxAttempts'),
     priority: t.exposeInt('priority', { nullable: true, description: 'BullMQ priority, 1 = highest.' }),
-    payload: t.field({ type: 'JSON', resolve: (job) => job.payload }),
+    payload: t.field({ type: 'JSON', description: 'The stored input, as JSON; internal fields (storage paths) left out.', resolve: publicPayload }),
     result: t.field({ type: 'JSON', nullable: true, resolve: (job) => job.result }),
     error: t.exposeString('error', { nullable: true, description: 'Last error message; never a stack trace.' }),
     trigger: t.field({ type: JobTriggerRef, resolve: (job) => job.trigger }),
@@ -66,22 +66,27 @@ export const JobRef = builder.interfaceRef<JobRecord>('Job').implement({
 /** One concrete `Job` type per declaration, e.g. `ImportMboxJob`, with typed `input` and `output`. */
 function defineConcreteJobType(declaration: AnyJobDeclaration) {
   const name = declaration.graphql.typeName;
-  const input = fieldType(declaration.input, 'params', `${name}Input`);
+  // A type whose stored input has nothing a client may see gets no `input` field at all.
+  const input = hasPublicFields(declaration.input) ? fieldType(declaration.input, 'params', `${name}Input`) : null;
   const output = fieldType(declaration.output, 'output', `${name}Output`);
   return builder.objectRef<JobRecord>(name).implement({
     description: declaration.description,
     interfaces: [JobRef],
     isTypeOf: (value) => (value as JobRecord).type === declaration.name,
     fields: (t) => ({
-      input: t.field({
-        type: input.type,
-        nullable: true,
-        description: 'The payload, typed; null if it no longer matches the declared shape.',
-        resolve: (job) => {
-          const parsed = declaration.input.safeParse(job.payload);
-          return parsed.success ? parsed.data : null;
-        },
-      }),
+      ...(input
+        ? {
+            input: t.field({
+              type: input.type,
+              nullable: true,
+              description: 'The payload, typed; null if it no longer matches the declared shape.',
+              resolve: (job) => {
+                const parsed = declaration.input.safeParse(job.payload);
+                return parsed.success ? parsed.data : null;
+              },
+            }),
+          }
+        : {}),
       output: t.field({
         type: output.type,
         nullable: true,
@@ -94,6 +99,16 @@ function defineConcreteJobType(declaration: AnyJobDeclaration) {
       }),
     }),
   });
+}
+
+/** Per job type, the stored input fields marked internal (storage paths and the like). */
+const internalPayloadKeys = new Map(jobCatalogue.map((declaration) => [declaration.name, internalKeys(declaration.input)]));
+
+/** The stored payload as clients may see it: internal fields left out. */
+function publicPayload(job: JobRecord): unknown {
+  const hidden = internalPayloadKeys.get(job.type);
+  if (!hidden?.length || !job.payload || typeof job.payload !== 'object') return job.payload;
+  return Object.fromEntries(Object.entries(job.payload).filter(([key]) => !hidden.includes(key)));
 }
 
 export const concreteJobTypes = new Map(jobCatalogue.map((declaration) => [declaration.name, defineConcreteJobType(declaration)]));
