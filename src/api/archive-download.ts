@@ -2,8 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { bearerToken, verifyToken, type Viewer } from '../auth/tokens.js';
-import type { ArchiveFile } from '../db/entities/archive.entity.js';
 import { archiveKey } from '../jobs/encrypt-archives.job.js';
+import { callerOf, mayAccess } from '../auth/access.js';
+import { findArchive } from '../mail/archive-store.js';
 import type { Services } from '../services.js';
 import { DecryptionError, open } from '../storage/encryption.js';
 
@@ -48,12 +49,8 @@ export async function handleArchiveDownload(services: Services, req: IncomingMes
     const viewer = await authenticate(services, req);
     if (!viewer) return sendError(res, 401, 'a valid bearer token is required (Authorization: Bearer <jwt>)', { 'www-authenticate': 'Bearer' });
 
-    const rows: { owner_id: string; encrypted: boolean; files: ArchiveFile[] }[] = await services.orm.em
-      .fork()
-      .getConnection()
-      .execute('SELECT owner_id, encrypted, files FROM archive WHERE id = ?', [match[1]!.toLowerCase()], 'all');
-    const archive = rows[0];
-    if (!archive || (viewer.role !== 'admin' && archive.owner_id !== viewer.id)) return sendError(res, 404, 'archive not found');
+    const archive = await findArchive(services.orm.em.fork(), match[1]!.toLowerCase());
+    if (!archive || !mayAccess(callerOf(viewer), archive.ownerId)) return sendError(res, 404, 'archive not found');
     const eml = archive.files.find((file) => file.kind === 'eml');
     if (!eml) return sendError(res, 500, 'archive has no EML file');
 

@@ -4,6 +4,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import express from 'express';
+import { callerOf } from '../auth/access.js';
 import { BOARD_SESSION_SECONDS, mintBoardSession, tokenFingerprint, verifyBoardSession } from '../auth/board-session.js';
 import { verifyToken } from '../auth/tokens.js';
 import { jobCatalogue } from '../jobs/registry.js';
@@ -122,7 +123,7 @@ function createQueueBoard(services: Services): (req: IncomingMessage, res: Serve
 
     const viewer = await verifyToken(config.JWT_SECRET, token).catch(() => null);
     if (!viewer) return refuse(res);
-    if (viewer.role !== 'admin') return void res.status(403).json({ error: 'the queue board needs an admin token' });
+    if (!callerOf(viewer).isAdmin) return void res.status(403).json({ error: 'the queue board needs an admin token' });
     if (!fromQuery || fromHeader) return next();
 
     const ttlMs = Math.max(1_000, viewer.exp * 1000 - Date.now());

@@ -1,5 +1,6 @@
 import SchemaBuilder from '@pothos/core';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
+import { callerOf } from '../auth/access.js';
 import type { JobRecord } from '../db/entities/job.entity.js';
 import type { GraphQLContext } from './context.js';
 import { graphqlError } from './errors.js';
@@ -22,7 +23,7 @@ export const builder = new SchemaBuilder<{
 }>({
   plugins: [ScopeAuthPlugin],
   scopeAuth: {
-    authScopes: (ctx) => ({ admin: ctx.viewer.role === 'admin' }),
+    authScopes: (ctx) => ({ admin: callerOf(ctx.viewer).isAdmin }),
     // Subscriptions check their scopes once, when they start, like queries and mutations.
     authorizeOnSubscribe: true,
     unauthorizedError: (_parent, _ctx, info) => graphqlError('FORBIDDEN', `${info.fieldName} needs the admin role`),

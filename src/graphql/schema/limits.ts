@@ -1,3 +1,4 @@
+import { callerOf } from '../../auth/access.js';
 import { builder } from '../builder.js';
 
 interface Limits {
@@ -48,7 +49,7 @@ builder.queryField('limits', (t) =>
     description: 'The quotas that apply to you, and where you stand.',
     resolve: async (_root, _args, ctx) => {
       const { config, quotas } = ctx.services;
-      const exempt = ctx.viewer.role === 'admin';
+      const exempt = callerOf(ctx.viewer).isAdmin;
       const unfinishedCap = config.MAX_UNFINISHED_JOBS_PER_OWNER > 0 ? config.MAX_UNFINISHED_JOBS_PER_OWNER : 100_000;
       const positiveOrNull = (value: number) => (exempt || value === 0 ? null : value);
       return {
