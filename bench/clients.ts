@@ -8,7 +8,12 @@ export interface GraphQLResponse<T> {
   errors?: { message: string; extensions?: { code?: string } }[];
 }
 
-export async function gql<T = Record<string, any>>(url: string, token: string, query: string, variables: Record<string, unknown> = {}): Promise<GraphQLResponse<T>> {
+export async function gql<T = Record<string, any>>(
+  url: string,
+  token: string,
+  query: string,
+  variables: Record<string, unknown> = {},
+): Promise<GraphQLResponse<T>> {
   const response = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
@@ -17,7 +22,12 @@ export async function gql<T = Record<string, any>>(url: string, token: string, q
   return (await response.json()) as GraphQLResponse<T>;
 }
 
-export async function gqlOk<T = Record<string, any>>(url: string, token: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
+export async function gqlOk<T = Record<string, any>>(
+  url: string,
+  token: string,
+  query: string,
+  variables: Record<string, unknown> = {},
+): Promise<T> {
   const result = await gql<T>(url, token, query, variables);
   if (result.errors?.length || !result.data) throw new Error(`GraphQL errors: ${JSON.stringify(result.errors)}`);
   return result.data;
@@ -62,7 +72,13 @@ function sink<T>(field: string) {
 }
 
 /** A subscription over its own SSE connection (graphql-sse's distinct connections mode). */
-export function subscribeSse<T>(url: string, token: string, field: string, query: string, variables: Record<string, unknown>): LiveSubscription<T> {
+export function subscribeSse<T>(
+  url: string,
+  token: string,
+  field: string,
+  query: string,
+  variables: Record<string, unknown>,
+): LiveSubscription<T> {
   const client = createSseClient({ url, headers: { authorization: `Bearer ${token}` }, retryAttempts: 0 });
   const s = sink<T>(field);
   const dispose = client.subscribe<Record<string, T>>({ query, variables }, s as never);

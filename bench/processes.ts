@@ -38,8 +38,12 @@ function track(proc: Proc): void {
   proc.stop = async (graceMs) => {
     const result = await stop(graceMs);
     if (process.env.BENCH_DEBUG) {
-      const problems = proc.output().split('\n').filter((line) => /"level":(4|5|6)0/.test(line) || /error/i.test(line));
-      if (problems.length) console.log(`--- ${proc.name}: ${problems.length} warning/error lines, last 20 ---\n${problems.slice(-20).join('\n')}`);
+      const problems = proc
+        .output()
+        .split('\n')
+        .filter((line) => /"level":(4|5|6)0/.test(line) || /error/i.test(line));
+      if (problems.length)
+        console.log(`--- ${proc.name}: ${problems.length} warning/error lines, last 20 ---\n${problems.slice(-20).join('\n')}`);
     }
     running.delete(proc);
     return result;

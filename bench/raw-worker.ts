@@ -12,7 +12,10 @@ const publisher = new Redis(REDIS_URL!);
 const worker = new Worker(
   RAW_QUEUE!,
   async (job) => {
-    await pool.query("UPDATE job SET status = 'ACTIVE', attempts = attempts + 1, started_at = clock_timestamp(), updated_at = clock_timestamp(), version = version + 1 WHERE id = $1", [job.id]);
+    await pool.query(
+      "UPDATE job SET status = 'ACTIVE', attempts = attempts + 1, started_at = clock_timestamp(), updated_at = clock_timestamp(), version = version + 1 WHERE id = $1",
+      [job.id],
+    );
     const { rows } = await pool.query(
       "UPDATE job SET status = 'COMPLETED', progress = 100, result = '{}', finished_at = clock_timestamp(), updated_at = clock_timestamp(), version = version + 1 WHERE id = $1 RETURNING *",
       [job.id],

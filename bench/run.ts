@@ -45,7 +45,10 @@ function parseArgs(argv: string[]): { quick: boolean; only: Scenario[]; rows: nu
     };
     if (arg === '--quick') quick = true;
     else if (arg.startsWith('--only')) {
-      const wanted = value().split(',').map((s) => s.trim().replace('fan-out', 'fanout')).filter(Boolean);
+      const wanted = value()
+        .split(',')
+        .map((s) => s.trim().replace('fan-out', 'fanout'))
+        .filter(Boolean);
       const unknown = wanted.filter((name) => !SCENARIOS.includes(name as Scenario));
       if (unknown.length) throw new Error(`unknown scenario(s): ${unknown.join(', ')}; known: ${SCENARIOS.join(', ')}`);
       only = SCENARIOS.filter((name) => wanted.includes(name));
@@ -59,7 +62,20 @@ function parseArgs(argv: string[]): { quick: boolean; only: Scenario[]; rows: nu
 }
 
 function packageVersions(): Record<string, string> {
-  const names = ['bullmq', 'ioredis', 'graphql', 'graphql-yoga', '@pothos/core', '@mikro-orm/core', 'pg', 'graphql-redis-subscriptions', 'graphql-ws', 'graphql-sse', 'mailparser', 'tsx'];
+  const names = [
+    'bullmq',
+    'ioredis',
+    'graphql',
+    'graphql-yoga',
+    '@pothos/core',
+    '@mikro-orm/core',
+    'pg',
+    'graphql-redis-subscriptions',
+    'graphql-ws',
+    'graphql-sse',
+    'mailparser',
+    'tsx',
+  ];
   return Object.fromEntries(
     names.map((name) => {
       try {
@@ -85,7 +101,8 @@ async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   const startedAt = new Date();
   const loadBefore = os.loadavg();
-  const log = (message: string) => console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0).padStart(4)} s] ${message}`);
+  const log = (message: string) =>
+    console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0).padStart(4)} s] ${message}`);
   log(`scenarios: ${options.only.join(', ')}${options.quick ? ' (quick)' : ''}`);
 
   let env: BenchEnv | null = null;
@@ -118,7 +135,11 @@ async function main(): Promise<void> {
     const api = await startApi(env.vars, 'api-a');
     const userToken = await env.token(userId);
     const adminToken = await env.token('bench-admin', 'admin');
-    const { createAccount } = await gqlOk<{ createAccount: { id: string } }>(api.url, userToken, 'mutation { createAccount(input: { name: "bench" }) { id } }');
+    const { createAccount } = await gqlOk<{ createAccount: { id: string } }>(
+      api.url,
+      userToken,
+      'mutation { createAccount(input: { name: "bench" }) { id } }',
+    );
     let worker: Promise<Proc> | null = null;
     const benchEnv = env;
     const ctx: BenchContext = {
@@ -184,8 +205,12 @@ async function main(): Promise<void> {
   await mkdir(join(root, 'bench/results'), { recursive: true });
   await writeFile(join(root, 'bench/results/latest.json'), `${JSON.stringify(report, null, 2)}\n`);
 
-  console.log(`\nJobwire benchmark — ${report.date}, ${report.machine.cpus} × ${report.machine.cpuModel}, ${(report.machine.memoryBytes / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`);
-  console.log(`load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} → ${report.machine.loadAverageAfter.map((l) => l.toFixed(2)).join(' ')}${options.quick ? ' (quick run)' : ''}\n`);
+  console.log(
+    `\nJobwire benchmark — ${report.date}, ${report.machine.cpus} × ${report.machine.cpuModel}, ${(report.machine.memoryBytes / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`,
+  );
+  console.log(
+    `load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} → ${report.machine.loadAverageAfter.map((l) => l.toFixed(2)).join(' ')}${options.quick ? ' (quick run)' : ''}\n`,
+  );
   console.log(formatTable(results));
   if (failures.length) console.log(`\nscenarios that did not finish:\n${failures.map((f) => `  - ${f}`).join('\n')}`);
   console.log(`\nMarkdown (for the README):\n\n${formatMarkdown(results)}\n`);

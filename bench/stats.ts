@@ -49,7 +49,11 @@ export function measure(latenciesMs: number[], durationMs: number, count = laten
 }
 
 /** Runs `total` operations with `concurrency` in flight; returns each one's latency. */
-export async function runConcurrent(total: number, concurrency: number, op: (i: number) => Promise<void>): Promise<{ latencies: number[]; durationMs: number }> {
+export async function runConcurrent(
+  total: number,
+  concurrency: number,
+  op: (i: number) => Promise<void>,
+): Promise<{ latencies: number[]; durationMs: number }> {
   const latencies: number[] = [];
   let next = 0;
   const started = performance.now();
@@ -80,12 +84,23 @@ export function formatTable(results: ScenarioResult[]): string {
   for (const r of results) {
     const name = r.variant ? `${r.scenario}: ${r.variant}` : r.scenario;
     const verdict = r.pass === null ? 'report' : r.pass ? 'pass' : 'MISS';
-    rows.push([name, 'jobwire', ...side(r.jobwire, r.unit), r.ratio === null ? '—' : `${fmt(r.ratio, 2)}× (${r.ratioOf})`, r.target, verdict]);
+    rows.push([
+      name,
+      'jobwire',
+      ...side(r.jobwire, r.unit),
+      r.ratio === null ? '—' : `${fmt(r.ratio, 2)}× (${r.ratioOf})`,
+      r.target,
+      verdict,
+    ]);
     if (r.raw) rows.push(['', 'raw', ...side(r.raw, r.unit), '', '', '']);
     for (const note of r.notes) rows.push(['', `  ${note}`, '', '', '', '', '', '', '', '']);
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.filter((row) => !row[1]!.startsWith('  ')).map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  ')];
   for (const row of rows) out.push(row[1]!.startsWith('  ') ? `${''.padEnd(widths[0]!)}  ${row[1]!.trim()}` : line(row));
   return out.join('\n');

@@ -41,7 +41,17 @@ export async function runEnqueue(ctx: BenchContext): Promise<ScenarioResult[]> {
   const viaRaw = async () => {
     const id = randomUUID();
     const { rows } = await pool.query(INSERT, [
-      id, declaration.name, 'PENDING', options.attempts, options.priority, JSON.stringify(input), 'API', null, ctx.userId, ctx.accountId, null,
+      id,
+      declaration.name,
+      'PENDING',
+      options.attempts,
+      options.priority,
+      JSON.stringify(input),
+      'API',
+      null,
+      ctx.userId,
+      ctx.accountId,
+      null,
     ]);
     await queue.add(declaration.name, rows[0].payload, {
       jobId: id,
@@ -66,7 +76,9 @@ export async function runEnqueue(ctx: BenchContext): Promise<ScenarioResult[]> {
       const b = await runConcurrent(perRound, CONCURRENCY, viaRaw);
       raw.latencies.push(...b.latencies);
       raw.durationMs += b.durationMs;
-      ctx.log(`enqueue round ${round + 1}/${ROUNDS}: ${((perRound / a.durationMs) * 1000).toFixed(0)}/s via GraphQL, ${((perRound / b.durationMs) * 1000).toFixed(0)}/s raw`);
+      ctx.log(
+        `enqueue round ${round + 1}/${ROUNDS}: ${((perRound / a.durationMs) * 1000).toFixed(0)}/s via GraphQL, ${((perRound / b.durationMs) * 1000).toFixed(0)}/s raw`,
+      );
     }
     const jw = measure(jobwire.latencies, jobwire.durationMs);
     const rw = measure(raw.latencies, raw.durationMs);

@@ -67,7 +67,12 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult[]> {
           batch.push(subscribeWs<ProgressEvent>(socket, 'jobProgress', JOB_PROGRESS, { jobId }));
         }
       }
-      await waitFor('subscribers to get the current state', () => batch.every((sub) => sub.received.length > 0 || sub.errors.length > 0), 60_000, 20);
+      await waitFor(
+        'subscribers to get the current state',
+        () => batch.every((sub) => sub.received.length > 0 || sub.errors.length > 0),
+        60_000,
+        20,
+      );
       subs.push(...batch);
     }
     const failedToSubscribe = subs.filter((sub) => sub.errors.length > 0).length;

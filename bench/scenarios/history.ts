@@ -78,7 +78,12 @@ interface Filter {
 }
 
 /** The resolver's SQL for `jobs` (src/graphql/schema/job.ts), with $n placeholders. */
-function resolverSql(ownerId: string | null, filter: Filter, first: number, after: { createdAt: string; id: string } | null): [string, unknown[]] {
+function resolverSql(
+  ownerId: string | null,
+  filter: Filter,
+  first: number,
+  after: { createdAt: string; id: string } | null,
+): [string, unknown[]] {
   const clauses: string[] = [];
   const params: unknown[] = [];
   const p = (value: unknown) => {
@@ -120,7 +125,11 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
     { name: 'user, status FAILED', admin: false, filter: { statuses: ['FAILED'] } },
     { name: 'user, type import_mbox', admin: false, filter: { types: ['import_mbox'] } },
     { name: 'user, account', admin: false, filter: { accountId: account } },
-    { name: 'user, 30-day window a month back', admin: false, filter: { createdAfter: twoMonthsAgo.toISOString(), createdBefore: monthAgo.toISOString() } },
+    {
+      name: 'user, 30-day window a month back',
+      admin: false,
+      filter: { createdAfter: twoMonthsAgo.toISOString(), createdBefore: monthAgo.toISOString() },
+    },
     { name: 'admin, PENDING+ACTIVE', admin: true, filter: { statuses: ['PENDING', 'ACTIVE'] } },
     { name: 'admin, type + status', admin: true, filter: { types: ['bulk_operation'], statuses: ['FAILED'] } },
     { name: 'user, deep pages by cursor', admin: false, filter: {}, deepPages: size(ctx, 200, 40) },
@@ -154,7 +163,8 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
           rawLatencies.push(t3 - t2);
           rowsSeen += response.data.jobs.edges.length;
         }
-        if (Math.min(rows.length, 50) !== response.data.jobs.edges.length) throw new Error(`history ${variant.name}: GraphQL and SQL disagree`);
+        if (Math.min(rows.length, 50) !== response.data.jobs.edges.length)
+          throw new Error(`history ${variant.name}: GraphQL and SQL disagree`);
         return response.data.jobs.pageInfo.endCursor;
       };
       for (let i = 0; i < 10; i++) await once(null, false);

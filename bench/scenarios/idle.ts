@@ -51,7 +51,9 @@ export async function runIdle(ctx: BenchContext): Promise<ScenarioResult[]> {
     const channels = ((await ctx.env.redis.pubsub('CHANNELS', `${ctx.env.prefix}:job:*`)) as string[]).length;
     const rssPerSub = (after.rss - before.rss) / total;
     const heapPerSub = (after.heapUsed - before.heapUsed) / total;
-    ctx.log(`idle: ${open} open, RSS +${((after.rss - before.rss) / 1048576).toFixed(1)} MiB, heap +${((after.heapUsed - before.heapUsed) / 1048576).toFixed(1)} MiB`);
+    ctx.log(
+      `idle: ${open} open, RSS +${((after.rss - before.rss) / 1048576).toFixed(1)} MiB, heap +${((after.heapUsed - before.heapUsed) / 1048576).toFixed(1)} MiB`,
+    );
     return [
       {
         scenario: 'idle subscribers',
@@ -70,7 +72,15 @@ export async function runIdle(ctx: BenchContext): Promise<ScenarioResult[]> {
             failed ? `; ${failed} failed` : ''
           }`,
         ],
-        extra: { rssBefore: before.rss, rssAfter: after.rss, heapBefore: before.heapUsed, heapAfter: after.heapUsed, rssPerSubscription: rssPerSub, heapPerSubscription: heapPerSub, open },
+        extra: {
+          rssBefore: before.rss,
+          rssAfter: after.rss,
+          heapBefore: before.heapUsed,
+          heapAfter: after.heapUsed,
+          rssPerSubscription: rssPerSub,
+          heapPerSubscription: heapPerSub,
+          open,
+        },
       },
     ];
   } finally {

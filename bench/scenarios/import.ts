@@ -34,7 +34,13 @@ async function parseAlone(path: string): Promise<{ durationMs: number; messages:
 export async function runImport(ctx: BenchContext): Promise<ScenarioResult[]> {
   const count = size(ctx, 5_000, 1_000);
   await ctx.worker();
-  const fixture = buildMbox({ count, malformed: Math.round(count / 500), duplicates: Math.round(count / 100), attachmentEvery: 10, seed: 2026 });
+  const fixture = buildMbox({
+    count,
+    malformed: Math.round(count / 500),
+    duplicates: Math.round(count / 100),
+    attachmentEvery: 10,
+    seed: 2026,
+  });
   const path = join(ctx.env.storageDir, 'bench-import.mbox');
   await writeFile(path, fixture.mbox);
   ctx.log(`import: ${count} messages, ${(fixture.mbox.length / 1048576).toFixed(1)} MiB`);
@@ -42,13 +48,17 @@ export async function runImport(ctx: BenchContext): Promise<ScenarioResult[]> {
   await parseAlone(path); // warm-up: the parser's code compiled before it is timed
   const first = await parseAlone(path);
 
-  const { createAccount } = await gqlOk<{ createAccount: { id: string } }>(ctx.api.url, ctx.userToken, CREATE_ACCOUNT, { name: 'bench-import' });
+  const { createAccount } = await gqlOk<{ createAccount: { id: string } }>(ctx.api.url, ctx.userToken, CREATE_ACCOUNT, {
+    name: 'bench-import',
+  });
   const form = new FormData();
   form.set('operations', JSON.stringify({ query: IMPORT_MBOX, variables: { accountId: createAccount.id, file: null } }));
   form.set('map', JSON.stringify({ 0: ['variables.file'] }));
   form.set('0', new Blob([new Uint8Array(fixture.mbox)]), 'bench.mbox');
   const uploadStarted = performance.now();
-  const response = (await (await fetch(ctx.api.url, { method: 'POST', headers: { authorization: `Bearer ${ctx.userToken}` }, body: form })).json()) as {
+  const response = (await (
+    await fetch(ctx.api.url, { method: 'POST', headers: { authorization: `Bearer ${ctx.userToken}` }, body: form })
+  ).json()) as {
     data?: { importMbox: { id: string } };
     errors?: unknown;
   };
@@ -62,7 +72,8 @@ export async function runImport(ctx: BenchContext): Promise<ScenarioResult[]> {
         [jobId],
       );
       const current = rows[0]!;
-      if (current.status === 'FAILED' || current.status === 'CANCELLED') throw new Error(`import ended ${current.status}: ${current.error}`);
+      if (current.status === 'FAILED' || current.status === 'CANCELLED')
+        throw new Error(`import ended ${current.status}: ${current.error}`);
       return current.status === 'COMPLETED' ? current : null;
     },
     600_000,

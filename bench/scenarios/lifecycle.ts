@@ -42,7 +42,10 @@ async function drain(ctx: BenchContext, queue: Queue, type: string, count: numbe
   await waitFor(
     `${count} ${type} jobs to complete`,
     async () => {
-      const { rows } = await ctx.env.pool.query<{ done: number }>("SELECT count(*)::int AS done FROM job WHERE id = ANY($1::uuid[]) AND status = 'COMPLETED'", [ids]);
+      const { rows } = await ctx.env.pool.query<{ done: number }>(
+        "SELECT count(*)::int AS done FROM job WHERE id = ANY($1::uuid[]) AND status = 'COMPLETED'",
+        [ids],
+      );
       return rows[0]!.done === ids.length;
     },
     300_000,
@@ -83,7 +86,9 @@ export async function runLifecycle(ctx: BenchContext): Promise<ScenarioResult[]>
       const b = await drain(ctx, rawQueue, RAW_QUEUE, perRound);
       baseline.latencies.push(...b.latencies);
       baseline.durationMs += b.durationMs;
-      ctx.log(`lifecycle round ${round + 1}/${ROUNDS}: ${((perRound / a.durationMs) * 1000).toFixed(0)} jobs/s Jobwire, ${((perRound / b.durationMs) * 1000).toFixed(0)} jobs/s raw`);
+      ctx.log(
+        `lifecycle round ${round + 1}/${ROUNDS}: ${((perRound / a.durationMs) * 1000).toFixed(0)} jobs/s Jobwire, ${((perRound / b.durationMs) * 1000).toFixed(0)} jobs/s raw`,
+      );
     }
     const jw = measure(jobwire.latencies, jobwire.durationMs);
     const rw = measure(baseline.latencies, baseline.durationMs);

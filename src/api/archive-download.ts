@@ -47,7 +47,8 @@ export async function handleArchiveDownload(services: Services, req: IncomingMes
     if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, 'method not allowed', { allow: 'GET, HEAD' });
 
     const viewer = await authenticate(services, req);
-    if (!viewer) return sendError(res, 401, 'a valid bearer token is required (Authorization: Bearer <jwt>)', { 'www-authenticate': 'Bearer' });
+    if (!viewer)
+      return sendError(res, 401, 'a valid bearer token is required (Authorization: Bearer <jwt>)', { 'www-authenticate': 'Bearer' });
 
     const archive = await findArchive(services.orm.em.fork(), match[1]!.toLowerCase());
     if (!archive || !mayAccess(callerOf(viewer), archive.ownerId)) return sendError(res, 404, 'archive not found');

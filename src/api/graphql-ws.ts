@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
-import { getOperationAST, GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { type DocumentNode, getOperationAST, GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import { CloseCode, handleProtocols, makeServer, type Context, type SubscribePayload } from 'graphql-ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Viewer } from '../auth/tokens.js';
@@ -60,7 +60,12 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
     connectionInitWaitTimeout: config.WS_CONNECTION_INIT_TIMEOUT_MS,
     onConnect: async (ctx) => {
       const params = ctx.connectionParams;
-      const fromParams = typeof params?.authorization === 'string' ? params.authorization : typeof params?.Authorization === 'string' ? params.Authorization : null;
+      const fromParams =
+        typeof params?.authorization === 'string'
+          ? params.authorization
+          : typeof params?.Authorization === 'string'
+            ? params.Authorization
+            : null;
       try {
         ctx.extra.viewer = await authenticate(services, fromParams ?? ctx.extra.request.headers.authorization);
         return true;
@@ -95,7 +100,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
   async function prepare(ctx: SocketContext, id: string, payload: SubscribePayload): Promise<ExecutionArgs | readonly GraphQLError[]> {
     const viewer = ctx.extra.viewer!;
     const enveloped = yoga.getEnveloped({ req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
-    let document;
+    let document: DocumentNode;
     try {
       document = enveloped.parse(payload.query);
     } catch (error) {
@@ -109,12 +114,17 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
       if (!(error instanceof GraphQLError)) throw error;
       invalid = [error];
     }
-    if (invalid.length) return refuse(id, invalid.map((error) => withCode(error, 'GRAPHQL_VALIDATION_FAILED')));
+    if (invalid.length)
+      return refuse(
+        id,
+        invalid.map((error) => withCode(error, 'GRAPHQL_VALIDATION_FAILED')),
+      );
     const operation = getOperationAST(document, payload.operationName);
     if (!operation) {
       return refuse(id, [graphqlError('BAD_USER_INPUT', 'could not tell which operation to run: send one, or name it in operationName')]);
     }
-    if (viewer.exp * 1000 <= Date.now()) return refuse(id, [graphqlError('UNAUTHENTICATED', 'token expired; connect again with a fresh token')]);
+    if (viewer.exp * 1000 <= Date.now())
+      return refuse(id, [graphqlError('UNAUTHENTICATED', 'token expired; connect again with a fresh token')]);
 
     const contextValue: GraphQLContext = { viewer, services, em: services.orm.em.fork() };
     const args: ExecutionArgs = {

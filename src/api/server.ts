@@ -43,7 +43,12 @@ export function createApiServer(services: Services): ApiServer {
     if (path === '/admin/queues' || path.startsWith('/admin/queues/')) return void board(req, res);
     if (isOversizedJsonBody(req)) {
       return sendJson(res, 413, {
-        errors: [{ message: `a GraphQL request without an upload is limited to ${MAX_JSON_BODY_BYTES} bytes`, extensions: { code: 'REQUEST_ENTITY_TOO_LARGE' } }],
+        errors: [
+          {
+            message: `a GraphQL request without an upload is limited to ${MAX_JSON_BODY_BYTES} bytes`,
+            extensions: { code: 'REQUEST_ENTITY_TOO_LARGE' },
+          },
+        ],
       });
     }
     return void yoga(req, res);
@@ -87,10 +92,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 }
 
 async function ready(services: Services): Promise<[number, unknown]> {
-  const checks = await Promise.allSettled([
-    services.orm.em.getConnection().execute('SELECT 1'),
-    services.queues.connection.ping(),
-  ]);
+  const checks = await Promise.allSettled([services.orm.em.getConnection().execute('SELECT 1'), services.queues.connection.ping()]);
   const postgres = checks[0].status === 'fulfilled';
   const redis = checks[1].status === 'fulfilled';
   return [postgres && redis ? 200 : 503, { postgres: postgres ? 'ok' : 'unreachable', redis: redis ? 'ok' : 'unreachable' }];
@@ -111,7 +113,9 @@ function createQueueBoard(services: Services): (req: IncomingMessage, res: Serve
     serverAdapter: adapter,
   });
   const refuse = (res: express.Response) =>
-    void res.status(401).json({ error: 'admin token required: Authorization: Bearer <admin jwt>, or /admin/queues?token=<admin jwt> once' });
+    void res
+      .status(401)
+      .json({ error: 'admin token required: Authorization: Bearer <admin jwt>, or /admin/queues?token=<admin jwt> once' });
   const app = express();
   app.disable('x-powered-by');
   app.use('/admin/queues', async (req, res, next) => {
@@ -130,7 +134,8 @@ function createQueueBoard(services: Services): (req: IncomingMessage, res: Serve
     const firstUse = await services.queues.connection
       .set(`${config.REDIS_PREFIX}:board:used:${tokenFingerprint(fromQuery)}`, '1', 'PX', ttlMs, 'NX')
       .catch(() => null);
-    if (firstUse !== 'OK') return void res.status(401).json({ error: 'this link was already used; open /admin/queues?token=… with a fresh token' });
+    if (firstUse !== 'OK')
+      return void res.status(401).json({ error: 'this link was already used; open /admin/queues?token=… with a fresh token' });
     const secure = req.secure || req.headers['x-forwarded-proto'] === 'https';
     res.cookie(BOARD_COOKIE, await mintBoardSession(config.JWT_SECRET, viewer.id), {
       httpOnly: true,

@@ -31,7 +31,8 @@ export function createJobwireYoga(services: Services): JobwireYoga {
     graphqlEndpoint: '/graphql',
     cors: corsPolicy(listSetting(config.CORS_ORIGINS)),
     landingPage: false,
-    fetchAPI: createFetch({ formDataLimits: { fileSize: config.MAX_UPLOAD_BYTES, files: 1, fieldSize: 1_000_000 } }), maxRequestBodySize: config.MAX_UPLOAD_BYTES + 2_000_000, // yoga's own 25 MB body cap would undercut MAX_UPLOAD_BYTES; the margin is for the operations/map fields
+    fetchAPI: createFetch({ formDataLimits: { fileSize: config.MAX_UPLOAD_BYTES, files: 1, fieldSize: 1_000_000 } }),
+    maxRequestBodySize: config.MAX_UPLOAD_BYTES + 2_000_000, // yoga's own 25 MB body cap would undercut MAX_UPLOAD_BYTES; the margin is for the operations/map fields
     graphiql: config.GRAPHIQL
       ? {
           title: 'Jobwire',

@@ -28,7 +28,11 @@ export async function mintBoardSession(secret: string, adminId: string): Promise
 /** The admin id of a valid board session, or null. */
 export async function verifyBoardSession(secret: string, session: string): Promise<string | null> {
   try {
-    const { payload } = await jwtVerify(session, sessionKey(secret), { algorithms: ['HS256'], audience: AUDIENCE, requiredClaims: ['sub', 'exp'] });
+    const { payload } = await jwtVerify(session, sessionKey(secret), {
+      algorithms: ['HS256'],
+      audience: AUDIENCE,
+      requiredClaims: ['sub', 'exp'],
+    });
     return payload.sub ?? null;
   } catch {
     return null;

@@ -17,7 +17,10 @@ const configSchema = z.object({
   /** Redis connection string. (Default: redis://127.0.0.1:6379) */
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   /** Prefix of every BullMQ key and pub/sub channel, so several deployments can share one Redis. (Default: jobwire) */
-  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _.:- only').default('jobwire'),
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _.:- only')
+    .default('jobwire'),
   /** HTTP port of the API. (Default: 4000) */
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   /** Port where a worker sidecar serves GET /metrics and /health; 0 disables it. (Default: 9464) */
@@ -40,7 +43,10 @@ const configSchema = z.object({
   SCHEDULE_OVERRIDES: z
     .string()
     .default('')
-    .refine((value) => value.split(';').every((part) => part.trim() === '' || /^[\w-]+=\S.*$/.test(part.trim())), 'must look like id=cron;id=cron'),
+    .refine(
+      (value) => value.split(';').every((part) => part.trim() === '' || /^[\w-]+=\S.*$/.test(part.trim())),
+      'must look like id=cron;id=cron',
+    ),
   /** Largest accepted upload in bytes. (Default: 100 MiB) */
   MAX_UPLOAD_BYTES: positiveInt.default(100 * 1024 * 1024),
   /** Milliseconds after which BullMQ considers an active job stalled (its worker died). (Default: 30000) */
@@ -170,5 +176,8 @@ function isHostOrRange(entry: string): boolean {
       return false;
     }
   }
-  return ipaddr.isValid(entry.replace(/^\[|\]$/g, '')) || /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i.test(entry);
+  return (
+    ipaddr.isValid(entry.replace(/^\[|\]$/g, '')) ||
+    /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i.test(entry)
+  );
 }

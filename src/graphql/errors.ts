@@ -26,7 +26,8 @@ export function toGraphQLError(error: unknown): GraphQLError | null {
   if (error instanceof NotFoundError) return graphqlError('NOT_FOUND', error.message);
   if (error instanceof ForbiddenError) return graphqlError('FORBIDDEN', error.message);
   if (error instanceof QuotaExceededError) return rateLimitedError(error.message, error.retryAfterSeconds);
-  if (error instanceof QueueUnavailableError) return graphqlError('QUEUE_UNAVAILABLE', 'the job queue is unavailable; nothing was queued, try again');
+  if (error instanceof QueueUnavailableError)
+    return graphqlError('QUEUE_UNAVAILABLE', 'the job queue is unavailable; nothing was queued, try again');
   return null;
 }
 

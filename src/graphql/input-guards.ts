@@ -8,7 +8,6 @@ import {
   isInputObjectType,
   isListType,
   isScalarType,
-
   TypeInfo,
   typeFromAST,
   visit,
@@ -102,7 +101,8 @@ function checkValue(type: GraphQLInputType, value: unknown, path: string, depth:
 /** Walks plain JSON (strings, arrays, plain objects); uploads and other objects are left alone. */
 function findNul(value: unknown, path: string, depth: number): GraphQLError | null {
   if (depth > MAX_DEPTH) return badInput(`${path}: nested too deeply`);
-  if (typeof value === 'string') return value.includes('\u0000') ? badInput(`${path}: strings may not contain NUL (\\u0000) characters`) : null;
+  if (typeof value === 'string')
+    return value.includes('\u0000') ? badInput(`${path}: strings may not contain NUL (\\u0000) characters`) : null;
   if (Array.isArray(value)) {
     for (const item of value) {
       const problem = findNul(item, path, depth + 1);
@@ -124,4 +124,3 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   const prototype = Object.getPrototypeOf(value);
   return prototype === Object.prototype || prototype === null;
 }
-

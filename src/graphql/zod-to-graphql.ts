@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: Pothos refs are built here from runtime zod shapes, which have no static types
 import type { z } from 'zod';
 import { globalRegistry } from 'zod';
 import { builder } from './builder.js';
@@ -12,7 +13,6 @@ import { builder } from './builder.js';
  */
 export type ZodView = 'input' | 'params' | 'output';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- Pothos refs are built from runtime shapes here. */
 type AnyRef = any;
 type Schema = z.core.$ZodType;
 
@@ -140,7 +140,12 @@ function objectRef(schema: Schema, view: ZodView, fallbackName: string): AnyRef 
               field,
               t.field({
                 type: f.type,
-                nullable: f.required === false ? true : typeof f.required === 'object' ? { list: !f.required.list, items: !f.required.items } : false,
+                nullable:
+                  f.required === false
+                    ? true
+                    : typeof f.required === 'object'
+                      ? { list: !f.required.list, items: !f.required.items }
+                      : false,
                 description: f.description,
                 resolve: (parent: Record<string, unknown>) => parent[field] ?? null,
               }),
@@ -181,7 +186,11 @@ function pascal(text: string): string {
 export function stripNulls(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(stripNulls);
   if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null).map(([k, v]) => [k, stripNulls(v)]));
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([, v]) => v !== null)
+        .map(([k, v]) => [k, stripNulls(v)]),
+    );
   }
   if (value && typeof value === 'object' && Object.getPrototypeOf(value) === null) {
     return stripNulls({ ...(value as object) });

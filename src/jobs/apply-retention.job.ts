@@ -62,7 +62,7 @@ export const applyRetentionJob = defineJob({
   options: MAINTENANCE_OPTIONS,
   schedules: [{ id: 'apply-retention-daily', cron: '0 3 * * *', input: { allOwners: true } }],
   async prepare(args, ctx) {
-    if (args.allOwners && !ctx.isAdmin) throw new ForbiddenError("applyRetention with allOwners needs the admin role");
+    if (args.allOwners && !ctx.isAdmin) throw new ForbiddenError('applyRetention with allOwners needs the admin role');
     if (args.policyId) {
       if (args.allOwners) throw new InvalidInputError('give policyId or allOwners, not both');
       const policy = await loadOwnedPolicy(ctx.em, args.policyId, ctx);
@@ -80,14 +80,20 @@ export const applyRetentionJob = defineJob({
       policies.map(async (policy) => {
         const cutoff = new Date(now - policy.olderThanDays * DAY_MS);
         const scope = policyScope(policy, cutoff);
-        const [{ count }] = (await connection.execute(`SELECT count(*)::int AS count FROM message WHERE ${scope.sql}`, scope.params, 'all')) as [
-          { count: number },
-        ];
+        const [{ count }] = (await connection.execute(
+          `SELECT count(*)::int AS count FROM message WHERE ${scope.sql}`,
+          scope.params,
+          'all',
+        )) as [{ count: number }];
         return { policy, cutoff, scope, count };
       }),
     );
     const total = plans.reduce((sum, plan) => sum + plan.count, 0);
-    ctx.progress({ processed: 0, total, message: `applying ${policies.length} retention ${policies.length === 1 ? 'policy' : 'policies'}` });
+    ctx.progress({
+      processed: 0,
+      total,
+      message: `applying ${policies.length} retention ${policies.length === 1 ? 'policy' : 'policies'}`,
+    });
 
     const summary = { policies: policies.length, matched: 0, affected: 0, results: [] as z.infer<typeof policyResultSchema>[] };
     let processed = 0;
@@ -96,7 +102,14 @@ export const applyRetentionJob = defineJob({
         ctx.logger.warn({ policyId: policy.id, action: policy.action }, 'retention policy with an unknown action skipped');
         continue;
       }
-      const result = { policyId: policy.id, name: policy.name, action: policy.action as RetentionAction, cutoff: cutoff.toISOString(), matched: 0, affected: 0 };
+      const result = {
+        policyId: policy.id,
+        name: policy.name,
+        action: policy.action as RetentionAction,
+        cutoff: cutoff.toISOString(),
+        matched: 0,
+        affected: 0,
+      };
       let after: string | null = null;
       for (;;) {
         ctx.checkpoint();

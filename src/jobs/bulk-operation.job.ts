@@ -79,4 +79,3 @@ export const bulkOperationJob = defineJob({
     return { action: input.action, matched: ids.length, affected };
   },
 });
-

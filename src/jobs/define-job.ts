@@ -145,6 +145,5 @@ export function defineJob<Args extends z.ZodRawShape, Input, Output>(
   return { ...spec, options: { ...DEFAULT_JOB_OPTIONS, ...spec.options } };
 }
 
-// The registry holds declarations of different argument and payload types side by side.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: the registry holds declarations of different argument and payload types side by side
 export type AnyJobDeclaration = JobDeclaration<any, any, any>;

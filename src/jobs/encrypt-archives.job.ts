@@ -104,7 +104,12 @@ export const encryptArchivesJob = defineJob({
           });
           await Promise.all(sealedFiles.map((file) => ctx.storage.put(file.key, file.ciphertext)));
           const stored = sealedFiles.map(({ ciphertext: _ciphertext, ...file }) => file);
-          await connection.execute('UPDATE archive SET files = ?::jsonb, encrypted = true WHERE id = ?', [JSON.stringify(stored), id], 'run', trx);
+          await connection.execute(
+            'UPDATE archive SET files = ?::jsonb, encrypted = true WHERE id = ?',
+            [JSON.stringify(stored), id],
+            'run',
+            trx,
+          );
           return { status: 'encrypted' as const, plaintextKeys: files.map((file) => file.key) };
         });
 

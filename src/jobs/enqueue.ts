@@ -187,7 +187,10 @@ export async function retryJob(deps: EnqueueDeps, declaration: AnyJobDeclaration
     throw new InvalidStateError(`only a FAILED or CANCELLED job can be retried; this one is ${current.status}`);
   }
   // BullMQ may still keep the finished job under this id, and would ignore a new add with it.
-  await deps.queues.get(declaration.name).remove(jobId).catch(() => 0);
+  await deps.queues
+    .get(declaration.name)
+    .remove(jobId)
+    .catch(() => 0);
   const reset = await updateJob(
     deps.em,
     jobId,
@@ -216,16 +219,16 @@ export async function retryJob(deps: EnqueueDeps, declaration: AnyJobDeclaration
  * Cancels a job. Queued: removed from the queue and CANCELLED at once. Running: the request is
  * recorded and `requestAbort` asks the sidecars to abort it; the status follows from the worker.
  */
-export async function cancelJob(
-  deps: EnqueueDeps & { requestAbort(jobId: string): Promise<void> },
-  jobId: string,
-): Promise<JobRecord> {
+export async function cancelJob(deps: EnqueueDeps & { requestAbort(jobId: string): Promise<void> }, jobId: string): Promise<JobRecord> {
   const current = await findJob(deps.em, jobId);
   if (!current) throw new NotFoundError('job', jobId);
   if (isTerminal(current.status)) return current;
 
   // remove() refuses a job a worker holds the lock of, so this only succeeds while it is queued.
-  const removed = await deps.queues.get(current.type).remove(jobId).catch(() => 0);
+  const removed = await deps.queues
+    .get(current.type)
+    .remove(jobId)
+    .catch(() => 0);
   if (removed === 1) {
     const cancelled = await updateJob(
       deps.em,

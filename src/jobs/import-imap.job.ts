@@ -88,7 +88,10 @@ function imapFailure(error: unknown, settings: ImapSettings, mailbox: string, ct
   if (ctx.signal.aborted) return error;
   const scrub = (text: string): string => text.split(settings.password).join('***');
   if (error instanceof ImapConnectError) {
-    ctx.logger.warn({ host: settings.host, port: settings.port, refused: error.refused, reason: scrub(error.reason) }, 'IMAP connection failed');
+    ctx.logger.warn(
+      { host: settings.host, port: settings.port, refused: error.refused, reason: scrub(error.reason) },
+      'IMAP connection failed',
+    );
     // A fresh error with the fixed text: nothing of the cause travels with it.
     return error.refused ? new PermanentJobError(error.message) : new Error(error.message);
   }
@@ -193,7 +196,15 @@ export const importImapJob = defineJob({
       ctx.logger.info({ mailbox, uidValidity: info.uidValidity, toFetch: info.toFetch, reset: info.reset }, 'IMAP mailbox opened');
       ctx.progress({ processed: 0, total: info.toFetch, message: 'importing' });
 
-      const result = { mailbox, fetched: 0, imported: 0, duplicates: 0, malformed: 0, reset: info.reset, errors: [] as { uid: number; error: string }[] };
+      const result = {
+        mailbox,
+        fetched: 0,
+        imported: 0,
+        duplicates: 0,
+        malformed: 0,
+        reset: info.reset,
+        errors: [] as { uid: number; error: string }[],
+      };
       // After a UIDVALIDITY change the old last UID means nothing: count from zero.
       let lastUid = info.reset ? 0 : state.lastUid;
       let batch: IncomingMessage[] = [];
@@ -216,7 +227,10 @@ export const importImapJob = defineJob({
           // Counted as malformed (as MAX_MESSAGE_BYTES documents), its body never downloaded.
           result.malformed++;
           if (result.errors.length < MAX_REPORTED_ERRORS) {
-            result.errors.push({ uid: message.uid, error: `message of ${message.size} bytes is larger than MAX_MESSAGE_BYTES (${ctx.config.MAX_MESSAGE_BYTES})` });
+            result.errors.push({
+              uid: message.uid,
+              error: `message of ${message.size} bytes is larger than MAX_MESSAGE_BYTES (${ctx.config.MAX_MESSAGE_BYTES})`,
+            });
           }
           lastUid = message.uid;
           continue;

@@ -12,7 +12,19 @@ import { scanTrackingJob } from './scan-tracking.job.js';
 import { scanUnsubscribeJob } from './scan-unsubscribe.job.js';
 
 /** The job catalogue. Adding a type: write `src/jobs/<name>.job.ts` and list it here. */
-export const jobCatalogue: readonly AnyJobDeclaration[] = [importMboxJob, importImapJob, bulkOperationJob, runRuleJob, archiveMailsJob, encryptArchivesJob, applyRetentionJob, purgeArchiveTrashJob, scanUnsubscribeJob, scanTrackingJob, scanPiiJob];
+export const jobCatalogue: readonly AnyJobDeclaration[] = [
+  importMboxJob,
+  importImapJob,
+  bulkOperationJob,
+  runRuleJob,
+  archiveMailsJob,
+  encryptArchivesJob,
+  applyRetentionJob,
+  purgeArchiveTrashJob,
+  scanUnsubscribeJob,
+  scanTrackingJob,
+  scanPiiJob,
+];
 
 const byName = new Map(jobCatalogue.map((declaration) => [declaration.name, declaration]));
 

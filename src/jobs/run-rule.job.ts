@@ -61,14 +61,19 @@ export const runRuleJob = defineJob({
       summary.matched += batch.matchedIds.length;
       const changed = new Set<string>();
       for (const step of steps) {
-        for (const id of await applyMessageAction(ctx.em, ctx.storage, rule.accountId, batch.matchedIds, step.action, step.label)) changed.add(id);
+        for (const id of await applyMessageAction(ctx.em, ctx.storage, rule.accountId, batch.matchedIds, step.action, step.label))
+          changed.add(id);
       }
       summary.affected += changed.size;
       // Messages stored during the run may be walked too, so the total only grows.
       ctx.progress({ processed: summary.scanned, total: Math.max(total, summary.scanned), message: `running rule "${rule.name}"` });
     }
     await markRuleRun(ctx.em, rule.id);
-    ctx.progress({ processed: summary.scanned, total: summary.scanned, message: `${summary.matched} matched, ${summary.affected} changed` });
+    ctx.progress({
+      processed: summary.scanned,
+      total: summary.scanned,
+      message: `${summary.matched} matched, ${summary.affected} changed`,
+    });
     return summary;
   },
 });

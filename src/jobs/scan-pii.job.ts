@@ -73,7 +73,10 @@ export const scanPiiJob = defineJob({
     let messagesWithPii = 0;
     const byKind = new Map<string, number>(PII_KINDS.map((kind) => [kind, 0]));
     for await (const batch of messageBatches<BodyRow>(ctx, scope, 'id, from_address, text_body, html_body', BATCH_SIZE)) {
-      const attachments = await loadTextAttachments(ctx, batch.map((row) => row.id));
+      const attachments = await loadTextAttachments(
+        ctx,
+        batch.map((row) => row.id),
+      );
       const drafts: FindingDraft[] = [];
       for (const row of batch) {
         const found = scanMessagePii({
@@ -90,13 +93,27 @@ export const scanPiiJob = defineJob({
         const sender = normalizeSender(row.from_address);
         // Only the masked value leaves the scanner; the raw one is never in hand here.
         const own = normalizeFindings(
-          found.map((f) => ({ messageId: row.id, kind: f.kind, subtype: f.subtype, detail: f.masked, host: null, source: f.source, sender })),
+          found.map((f) => ({
+            messageId: row.id,
+            kind: f.kind,
+            subtype: f.subtype,
+            detail: f.masked,
+            host: null,
+            source: f.source,
+            sender,
+          })),
         );
         messagesWithPii++;
         for (const finding of own) byKind.set(finding.kind, (byKind.get(finding.kind) ?? 0) + 1);
         drafts.push(...own);
       }
-      await replaceMessageFindings(ctx.em, account, 'PII', batch.map((row) => row.id), drafts);
+      await replaceMessageFindings(
+        ctx.em,
+        account,
+        'PII',
+        batch.map((row) => row.id),
+        drafts,
+      );
       scanned += batch.length;
       ctx.progress({ processed: scanned, total: Math.max(scope.total, scanned), message: 'scanning bodies and text attachments' });
     }

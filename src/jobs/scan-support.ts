@@ -159,7 +159,20 @@ export async function replaceMessageFindings(
       const chunk = findings.slice(start, start + INSERT_CHUNK);
       const params: unknown[] = [];
       for (const f of chunk) {
-        params.push(randomUUID(), account.id, account.ownerId, f.messageId, scan, f.kind, f.subtype, f.detail, f.host, f.source, f.sender, now);
+        params.push(
+          randomUUID(),
+          account.id,
+          account.ownerId,
+          f.messageId,
+          scan,
+          f.kind,
+          f.subtype,
+          f.detail,
+          f.host,
+          f.source,
+          f.sender,
+          now,
+        );
       }
       const inserted: { id: string }[] = await connection.execute(
         `INSERT INTO finding (id, account_id, owner_id, message_id, scan, kind, subtype, detail, host, source, sender, created_at)

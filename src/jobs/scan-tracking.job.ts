@@ -50,16 +50,38 @@ export const scanTrackingJob = defineJob({
       const drafts: FindingDraft[] = [];
       for (const row of batch) {
         if (row.html_body === null) continue;
-        const found = scanTracking({ id: row.id, from: row.from_address, subject: null, date: null, headers: {}, textBody: null, htmlBody: row.html_body });
+        const found = scanTracking({
+          id: row.id,
+          from: row.from_address,
+          subject: null,
+          date: null,
+          headers: {},
+          textBody: null,
+          htmlBody: row.html_body,
+        });
         if (found.length === 0) continue;
         result.messagesWithTracking++;
         const sender = normalizeSender(row.from_address);
         for (const finding of found) {
-          drafts.push({ messageId: row.id, kind: finding.kind, subtype: null, detail: finding.detail, host: finding.host, source: 'html', sender });
+          drafts.push({
+            messageId: row.id,
+            kind: finding.kind,
+            subtype: null,
+            detail: finding.detail,
+            host: finding.host,
+            source: 'html',
+            sender,
+          });
         }
       }
       const findings = normalizeFindings(drafts);
-      await replaceMessageFindings(ctx.em, account, 'TRACKING', batch.map((row) => row.id), findings);
+      await replaceMessageFindings(
+        ctx.em,
+        account,
+        'TRACKING',
+        batch.map((row) => row.id),
+        findings,
+      );
       result.findings += findings.length;
       result.scanned += batch.length;
       ctx.progress({ processed: result.scanned, total: Math.max(scope.total, result.scanned), message: 'scanning HTML bodies' });

@@ -91,8 +91,17 @@ async function replaceNewsletters(
       const params: unknown[] = [];
       for (const group of chunk) {
         params.push(
-          randomUUID(), account.id, account.ownerId, group.sender, group.messageCount, group.lastSeen,
-          JSON.stringify(group.unsubscribeUrls), JSON.stringify(group.mailtos), group.oneClick, group.oneClickUrl, now,
+          randomUUID(),
+          account.id,
+          account.ownerId,
+          group.sender,
+          group.messageCount,
+          group.lastSeen,
+          JSON.stringify(group.unsubscribeUrls),
+          JSON.stringify(group.mailtos),
+          group.oneClick,
+          group.oneClickUrl,
+          now,
         );
       }
       await connection.execute(

@@ -65,14 +65,22 @@ async function copyMessage(
     throw error;
   }
   const files: ArchiveFile[] = [
-    { kind: 'eml', key: archiveFileKey(accountId, archiveId, 'message.eml'), filename: `${archiveId}.eml`, contentType: 'message/rfc822', size: eml.length },
-    ...attachments.map((attachment, index): ArchiveFile => ({
-      kind: 'attachment',
-      key: archiveFileKey(accountId, archiveId, `attachment-${index}`),
-      filename: attachment.filename,
-      contentType: attachment.content_type,
-      size: parts[index]!.length,
-    })),
+    {
+      kind: 'eml',
+      key: archiveFileKey(accountId, archiveId, 'message.eml'),
+      filename: `${archiveId}.eml`,
+      contentType: 'message/rfc822',
+      size: eml.length,
+    },
+    ...attachments.map(
+      (attachment, index): ArchiveFile => ({
+        kind: 'attachment',
+        key: archiveFileKey(accountId, archiveId, `attachment-${index}`),
+        filename: attachment.filename,
+        contentType: attachment.content_type,
+        size: parts[index]!.length,
+      }),
+    ),
   ];
   await Promise.all([storage.put(files[0]!.key, eml), ...parts.map((content, index) => storage.put(files[index + 1]!.key, content))]);
   return {
@@ -121,18 +129,18 @@ export async function archiveMessages(
 
   const attachments: AttachmentRow[] = todo.length
     ? await connection.execute(
-    'SELECT message_id, filename, content_type, blob_key FROM message_attachment WHERE message_id = ANY(?::uuid[]) ORDER BY message_id, blob_key',
-    [pgArray(todo.map((message) => message.id))],
-    'all',
+        'SELECT message_id, filename, content_type, blob_key FROM message_attachment WHERE message_id = ANY(?::uuid[]) ORDER BY message_id, blob_key',
+        [pgArray(todo.map((message) => message.id))],
+        'all',
       )
     : [];
   const copies = await Promise.all(
     todo.map((message) =>
       copyMessage(
-    storage,
-    account.id,
-    message,
-    attachments.filter((attachment) => attachment.message_id === message.id),
+        storage,
+        account.id,
+        message,
+        attachments.filter((attachment) => attachment.message_id === message.id),
       ),
     ),
   );
@@ -145,7 +153,16 @@ export async function archiveMessages(
     const now = new Date();
     const params: unknown[] = [];
     for (const copy of copied) {
-      params.push(copy.archiveId, account.id, account.ownerId, copy.messageId, copy.size, copy.contentHash, JSON.stringify(copy.files), now);
+      params.push(
+        copy.archiveId,
+        account.id,
+        account.ownerId,
+        copy.messageId,
+        copy.size,
+        copy.contentHash,
+        JSON.stringify(copy.files),
+        now,
+      );
     }
     const inserted: { message_id: string }[] = await connection.execute(
       `INSERT INTO archive (id, account_id, owner_id, message_id, size, content_hash, files, encrypted, created_at)
@@ -221,7 +238,10 @@ export interface ArchiveListOptions {
  * `created_at` as PostgreSQL prints it (`cursor_ts`, microseconds included) for a keyset cursor.
  * Access to the account is the caller's to check.
  */
-export async function listArchives(em: EntityManager, options: ArchiveListOptions): Promise<{ id: string; cursor_ts: string; node: Archive }[]> {
+export async function listArchives(
+  em: EntityManager,
+  options: ArchiveListOptions,
+): Promise<{ id: string; cursor_ts: string; node: Archive }[]> {
   const clauses = ['account_id = ?', options.inTrash ? 'deleted_at IS NOT NULL' : 'deleted_at IS NULL'];
   const params: unknown[] = [options.accountId];
   if (options.encrypted != null) {

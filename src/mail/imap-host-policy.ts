@@ -74,7 +74,8 @@ export class ImapHostPolicy {
         continue;
       }
       const name = normaliseHost(entry);
-      if (hostSyntaxError(name)) throw new Error(`IMAP_ALLOWED_HOSTS: "${entry.slice(0, 60)}" is not a host name, IP address or CIDR range`);
+      if (hostSyntaxError(name))
+        throw new Error(`IMAP_ALLOWED_HOSTS: "${entry.slice(0, 60)}" is not a host name, IP address or CIDR range`);
       this.names.add(name);
     }
   }

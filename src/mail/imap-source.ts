@@ -361,8 +361,7 @@ async function connect(client: ImapFlow, settings: ImapSettings): Promise<void> 
       const line = typeof e.response === 'string' ? e.response.replace(/^\S+\s+(NO|BAD)\s+/i, '') : '';
       const serverText = redact(line.trim(), settings.password);
       throw new ImapAuthError(
-        `IMAP login as "${settings.user}" on ${settings.host}:${settings.port} was refused` +
-          (serverText ? `: ${serverText}` : ''),
+        `IMAP login as "${settings.user}" on ${settings.host}:${settings.port} was refused${serverText ? `: ${serverText}` : ''}`,
         e.serverResponseCode,
       );
     }

@@ -47,12 +47,7 @@ function toBuffer(chunk: MboxChunk): Buffer {
 /** True when `buf[at..]` starts with `From `. */
 function startsWithFrom(buf: Buffer, at: number): boolean {
   return (
-    at + 5 <= buf.length &&
-    buf[at] === 0x46 &&
-    buf[at + 1] === 0x72 &&
-    buf[at + 2] === 0x6f &&
-    buf[at + 3] === 0x6d &&
-    buf[at + 4] === 0x20
+    at + 5 <= buf.length && buf[at] === 0x46 && buf[at + 1] === 0x72 && buf[at + 2] === 0x6f && buf[at + 3] === 0x6d && buf[at + 4] === 0x20
   );
 }
 
@@ -279,10 +274,7 @@ class MboxScanner {
  * @param source Async iterable of chunks (e.g. `fs.createReadStream(path)`); strings are UTF-8.
  */
 export function splitMbox(source: AsyncIterable<MboxChunk>): AsyncGenerator<Buffer>;
-export function splitMbox(
-  source: AsyncIterable<MboxChunk>,
-  options: SplitMboxOptions,
-): AsyncGenerator<Buffer | MboxOversizedMessage>;
+export function splitMbox(source: AsyncIterable<MboxChunk>, options: SplitMboxOptions): AsyncGenerator<Buffer | MboxOversizedMessage>;
 export async function* splitMbox(
   source: AsyncIterable<MboxChunk>,
   options: SplitMboxOptions = {},

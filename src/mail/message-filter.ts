@@ -77,7 +77,11 @@ export async function selectMessageIds(
 ): Promise<string[]> {
   const connection = em.getConnection();
   const rows: { id: string }[] = pick.ids
-    ? await connection.execute('SELECT id FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) ORDER BY id', [accountId, pgArray(pick.ids)], 'all')
+    ? await connection.execute(
+        'SELECT id FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) ORDER BY id',
+        [accountId, pgArray(pick.ids)],
+        'all',
+      )
     : await (async () => {
         const where = messageFilterSql(accountId, pick.filter);
         return connection.execute(`SELECT id FROM message WHERE ${where.sql} ORDER BY id`, where.params, 'all');

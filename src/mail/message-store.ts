@@ -26,6 +26,7 @@ export function attachmentKey(accountId: string, messageHash: string, index: num
 
 // PostgreSQL text cannot hold NUL; some real-world mail carries it in bodies.
 function clean(text: string | null): string | null {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: PostgreSQL text cannot hold NUL, so it is removed on purpose
   return text === null || !text.includes('\u0000') ? text : text.replace(/\u0000/g, '');
 }
 
@@ -35,7 +36,10 @@ function clean(text: string | null): string | null {
  * several copies of it and hundreds of MB of garbage. Bound parameters travel as they are.
  */
 async function runBound<T>(em: EntityManager, sql: string, params: unknown[]): Promise<T[]> {
-  const query = em.getConnection().getKnex().raw(sql, params as Knex.RawBinding[]);
+  const query = em
+    .getConnection()
+    .getKnex()
+    .raw(sql, params as Knex.RawBinding[]);
   const transaction = em.getTransactionContext<Knex.Transaction>();
   if (transaction) query.transacting(transaction);
   const result = (await query) as { rows: T[] };
@@ -73,16 +77,48 @@ export async function storeMessages(
   const now = new Date();
   const rows = [...unique.entries()].map(([key, { parsed }]) => ({ id: randomUUID(), key, parsed }));
   const columns = [
-    'id', 'account_id', 'owner_id', 'dedup_key', 'message_id', 'content_hash', 'subject', 'from_address', 'from_name',
-    'to_addresses', 'cc_addresses', 'date', 'size', 'headers', 'text_body', 'html_body', 'attachment_count', 'blob_key', 'created_at',
+    'id',
+    'account_id',
+    'owner_id',
+    'dedup_key',
+    'message_id',
+    'content_hash',
+    'subject',
+    'from_address',
+    'from_name',
+    'to_addresses',
+    'cc_addresses',
+    'date',
+    'size',
+    'headers',
+    'text_body',
+    'html_body',
+    'attachment_count',
+    'blob_key',
+    'created_at',
   ];
   const params: unknown[] = [];
   for (const { id, key, parsed } of rows) {
     params.push(
-      id, account.id, account.ownerId, key, parsed.messageId, parsed.contentHash, clean(parsed.subject),
-      parsed.from?.address ?? null, clean(parsed.from?.name ?? null), pgArray(parsed.to), pgArray(parsed.cc), parsed.date, parsed.size,
-      JSON.stringify(parsed.headers).replace(/\\u0000/g, ''), clean(parsed.textBody), clean(parsed.htmlBody),
-      parsed.attachments.length, rawMessageKey(account.id, parsed.contentHash), now,
+      id,
+      account.id,
+      account.ownerId,
+      key,
+      parsed.messageId,
+      parsed.contentHash,
+      clean(parsed.subject),
+      parsed.from?.address ?? null,
+      clean(parsed.from?.name ?? null),
+      pgArray(parsed.to),
+      pgArray(parsed.cc),
+      parsed.date,
+      parsed.size,
+      JSON.stringify(parsed.headers).replace(/\\u0000/g, ''),
+      clean(parsed.textBody),
+      clean(parsed.htmlBody),
+      parsed.attachments.length,
+      rawMessageKey(account.id, parsed.contentHash),
+      now,
     );
   }
   const placeholders = rows.map(() => `(${columns.map(() => '?').join(', ')})`).join(', ');
@@ -100,7 +136,12 @@ export async function storeMessages(
     parsed.attachments.forEach((attachment, index) => {
       attachmentRows++;
       attachmentParams.push(
-        randomUUID(), id, clean(attachment.filename), attachment.contentType, attachment.size, attachment.contentHash,
+        randomUUID(),
+        id,
+        clean(attachment.filename),
+        attachment.contentType,
+        attachment.size,
+        attachment.contentHash,
         attachmentKey(account.id, parsed.contentHash, index),
       );
     });

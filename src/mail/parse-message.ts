@@ -5,7 +5,7 @@
  * ours, so that garbage is reported as {@link MalformedMessageError} instead of being archived.
  */
 import { createHash } from 'node:crypto';
-import { simpleParser, type AddressObject, type EmailAddress } from 'mailparser';
+import { simpleParser, type AddressObject, type EmailAddress, type ParsedMail } from 'mailparser';
 
 /** One attachment of a parsed message, content decoded. */
 export interface ParsedAttachment {
@@ -123,7 +123,7 @@ function assertLooksLikeMessage(raw: Buffer): void {
  * UTF-8 (RFC 6532), so decode as UTF-8 when the bytes are valid UTF-8 and keep latin1 otherwise.
  */
 function decodeHeaderLine(line: string): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII range is the point of this test
   if (!/[^\x00-\x7f]/.test(line)) return line;
   const bytes = Buffer.from(line, 'latin1');
   try {
@@ -170,7 +170,7 @@ function mailboxes(value: AddressObject | AddressObject[] | undefined): EmailAdd
 export async function parseMessage(raw: Buffer): Promise<ParsedMessage> {
   assertLooksLikeMessage(raw);
 
-  let mail;
+  let mail: ParsedMail;
   try {
     mail = await simpleParser(raw, {
       // Skip work whose output we do not store: html→text, text→html, linkify, data: URLs.
@@ -201,7 +201,7 @@ export async function parseMessage(raw: Buffer): Promise<ParsedMessage> {
   }
 
   // mailparser turns an unparseable Date into the current time; we want null instead.
-  const rawDate = headers['date'];
+  const rawDate = headers.date;
   const parsedDate = rawDate === undefined ? null : new Date(rawDate);
   const date = parsedDate !== null && !Number.isNaN(parsedDate.getTime()) ? parsedDate : null;
 

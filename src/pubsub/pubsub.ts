@@ -19,7 +19,10 @@ const MAX_BUFFERED = 10_000;
 export class JobPubSub {
   private readonly engine: RedisPubSub;
 
-  constructor(redisUrl: string, private readonly prefix: string) {
+  constructor(
+    redisUrl: string,
+    private readonly prefix: string,
+  ) {
     this.engine = new RedisPubSub({
       // Events are announcements; the row is the record. While Redis is away a publish fails fast
       // (one retry) instead of queueing, so a request that announces a change never hangs on it.

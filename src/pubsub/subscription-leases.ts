@@ -79,7 +79,10 @@ export class SubscriptionLeases {
         keepAlive: () => {
           if (released) return;
           let members = this.live.get(key);
-          if (!members) this.live.set(key, (members = new Set()));
+          if (!members) {
+            members = new Set();
+            this.live.set(key, members);
+          }
           members.add(member);
           this.timer ??= setInterval(() => void this.refresh(), this.refreshMs).unref();
         },

@@ -40,7 +40,10 @@ export class JobQueues {
   private readonly queues = new Map<string, Queue>();
   readonly connection: Redis;
 
-  constructor(redisUrl: string, readonly prefix: string) {
+  constructor(
+    redisUrl: string,
+    readonly prefix: string,
+  ) {
     // One retry per command: an API request should fail fast rather than hang while Redis is away.
     this.connection = createRedis(redisUrl, { maxRetriesPerRequest: 1, connectionName: `${prefix}:queues` });
     this.connection.on('error', () => {

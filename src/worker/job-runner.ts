@@ -99,7 +99,10 @@ export class JobRunner {
 
   private async publish(job: JobRecord): Promise<void> {
     jobTransitions.labels(job.type, job.status).inc();
-    if (job.startedAt && (job.status === 'COMPLETED' || job.status === 'FAILED' || job.status === 'CANCELLED' || job.status === 'DELAYED')) {
+    if (
+      job.startedAt &&
+      (job.status === 'COMPLETED' || job.status === 'FAILED' || job.status === 'CANCELLED' || job.status === 'DELAYED')
+    ) {
       jobDuration.labels(job.type, job.status).observe((Date.now() - job.startedAt.getTime()) / 1000);
     }
     try {
@@ -109,7 +112,12 @@ export class JobRunner {
     }
   }
 
-  private async process(declaration: AnyJobDeclaration, bullJob: BullJob, token: string | undefined, cancelSignal?: AbortSignal): Promise<unknown> {
+  private async process(
+    declaration: AnyJobDeclaration,
+    bullJob: BullJob,
+    token: string | undefined,
+    cancelSignal?: AbortSignal,
+  ): Promise<unknown> {
     const { orm, config, storage } = this.services;
     const jobId = bullJob.id!;
     const logger = this.services.logger.child({ jobId, type: declaration.name });
@@ -218,12 +226,11 @@ export class JobRunner {
 
   /** Ends the job CANCELLED; BullMQ sees a successful no-op, so nothing retries it. */
   private async finishCancelled(em: EntityManager, jobId: string, logger: JobContext['logger']): Promise<undefined> {
-    const cancelled = await updateJob(
-      em,
-      jobId,
-      { status: 'CANCELLED', finishedAt: new Date(), message: 'cancelled' },
-      ['PENDING', 'DELAYED', 'ACTIVE'],
-    );
+    const cancelled = await updateJob(em, jobId, { status: 'CANCELLED', finishedAt: new Date(), message: 'cancelled' }, [
+      'PENDING',
+      'DELAYED',
+      'ACTIVE',
+    ]);
     if (cancelled) await this.publish(cancelled);
     logger.info('job cancelled');
     return undefined;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { JobRecord } from '../db/entities/job.entity.js';
 import type { AnyJobDeclaration } from '../jobs/define-job.js';
 import { queueOptions } from '../jobs/enqueue.js';
 import { rowToJob, toEventMessage, updateJob } from '../jobs/job-store.js';
@@ -55,11 +56,13 @@ export class Reconciler {
     let repaired = 0;
     let after = '00000000-0000-0000-0000-000000000000';
     for (;;) {
-      const rows: Record<string, unknown>[] = await em.getConnection().execute(
-        `SELECT * FROM job WHERE status IN ('PENDING', 'DELAYED', 'ACTIVE') AND updated_at < ? AND id > ? ORDER BY id LIMIT ?`,
-        [new Date(Date.now() - GRACE_MS), after, BATCH],
-        'all',
-      );
+      const rows: Record<string, unknown>[] = await em
+        .getConnection()
+        .execute(
+          `SELECT * FROM job WHERE status IN ('PENDING', 'DELAYED', 'ACTIVE') AND updated_at < ? AND id > ? ORDER BY id LIMIT ?`,
+          [new Date(Date.now() - GRACE_MS), after, BATCH],
+          'all',
+        );
       if (rows.length === 0) break;
       after = String(rows[rows.length - 1]!.id);
       for (const row of rows) {
@@ -73,7 +76,7 @@ export class Reconciler {
         const gaveUp = queued?.finishedOn !== undefined && (await queued!.getState()) === 'failed';
         if (queued && !gaveUp) continue;
 
-        let updated;
+        let updated: JobRecord | null;
         if (gaveUp) {
           updated = await updateJob(
             em,
@@ -96,14 +99,21 @@ export class Reconciler {
           updated = await updateJob(
             em,
             job.id,
-            { status: delayMs > 0 ? 'DELAYED' : 'PENDING', message: 're-enqueued: the job queue had lost it', runAt: delayMs > 0 ? job.runAt : null },
+            {
+              status: delayMs > 0 ? 'DELAYED' : 'PENDING',
+              message: 're-enqueued: the job queue had lost it',
+              runAt: delayMs > 0 ? job.runAt : null,
+            },
             [job.status],
           );
           if (updated) await queues.add(job.type, job.id, job.payload, queueOptions(declaration, config, job, delayMs));
         }
         if (updated) {
           repaired++;
-          logger.warn({ jobId: job.id, type: job.type, status: updated.status }, gaveUp ? 'reconciled a job the queue had failed' : 'reconciled a job missing from the queue');
+          logger.warn(
+            { jobId: job.id, type: job.type, status: updated.status },
+            gaveUp ? 'reconciled a job the queue had failed' : 'reconciled a job missing from the queue',
+          );
           await this.services.pubsub.publishJobEvent(toEventMessage(updated)).catch(() => {});
         }
       }

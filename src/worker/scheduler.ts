@@ -199,16 +199,21 @@ export class Scheduler {
     const declaration = this.declaration(RUN_RULE_TYPE);
     const em = this.services.orm.em.fork() as EntityManager;
     const rule = await em.findOne(Rule, { id: ruleId });
-    if (!rule || !rule.enabled || !rule.schedule) {
+    if (!rule?.enabled || !rule.schedule) {
       await this.queue?.removeJobScheduler(ruleSchedulerId(ruleId));
-      logger.info({ schedule: ruleSchedulerId(ruleId), tick: tick.id }, 'tick of a deleted, disabled or unscheduled rule; schedule removed');
+      logger.info(
+        { schedule: ruleSchedulerId(ruleId), tick: tick.id },
+        'tick of a deleted, disabled or unscheduled rule; schedule removed',
+      );
       return null;
     }
-    const busy: unknown[] = await em.getConnection().execute(
-      `SELECT 1 FROM job WHERE owner_id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND type = ? AND payload->>'ruleId' = ? LIMIT 1`,
-      [rule.ownerId, RUN_RULE_TYPE, rule.id],
-      'all',
-    );
+    const busy: unknown[] = await em
+      .getConnection()
+      .execute(
+        `SELECT 1 FROM job WHERE owner_id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND type = ? AND payload->>'ruleId' = ? LIMIT 1`,
+        [rule.ownerId, RUN_RULE_TYPE, rule.id],
+        'all',
+      );
     if (busy.length > 0) {
       logger.info({ ruleId, tick: tick.id }, 'previous run of the rule still queued or running; tick skipped');
       return null;

@@ -17,14 +17,24 @@ beforeAll(async () => {
   env = await createTestEnv();
   system = await startInProcess(env);
   [alice, bob, admin] = await Promise.all([env.token('alice'), env.token('bob'), env.token('root', 'admin')]);
-  aliceAccountId = (await gqlOk<{ createAccount: { id: string } }>(system.url, alice, CREATE_ACCOUNT, { name: 'private' })).createAccount.id;
-  const response = await gqlUpload<{ importMbox: { id: string } }>(system.url, alice, IMPORT_MBOX, { accountId: aliceAccountId, file: null }, {
-    path: 'file',
-    content: buildMbox({ count: 5, seed: 5 }).mbox,
-    filename: 'secret.mbox',
-  });
+  aliceAccountId = (await gqlOk<{ createAccount: { id: string } }>(system.url, alice, CREATE_ACCOUNT, { name: 'private' })).createAccount
+    .id;
+  const response = await gqlUpload<{ importMbox: { id: string } }>(
+    system.url,
+    alice,
+    IMPORT_MBOX,
+    { accountId: aliceAccountId, file: null },
+    {
+      path: 'file',
+      content: buildMbox({ count: 5, seed: 5 }).mbox,
+      filename: 'secret.mbox',
+    },
+  );
   aliceJobId = response.data!.importMbox.id;
-  await waitFor('alice import', async () => (await gqlOk<{ job: any }>(system.url, alice, JOB, { id: aliceJobId })).job.status === 'COMPLETED');
+  await waitFor(
+    'alice import',
+    async () => (await gqlOk<{ job: any }>(system.url, alice, JOB, { id: aliceJobId })).job.status === 'COMPLETED',
+  );
 });
 
 afterAll(async () => {
@@ -67,7 +77,9 @@ describe('ownership', () => {
     expect(bobJobs.jobs.nodes.map((n) => n.id)).not.toContain(aliceJobId);
     const messages = await gql(system.url, bob, 'query($a: ID!) { messages(accountId: $a) { nodes { id } } }', { a: aliceAccountId });
     expect(messages.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
-    expect((await gqlOk<{ account: unknown }>(system.url, bob, 'query($id: ID!) { account(id: $id) { id } }', { id: aliceAccountId })).account).toBeNull();
+    expect(
+      (await gqlOk<{ account: unknown }>(system.url, bob, 'query($id: ID!) { account(id: $id) { id } }', { id: aliceAccountId })).account,
+    ).toBeNull();
     expect((await gqlOk<{ accounts: unknown[] }>(system.url, bob, '{ accounts { id } }')).accounts).toEqual([]);
   });
 
@@ -96,11 +108,17 @@ describe('ownership', () => {
     const bobAccount = (await gqlOk<{ createAccount: { id: string } }>(system.url, bob, CREATE_ACCOUNT, { name: 'bob' })).createAccount.id;
     // Give both subscriptions time to be registered with Redis: wait until the admin sees a marker job.
     const upload = (token: string, accountId: string) =>
-      gqlUpload<{ importMbox: { id: string } }>(system.url, token, IMPORT_MBOX, { accountId, file: null }, {
-        path: 'file',
-        content: buildMbox({ count: 3, seed: Math.floor(Math.random() * 1000) }).mbox,
-        filename: 'x.mbox',
-      });
+      gqlUpload<{ importMbox: { id: string } }>(
+        system.url,
+        token,
+        IMPORT_MBOX,
+        { accountId, file: null },
+        {
+          path: 'file',
+          content: buildMbox({ count: 3, seed: Math.floor(Math.random() * 1000) }).mbox,
+          filename: 'x.mbox',
+        },
+      );
     let bobJob = '';
     await waitFor('dashboards to receive events', async () => {
       bobJob = (await upload(bob, bobAccount)).data!.importMbox.id;
@@ -110,7 +128,9 @@ describe('ownership', () => {
     await waitFor('admin to see alice complete', () =>
       adminDash.results.some((r) => r.data?.jobEvents.jobId === aliceJob && r.data.jobEvents.status === 'COMPLETED'),
     );
-    await waitFor('bob to see his job complete', () => bobDash.results.some((r) => r.data?.jobEvents.jobId === bobJob && r.data.jobEvents.status === 'COMPLETED'));
+    await waitFor('bob to see his job complete', () =>
+      bobDash.results.some((r) => r.data?.jobEvents.jobId === bobJob && r.data.jobEvents.status === 'COMPLETED'),
+    );
     bobDash.close();
     adminDash.close();
     expect(bobDash.results.every((r) => r.data?.jobEvents.jobId !== aliceJob)).toBe(true);
@@ -119,9 +139,17 @@ describe('ownership', () => {
 
   it('lets an admin see every job and the queues; a user gets FORBIDDEN for admin-only fields', async () => {
     expect((await gqlOk<{ job: { id: string } }>(system.url, admin, JOB, { id: aliceJobId })).job.id).toBe(aliceJobId);
-    const stats = await gqlOk<{ queueStats: { queue: string; completed: number }[] }>(system.url, admin, '{ queueStats { queue completed waiting } }');
+    const stats = await gqlOk<{ queueStats: { queue: string; completed: number }[] }>(
+      system.url,
+      admin,
+      '{ queueStats { queue completed waiting } }',
+    );
     expect(stats.queueStats.find((q) => q.queue === 'import_mbox')!.completed).toBeGreaterThanOrEqual(1);
-    for (const query of ['{ queueStats { queue } }', 'mutation { updateSystemConfig(input: { archiveTrashPurgeEnabled: true }) { archiveTrashPurgeEnabled } }', 'mutation { purgeArchiveTrash { id } }']) {
+    for (const query of [
+      '{ queueStats { queue } }',
+      'mutation { updateSystemConfig(input: { archiveTrashPurgeEnabled: true }) { archiveTrashPurgeEnabled } }',
+      'mutation { purgeArchiveTrash { id } }',
+    ]) {
       const response = await gql(system.url, alice, query);
       expect(response.errors?.[0]?.extensions?.code, query).toBe('FORBIDDEN');
     }
@@ -153,11 +181,17 @@ describe('protection', () => {
   it('refuses an upload larger than the limit', async () => {
     const small = await startInProcess(env, { worker: false, vars: { MAX_UPLOAD_BYTES: '1000' } });
     try {
-      const response = await gqlUpload(small.url, alice, IMPORT_MBOX, { accountId: aliceAccountId, file: null }, {
-        path: 'file',
-        content: buildMbox({ count: 20, seed: 9 }).mbox,
-        filename: 'big.mbox',
-      });
+      const response = await gqlUpload(
+        small.url,
+        alice,
+        IMPORT_MBOX,
+        { accountId: aliceAccountId, file: null },
+        {
+          path: 'file',
+          content: buildMbox({ count: 20, seed: 9 }).mbox,
+          filename: 'big.mbox',
+        },
+      );
       expect(response.errors?.length).toBeGreaterThan(0);
       const { count } = await env.one<{ count: number }>("SELECT count(*)::int AS count FROM job WHERE payload->>'filename' = 'big.mbox'");
       expect(count).toBe(0);

@@ -81,7 +81,11 @@ describe('NUL bytes', () => {
   it('refuses NUL in stored and filtered strings, in variables and in literals', async () => {
     await expectCode(CREATE_ACCOUNT, { name: 'in\u0000box' }, 'BAD_USER_INPUT');
     await expectCode('mutation { createAccount(input: { name: "in\\u0000box" }) { id } }', {}, 'BAD_USER_INPUT');
-    await expectCode('query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }', { f: { types: ['import\u0000mbox'] } }, 'BAD_USER_INPUT');
+    await expectCode(
+      'query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }',
+      { f: { types: ['import\u0000mbox'] } },
+      'BAD_USER_INPUT',
+    );
     await expectCode(
       'mutation($a: ID!, $o: EnqueueOptions) { scanPii(accountId: $a, options: $o) { id } }',
       { a: accountId, o: { idempotencyKey: 'k\u0000' } },
@@ -95,13 +99,21 @@ describe('variables over HTTP', () => {
     await expectCode('query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }', { f: { statuses: ['NOPE'] } }, 'BAD_USER_INPUT');
     await expectCode('query($n: Int) { jobs(first: $n) { nodes { id } } }', { n: 'ten' }, 'BAD_USER_INPUT');
     await expectCode('query($n: Int) { jobs(first: $n) { nodes { id } } }', { n: 1e12 }, 'BAD_USER_INPUT');
-    await expectCode('mutation($a: ID!, $o: EnqueueOptions) { scanPii(accountId: $a, options: $o) { id } }', { a: accountId, o: { priority: 'high' } }, 'BAD_USER_INPUT');
+    await expectCode(
+      'mutation($a: ID!, $o: EnqueueOptions) { scanPii(accountId: $a, options: $o) { id } }',
+      { a: accountId, o: { priority: 'high' } },
+      'BAD_USER_INPUT',
+    );
     await expectCode('query($id: ID!) { job(id: $id) { id } }', {}, 'BAD_USER_INPUT');
   });
 
   it('never echoes more than a bounded slice of the input', async () => {
     const huge = 'x'.repeat(100_000);
-    const response = await expectCode('query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }', { f: { statuses: [huge] } }, 'BAD_USER_INPUT');
+    const response = await expectCode(
+      'query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }',
+      { f: { statuses: [huge] } },
+      'BAD_USER_INPUT',
+    );
     expect(JSON.stringify(response).length).toBeLessThan(2_000);
   });
 });

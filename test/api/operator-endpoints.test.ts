@@ -86,7 +86,9 @@ describe('queue board', () => {
     // The link is spent, and the session is no bearer token for the API.
     expect((await fetch(`${origin}/admin/queues?token=${admin}`, { redirect: 'manual' })).status).toBe(401);
     const session = cookie.slice(cookie.indexOf('=') + 1);
-    expect((await gql(system.url, session, '{ systemConfig { archiveTrashPurgeEnabled } }')).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expect((await gql(system.url, session, '{ systemConfig { archiveTrashPurgeEnabled } }')).errors?.[0]?.extensions?.code).toBe(
+      'UNAUTHENTICATED',
+    );
   });
 
   it('sets no Secure flag over plain HTTP', async () => {

@@ -100,7 +100,9 @@ describe('rule schedules', () => {
       expect(response.errors![0]!.message).toMatch(/at least 300 s apart/);
     }
     expect(Number((await env.one<{ n: string }>("SELECT count(*) AS n FROM rule WHERE owner_id = 'ruth'")).n)).toBe(0);
-    const ok = await gqlOk<{ createRule: { schedule: string } }>(replicaA.url, token, CREATE_RULE, { input: { ...input, schedule: '*/5 * * * *' } });
+    const ok = await gqlOk<{ createRule: { schedule: string } }>(replicaA.url, token, CREATE_RULE, {
+      input: { ...input, schedule: '*/5 * * * *' },
+    });
     expect(ok.createRule.schedule).toBe('*/5 * * * *');
   });
 });

@@ -44,7 +44,11 @@ function operate(client: Client, query: string, variables: Record<string, unknow
   op.ended = new Promise<Outcome>((resolve) => {
     op.dispose = client.subscribe(
       { query, variables },
-      { next: (value) => void op.results.push(value), error: (error) => resolve({ kind: 'error', error }), complete: () => resolve({ kind: 'complete' }) },
+      {
+        next: (value) => void op.results.push(value),
+        error: (error) => resolve({ kind: 'error', error }),
+        complete: () => resolve({ kind: 'complete' }),
+      },
     );
   });
   return op;
@@ -71,7 +75,11 @@ async function progressOn(client: Client, jobId: string): Promise<{ op: Operatio
 }
 
 async function delayedJob(token: string): Promise<string> {
-  const data = await gqlOk<{ applyRetention: { id: string } }>(replicaA.url, token, 'mutation { applyRetention(options: { delayMs: 3600000 }) { id } }');
+  const data = await gqlOk<{ applyRetention: { id: string } }>(
+    replicaA.url,
+    token,
+    'mutation { applyRetention(options: { delayMs: 3600000 }) { id } }',
+  );
   return data.applyRetention.id;
 }
 

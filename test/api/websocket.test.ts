@@ -109,7 +109,9 @@ describe('one bad operation on a WebSocket', () => {
       NOT_FOUND: operate(client, JOB_PROGRESS, { jobId: theirs }),
       UNKNOWN_FIELD: operate(client, 'subscription { jobProgress(jobId: "x") { noSuchField } }'),
     };
-    const outcomes = Object.fromEntries(await Promise.all(Object.entries(refused).map(async ([name, op]) => [name, await op.ended] as const)));
+    const outcomes = Object.fromEntries(
+      await Promise.all(Object.entries(refused).map(async ([name, op]) => [name, await op.ended] as const)),
+    );
     for (const [name, outcome] of Object.entries(outcomes)) {
       expect(outcome.kind, name).toBe('error');
       const errors = (outcome as { error: any[] }).error;

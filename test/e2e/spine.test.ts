@@ -27,49 +27,75 @@ afterAll(async () => {
 });
 
 describe('enqueue on one replica, watch on another', () => {
-  it.each<Transport>(['sse', 'ws'])('streams an mbox import over %s in order up to COMPLETED, with the messages queryable', async (transport) => {
-    const fixture = buildMbox({ count: 400, malformed: 1, attachmentEvery: 6, duplicates: 2, seed: transport === 'sse' ? 101 : 202 });
-    const { createAccount } = await gqlOk<{ createAccount: { id: string } }>(replicaA.url, token, CREATE_ACCOUNT, { name: `e2e-${transport}` });
-    const enqueued = await gqlUpload<{ importMbox: any }>(replicaA.url, token, IMPORT_MBOX, { accountId: createAccount.id, file: null }, {
-      path: 'file',
-      content: fixture.mbox,
-      filename: 'e2e.mbox',
-    });
-    expect(enqueued.errors).toBeUndefined();
-    const job = enqueued.data!.importMbox;
-    expect(['PENDING', 'ACTIVE']).toContain(job.status);
+  it.each<Transport>(['sse', 'ws'])(
+    'streams an mbox import over %s in order up to COMPLETED, with the messages queryable',
+    async (transport) => {
+      const fixture = buildMbox({ count: 400, malformed: 1, attachmentEvery: 6, duplicates: 2, seed: transport === 'sse' ? 101 : 202 });
+      const { createAccount } = await gqlOk<{ createAccount: { id: string } }>(replicaA.url, token, CREATE_ACCOUNT, {
+        name: `e2e-${transport}`,
+      });
+      const enqueued = await gqlUpload<{ importMbox: any }>(
+        replicaA.url,
+        token,
+        IMPORT_MBOX,
+        { accountId: createAccount.id, file: null },
+        {
+          path: 'file',
+          content: fixture.mbox,
+          filename: 'e2e.mbox',
+        },
+      );
+      expect(enqueued.errors).toBeUndefined();
+      const job = enqueued.data!.importMbox;
+      expect(['PENDING', 'ACTIVE']).toContain(job.status);
 
-    const sub = subscribe<{ jobProgress: any }>(transport, replicaB.url, token, JOB_PROGRESS, { jobId: job.id });
-    await sub.done;
-    const events = sub.results.map((result) => {
-      expect(result.errors).toBeUndefined();
-      return result.data!.jobProgress;
-    });
-    expect(events.length).toBeGreaterThanOrEqual(2);
-    for (let i = 1; i < events.length; i++) {
-      expect(Date.parse(events[i].at)).toBeGreaterThanOrEqual(Date.parse(events[i - 1].at));
-      expect(events[i].progress).toBeGreaterThanOrEqual(events[i - 1].progress);
-      expect(events[i].processed ?? 0).toBeGreaterThanOrEqual(events[i - 1].processed ?? 0);
-    }
-    const last = events.at(-1);
-    expect(last).toMatchObject({ jobId: job.id, type: 'import_mbox', status: 'COMPLETED', progress: 100, processed: 400, total: 400, error: null });
-    expect(last.result).toMatchObject({ total: 400, imported: fixture.expected.unique, malformed: 1, duplicates: fixture.expected.valid - fixture.expected.unique });
+      const sub = subscribe<{ jobProgress: any }>(transport, replicaB.url, token, JOB_PROGRESS, { jobId: job.id });
+      await sub.done;
+      const events = sub.results.map((result) => {
+        expect(result.errors).toBeUndefined();
+        return result.data!.jobProgress;
+      });
+      expect(events.length).toBeGreaterThanOrEqual(2);
+      for (let i = 1; i < events.length; i++) {
+        expect(Date.parse(events[i].at)).toBeGreaterThanOrEqual(Date.parse(events[i - 1].at));
+        expect(events[i].progress).toBeGreaterThanOrEqual(events[i - 1].progress);
+        expect(events[i].processed ?? 0).toBeGreaterThanOrEqual(events[i - 1].processed ?? 0);
+      }
+      const last = events.at(-1);
+      expect(last).toMatchObject({
+        jobId: job.id,
+        type: 'import_mbox',
+        status: 'COMPLETED',
+        progress: 100,
+        processed: 400,
+        total: 400,
+        error: null,
+      });
+      expect(last.result).toMatchObject({
+        total: 400,
+        imported: fixture.expected.unique,
+        malformed: 1,
+        duplicates: fixture.expected.valid - fixture.expected.unique,
+      });
 
-    const history = (await gqlOk<{ job: any }>(replicaB.url, token, JOB, { id: job.id })).job;
-    expect(history).toMatchObject({ status: 'COMPLETED', attempts: 1, processed: 400, total: 400 });
-    expect(Date.parse(history.finishedAt)).toBeGreaterThanOrEqual(Date.parse(history.startedAt));
+      const history = (await gqlOk<{ job: any }>(replicaB.url, token, JOB, { id: job.id })).job;
+      expect(history).toMatchObject({ status: 'COMPLETED', attempts: 1, processed: 400, total: 400 });
+      expect(Date.parse(history.finishedAt)).toBeGreaterThanOrEqual(Date.parse(history.startedAt));
 
-    const page = await gqlOk<{ messages: { nodes: any[]; pageInfo: { hasNextPage: boolean } } }>(
-      replicaA.url,
-      token,
-      `query($accountId: ID!) { messages(accountId: $accountId, first: 200) { nodes { id subject from attachmentCount } pageInfo { hasNextPage endCursor } } }`,
-      { accountId: createAccount.id },
-    );
-    expect(page.messages.nodes).toHaveLength(200);
-    expect(page.messages.pageInfo.hasNextPage).toBe(true);
-    const { count } = await env.one<{ count: number }>('SELECT count(*)::int AS count FROM message WHERE account_id = $1', [createAccount.id]);
-    expect(count).toBe(fixture.expected.unique);
-  });
+      const page = await gqlOk<{ messages: { nodes: any[]; pageInfo: { hasNextPage: boolean } } }>(
+        replicaA.url,
+        token,
+        `query($accountId: ID!) { messages(accountId: $accountId, first: 200) { nodes { id subject from attachmentCount } pageInfo { hasNextPage endCursor } } }`,
+        { accountId: createAccount.id },
+      );
+      expect(page.messages.nodes).toHaveLength(200);
+      expect(page.messages.pageInfo.hasNextPage).toBe(true);
+      const { count } = await env.one<{ count: number }>('SELECT count(*)::int AS count FROM message WHERE account_id = $1', [
+        createAccount.id,
+      ]);
+      expect(count).toBe(fixture.expected.unique);
+    },
+  );
 
   it('lists the history newest first with a keyset cursor across replicas', async () => {
     const first = await gqlOk<{ jobs: { edges: { cursor: string; node: { id: string; createdAt: string } }[]; pageInfo: any } }>(

@@ -39,20 +39,27 @@ describe('an API replica killed with SIGKILL', () => {
       subscribe<{ jobProgress: any }>(transport, survivor.url, token, JOB_PROGRESS, { jobId: job.id }),
     );
     progress.forEach((sub) => sub.done.catch(() => {}));
-    const dashboards = (['sse', 'ws'] as const).map((transport) => subscribe<{ jobEvents: any }>(transport, survivor.url, token, JOB_EVENTS));
+    const dashboards = (['sse', 'ws'] as const).map((transport) =>
+      subscribe<{ jobEvents: any }>(transport, survivor.url, token, JOB_EVENTS),
+    );
     // Closed by the test at the end; a close may be reported as an error.
     dashboards.forEach((sub) => sub.done.catch(() => {}));
 
-    await waitFor('every subscriber to see the import running', async () => {
-      const row = await jobRow(env.sql, job.id);
-      if (row.status === 'COMPLETED') throw new Error('the import completed before the kill; use a bigger mbox');
-      return (
-        row.status === 'ACTIVE' &&
-        (row.processed ?? 0) > 0 &&
-        [...progress, ...onDoomed].every((sub) => sub.results.some((r) => r.data?.jobProgress.status === 'ACTIVE')) &&
-        dashboards.every((sub) => sub.results.length > 0)
-      );
-    }, 60_000, 20);
+    await waitFor(
+      'every subscriber to see the import running',
+      async () => {
+        const row = await jobRow(env.sql, job.id);
+        if (row.status === 'COMPLETED') throw new Error('the import completed before the kill; use a bigger mbox');
+        return (
+          row.status === 'ACTIVE' &&
+          (row.processed ?? 0) > 0 &&
+          [...progress, ...onDoomed].every((sub) => sub.results.some((r) => r.data?.jobProgress.status === 'ACTIVE')) &&
+          dashboards.every((sub) => sub.results.length > 0)
+        );
+      },
+      60_000,
+      20,
+    );
 
     doomed.kill('SIGKILL');
     await doomed.exited;
@@ -61,10 +68,17 @@ describe('an API replica killed with SIGKILL', () => {
     await expect(onDoomed[0]!.done).rejects.toBeDefined();
 
     await waitFor('the import to complete', async () => (await jobRow(env.sql, job.id)).status === 'COMPLETED', 60_000, 100);
-    await waitFor('the progress subscribers on the surviving replica to complete', async () => {
-      const done = await Promise.all(progress.map((sub) => Promise.race([sub.done.then(() => true), new Promise((r) => setTimeout(() => r(false), 50))])));
-      return done.every(Boolean);
-    }, 20_000, 0);
+    await waitFor(
+      'the progress subscribers on the surviving replica to complete',
+      async () => {
+        const done = await Promise.all(
+          progress.map((sub) => Promise.race([sub.done.then(() => true), new Promise((r) => setTimeout(() => r(false), 50))])),
+        );
+        return done.every(Boolean);
+      },
+      20_000,
+      0,
+    );
 
     progress.forEach((sub, i) => {
       const events = sub.results.map((r) => r.data!.jobProgress);

@@ -36,7 +36,9 @@ describe('a cancel that races completion', () => {
     const dashboard = subscribe<{ jobEvents: Event }>('ws', api.url, token, JOB_EVENTS);
     dashboard.done.catch(() => {});
     await waitFor('the dashboard subscription to be open', async () =>
-      /jobwire_active_subscriptions\{subscription="jobEvents"\} [1-9]/.test(await (await fetch(`${api.baseUrl}/metrics`, { headers: { authorization: `Bearer ${env.vars.METRICS_TOKEN}` } })).text()),
+      /jobwire_active_subscriptions\{subscription="jobEvents"\} [1-9]/.test(
+        await (await fetch(`${api.baseUrl}/metrics`, { headers: { authorization: `Bearer ${env.vars.METRICS_TOKEN}` } })).text(),
+      ),
     );
     // Small imports take a few tens of milliseconds. Cancels go out at fixed delays after the
     // enqueue (mostly while queued), the moment the row turns ACTIVE (racing the handler's end), or
@@ -54,7 +56,12 @@ describe('a cancel that races completion', () => {
         progress.done.catch(() => {});
         if (plan === 'onActive' || plan === 'afterEnd') {
           const wanted = plan === 'onActive' ? ['ACTIVE', ...TERMINAL] : [...TERMINAL];
-          await waitFor('the job to move on', async () => wanted.includes((await env.one<{ status: string }>('SELECT status FROM job WHERE id = $1', [job.id])).status), 30_000, 2);
+          await waitFor(
+            'the job to move on',
+            async () => wanted.includes((await env.one<{ status: string }>('SELECT status FROM job WHERE id = $1', [job.id])).status),
+            30_000,
+            2,
+          );
         } else {
           await new Promise((resolve) => setTimeout(resolve, plan.delayMs));
         }
@@ -64,14 +71,30 @@ describe('a cancel that races completion', () => {
       }),
     );
 
-    const rows = await waitFor('every job to reach a terminal state', async () => {
-      const found = await env.sql<{ id: string; status: string }>('SELECT id, status FROM job WHERE id = ANY($1::uuid[])', [runs.map((r) => r.id)]);
-      return found.length === runs.length && found.every((row) => TERMINAL.has(row.status)) ? new Map(found.map((row) => [row.id, row.status])) : null;
-    }, 60_000, 100);
-    await waitFor('every progress subscription to complete', async () => {
-      const settled = await Promise.all(runs.map(({ progress }) => Promise.race([progress.done.then(() => true), new Promise((r) => setTimeout(() => r(false), 20))])));
-      return settled.every(Boolean);
-    }, 30_000, 0);
+    const rows = await waitFor(
+      'every job to reach a terminal state',
+      async () => {
+        const found = await env.sql<{ id: string; status: string }>('SELECT id, status FROM job WHERE id = ANY($1::uuid[])', [
+          runs.map((r) => r.id),
+        ]);
+        return found.length === runs.length && found.every((row) => TERMINAL.has(row.status))
+          ? new Map(found.map((row) => [row.id, row.status]))
+          : null;
+      },
+      60_000,
+      100,
+    );
+    await waitFor(
+      'every progress subscription to complete',
+      async () => {
+        const settled = await Promise.all(
+          runs.map(({ progress }) => Promise.race([progress.done.then(() => true), new Promise((r) => setTimeout(() => r(false), 20))])),
+        );
+        return settled.every(Boolean);
+      },
+      30_000,
+      0,
+    );
 
     const outcomes = new Set<string>();
     for (const { id, progress } of runs) {
@@ -91,10 +114,19 @@ describe('a cancel that races completion', () => {
     expect(runningCancels.count).toBeGreaterThan(0);
 
     // A dashboard sees one terminal event per job, the row's, and nothing after it.
-    await waitFor('the dashboard to see every terminal event', () => {
-      const ended = new Set(dashboard.results.map((r) => r.data!.jobEvents).filter((e) => TERMINAL.has(e.status)).map((e) => e.jobId));
-      return runs.every(({ id }) => ended.has(id));
-    }, 20_000);
+    await waitFor(
+      'the dashboard to see every terminal event',
+      () => {
+        const ended = new Set(
+          dashboard.results
+            .map((r) => r.data!.jobEvents)
+            .filter((e) => TERMINAL.has(e.status))
+            .map((e) => e.jobId),
+        );
+        return runs.every(({ id }) => ended.has(id));
+      },
+      20_000,
+    );
     for (const { id } of runs) {
       const events = dashboard.results.map((r) => r.data!.jobEvents).filter((e) => e.jobId === id);
       expect(events.filter((e) => TERMINAL.has(e.status)).map((e) => e.status)).toEqual([rows.get(id)]);

@@ -44,9 +44,13 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   let server: ChildProcess | null = null;
   let exited: Promise<unknown> = Promise.resolve();
   const start = async () => {
-    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
-      stdio: 'ignore',
-    });
+    server = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+      {
+        stdio: 'ignore',
+      },
+    );
     const current = server;
     exited = new Promise((resolve) => current.once('exit', resolve));
     await waitFor(`private redis on ${port}`, async () => {
@@ -102,7 +106,12 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const data = join(dir, 'data');
   // PostgreSQL refuses to run as root: as root, the cluster belongs to the postgres user.
   const asRoot = process.getuid?.() === 0;
-  if (asRoot) chownSync(dir, Number((await run('id', ['-u', 'postgres'])).stdout.trim()), Number((await run('id', ['-g', 'postgres'])).stdout.trim()));
+  if (asRoot)
+    chownSync(
+      dir,
+      Number((await run('id', ['-u', 'postgres'])).stdout.trim()),
+      Number((await run('id', ['-g', 'postgres'])).stdout.trim()),
+    );
   const pgRun = (binary: string, args: string[]) =>
     asRoot ? run('runuser', ['-u', 'postgres', '--', join(PG_BIN, binary), ...args]) : run(join(PG_BIN, binary), args);
 
@@ -141,11 +150,17 @@ export async function createAccount(url: string, token: string, name: string): P
 
 /** Uploads an mbox through `importMbox` and returns the job (fails on any GraphQL error). */
 export async function importMbox(url: string, token: string, accountId: string, mbox: Buffer): Promise<{ id: string; status: string }> {
-  const response = await gqlUpload<{ importMbox: { id: string; status: string } }>(url, token, IMPORT_MBOX, { accountId, file: null }, {
-    path: 'file',
-    content: mbox,
-    filename: 'inbox.mbox',
-  });
+  const response = await gqlUpload<{ importMbox: { id: string; status: string } }>(
+    url,
+    token,
+    IMPORT_MBOX,
+    { accountId, file: null },
+    {
+      path: 'file',
+      content: mbox,
+      filename: 'inbox.mbox',
+    },
+  );
   if (response.errors?.length || !response.data) throw new Error(`importMbox failed: ${JSON.stringify(response.errors)}`);
   return response.data.importMbox;
 }
@@ -163,7 +178,9 @@ export interface JobRow {
 }
 
 export async function jobRow(query: (text: string, params?: unknown[]) => Promise<unknown[]>, id: string): Promise<JobRow> {
-  const rows = (await query('SELECT id, status, attempts, processed, total, error, version, result FROM job WHERE id = $1', [id])) as JobRow[];
+  const rows = (await query('SELECT id, status, attempts, processed, total, error, version, result FROM job WHERE id = $1', [
+    id,
+  ])) as JobRow[];
   if (!rows[0]) throw new Error(`no job row ${id}`);
   return rows[0];
 }

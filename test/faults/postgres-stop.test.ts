@@ -51,12 +51,17 @@ const BULL_FINAL: Record<string, string> = { completed: 'COMPLETED', failed: 'FA
 
 /** Waits until the row and BullMQ agree on a terminal state, then checks what the import stored. */
 async function expectOneTerminalState(jobId: string, accountId: string, expected: { messages: number; unique: number }) {
-  const outcome = await waitFor('the row and the queue to agree on a terminal state', async () => {
-    const row = await jobRow(query, jobId);
-    const state = await (await queue.getJob(jobId))?.getState();
-    if (!state || !BULL_FINAL[state]) return null;
-    return row.status === BULL_FINAL[state] ? { row, state } : null;
-  }, 45_000, 200);
+  const outcome = await waitFor(
+    'the row and the queue to agree on a terminal state',
+    async () => {
+      const row = await jobRow(query, jobId);
+      const state = await (await queue.getJob(jobId))?.getState();
+      if (!state || !BULL_FINAL[state]) return null;
+      return row.status === BULL_FINAL[state] ? { row, state } : null;
+    },
+    45_000,
+    200,
+  );
   expect(worker.alive()).toBe(true);
 
   const { count } = (await query('SELECT count(*)::int AS count FROM message WHERE account_id = $1', [accountId]))[0] as { count: number };
@@ -76,11 +81,16 @@ async function startImport(name: string, count: number, seed: number) {
   const fixture = buildMbox({ count, seed });
   const accountId = await createAccount(api.url, token, name);
   const job = await importMbox(api.url, token, accountId, fixture.mbox);
-  await waitFor('the import to be under way', async () => {
-    const row = await jobRow(query, job.id);
-    if (row.status === 'COMPLETED') throw new Error('the import completed before the fault; use a bigger mbox');
-    return row.status === 'ACTIVE' && (row.processed ?? 0) > 0;
-  }, 60_000, 20);
+  await waitFor(
+    'the import to be under way',
+    async () => {
+      const row = await jobRow(query, job.id);
+      if (row.status === 'COMPLETED') throw new Error('the import completed before the fault; use a bigger mbox');
+      return row.status === 'ACTIVE' && (row.processed ?? 0) > 0;
+    },
+    60_000,
+    20,
+  );
   return { job, accountId, expected: fixture.expected };
 }
 

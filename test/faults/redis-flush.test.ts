@@ -65,28 +65,48 @@ describe('Redis flushed while jobs are PENDING, DELAYED and ACTIVE', () => {
     const later = await importDelayed(await createAccount(api.url, token, 'flush-later'), small, 3_600_000);
     // Waiting for its last attempt: nothing left to re-run, so it must fail with a clear reason.
     const lastChance = await importDelayed(await createAccount(api.url, token, 'flush-last'), small, 3_600_000);
-    await env.sql("UPDATE job SET attempts = max_attempts, error = 'boom', updated_at = now() - interval '1 minute' WHERE id = $1", [lastChance]);
+    await env.sql("UPDATE job SET attempts = max_attempts, error = 'boom', updated_at = now() - interval '1 minute' WHERE id = $1", [
+      lastChance,
+    ]);
 
-    await waitFor('three imports running and two waiting', async () => {
-      const rows = await Promise.all(imports.map((job) => jobRow(env.sql, job.id)));
-      if (rows.some((row) => row.status === 'COMPLETED')) throw new Error('an import completed before the flush; use a bigger mbox');
-      return rows.filter((row) => row.status === 'ACTIVE' && (row.processed ?? 0) > 0).length === 3 && rows.filter((row) => row.status === 'PENDING').length === 2;
-    }, 60_000, 20);
+    await waitFor(
+      'three imports running and two waiting',
+      async () => {
+        const rows = await Promise.all(imports.map((job) => jobRow(env.sql, job.id)));
+        if (rows.some((row) => row.status === 'COMPLETED')) throw new Error('an import completed before the flush; use a bigger mbox');
+        return (
+          rows.filter((row) => row.status === 'ACTIVE' && (row.processed ?? 0) > 0).length === 3 &&
+          rows.filter((row) => row.status === 'PENDING').length === 2
+        );
+      },
+      60_000,
+      20,
+    );
     const historyBefore = await env.one<{ count: number }>('SELECT count(*)::int AS count FROM job');
 
     await redis.client.flushall();
     const flushedAt = Date.now();
 
-    const finals = await waitFor('every import to complete', async () => {
-      const rows = await Promise.all(imports.map((job) => jobRow(env.sql, job.id)));
-      const failed = rows.find((row) => row.status === 'FAILED' || row.status === 'CANCELLED');
-      if (failed) throw new Error(`an import ended ${failed.status}: ${failed.error}`);
-      return rows.every((row) => row.status === 'COMPLETED') ? rows : null;
-    }, 90_000, 200);
-    const failed = await waitFor('the last-attempt job to be failed', async () => {
-      const row = await jobRow(env.sql, lastChance);
-      return row.status === 'FAILED' ? row : null;
-    }, 30_000, 200);
+    const finals = await waitFor(
+      'every import to complete',
+      async () => {
+        const rows = await Promise.all(imports.map((job) => jobRow(env.sql, job.id)));
+        const failed = rows.find((row) => row.status === 'FAILED' || row.status === 'CANCELLED');
+        if (failed) throw new Error(`an import ended ${failed.status}: ${failed.error}`);
+        return rows.every((row) => row.status === 'COMPLETED') ? rows : null;
+      },
+      90_000,
+      200,
+    );
+    const failed = await waitFor(
+      'the last-attempt job to be failed',
+      async () => {
+        const row = await jobRow(env.sql, lastChance);
+        return row.status === 'FAILED' ? row : null;
+      },
+      30_000,
+      200,
+    );
     // Within the reconciler's period (1 s) plus its grace for rows changed in the last 5 s.
     expect(Date.now() - flushedAt).toBeLessThan(60_000);
     expect(failed.error).toMatch(/queue lost this job/);
@@ -110,9 +130,15 @@ describe('Redis flushed while jobs are PENDING, DELAYED and ACTIVE', () => {
     expect(delayed.run_at!.getTime()).toBeGreaterThan(Date.now() + 3_000_000);
 
     // History is PostgreSQL's: every job is still listed.
-    const page = await gqlOk<{ jobs: { edges: { node: { id: string } }[] } }>(api.url, token, 'query { jobs(first: 100) { edges { node { id } } } }');
+    const page = await gqlOk<{ jobs: { edges: { node: { id: string } }[] } }>(
+      api.url,
+      token,
+      'query { jobs(first: 100) { edges { node { id } } } }',
+    );
     expect(page.jobs.edges).toHaveLength(historyBefore.count);
-    expect(page.jobs.edges.map((edge) => edge.node.id)).toEqual(expect.arrayContaining([...imports.map((job) => job.id), later, lastChance]));
+    expect(page.jobs.edges.map((edge) => edge.node.id)).toEqual(
+      expect.arrayContaining([...imports.map((job) => job.id), later, lastChance]),
+    );
     expect(worker.alive() && api.alive()).toBe(true);
   }, 150_000);
 });

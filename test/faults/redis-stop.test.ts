@@ -51,11 +51,16 @@ async function tryImport(accountId: string, mbox: Buffer, ms: number) {
 }
 
 async function untilCompleted(id: string) {
-  return waitFor(`job ${id} to complete`, async () => {
-    const row = await jobRow(env.sql, id);
-    if (row.status === 'FAILED') throw new Error(`job failed: ${row.error}`);
-    return row.status === 'COMPLETED' ? row : null;
-  }, 45_000, 100);
+  return waitFor(
+    `job ${id} to complete`,
+    async () => {
+      const row = await jobRow(env.sql, id);
+      if (row.status === 'FAILED') throw new Error(`job failed: ${row.error}`);
+      return row.status === 'COMPLETED' ? row : null;
+    },
+    45_000,
+    100,
+  );
 }
 
 describe('Redis stopped during enqueue', () => {
@@ -83,10 +88,15 @@ describe('Redis stopped during enqueue', () => {
     // Redis back (empty, as after a restart without persistence): same processes, nothing restarted.
     await redis.start();
     await waitFor('the API to see Redis again', async () => (await fetch(`${api.baseUrl}/ready`)).status === 200, 30_000, 200);
-    const after = await waitFor('an enqueue to be accepted again', async () => {
-      const result = await tryImport(accountId, buildMbox({ count: 20, seed: 4405 }).mbox, 20_000);
-      return result.data?.importMbox ?? null;
-    }, 30_000, 200);
+    const after = await waitFor(
+      'an enqueue to be accepted again',
+      async () => {
+        const result = await tryImport(accountId, buildMbox({ count: 20, seed: 4405 }).mbox, 20_000);
+        return result.data?.importMbox ?? null;
+      },
+      30_000,
+      200,
+    );
     await untilCompleted(after.id);
     expect(api.alive() && worker.alive()).toBe(true);
   }, 120_000);

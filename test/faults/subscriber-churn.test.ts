@@ -9,7 +9,7 @@ let env: TestEnv;
 let redis: PrivateRedis;
 let api: ApiProc;
 let token: string;
-let jobIds: string[] = [];
+const jobIds: string[] = [];
 
 const BULK = `mutation($input: BulkOperationInput!) { bulkOperation(input: $input) { id status } }`;
 const JOB_EVENTS = `subscription { jobEvents { jobId status } }`;
@@ -97,17 +97,27 @@ describe('subscriber churn', () => {
     for (let batch = 1; batch <= 10; batch++) await churn(200, batch);
 
     let last = baseline;
-    await waitFor('Redis subscriptions and open subscriptions back to the baseline', async () => {
-      last = await footprint();
-      return last.open === 0 && last.numpat === baseline.numpat && last.channels.join() === baseline.channels.join();
-    }, 30_000, 100).catch(() => {});
+    await waitFor(
+      'Redis subscriptions and open subscriptions back to the baseline',
+      async () => {
+        last = await footprint();
+        return last.open === 0 && last.numpat === baseline.numpat && last.channels.join() === baseline.channels.join();
+      },
+      30_000,
+      100,
+    ).catch(() => {});
     expect(last).toEqual(baseline);
     // Heap: back to the baseline, give or take what V8 keeps between collections (a leak of even
     // 3 KB per subscription would show as 6 MB here).
-    const heapAfter = await waitFor('the heap to return to its baseline', async () => {
-      const heap = await api.heap();
-      return heap.heapUsed - heapBefore.heapUsed < 6 * 1024 * 1024 ? heap : null;
-    }, 20_000, 500).catch(async () => api.heap());
+    const heapAfter = await waitFor(
+      'the heap to return to its baseline',
+      async () => {
+        const heap = await api.heap();
+        return heap.heapUsed - heapBefore.heapUsed < 6 * 1024 * 1024 ? heap : null;
+      },
+      20_000,
+      500,
+    ).catch(async () => api.heap());
     expect(heapAfter.heapUsed - heapBefore.heapUsed).toBeLessThan(6 * 1024 * 1024);
     expect(api.alive()).toBe(true);
   }, 180_000);

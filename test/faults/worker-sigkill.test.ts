@@ -29,11 +29,16 @@ describe('a worker killed with SIGKILL mid-job', () => {
     const sub = subscribe<{ jobProgress: any }>('sse', api.url, token, JOB_PROGRESS, { jobId: job.id });
 
     // Mid-way: some batches stored, most of the file still to go.
-    await waitFor('the import to be under way', async () => {
-      const row = await jobRow(env.sql, job.id);
-      if (row.status !== 'ACTIVE' && row.status !== 'PENDING') throw new Error(`import ended before the kill: ${row.status}`);
-      return row.status === 'ACTIVE' && (row.processed ?? 0) >= 200;
-    }, 30_000, 20);
+    await waitFor(
+      'the import to be under way',
+      async () => {
+        const row = await jobRow(env.sql, job.id);
+        if (row.status !== 'ACTIVE' && row.status !== 'PENDING') throw new Error(`import ended before the kill: ${row.status}`);
+        return row.status === 'ACTIVE' && (row.processed ?? 0) >= 200;
+      },
+      30_000,
+      20,
+    );
     const victim = workers.find((worker) => ranJob(worker, job.id))!;
     const survivor = workers.find((worker) => worker !== victim)!;
     expect(victim).toBeDefined();
@@ -43,21 +48,31 @@ describe('a worker killed with SIGKILL mid-job', () => {
     await victim.exited;
     const eventsAtKill = sub.results.length;
 
-    const final = await waitFor('the job to complete on the surviving worker', async () => {
-      const row = await jobRow(env.sql, job.id);
-      if (row.status === 'FAILED' || row.status === 'CANCELLED') throw new Error(`job ended ${row.status}: ${row.error}`);
-      return row.status === 'COMPLETED' ? row : null;
-    }, 60_000, 100);
+    const final = await waitFor(
+      'the job to complete on the surviving worker',
+      async () => {
+        const row = await jobRow(env.sql, job.id);
+        if (row.status === 'FAILED' || row.status === 'CANCELLED') throw new Error(`job ended ${row.status}: ${row.error}`);
+        return row.status === 'COMPLETED' ? row : null;
+      },
+      60_000,
+      100,
+    );
     expect(ranJob(survivor, job.id)).toBe(true);
     expect(final.attempts).toBe(2);
     expect(final.processed).toBe(fixture.expected.messages);
     expect(final.result).toMatchObject({ total: fixture.expected.messages, malformed: fixture.expected.malformed });
 
     // The subscriber saw the second attempt run and the terminal event.
-    await waitFor('the subscription to complete', async () => {
-      await Promise.race([sub.done, new Promise((resolve) => setTimeout(resolve, 100))]);
-      return sub.results.at(-1)?.data?.jobProgress.status === 'COMPLETED';
-    }, 15_000, 0);
+    await waitFor(
+      'the subscription to complete',
+      async () => {
+        await Promise.race([sub.done, new Promise((resolve) => setTimeout(resolve, 100))]);
+        return sub.results.at(-1)?.data?.jobProgress.status === 'COMPLETED';
+      },
+      15_000,
+      0,
+    );
     const after = sub.results.slice(eventsAtKill).map((result) => result.data!.jobProgress);
     expect(after.some((event) => event.status === 'ACTIVE')).toBe(true);
     expect(after.at(-1)).toMatchObject({ status: 'COMPLETED', progress: 100, processed: fixture.expected.messages });

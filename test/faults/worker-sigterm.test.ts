@@ -51,12 +51,17 @@ describe('a worker stopped with SIGTERM mid-job', () => {
       const accountId = await createAccount(api.url, token, `sigterm-${i}`);
       jobs.push(await importMbox(api.url, token, accountId, fixture.mbox));
     }
-    const running = await waitFor('three imports to be under way', async () => {
-      const rows = await Promise.all(jobs.map((job) => jobRow(env.sql, job.id)));
-      if (rows.some((row) => row.status === 'COMPLETED')) throw new Error('an import completed before SIGTERM; use a bigger mbox');
-      const active = rows.filter((row) => row.status === 'ACTIVE' && (row.processed ?? 0) > 0);
-      return active.length === 3 ? active : null;
-    }, 60_000, 20);
+    const running = await waitFor(
+      'three imports to be under way',
+      async () => {
+        const rows = await Promise.all(jobs.map((job) => jobRow(env.sql, job.id)));
+        if (rows.some((row) => row.status === 'COMPLETED')) throw new Error('an import completed before SIGTERM; use a bigger mbox');
+        const active = rows.filter((row) => row.status === 'ACTIVE' && (row.processed ?? 0) > 0);
+        return active.length === 3 ? active : null;
+      },
+      60_000,
+      20,
+    );
     const waiting = jobs.find((job) => !running.some((row) => row.id === job.id))!;
 
     first.kill('SIGTERM');
@@ -74,7 +79,12 @@ describe('a worker stopped with SIGTERM mid-job', () => {
 
     // The next worker takes it from the queue as a first attempt.
     const second = await worker('worker-2');
-    await waitFor('the waiting import to complete on the next worker', async () => (await jobRow(env.sql, waiting.id)).status === 'COMPLETED', 60_000, 100);
+    await waitFor(
+      'the waiting import to complete on the next worker',
+      async () => (await jobRow(env.sql, waiting.id)).status === 'COMPLETED',
+      60_000,
+      100,
+    );
     expect(ranJob(second, waiting.id)).toBe(true);
     expect(await jobRow(env.sql, waiting.id)).toMatchObject({ attempts: 1 });
     expect(await stalls(waiting.id)).toBe(0);
@@ -86,11 +96,16 @@ describe('a worker stopped with SIGTERM mid-job', () => {
     const fixture = buildMbox({ count: 2500, seed: 4203 });
     const accountId = await createAccount(api.url, token, 'sigterm-deadline');
     const job = await importMbox(api.url, token, accountId, fixture.mbox);
-    await waitFor('the import to be under way', async () => {
-      const row = await jobRow(env.sql, job.id);
-      if (row.status === 'COMPLETED') throw new Error('the import completed before SIGTERM; use a bigger mbox');
-      return row.status === 'ACTIVE' && (row.processed ?? 0) > 0;
-    }, 60_000, 20);
+    await waitFor(
+      'the import to be under way',
+      async () => {
+        const row = await jobRow(env.sql, job.id);
+        if (row.status === 'COMPLETED') throw new Error('the import completed before SIGTERM; use a bigger mbox');
+        return row.status === 'ACTIVE' && (row.processed ?? 0) > 0;
+      },
+      60_000,
+      20,
+    );
 
     impatient.kill('SIGTERM');
     await impatient.exited;
@@ -101,10 +116,15 @@ describe('a worker stopped with SIGTERM mid-job', () => {
     expect(row.status).not.toBe('ACTIVE');
 
     const next = await worker('worker-after-deadline');
-    const final = await waitFor('the handed-back import to complete', async () => {
-      const current = await jobRow(env.sql, job.id);
-      return current.status === 'COMPLETED' ? current : null;
-    }, 60_000, 100);
+    const final = await waitFor(
+      'the handed-back import to complete',
+      async () => {
+        const current = await jobRow(env.sql, job.id);
+        return current.status === 'COMPLETED' ? current : null;
+      },
+      60_000,
+      100,
+    );
     expect(ranJob(next, job.id)).toBe(true);
     expect(final.processed).toBe(fixture.expected.messages);
     expect(await stalls(job.id)).toBe(0);

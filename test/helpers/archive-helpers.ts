@@ -51,11 +51,17 @@ export async function waitForJob(url: string, token: string, id: string, timeout
 
 /** Imports an mbox into the account and waits for the import to complete. */
 export async function importMailbox(url: string, token: string, accountId: string, mbox: Buffer): Promise<any> {
-  const response = await gqlUpload<{ importMbox: { id: string } }>(url, token, IMPORT_MBOX, { accountId, file: null }, {
-    path: 'file',
-    content: mbox,
-    filename: 'inbox.mbox',
-  });
+  const response = await gqlUpload<{ importMbox: { id: string } }>(
+    url,
+    token,
+    IMPORT_MBOX,
+    { accountId, file: null },
+    {
+      path: 'file',
+      content: mbox,
+      filename: 'inbox.mbox',
+    },
+  );
   expect(response.errors).toBeUndefined();
   const job = await waitForJob(url, token, response.data!.importMbox.id, 120_000);
   expect(job.status).toBe('COMPLETED');
@@ -70,7 +76,12 @@ export async function runJob(url: string, token: string, document: string, varia
 }
 
 /** The GraphQL error code of a call expected to fail. */
-export async function errorCode(url: string, token: string, document: string, variables: Record<string, unknown> = {}): Promise<string | undefined> {
+export async function errorCode(
+  url: string,
+  token: string,
+  document: string,
+  variables: Record<string, unknown> = {},
+): Promise<string | undefined> {
   const response = await gql(url, token, document, variables);
   return response.errors?.[0]?.extensions?.code;
 }

@@ -60,11 +60,17 @@ export async function importCorpus(
   accountId: string,
   messages: string[],
 ): Promise<{ total: number; imported: number; duplicates: number; malformed: number }> {
-  const response = await gqlUpload<{ importMbox: { id: string } }>(system.url, token, IMPORT, { accountId, file: null }, {
-    path: 'file',
-    content: mboxFromMessages(messages),
-    filename: 'corpus.mbox',
-  });
+  const response = await gqlUpload<{ importMbox: { id: string } }>(
+    system.url,
+    token,
+    IMPORT,
+    { accountId, file: null },
+    {
+      path: 'file',
+      content: mboxFromMessages(messages),
+      filename: 'corpus.mbox',
+    },
+  );
   expect(response.errors).toBeUndefined();
   const job = await waitForJob(system, token, response.data!.importMbox.id);
   expect(job.status, job.error ?? '').toBe('COMPLETED');
@@ -84,6 +90,11 @@ export async function runJob(
   signature = '$accountId: ID!',
   args = 'accountId: $accountId',
 ): Promise<FinishedJob> {
-  const data = await gqlOk<Record<string, { id: string }>>(system.url, token, `mutation(${signature}) { ${field}(${args}) { id } }`, variables);
+  const data = await gqlOk<Record<string, { id: string }>>(
+    system.url,
+    token,
+    `mutation(${signature}) { ${field}(${args}) { id } }`,
+    variables,
+  );
   return waitForJob(system, token, data[field]!.id);
 }

@@ -23,7 +23,12 @@ export async function gql<T = Record<string, any>>(
 }
 
 /** Like `gql`, but fails the test on any GraphQL error. */
-export async function gqlOk<T = Record<string, any>>(url: string, token: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
+export async function gqlOk<T = Record<string, any>>(
+  url: string,
+  token: string,
+  query: string,
+  variables: Record<string, unknown> = {},
+): Promise<T> {
   const result = await gql<T>(url, token, query, variables);
   if (result.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(result.errors)}`);
   return result.data as T;

@@ -51,6 +51,7 @@ export const TINY_PNG = Buffer.from(
 );
 
 const CRLF = '\r\n';
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII range is the point of this test
 const NON_ASCII = /[^\x00-\x7f]/;
 
 function sha256(data: string | Buffer): string {
@@ -103,18 +104,14 @@ function base64Lines(content: Buffer): string {
 
 function textPart(type: 'plain' | 'html', content: string): string {
   const encoding = NON_ASCII.test(content) ? '8bit' : '7bit';
-  return (
-    `Content-Type: text/${type}; charset=utf-8${CRLF}` +
-    `Content-Transfer-Encoding: ${encoding}${CRLF}${CRLF}` +
-    crlfLines(content)
-  );
+  return `Content-Type: text/${type}; charset=utf-8${CRLF}Content-Transfer-Encoding: ${encoding}${CRLF}${CRLF}${crlfLines(content)}`;
 }
 
 function multipart(subtype: string, boundary: string, parts: string[]): string {
   let out = `Content-Type: multipart/${subtype}; boundary="${boundary}"${CRLF}${CRLF}`;
   out += `This is a multi-part message in MIME format.${CRLF}`;
   for (const part of parts) out += `${CRLF}--${boundary}${CRLF}${part}`;
-  return out + `${CRLF}--${boundary}--${CRLF}`;
+  return `${out}${CRLF}--${boundary}--${CRLF}`;
 }
 
 function attachmentPart(a: FixtureAttachment): string {
@@ -145,8 +142,7 @@ export function buildMessage(options: BuildMessageOptions = {}): string {
 
   // Deterministic id and boundaries: derived from what the message says.
   const digest = sha256(JSON.stringify([from, to, subject, dateText, text, html, attachments.length]));
-  const messageId =
-    options.messageId === undefined ? `${digest.slice(0, 16)}@fixture.jobwire.test` : options.messageId;
+  const messageId = options.messageId === undefined ? `${digest.slice(0, 16)}@fixture.jobwire.test` : options.messageId;
 
   const head: string[] = [`From: ${encodeAddress(from)}`, `To: ${to.map(encodeAddress).join(', ')}`];
   if (options.cc !== undefined) head.push(`Cc: ${asList(options.cc).map(encodeAddress).join(', ')}`);
@@ -232,7 +228,7 @@ const SENDERS = [
   'Zoë Ångström <zoe@example.se>',
   'noreply@notifications.example.net',
   'Weekly Digest <digest@news.example.org>',
-  'Carol O\'Neil <carol@example.co.uk>',
+  "Carol O'Neil <carol@example.co.uk>",
   'GitHub <notifications@github.example>',
   '李雷 <lilei@example.cn>',
   'Billing Team <billing@shop.example>',
@@ -265,7 +261,7 @@ function sentence(rnd: () => number): string {
   const words: string[] = [];
   for (let i = 0; i < n; i++) words.push(pick(rnd, WORDS));
   const s = words.join(' ');
-  return s.charAt(0).toUpperCase() + s.slice(1) + '.';
+  return `${s.charAt(0).toUpperCase() + s.slice(1)}.`;
 }
 
 function paragraphs(rnd: () => number, count: number): string[] {
@@ -404,10 +400,11 @@ export function buildMbox(options: BuildMboxOptions): BuiltMbox {
       paras.splice(1, 0, `From the desk of ${sender.replace(/<.*>/, '').trim()}:\n${sentence(rnd)}`);
       if (rnd() < 0.5) paras.push(`>From an earlier message, quoted.\n>>From deeper still.`);
     }
-    const text = paras.join('\n\n') + '\n';
-    const html = rnd() < 0.4
-      ? `<html><body>${paras.map((p) => `<p>${p.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\n/g, '<br>')}</p>`).join('\n')}</body></html>`
-      : undefined;
+    const text = `${paras.join('\n\n')}\n`;
+    const html =
+      rnd() < 0.4
+        ? `<html><body>${paras.map((p) => `<p>${p.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\n/g, '<br>')}</p>`).join('\n')}</body></html>`
+        : undefined;
     const hasAttachments = attachmentEvery > 0 && (n + 1) % attachmentEvery === 0;
     const attachments: FixtureAttachment[] = hasAttachments
       ? [

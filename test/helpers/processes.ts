@@ -117,7 +117,8 @@ export function assertBuilt(): void {
       throw new Error(`dist/migrations/${name} has no source any more: remove dist/ and run \`npm run build\``);
     }
   }
-  if (stale.length) throw new Error(`dist/ is older than ${stale.slice(0, 3).join(', ')}${stale.length > 3 ? ', …' : ''}: run \`npm run build\``);
+  if (stale.length)
+    throw new Error(`dist/ is older than ${stale.slice(0, 3).join(', ')}${stale.length > 3 ? ', …' : ''}: run \`npm run build\``);
   built = true;
 }
 
@@ -164,7 +165,12 @@ export function startNode(script: string, env: Record<string, string>, name: str
 }
 
 /** Waits until `ready` holds; a process that exits first, or never gets ready, fails the start and is stopped. */
-async function whenReady<P extends Proc>(proc: P, ready: () => Promise<boolean> | boolean, timeoutMs: number, intervalMs: number): Promise<P> {
+async function whenReady<P extends Proc>(
+  proc: P,
+  ready: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  intervalMs: number,
+): Promise<P> {
   try {
     await waitFor(
       `${proc.name} to be ready`,
@@ -202,7 +208,12 @@ export async function startApi(env: Record<string, string>, options: ApiOptions 
       return JSON.parse(line) as { heapUsed: number; rss: number };
     },
   };
-  return whenReady(api, async () => (await fetch(`${baseUrl}/ready`).catch(() => null))?.status === 200, options.readyTimeoutMs ?? 60_000, 200);
+  return whenReady(
+    api,
+    async () => (await fetch(`${baseUrl}/ready`).catch(() => null))?.status === 200,
+    options.readyTimeoutMs ?? 60_000,
+    200,
+  );
 }
 
 /**
@@ -219,5 +230,8 @@ export async function startWorker(env: Record<string, string>, name = 'worker', 
 /** Applies the migrations to `databaseUrl` (creating the database if missing), as `npm run migrate` does. */
 export async function migrate(databaseUrl: string): Promise<void> {
   assertBuilt();
-  await promisify(execFile)(process.execPath, [entryPoints.migrate], { cwd: root, env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' } });
+  await promisify(execFile)(process.execPath, [entryPoints.migrate], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' },
+  });
 }

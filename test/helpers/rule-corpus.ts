@@ -98,9 +98,9 @@ export async function messageStates(env: TestEnv, accountId: string): Promise<Ma
 
 /** Subjects of the account's messages satisfying a SQL condition over `message`, sorted. */
 export async function subjectsWhere(env: TestEnv, accountId: string, condition: string, params: unknown[] = []): Promise<string[]> {
-  const rows = await env.sql<{ subject: string }>(
-    `SELECT subject FROM message WHERE account_id = $1 AND (${condition}) ORDER BY subject`,
-    [accountId, ...params],
-  );
+  const rows = await env.sql<{ subject: string }>(`SELECT subject FROM message WHERE account_id = $1 AND (${condition}) ORDER BY subject`, [
+    accountId,
+    ...params,
+  ]);
   return rows.map((row) => row.subject);
 }

@@ -18,7 +18,15 @@ import { buildMessage } from '../helpers/mbox-fixture.js';
 import { createTestEnv, type TestEnv } from '../helpers/test-env.js';
 
 /** Every job type whose handler loads an account (directly, or through a rule). */
-const ACCOUNT_JOB_TYPES = ['bulk_operation', 'run_rule', 'archive_mails', 'encrypt_archives', 'scan_unsubscribe', 'scan_tracking', 'scan_pii'];
+const ACCOUNT_JOB_TYPES = [
+  'bulk_operation',
+  'run_rule',
+  'archive_mails',
+  'encrypt_archives',
+  'scan_unsubscribe',
+  'scan_tracking',
+  'scan_pii',
+];
 
 /** Job types whose next subject load fails once with a lost connection (see `flaky`). */
 const armed = new Set<string>();
@@ -50,13 +58,34 @@ const declarations: AnyJobDeclaration[] = jobCatalogue.map((declaration) =>
 );
 
 const MUTATIONS: Record<string, { document: string; field: string }> = {
-  bulk_operation: { document: `mutation($input: BulkOperationInput!, $options: EnqueueOptions) { bulkOperation(input: $input, options: $options) { id status } }`, field: 'bulkOperation' },
-  run_rule: { document: `mutation($ruleId: ID!, $options: EnqueueOptions) { runRule(ruleId: $ruleId, options: $options) { id status } }`, field: 'runRule' },
-  archive_mails: { document: `mutation($input: ArchiveMailsInput!, $options: EnqueueOptions) { archiveMails(input: $input, options: $options) { id status } }`, field: 'archiveMails' },
-  encrypt_archives: { document: `mutation($accountId: ID!, $options: EnqueueOptions) { encryptArchives(accountId: $accountId, options: $options) { id status } }`, field: 'encryptArchives' },
-  scan_unsubscribe: { document: `mutation($accountId: ID!, $options: EnqueueOptions) { scanUnsubscribe(accountId: $accountId, options: $options) { id status } }`, field: 'scanUnsubscribe' },
-  scan_tracking: { document: `mutation($accountId: ID!, $options: EnqueueOptions) { scanTracking(accountId: $accountId, options: $options) { id status } }`, field: 'scanTracking' },
-  scan_pii: { document: `mutation($accountId: ID!, $options: EnqueueOptions) { scanPii(accountId: $accountId, options: $options) { id status } }`, field: 'scanPii' },
+  bulk_operation: {
+    document: `mutation($input: BulkOperationInput!, $options: EnqueueOptions) { bulkOperation(input: $input, options: $options) { id status } }`,
+    field: 'bulkOperation',
+  },
+  run_rule: {
+    document: `mutation($ruleId: ID!, $options: EnqueueOptions) { runRule(ruleId: $ruleId, options: $options) { id status } }`,
+    field: 'runRule',
+  },
+  archive_mails: {
+    document: `mutation($input: ArchiveMailsInput!, $options: EnqueueOptions) { archiveMails(input: $input, options: $options) { id status } }`,
+    field: 'archiveMails',
+  },
+  encrypt_archives: {
+    document: `mutation($accountId: ID!, $options: EnqueueOptions) { encryptArchives(accountId: $accountId, options: $options) { id status } }`,
+    field: 'encryptArchives',
+  },
+  scan_unsubscribe: {
+    document: `mutation($accountId: ID!, $options: EnqueueOptions) { scanUnsubscribe(accountId: $accountId, options: $options) { id status } }`,
+    field: 'scanUnsubscribe',
+  },
+  scan_tracking: {
+    document: `mutation($accountId: ID!, $options: EnqueueOptions) { scanTracking(accountId: $accountId, options: $options) { id status } }`,
+    field: 'scanTracking',
+  },
+  scan_pii: {
+    document: `mutation($accountId: ID!, $options: EnqueueOptions) { scanPii(accountId: $accountId, options: $options) { id status } }`,
+    field: 'scanPii',
+  },
 };
 
 const CREATE_RULE = `mutation($input: CreateRuleInput!) { createRule(input: $input) { id } }`;
@@ -157,7 +186,9 @@ describe("an admin's job on another user's account", () => {
     const extra = buildMessage({ from: 'admin@example.com', subject: 'Imported by an admin' });
     const other = await createAccount(alice, 'alice-import');
     await importCorpus(system, admin, other, [extra]);
-    expect(await env.sql('SELECT owner_id, subject FROM message WHERE account_id = $1', [other])).toEqual([{ owner_id: 'alice', subject: 'Imported by an admin' }]);
+    expect(await env.sql('SELECT owner_id, subject FROM message WHERE account_id = $1', [other])).toEqual([
+      { owner_id: 'alice', subject: 'Imported by an admin' },
+    ]);
   });
 
   it('bulk_operation: stars her message', async () => {
@@ -166,37 +197,50 @@ describe("an admin's job on another user's account", () => {
     expect(await env.sql('SELECT subject FROM message WHERE account_id = $1 AND is_starred', [accountId])).toEqual([{ subject: 'Lunch?' }]);
   });
 
-  it("run_rule: runs her rule over her messages", async () => {
+  it('run_rule: runs her rule over her messages', async () => {
     const job = await runAsAdmin('run_rule');
     expect(job.result).toMatchObject({ ruleId, scanned: CORPUS.length, matched: 1, affected: 1 });
-    expect(await env.sql(`SELECT subject FROM message WHERE account_id = $1 AND 'ruled' = ANY(labels)`, [accountId])).toEqual([{ subject: 'Daily 1 March' }]);
+    expect(await env.sql(`SELECT subject FROM message WHERE account_id = $1 AND 'ruled' = ANY(labels)`, [accountId])).toEqual([
+      { subject: 'Daily 1 March' },
+    ]);
     expect(await env.one('SELECT last_run_at IS NOT NULL AS ran FROM rule WHERE id = $1', [ruleId])).toEqual({ ran: true });
   });
 
   it('archive_mails: archives her message; the archive is hers', async () => {
     const job = await runAsAdmin('archive_mails');
     expect(job.result).toMatchObject({ matched: 1, archived: 1, skipped: 0, missing: 0 });
-    const rows = await env.sql<{ owner_id: string; encrypted: boolean }>('SELECT owner_id, encrypted FROM archive WHERE account_id = $1', [accountId]);
+    const rows = await env.sql<{ owner_id: string; encrypted: boolean }>('SELECT owner_id, encrypted FROM archive WHERE account_id = $1', [
+      accountId,
+    ]);
     expect(rows).toEqual([{ owner_id: 'alice', encrypted: false }]);
-    expect(await env.sql('SELECT subject FROM message WHERE account_id = $1 AND archived_at IS NOT NULL', [accountId])).toEqual([{ subject: 'Lunch?' }]);
+    expect(await env.sql('SELECT subject FROM message WHERE account_id = $1 AND archived_at IS NOT NULL', [accountId])).toEqual([
+      { subject: 'Lunch?' },
+    ]);
   });
 
   it('encrypt_archives: encrypts her archive', async () => {
     const job = await runAsAdmin('encrypt_archives');
     expect(job.result).toMatchObject({ encrypted: 1, skipped: 0, missing: 0 });
-    expect(await env.sql('SELECT owner_id, encrypted FROM archive WHERE account_id = $1', [accountId])).toEqual([{ owner_id: 'alice', encrypted: true }]);
+    expect(await env.sql('SELECT owner_id, encrypted FROM archive WHERE account_id = $1', [accountId])).toEqual([
+      { owner_id: 'alice', encrypted: true },
+    ]);
   });
 
   it('scan_unsubscribe: finds her newsletter; the row is hers', async () => {
     const job = await runAsAdmin('scan_unsubscribe');
     expect(job.result).toMatchObject({ scanned: CORPUS.length, newsletters: 1, oneClick: 1 });
-    expect(await env.sql('SELECT owner_id, sender FROM newsletter WHERE account_id = $1', [accountId])).toEqual([{ owner_id: 'alice', sender: 'news@daily.example' }]);
+    expect(await env.sql('SELECT owner_id, sender FROM newsletter WHERE account_id = $1', [accountId])).toEqual([
+      { owner_id: 'alice', sender: 'news@daily.example' },
+    ]);
   });
 
   it('scan_tracking: finds the pixel in her mail; the finding is hers', async () => {
     const job = await runAsAdmin('scan_tracking');
     expect(job.result).toMatchObject({ scanned: CORPUS.length });
-    const rows = await env.sql<{ owner_id: string; kind: string }>(`SELECT owner_id, kind FROM finding WHERE account_id = $1 AND scan = 'TRACKING'`, [accountId]);
+    const rows = await env.sql<{ owner_id: string; kind: string }>(
+      `SELECT owner_id, kind FROM finding WHERE account_id = $1 AND scan = 'TRACKING'`,
+      [accountId],
+    );
     expect(rows).toContainEqual({ owner_id: 'alice', kind: 'PIXEL' });
     expect(new Set(rows.map((row) => row.owner_id))).toEqual(new Set(['alice']));
   });
@@ -204,13 +248,20 @@ describe("an admin's job on another user's account", () => {
   it('scan_pii: finds the card number in her mail; the finding is hers', async () => {
     const job = await runAsAdmin('scan_pii');
     expect(job.result).toMatchObject({ scanned: CORPUS.length, messagesWithPii: 1 });
-    expect(await env.sql(`SELECT owner_id, kind FROM finding WHERE account_id = $1 AND scan = 'PII'`, [accountId])).toEqual([{ owner_id: 'alice', kind: 'CARD' }]);
+    expect(await env.sql(`SELECT owner_id, kind FROM finding WHERE account_id = $1 AND scan = 'PII'`, [accountId])).toEqual([
+      { owner_id: 'alice', kind: 'CARD' },
+    ]);
   });
 
   it('she sees the results of those jobs as her own', async () => {
-    const { newsletters } = await gqlOk<{ newsletters: { sender: string }[] }>(system.url, alice, 'query($accountId: ID!) { newsletters(accountId: $accountId) { sender } }', {
-      accountId,
-    });
+    const { newsletters } = await gqlOk<{ newsletters: { sender: string }[] }>(
+      system.url,
+      alice,
+      'query($accountId: ID!) { newsletters(accountId: $accountId) { sender } }',
+      {
+        accountId,
+      },
+    );
     expect(newsletters.map((n) => n.sender)).toEqual(['news@daily.example']);
   });
 });
@@ -248,8 +299,14 @@ describe('an account deleted between enqueue and run', () => {
         error: `account ${doomed} no longer exists`,
       });
     }
-    expect(await env.sql(`SELECT id FROM message WHERE account_id = $1 AND (is_starred OR archived_at IS NOT NULL OR 'ruled' = ANY(labels))`, [doomed])).toEqual([]);
-    expect(await env.sql('SELECT id FROM finding WHERE account_id = $1 UNION ALL SELECT id FROM newsletter WHERE account_id = $1', [doomed])).toEqual([]);
+    expect(
+      await env.sql(`SELECT id FROM message WHERE account_id = $1 AND (is_starred OR archived_at IS NOT NULL OR 'ruled' = ANY(labels))`, [
+        doomed,
+      ]),
+    ).toEqual([]);
+    expect(
+      await env.sql('SELECT id FROM finding WHERE account_id = $1 UNION ALL SELECT id FROM newsletter WHERE account_id = $1', [doomed]),
+    ).toEqual([]);
   });
 });
 

@@ -52,7 +52,11 @@ beforeAll(async () => {
   accounts.a1 = await createAccount(alice, 'alice-1');
   accounts.a2 = await createAccount(alice, 'alice-2');
   accounts.b = await createAccount(bob, 'bob');
-  for (const [token, accountId] of [[alice, accounts.a1], [alice, accounts.a2], [bob, accounts.b]] as const) {
+  for (const [token, accountId] of [
+    [alice, accounts.a1],
+    [alice, accounts.a2],
+    [bob, accounts.b],
+  ] as const) {
     await seedRuleCorpus(system, token, accountId);
   }
   // Undated mail ages by when it was stored: in alice-1 it was stored 100 days ago.
@@ -62,7 +66,13 @@ beforeAll(async () => {
 
   policies.p1 = await createPolicy(alice, { accountId: accounts.a1, name: 'trash after 90 days', olderThanDays: 90, action: 'TRASH' });
   policies.p2 = await createPolicy(alice, { name: 'delete after a year', olderThanDays: 365, action: 'DELETE' });
-  policies.p3 = await createPolicy(alice, { accountId: accounts.a2, name: 'archive after 30 days', olderThanDays: 30, action: 'ARCHIVE', enabled: false });
+  policies.p3 = await createPolicy(alice, {
+    accountId: accounts.a2,
+    name: 'archive after 30 days',
+    olderThanDays: 30,
+    action: 'ARCHIVE',
+    enabled: false,
+  });
   policies.pb = await createPolicy(bob, { accountId: accounts.b, name: 'bob archives', olderThanDays: 30, action: 'ARCHIVE' });
 });
 
@@ -77,7 +87,9 @@ describe('retention policies', () => {
     expect(policies.p2).toMatchObject({ ownerId: 'alice', accountId: null, action: 'DELETE' });
     expect(policies.p3).toMatchObject({ enabled: false, action: 'ARCHIVE' });
     const names = async (token: string, accountId?: string) =>
-      (await gqlOk<{ retentionPolicies: { name: string }[] }>(system.url, token, POLICIES, { accountId })).retentionPolicies.map((p) => p.name);
+      (await gqlOk<{ retentionPolicies: { name: string }[] }>(system.url, token, POLICIES, { accountId })).retentionPolicies.map(
+        (p) => p.name,
+      );
     expect(await names(alice)).toEqual(['trash after 90 days', 'delete after a year', 'archive after 30 days']);
     expect(await names(alice, accounts.a2)).toEqual(['delete after a year', 'archive after 30 days']);
     expect(await names(bob)).toEqual(['bob archives']);
@@ -98,7 +110,11 @@ describe('retention policies', () => {
     const all = RULE_CORPUS.map((m) => m.subject).sort();
     // alice-1: the 400-day digest deleted (after P1 trashed it); the 100-day invoice and the undated notice stored 100 days ago trashed.
     expect(await subjectsWhere(env, accounts.a1, 'true')).toEqual(all.filter((s) => s !== 'Weekly digest #1'));
-    expect(await subjectsWhere(env, accounts.a1, 'deleted_at IS NOT NULL')).toEqual(['Invoice March', 'Undated notice', 'Weekly digest #2']);
+    expect(await subjectsWhere(env, accounts.a1, 'deleted_at IS NOT NULL')).toEqual([
+      'Invoice March',
+      'Undated notice',
+      'Weekly digest #2',
+    ]);
     // alice-2: only the year-old digest is gone; nothing trashed or archived (P3 is disabled).
     expect(await subjectsWhere(env, accounts.a2, 'true')).toEqual(all.filter((s) => s !== 'Weekly digest #1'));
     expect(await subjectsWhere(env, accounts.a2, 'deleted_at IS NOT NULL OR archived_at IS NOT NULL')).toEqual([]);
@@ -113,7 +129,12 @@ describe('retention policies', () => {
   it('runs one policy by id, even a disabled one; ARCHIVE copies messages into the archive and counts changes only', async () => {
     const job = await apply(alice, { policyId: policies.p3.id });
     expect(job.output).toMatchObject({ policies: 1, matched: 4, affected: 4 });
-    expect(await subjectsWhere(env, accounts.a2, 'archived_at IS NOT NULL')).toEqual(['Holiday photos', 'Invoice March', 'Lunch last month', 'Weekly digest #2']);
+    expect(await subjectsWhere(env, accounts.a2, 'archived_at IS NOT NULL')).toEqual([
+      'Holiday photos',
+      'Invoice March',
+      'Lunch last month',
+      'Weekly digest #2',
+    ]);
     expect(await subjectsWhere(env, accounts.a2, 'deleted_at IS NOT NULL')).toEqual([]);
     expect((await apply(alice, { policyId: policies.p3.id })).output).toMatchObject({ matched: 4, affected: 0 });
   });
@@ -125,7 +146,9 @@ describe('retention policies', () => {
     expect(code(await gql(system.url, bob, UPDATE_POLICY, { id: policies.p1.id, input: { olderThanDays: 1 } }))).toBe('NOT_FOUND');
     expect(code(await gql(system.url, bob, DELETE_POLICY, { id: policies.p1.id }))).toBe('NOT_FOUND');
     expect(code(await gql(system.url, bob, POLICIES, { accountId: accounts.a1 }))).toBe('NOT_FOUND');
-    expect(code(await gql(system.url, bob, CREATE_POLICY, { input: { accountId: accounts.a1, name: 'x', olderThanDays: 1, action: 'DELETE' } }))).toBe('NOT_FOUND');
+    expect(
+      code(await gql(system.url, bob, CREATE_POLICY, { input: { accountId: accounts.a1, name: 'x', olderThanDays: 1, action: 'DELETE' } })),
+    ).toBe('NOT_FOUND');
     expect(await env.one<{ count: number }>(`SELECT count(*)::int AS count FROM job WHERE type = 'apply_retention'`)).toEqual(jobsBefore);
     expect(await env.one('SELECT older_than_days FROM retention_policy WHERE id = $1', [policies.p1.id])).toEqual({ older_than_days: 90 });
   });
@@ -164,10 +187,19 @@ describe('retention policies', () => {
         input: { olderThanDays: 45, enabled: true, accountId: null, name: 'archive after 45 days' },
       })
     ).updateRetentionPolicy;
-    expect(updated).toMatchObject({ id: policies.p3.id, accountId: null, olderThanDays: 45, enabled: true, name: 'archive after 45 days', action: 'ARCHIVE' });
+    expect(updated).toMatchObject({
+      id: policies.p3.id,
+      accountId: null,
+      olderThanDays: 45,
+      enabled: true,
+      name: 'archive after 45 days',
+      action: 'ARCHIVE',
+    });
     expect(code(await gql(system.url, alice, UPDATE_POLICY, { id: policies.p3.id, input: { accountId: accounts.b } }))).toBe('NOT_FOUND');
 
-    expect((await gqlOk<{ deleteRetentionPolicy: any }>(system.url, alice, DELETE_POLICY, { id: policies.p3.id })).deleteRetentionPolicy).toEqual({
+    expect(
+      (await gqlOk<{ deleteRetentionPolicy: any }>(system.url, alice, DELETE_POLICY, { id: policies.p3.id })).deleteRetentionPolicy,
+    ).toEqual({
       id: policies.p3.id,
       name: 'archive after 45 days',
     });

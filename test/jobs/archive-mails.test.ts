@@ -91,9 +91,10 @@ describe('archive_mails', () => {
       'SELECT id FROM message WHERE account_id = $1 AND attachment_count > 0 ORDER BY id LIMIT 2',
       [accountId],
     );
-    const without = await env.sql<{ id: string }>('SELECT id FROM message WHERE account_id = $1 AND attachment_count = 0 ORDER BY id LIMIT 3', [
-      accountId,
-    ]);
+    const without = await env.sql<{ id: string }>(
+      'SELECT id FROM message WHERE account_id = $1 AND attachment_count = 0 ORDER BY id LIMIT 3',
+      [accountId],
+    );
     const ids = [...withAttachments, ...without].map((row) => row.id);
     expect(ids).toHaveLength(5);
 
@@ -184,9 +185,10 @@ describe('archive_mails', () => {
     const rows = await archiveRows(account);
     expect(rows).toHaveLength(6);
     expect(rows.find((row) => row.message_id === lost!.message_id)!.id).toBe(lost!.id);
-    const { unarchived } = await env.one<{ unarchived: number }>('SELECT count(*)::int AS unarchived FROM message WHERE account_id = $1 AND archived_at IS NULL', [
-      account,
-    ]);
+    const { unarchived } = await env.one<{ unarchived: number }>(
+      'SELECT count(*)::int AS unarchived FROM message WHERE account_id = $1 AND archived_at IS NULL',
+      [account],
+    );
     expect(unarchived).toBe(0);
     await expectFaithfulCopies(account);
   });
@@ -199,7 +201,7 @@ describe('archive_mails', () => {
     expect(after.count).toBe(before.count);
   });
 
-  it("keeps other owners out: NOT_FOUND in GraphQL, 404 over HTTP, 401 without a token; admins see all", async () => {
+  it('keeps other owners out: NOT_FOUND in GraphQL, 404 over HTTP, 401 without a token; admins see all', async () => {
     const [archive] = await archiveRows(accountId);
     expect(await errorCode(system.url, bob, ARCHIVE_MAILS, { input: { accountId, filter: {} } })).toBe('NOT_FOUND');
     expect(await errorCode(system.url, bob, ARCHIVES, { accountId })).toBe('NOT_FOUND');
@@ -289,7 +291,8 @@ describe('archive_mails', () => {
     });
     await waitFor(
       'archiving to make progress',
-      async () => (await env.one<{ processed: number | null }>('SELECT processed FROM job WHERE id = $1', [archiveMails.id])).processed! > 0,
+      async () =>
+        (await env.one<{ processed: number | null }>('SELECT processed FROM job WHERE id = $1', [archiveMails.id])).processed! > 0,
       30_000,
       5,
     );
@@ -307,9 +310,10 @@ describe('archive_mails', () => {
     expect(count).toBeGreaterThan(0);
     expect(count).toBeLessThan(big.expected.unique);
     expect(distinct).toBe(count);
-    const { marked } = await env.one<{ marked: number }>('SELECT count(*)::int AS marked FROM message WHERE account_id = $1 AND archived_at IS NOT NULL', [
-      account,
-    ]);
+    const { marked } = await env.one<{ marked: number }>(
+      'SELECT count(*)::int AS marked FROM message WHERE account_id = $1 AND archived_at IS NOT NULL',
+      [account],
+    );
     expect(marked).toBe(count);
 
     const rerun = await runJob(system.url, alice, ARCHIVE_MAILS, { input: { accountId: account, filter: {} } });

@@ -31,12 +31,21 @@ beforeAll(async () => {
   accountId = (await gqlOk<{ createAccount: { id: string } }>(system.url, token, CREATE_ACCOUNT, { name: 'bulk' })).createAccount.id;
   const fixture = buildMbox({ count: 1200, attachmentEvery: 10, seed: 77 });
   total = fixture.expected.unique;
-  const { data } = await gqlUpload<{ importMbox: { id: string } }>(system.url, token, IMPORT_MBOX, { accountId, file: null }, {
-    path: 'file',
-    content: fixture.mbox,
-    filename: 'bulk.mbox',
-  });
-  await waitFor('import', async () => (await gqlOk<{ job: any }>(system.url, token, JOB, { id: data!.importMbox.id })).job.status === 'COMPLETED');
+  const { data } = await gqlUpload<{ importMbox: { id: string } }>(
+    system.url,
+    token,
+    IMPORT_MBOX,
+    { accountId, file: null },
+    {
+      path: 'file',
+      content: fixture.mbox,
+      filename: 'bulk.mbox',
+    },
+  );
+  await waitFor(
+    'import',
+    async () => (await gqlOk<{ job: any }>(system.url, token, JOB, { id: data!.importMbox.id })).job.status === 'COMPLETED',
+  );
 });
 
 afterAll(async () => {
@@ -47,7 +56,12 @@ afterAll(async () => {
 describe('bulk_operation', () => {
   it('marks every message read over several batches, then counts only real changes', async () => {
     const first = await run({ action: 'MARK_READ', filter: {} });
-    expect(first).toMatchObject({ status: 'COMPLETED', processed: total, total, output: { action: 'MARK_READ', matched: total, affected: total } });
+    expect(first).toMatchObject({
+      status: 'COMPLETED',
+      processed: total,
+      total,
+      output: { action: 'MARK_READ', matched: total, affected: total },
+    });
     expect(await count('is_read')).toBe(total);
     const again = await run({ action: 'MARK_READ', filter: {} });
     expect(again.output).toEqual({ action: 'MARK_READ', matched: total, affected: 0 });
@@ -65,9 +79,11 @@ describe('bulk_operation', () => {
   });
 
   it('trashes and restores by ids, and deletes rows and blobs', async () => {
-    const ids = (await env.sql<{ id: string; blob_key: string }>('SELECT id, blob_key FROM message WHERE account_id = $1 ORDER BY id LIMIT 5', [accountId])).map(
-      (row) => row.id,
-    );
+    const ids = (
+      await env.sql<{ id: string; blob_key: string }>('SELECT id, blob_key FROM message WHERE account_id = $1 ORDER BY id LIMIT 5', [
+        accountId,
+      ])
+    ).map((row) => row.id);
     expect((await run({ action: 'TRASH', ids })).output).toMatchObject({ matched: 5, affected: 5 });
     expect(await count('deleted_at IS NOT NULL')).toBe(5);
     const page = await gqlOk<{ messages: { nodes: { id: string }[] } }>(
@@ -78,7 +94,9 @@ describe('bulk_operation', () => {
     );
     expect(page.messages.nodes.map((n) => n.id).sort()).toEqual([...ids].sort());
     expect((await run({ action: 'RESTORE', ids: ids.slice(0, 2) })).output).toMatchObject({ matched: 2, affected: 2 });
-    const blobs = (await env.sql<{ blob_key: string }>('SELECT blob_key FROM message WHERE id = ANY($1::uuid[])', [ids.slice(2)])).map((r) => r.blob_key);
+    const blobs = (await env.sql<{ blob_key: string }>('SELECT blob_key FROM message WHERE id = ANY($1::uuid[])', [ids.slice(2)])).map(
+      (r) => r.blob_key,
+    );
     expect(await Promise.all(blobs.map((key) => system.apiServices.storage.exists(key)))).toEqual([true, true, true]);
     expect((await run({ action: 'DELETE', ids: ids.slice(2) })).output).toMatchObject({ matched: 3, affected: 3 });
     expect(await count('id = ANY($2::uuid[])', [ids.slice(2)])).toBe(0);

@@ -35,7 +35,8 @@ interface ArchiveRow {
 /** Plaintext of every archived file, by archive id, taken before encryption. */
 const plaintexts = new Map<string, Buffer[]>();
 
-const archiveRows = (account: string) => env.sql<ArchiveRow>('SELECT id, message_id, encrypted, files FROM archive WHERE account_id = $1 ORDER BY id', [account]);
+const archiveRows = (account: string) =>
+  env.sql<ArchiveRow>('SELECT id, message_id, encrypted, files FROM archive WHERE account_id = $1 ORDER BY id', [account]);
 
 async function rawEml(messageId: string): Promise<Buffer> {
   const { blob_key } = await env.one<{ blob_key: string }>('SELECT blob_key FROM message WHERE id = $1', [messageId]);
@@ -50,7 +51,9 @@ beforeAll(async () => {
   await importMailbox(system.url, alice, accountId, buildMbox({ count: 12, attachmentEvery: 3, seed: 8 }).mbox);
   // Archive all but one message now; the last one comes after the first encryption run.
   const last = await env.one<{ id: string }>('SELECT id FROM message WHERE account_id = $1 ORDER BY id DESC LIMIT 1', [accountId]);
-  const ids = (await env.sql<{ id: string }>('SELECT id FROM message WHERE account_id = $1 AND id <> $2', [accountId, last.id])).map((row) => row.id);
+  const ids = (await env.sql<{ id: string }>('SELECT id FROM message WHERE account_id = $1 AND id <> $2', [accountId, last.id])).map(
+    (row) => row.id,
+  );
   const job = await runJob(system.url, alice, ARCHIVE_MAILS, { input: { accountId, ids } });
   expect(job.output.archived).toBe(11);
   for (const archive of await archiveRows(accountId)) {
@@ -98,7 +101,9 @@ describe('encrypt_archives', () => {
     expect(archives.nodes.every((node: any) => node.encrypted)).toBe(true);
     const unencrypted = await gqlOk<{ archives: any }>(system.url, alice, ARCHIVES, { accountId, filter: { encrypted: false } });
     expect(unencrypted.archives.nodes).toHaveLength(0);
-    const leak = await gql(system.url, alice, `query($a: ID!) { archives(accountId: $a) { nodes { files { iv authTag } } } }`, { a: accountId });
+    const leak = await gql(system.url, alice, `query($a: ID!) { archives(accountId: $a) { nodes { files { iv authTag } } } }`, {
+      a: accountId,
+    });
     expect(leak.errors?.length).toBeGreaterThan(0);
   });
 
@@ -116,7 +121,8 @@ describe('encrypt_archives', () => {
   });
 
   it('removes plaintext left behind by a crash between the row update and the deletes', async () => {
-    const [archive] = await archiveRows(accountId);
+    // One of the archives whose plaintext was kept before the first run (the twelfth came later).
+    const archive = (await archiveRows(accountId)).find((row) => plaintexts.has(row.id));
     const plaintextKey = archive!.files[0]!.key.replace(/\.gcm$/, '');
     await writeFile(blobPath(env, plaintextKey), plaintexts.get(archive!.id)![0]!);
     const run = await runJob(system.url, alice, ENCRYPT_ARCHIVES, { accountId });
@@ -152,7 +158,10 @@ describe('encrypt_archives', () => {
     const archived = await runJob(system.url, alice, ARCHIVE_MAILS, { input: { accountId: account, filter: {} } });
     const total = archived.output.archived as number;
     const [first, second] = await Promise.all(
-      [1, 2].map(async () => (await gqlOk<{ encryptArchives: { id: string } }>(system.url, alice, ENCRYPT_ARCHIVES, { accountId: account })).encryptArchives),
+      [1, 2].map(
+        async () =>
+          (await gqlOk<{ encryptArchives: { id: string } }>(system.url, alice, ENCRYPT_ARCHIVES, { accountId: account })).encryptArchives,
+      ),
     );
     const jobs = await Promise.all([waitForJob(system.url, alice, first!.id), waitForJob(system.url, alice, second!.id)]);
     expect(jobs.map((job) => job.status)).toEqual(['COMPLETED', 'COMPLETED']);
@@ -165,7 +174,7 @@ describe('encrypt_archives', () => {
     }
   });
 
-  it("keeps other owners out: NOT_FOUND for the mutation, 404 for the download", async () => {
+  it('keeps other owners out: NOT_FOUND for the mutation, 404 for the download', async () => {
     const [archive] = await archiveRows(accountId);
     expect(await errorCode(system.url, bob, ENCRYPT_ARCHIVES, { accountId })).toBe('NOT_FOUND');
     expect((await download(system.url, bob, `/archives/${archive!.id}/eml`)).status).toBe(404);
@@ -203,7 +212,9 @@ describe('encrypt_archives without ARCHIVE_KEY', () => {
   it('fails permanently in a worker that has no key, after one attempt', async () => {
     const token = await keyless.token('carol');
     const account = await createAccount(keyedApi.url, token, 'mismatch');
-    const { encryptArchives } = await gqlOk<{ encryptArchives: { id: string } }>(keyedApi.url, token, ENCRYPT_ARCHIVES, { accountId: account });
+    const { encryptArchives } = await gqlOk<{ encryptArchives: { id: string } }>(keyedApi.url, token, ENCRYPT_ARCHIVES, {
+      accountId: account,
+    });
     const job = await waitForJob(keylessSystem.url, token, encryptArchives.id);
     expect(job).toMatchObject({ status: 'FAILED', attempts: 1 });
     expect(job.error).toMatch(/ARCHIVE_KEY/);

@@ -118,7 +118,7 @@ describe('IMAP hosts inside the network', () => {
       imap('imap.example.com', -1),
       imap('imap example.com'),
       imap('imap\u0000.example.com'),
-      imap(`${'a'.repeat(60)}.`.repeat(5) + 'com'),
+      imap(`${`${'a'.repeat(60)}.`.repeat(5)}com`),
       imap('imap.example.com:143'),
       imap('http://imap.example.com'),
       imap('fe80::1%eth0'),
@@ -154,7 +154,9 @@ describe('IMAP hosts inside the network', () => {
       });
       const accountId = created.createAccount.id;
       await env.sql('UPDATE account SET imap_host = $1 WHERE id = $2', [host, accountId]);
-      const job = await finished((await gqlOk<{ importImap: { id: string } }>(system.url, token, IMPORT_IMAP, { accountId })).importImap.id);
+      const job = await finished(
+        (await gqlOk<{ importImap: { id: string } }>(system.url, token, IMPORT_IMAP, { accountId })).importImap.id,
+      );
       expect(job, host).toMatchObject({ status: 'FAILED', attempts: 1, error: IMAP_CONNECT_FAILED });
     }
     expect(trapConnections).toBe(0);
@@ -165,7 +167,9 @@ describe('IMAP hosts inside the network', () => {
     // (to 127.0.x.x or the container's private address on most machines).
     const name = os.hostname();
     const addresses = await dns.promises.lookup(name, { all: true }).catch(() => []);
-    const inside = addresses.length > 0 && addresses.every(({ address }) => /^(127\.|10\.|172\.(1[6-9]|2\d|3[01])\.|192\.168\.|::1$|f[cd])/.test(address));
+    const inside =
+      addresses.length > 0 &&
+      addresses.every(({ address }) => /^(127\.|10\.|172\.(1[6-9]|2\d|3[01])\.|192\.168\.|::1$|f[cd])/.test(address));
     if (!inside || !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(name) || name.toLowerCase() === 'localhost') {
       ctx.skip();
       return;

@@ -3,7 +3,13 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importImapJob } from '../../src/jobs/import-imap.job.js';
-import { appendMessages, createImapMailbox, deleteImapMailbox, IMAP_CONNECT_FAILED, type ImapSettings } from '../../src/mail/imap-source.js';
+import {
+  appendMessages,
+  createImapMailbox,
+  deleteImapMailbox,
+  IMAP_CONNECT_FAILED,
+  type ImapSettings,
+} from '../../src/mail/imap-source.js';
 import { gql, gqlOk, subscribe } from '../helpers/graphql-client.js';
 import { JOB_FIELDS, JOB_PROGRESS } from '../helpers/fragments.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
@@ -146,7 +152,13 @@ describe('import_imap', () => {
     const accountId = await createImapAccount('imap-inbox', settings);
 
     const job = await importImap(accountId);
-    expect(job).toMatchObject({ type: 'import_imap', status: 'PENDING', trigger: 'API', maxAttempts: 5, input: { accountId, mailbox: 'INBOX' } });
+    expect(job).toMatchObject({
+      type: 'import_imap',
+      status: 'PENDING',
+      trigger: 'API',
+      maxAttempts: 5,
+      input: { accountId, mailbox: 'INBOX' },
+    });
     const sub = subscribe<{ jobProgress: any }>('sse', system.url, token, JOB_PROGRESS, { jobId: job.id });
     await sub.done;
     const events = sub.results.map((r) => r.data!.jobProgress);

@@ -28,11 +28,17 @@ async function createAccount(name: string, as = token): Promise<string> {
 }
 
 function upload(url: string, accountId: string, mbox: Buffer, options?: Record<string, unknown>) {
-  return gqlUpload<{ importMbox: any }>(url, token, IMPORT_MBOX, { accountId, file: null, options }, {
-    path: 'file',
-    content: mbox,
-    filename: 'inbox.mbox',
-  });
+  return gqlUpload<{ importMbox: any }>(
+    url,
+    token,
+    IMPORT_MBOX,
+    { accountId, file: null, options },
+    {
+      path: 'file',
+      content: mbox,
+      filename: 'inbox.mbox',
+    },
+  );
 }
 
 async function importFile(accountId: string, mbox: Buffer, options?: Record<string, unknown>) {
@@ -69,7 +75,13 @@ describe('import_mbox', () => {
     const sub = subscribe<{ jobProgress: any }>('sse', system.url, token, JOB_PROGRESS, { jobId: job.id });
     await sub.done;
     const events = sub.results.map((r) => r.data!.jobProgress);
-    expect(events.at(-1)).toMatchObject({ status: 'COMPLETED', error: null, progress: 100, processed: fixture.expected.messages, total: fixture.expected.messages });
+    expect(events.at(-1)).toMatchObject({
+      status: 'COMPLETED',
+      error: null,
+      progress: 100,
+      processed: fixture.expected.messages,
+      total: fixture.expected.messages,
+    });
     for (let i = 1; i < events.length; i++) expect(events[i].progress).toBeGreaterThanOrEqual(events[i - 1].progress);
 
     const final = (await gqlOk<{ job: any }>(system.url, token, JOB, { id: job.id })).job;
@@ -93,7 +105,10 @@ describe('import_mbox', () => {
     const fixture = buildMbox({ count: 30, seed: 11 });
     const accountId = await createAccount('again');
     const first = await importFile(accountId, fixture.mbox);
-    await waitFor('first import', async () => (await gqlOk<{ job: any }>(system.url, token, JOB, { id: first.id })).job.status === 'COMPLETED');
+    await waitFor(
+      'first import',
+      async () => (await gqlOk<{ job: any }>(system.url, token, JOB, { id: first.id })).job.status === 'COMPLETED',
+    );
     const second = await importFile(accountId, fixture.mbox);
     const done = await waitFor('second import', async () => {
       const job = (await gqlOk<{ job: any }>(system.url, token, JOB, { id: second.id })).job;
@@ -103,20 +118,31 @@ describe('import_mbox', () => {
     const { count } = await env.one<{ count: number }>('SELECT count(*)::int AS count FROM message WHERE account_id = $1', [accountId]);
     expect(count).toBe(fixture.expected.unique);
     // The stored payload keeps the upload's storage path for the worker; clients never see it.
-    const { job } = await gqlOk<{ job: { payload: Record<string, unknown> } }>(system.url, token, 'query($id: ID!) { job(id: $id) { payload } }', {
-      id: second.id,
-    });
+    const { job } = await gqlOk<{ job: { payload: Record<string, unknown> } }>(
+      system.url,
+      token,
+      'query($id: ID!) { job(id: $id) { payload } }',
+      {
+        id: second.id,
+      },
+    );
     expect(Object.keys(job.payload).sort()).toEqual(['accountId', 'filename', 'size']);
   });
 
   it("refuses another owner's account with NOT_FOUND and creates no job", async () => {
     const bobToken = await env.token('bob');
     const bobAccount = await createAccount('bob-inbox', bobToken);
-    const response = await gqlUpload(system.url, token, IMPORT_MBOX, { accountId: bobAccount, file: null }, {
-      path: 'file',
-      content: buildMbox({ count: 2 }).mbox,
-      filename: 'x.mbox',
-    });
+    const response = await gqlUpload(
+      system.url,
+      token,
+      IMPORT_MBOX,
+      { accountId: bobAccount, file: null },
+      {
+        path: 'file',
+        content: buildMbox({ count: 2 }).mbox,
+        filename: 'x.mbox',
+      },
+    );
     expect(response.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     const rows = await env.sql("SELECT id FROM job WHERE payload->>'accountId' = $1", [bobAccount]);
     expect(rows).toHaveLength(0);
@@ -161,7 +187,10 @@ describe('import_mbox uploads and idempotency', () => {
     expect(await jobCount()).toBe(jobsBefore);
 
     // A scan first, then an upload under its key: refused, and the upload is not left behind.
-    const scanned = await gqlOk<{ scanPii: { id: string } }>(system.url, token, SCAN_PII, { accountId, options: { ...LATER, idempotencyKey: 'idem-types-2' } });
+    const scanned = await gqlOk<{ scanPii: { id: string } }>(system.url, token, SCAN_PII, {
+      accountId,
+      options: { ...LATER, idempotencyKey: 'idem-types-2' },
+    });
     const uploadsBefore = await uploadFiles();
     const refused = await upload(system.url, accountId, buildMbox({ count: 2, seed: 26 }).mbox, { idempotencyKey: 'idem-types-2' });
     expect(refused.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
@@ -214,15 +243,25 @@ describe('import_mbox message size cap', () => {
     const small = await startInProcess(capped);
     try {
       const aliceToken = await capped.token('alice');
-      const accountId = (await gqlOk<{ createAccount: { id: string } }>(small.url, aliceToken, CREATE_ACCOUNT, { name: 'capped' })).createAccount.id;
+      const accountId = (await gqlOk<{ createAccount: { id: string } }>(small.url, aliceToken, CREATE_ACCOUNT, { name: 'capped' }))
+        .createAccount.id;
       const good = (n: number) => `From: a@example.com\r\nSubject: good ${n}\r\nMessage-ID: <good-${n}@example.com>\r\n\r\nhello ${n}\r\n`;
       const big = `From: a@example.com\r\nSubject: big\r\nMessage-ID: <big@example.com>\r\n\r\n${'x'.repeat(76).concat('\r\n').repeat(400)}`;
-      const mbox = Buffer.from([good(1), big, good(2)].map((m) => `From a@example.com Mon Jan  1 12:00:00 2024\n${m}\n`).join(''), 'latin1');
-      const response = await gqlUpload<{ importMbox: any }>(small.url, aliceToken, IMPORT_MBOX, { accountId, file: null }, {
-        path: 'file',
-        content: mbox,
-        filename: 'capped.mbox',
-      });
+      const mbox = Buffer.from(
+        [good(1), big, good(2)].map((m) => `From a@example.com Mon Jan  1 12:00:00 2024\n${m}\n`).join(''),
+        'latin1',
+      );
+      const response = await gqlUpload<{ importMbox: any }>(
+        small.url,
+        aliceToken,
+        IMPORT_MBOX,
+        { accountId, file: null },
+        {
+          path: 'file',
+          content: mbox,
+          filename: 'capped.mbox',
+        },
+      );
       expect(response.errors).toBeUndefined();
       const id = response.data!.importMbox.id;
       const done = await waitFor('capped import', async () => {
@@ -231,8 +270,12 @@ describe('import_mbox message size cap', () => {
       });
       expect(done.status).toBe('COMPLETED');
       expect(done.result).toMatchObject({ total: 3, imported: 2, duplicates: 0, malformed: 1 });
-      expect(done.result.errors).toEqual([{ index: 1, error: expect.stringMatching(/larger than the 16384-byte limit \(MAX_MESSAGE_BYTES\)/) }]);
-      const subjects = await capped.sql<{ subject: string }>('SELECT subject FROM message WHERE account_id = $1 ORDER BY subject', [accountId]);
+      expect(done.result.errors).toEqual([
+        { index: 1, error: expect.stringMatching(/larger than the 16384-byte limit \(MAX_MESSAGE_BYTES\)/) },
+      ]);
+      const subjects = await capped.sql<{ subject: string }>('SELECT subject FROM message WHERE account_id = $1 ORDER BY subject', [
+        accountId,
+      ]);
       expect(subjects.map((row) => row.subject)).toEqual(['good 1', 'good 2']);
     } finally {
       await small.stop();

@@ -92,7 +92,11 @@ describe('job lifecycle', () => {
       '{ jobTypes { name mutation attempts backoff { delayMs } } }',
     );
     expect(jobTypes.map((t) => t.name).sort()).toEqual(jobCatalogue.map((d) => d.name).sort());
-    expect(jobTypes.find((t) => t.name === 'import_mbox')).toMatchObject({ mutation: 'importMbox', attempts: 3, backoff: { delayMs: 2000 } });
+    expect(jobTypes.find((t) => t.name === 'import_mbox')).toMatchObject({
+      mutation: 'importMbox',
+      attempts: 3,
+      backoff: { delayMs: 2000 },
+    });
   });
 
   it('retries a failing job with backoff until it completes on its third attempt', async () => {
@@ -116,7 +120,14 @@ describe('job lifecycle', () => {
   });
 
   it('fails a job whose stored payload no longer matches its declaration, without retrying', async () => {
-    const job = await enqueueJob(deps, { declaration: strictJob, args: { value: 1 }, ownerId: 'alice', isAdmin: false, trigger: 'API', options: { delayMs: 60_000 } });
+    const job = await enqueueJob(deps, {
+      declaration: strictJob,
+      args: { value: 1 },
+      ownerId: 'alice',
+      isAdmin: false,
+      trigger: 'API',
+      options: { delayMs: 60_000 },
+    });
     await env.sql(`UPDATE job SET payload = '{"value":"not a number"}' WHERE id = $1`, [job.id]);
     await system.apiServices.queues.get('test_strict').remove(job.id);
     await system.apiServices.queues.add('test_strict', job.id, { value: 'not a number' }, { attempts: 5 });
@@ -131,7 +142,13 @@ describe('enqueue options', () => {
   let accountId: string;
   const mbox = buildMbox({ count: 3, seed: 3 }).mbox;
   const upload = (variables: Record<string, unknown>) =>
-    gqlUpload<{ importMbox: any }>(system.url, token, IMPORT_MBOX, { accountId, file: null, ...variables }, { path: 'file', content: mbox, filename: 'a.mbox' });
+    gqlUpload<{ importMbox: any }>(
+      system.url,
+      token,
+      IMPORT_MBOX,
+      { accountId, file: null, ...variables },
+      { path: 'file', content: mbox, filename: 'a.mbox' },
+    );
 
   beforeAll(async () => {
     accountId = (await gqlOk<{ createAccount: { id: string } }>(system.url, token, CREATE_ACCOUNT, { name: 'opts' })).createAccount.id;
@@ -152,12 +169,19 @@ describe('enqueue options', () => {
     const job = (await upload({ options: { delayMs: 600_000 } })).data!.importMbox;
     expect(job.status).toBe('DELAYED');
     expect(Date.parse(job.runAt) - Date.parse(job.createdAt)).toBeGreaterThanOrEqual(599_000);
-    const { cancelJob } = await gqlOk<{ cancelJob: any }>(system.url, token, `mutation($id: ID!) { cancelJob(id: $id) { ${JOB_FIELDS} } }`, { id: job.id });
+    const { cancelJob } = await gqlOk<{ cancelJob: any }>(
+      system.url,
+      token,
+      `mutation($id: ID!) { cancelJob(id: $id) { ${JOB_FIELDS} } }`,
+      { id: job.id },
+    );
     expect(cancelJob).toMatchObject({ status: 'CANCELLED' });
     expect(cancelJob.cancelRequestedAt).not.toBeNull();
     expect(await system.apiServices.queues.get('import_mbox').getJob(job.id)).toBeUndefined();
     // Retrying brings it back under the same id.
-    const { retryJob } = await gqlOk<{ retryJob: any }>(system.url, token, `mutation($id: ID!) { retryJob(id: $id) { ${JOB_FIELDS} } }`, { id: job.id });
+    const { retryJob } = await gqlOk<{ retryJob: any }>(system.url, token, `mutation($id: ID!) { retryJob(id: $id) { ${JOB_FIELDS} } }`, {
+      id: job.id,
+    });
     expect(retryJob).toMatchObject({ id: job.id, status: 'PENDING', trigger: 'RETRY', cancelRequestedAt: null });
     await waitFor('retried job', async () => (await row(job.id)).status === 'COMPLETED');
   });
@@ -186,17 +210,28 @@ describe('cancelling a running job', () => {
   it('aborts the handler at its next checkpoint; the row ends CANCELLED, not retried', async () => {
     const fixture = buildMbox({ count: 4000, seed: 21, attachmentEvery: 0 });
     const accountId = (await gqlOk<{ createAccount: { id: string } }>(system.url, token, CREATE_ACCOUNT, { name: 'big' })).createAccount.id;
-    const response = await gqlUpload<{ importMbox: any }>(system.url, token, IMPORT_MBOX, { accountId, file: null }, {
-      path: 'file',
-      content: fixture.mbox,
-      filename: 'big.mbox',
-    });
+    const response = await gqlUpload<{ importMbox: any }>(
+      system.url,
+      token,
+      IMPORT_MBOX,
+      { accountId, file: null },
+      {
+        path: 'file',
+        content: fixture.mbox,
+        filename: 'big.mbox',
+      },
+    );
     const jobId = response.data!.importMbox.id;
     const sub = subscribe<{ jobProgress: any }>('ws', system.url, token, JOB_PROGRESS, { jobId });
     await waitFor('import to make progress', () => sub.results.some((r) => (r.data?.jobProgress.processed ?? 0) > 0));
-    const { cancelJob } = await gqlOk<{ cancelJob: any }>(system.url, token, `mutation($id: ID!) { cancelJob(id: $id) { status cancelRequestedAt } }`, {
-      id: jobId,
-    });
+    const { cancelJob } = await gqlOk<{ cancelJob: any }>(
+      system.url,
+      token,
+      `mutation($id: ID!) { cancelJob(id: $id) { status cancelRequestedAt } }`,
+      {
+        id: jobId,
+      },
+    );
     expect(cancelJob.cancelRequestedAt).not.toBeNull();
     await sub.done;
     const last = sub.results.at(-1)!.data!.jobProgress;

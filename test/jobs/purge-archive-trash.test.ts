@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JOB } from '../helpers/fragments.js';
 import { gql, gqlOk } from '../helpers/graphql-client.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
 import { createTestEnv, waitFor, type TestEnv } from '../helpers/test-env.js';
@@ -17,13 +16,23 @@ async function archive(daysAgo: number | null): Promise<{ id: string; key: strin
   await env.sql(
     `INSERT INTO archive (id, account_id, owner_id, message_id, size, content_hash, files, created_at, deleted_at)
      VALUES ($1, $2, 'alice', $3, 10, 'h', $4, now(), CASE WHEN $5::int IS NULL THEN NULL ELSE now() - make_interval(days => $5::int) END)`,
-    [id, randomUUID(), randomUUID(), JSON.stringify([{ kind: 'eml', key, filename: null, contentType: 'message/rfc822', size: 10 }]), daysAgo],
+    [
+      id,
+      randomUUID(),
+      randomUUID(),
+      JSON.stringify([{ kind: 'eml', key, filename: null, contentType: 'message/rfc822', size: 10 }]),
+      daysAgo,
+    ],
   );
   return { id, key };
 }
 
 async function purge() {
-  const { purgeArchiveTrash } = await gqlOk<{ purgeArchiveTrash: { id: string } }>(system.url, admin, 'mutation { purgeArchiveTrash { id } }');
+  const { purgeArchiveTrash } = await gqlOk<{ purgeArchiveTrash: { id: string } }>(
+    system.url,
+    admin,
+    'mutation { purgeArchiveTrash { id } }',
+  );
   return waitFor('purge', async () => {
     const { job } = await gqlOk<{ job: any }>(
       system.url,
@@ -63,7 +72,11 @@ describe('purge_archive_trash', () => {
     const old = await archive(31);
     const recent = await archive(29);
     const kept = await archive(null);
-    await gqlOk(system.url, admin, 'mutation { updateSystemConfig(input: { archiveTrashPurgeEnabled: true }) { archiveTrashPurgeEnabled } }');
+    await gqlOk(
+      system.url,
+      admin,
+      'mutation { updateSystemConfig(input: { archiveTrashPurgeEnabled: true }) { archiveTrashPurgeEnabled } }',
+    );
     const output = await purge();
     expect(output).toMatchObject({ enabled: true, retentionDays: 30 });
     expect(output.purged).toBeGreaterThanOrEqual(1);
@@ -76,7 +89,11 @@ describe('purge_archive_trash', () => {
 
   it('follows archive_trash_retention_days', async () => {
     const tenDays = await archive(10);
-    await gqlOk(system.url, admin, 'mutation { updateSystemConfig(input: { archiveTrashRetentionDays: 7 }) { archiveTrashRetentionDays } }');
+    await gqlOk(
+      system.url,
+      admin,
+      'mutation { updateSystemConfig(input: { archiveTrashRetentionDays: 7 }) { archiveTrashRetentionDays } }',
+    );
     const remaining = await env.one<{ n: number }>("SELECT count(*)::int AS n FROM archive WHERE deleted_at < now() - interval '7 days'");
     expect(remaining.n).toBe(2); // this one and the 29-day-old one kept by the 30-day rule above
     expect(await purge()).toMatchObject({ enabled: true, retentionDays: 7, purged: 2, filesDeleted: 2 });
@@ -84,13 +101,23 @@ describe('purge_archive_trash', () => {
   });
 
   it('rejects a negative retention with BAD_USER_INPUT and keeps the setting', async () => {
-    const response = await gql(system.url, admin, 'mutation { updateSystemConfig(input: { archiveTrashRetentionDays: -1 }) { archiveTrashRetentionDays } }');
+    const response = await gql(
+      system.url,
+      admin,
+      'mutation { updateSystemConfig(input: { archiveTrashRetentionDays: -1 }) { archiveTrashRetentionDays } }',
+    );
     expect(response.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
-    expect(await gqlOk(system.url, admin, '{ systemConfig { archiveTrashRetentionDays } }')).toEqual({ systemConfig: { archiveTrashRetentionDays: 7 } });
+    expect(await gqlOk(system.url, admin, '{ systemConfig { archiveTrashRetentionDays } }')).toEqual({
+      systemConfig: { archiveTrashRetentionDays: 7 },
+    });
   });
 
   it('is listed as a maintenance type with its daily schedule', async () => {
-    const { jobTypes } = await gqlOk<{ jobTypes: any[] }>(system.url, admin, '{ jobTypes { name concurrency globalConcurrency schedules { id cron timezone } } }');
+    const { jobTypes } = await gqlOk<{ jobTypes: any[] }>(
+      system.url,
+      admin,
+      '{ jobTypes { name concurrency globalConcurrency schedules { id cron timezone } } }',
+    );
     expect(jobTypes.find((t) => t.name === 'purge_archive_trash')).toEqual({
       name: 'purge_archive_trash',
       concurrency: 1,

@@ -95,8 +95,14 @@ async function createRule(input: Record<string, unknown>, token = alice): Promis
 }
 
 async function preview(ruleId: string, token = alice) {
-  return (await gqlOk<{ previewRule: { accountId: string; scanned: number; matched: number; sample: { subject: string }[] } }>(system.url, token, PREVIEW_BY_ID, { ruleId }))
-    .previewRule;
+  return (
+    await gqlOk<{ previewRule: { accountId: string; scanned: number; matched: number; sample: { subject: string }[] } }>(
+      system.url,
+      token,
+      PREVIEW_BY_ID,
+      { ruleId },
+    )
+  ).previewRule;
 }
 
 async function runRule(ruleId: string, token = alice) {
@@ -150,7 +156,10 @@ describe('rules: saved, previewed and run', () => {
           { field: 'AGE_DAYS', op: 'GT', value: '30' },
         ],
       },
-      actions: [{ type: 'LABEL', label: 'old-news' }, { type: 'MARK_READ', label: null }],
+      actions: [
+        { type: 'LABEL', label: 'old-news' },
+        { type: 'MARK_READ', label: null },
+      ],
     });
 
     const output = await previewThenRun(rule.id, ['Weekly digest #1', 'Weekly digest #2']);
@@ -161,7 +170,9 @@ describe('rules: saved, previewed and run', () => {
       const hit = subject === 'Weekly digest #1' || subject === 'Weekly digest #2';
       expect(state, subject).toMatchObject({ labels: hit ? ['old-news'] : [], is_read: hit, trashed: false, archived: false });
     }
-    const { lastRunAt } = (await gqlOk<{ rules: any[] }>(system.url, alice, `query { rules { id lastRunAt } }`)).rules.find((r) => r.id === rule.id);
+    const { lastRunAt } = (await gqlOk<{ rules: any[] }>(system.url, alice, `query { rules { id lastRunAt } }`)).rules.find(
+      (r) => r.id === rule.id,
+    );
     expect(lastRunAt).not.toBeNull();
 
     const again = await runRule(rule.id);
@@ -220,13 +231,13 @@ describe('rules: saved, previewed and run', () => {
   });
 
   it('deletes matching messages with their attachments and blobs', async () => {
-    const victim = await env.one<{ id: string; blob_key: string }>('SELECT id, blob_key FROM message WHERE account_id = $1 AND subject = $2', [
-      accountId,
-      'Invoice March',
-    ]);
-    const attachmentKeys = (await env.sql<{ blob_key: string }>('SELECT blob_key FROM message_attachment WHERE message_id = $1', [victim.id])).map(
-      (row) => row.blob_key,
+    const victim = await env.one<{ id: string; blob_key: string }>(
+      'SELECT id, blob_key FROM message WHERE account_id = $1 AND subject = $2',
+      [accountId, 'Invoice March'],
     );
+    const attachmentKeys = (
+      await env.sql<{ blob_key: string }>('SELECT blob_key FROM message_attachment WHERE message_id = $1', [victim.id])
+    ).map((row) => row.blob_key);
     expect(attachmentKeys).toHaveLength(1);
     const storage = new BlobStorage(env.vars.STORAGE_DIR!);
     expect(await storage.exists(victim.blob_key)).toBe(true);
@@ -255,7 +266,11 @@ describe('rules: saved, previewed and run', () => {
     const rule = await createRule({ name: 'digests', conditions, actions: [{ type: 'MARK_READ' }] });
     const unsaved = (await gqlOk<{ previewRule: any }>(system.url, alice, PREVIEW_CONDITIONS, { accountId, conditions })).previewRule;
     expect(unsaved).toEqual(await preview(rule.id));
-    expect(unsaved.sample.map((m: { subject: string }) => m.subject).sort()).toEqual(['Weekly digest #1', 'Weekly digest #2', 'Weekly digest #3']);
+    expect(unsaved.sample.map((m: { subject: string }) => m.subject).sort()).toEqual([
+      'Weekly digest #1',
+      'Weekly digest #2',
+      'Weekly digest #3',
+    ]);
 
     const listed = (await gqlOk<{ rules: { id: string }[] }>(system.url, alice, RULES, { accountId })).rules.map((r) => r.id);
     expect(listed).toContain(rule.id);
@@ -264,14 +279,25 @@ describe('rules: saved, previewed and run', () => {
     const updated = (
       await gqlOk<{ updateRule: any }>(system.url, alice, UPDATE_RULE, {
         id: rule.id,
-        input: { name: 'newest digest', conditions: { conditions: [{ field: 'AGE_DAYS', op: 'LT', value: '7' }, { field: 'SUBJECT', op: 'CONTAINS', value: 'digest' }] } },
+        input: {
+          name: 'newest digest',
+          conditions: {
+            conditions: [
+              { field: 'AGE_DAYS', op: 'LT', value: '7' },
+              { field: 'SUBJECT', op: 'CONTAINS', value: 'digest' },
+            ],
+          },
+        },
       })
     ).updateRule;
     expect(updated).toMatchObject({ name: 'newest digest', actions: [{ type: 'MARK_READ' }] });
     expect(updated.conditions.conditions).toHaveLength(2);
     expect((await preview(rule.id)).sample.map((m) => m.subject)).toEqual(['Weekly digest #3']);
 
-    expect((await gqlOk<{ deleteRule: any }>(system.url, alice, DELETE_RULE, { id: rule.id })).deleteRule).toEqual({ id: rule.id, name: 'newest digest' });
+    expect((await gqlOk<{ deleteRule: any }>(system.url, alice, DELETE_RULE, { id: rule.id })).deleteRule).toEqual({
+      id: rule.id,
+      name: 'newest digest',
+    });
     expect((await gqlOk<{ rule: any }>(system.url, alice, RULE, { id: rule.id })).rule).toBeNull();
     expect(await env.sql('SELECT id FROM rule WHERE id = $1', [rule.id])).toHaveLength(0);
   });
@@ -281,7 +307,13 @@ describe('rules: bad input and access', () => {
   async function rejected(input: Record<string, unknown>, expectedMessage: RegExp) {
     const before = await env.one<{ count: number }>('SELECT count(*)::int AS count FROM rule');
     const response = await gql(system.url, alice, CREATE_RULE, {
-      input: { accountId, name: 'bad', conditions: { conditions: [{ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }] }, actions: [{ type: 'TRASH' }], ...input },
+      input: {
+        accountId,
+        name: 'bad',
+        conditions: { conditions: [{ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }] },
+        actions: [{ type: 'TRASH' }],
+        ...input,
+      },
     });
     expect(errorCode(response), JSON.stringify(response.errors)).toBe('BAD_USER_INPUT');
     expect(response.errors![0]!.message).toMatch(expectedMessage);
@@ -290,7 +322,10 @@ describe('rules: bad input and access', () => {
   const only = (condition: Condition) => ({ conditions: [condition] });
 
   it('rejects invalid conditions with the rule engine message, and saves nothing', async () => {
-    await rejected({ conditions: only({ field: 'SUBJECT', op: 'MATCHES', value: '(unclosed' }) }, /conditions\[0\]: invalid regular expression/);
+    await rejected(
+      { conditions: only({ field: 'SUBJECT', op: 'MATCHES', value: '(unclosed' }) },
+      /conditions\[0\]: invalid regular expression/,
+    );
     await rejected({ conditions: only({ field: 'SUBJECT', op: 'MATCHES', value: '(a)\\1' }) }, /invalid regular expression/);
     await rejected({ conditions: only({ field: 'SIZE', op: 'GT', value: 'big' }) }, /value must be a non-negative number for SIZE/);
     await rejected({ conditions: only({ field: 'AGE_DAYS', op: 'GT', value: '-3' }) }, /non-negative number/);
@@ -315,22 +350,44 @@ describe('rules: bad input and access', () => {
   });
 
   it('rejects bad previews and updates with BAD_USER_INPUT and leaves the rule as it was', async () => {
-    const rule = await createRule({ name: 'keep me', conditions: only({ field: 'SUBJECT', op: 'CONTAINS', value: 'digest' }), actions: [{ type: 'MARK_READ' }] });
-    const badPreview = await gql(system.url, alice, PREVIEW_CONDITIONS, { accountId, conditions: only({ field: 'SUBJECT', op: 'MATCHES', value: '[' }) });
+    const rule = await createRule({
+      name: 'keep me',
+      conditions: only({ field: 'SUBJECT', op: 'CONTAINS', value: 'digest' }),
+      actions: [{ type: 'MARK_READ' }],
+    });
+    const badPreview = await gql(system.url, alice, PREVIEW_CONDITIONS, {
+      accountId,
+      conditions: only({ field: 'SUBJECT', op: 'MATCHES', value: '[' }),
+    });
     expect(errorCode(badPreview)).toBe('BAD_USER_INPUT');
     const neither = await gql(system.url, alice, `query { previewRule { matched } }`);
     expect(errorCode(neither)).toBe('BAD_USER_INPUT');
 
-    for (const input of [{ conditions: only({ field: 'SUBJECT', op: 'MATCHES', value: '(?<=x)y' }) }, { schedule: 'every day' }, { actions: [{ type: 'LABEL' }] }]) {
+    for (const input of [
+      { conditions: only({ field: 'SUBJECT', op: 'MATCHES', value: '(?<=x)y' }) },
+      { schedule: 'every day' },
+      { actions: [{ type: 'LABEL' }] },
+    ]) {
       const response = await gql(system.url, alice, UPDATE_RULE, { id: rule.id, input: { name: 'changed', ...input } });
       expect(errorCode(response), JSON.stringify(input)).toBe('BAD_USER_INPUT');
     }
-    const row = await env.one<{ name: string; conditions: unknown; schedule: string | null }>('SELECT name, conditions, schedule FROM rule WHERE id = $1', [rule.id]);
-    expect(row).toEqual({ name: 'keep me', conditions: { match: 'ALL', conditions: [{ field: 'SUBJECT', op: 'CONTAINS', value: 'digest' }] }, schedule: null });
+    const row = await env.one<{ name: string; conditions: unknown; schedule: string | null }>(
+      'SELECT name, conditions, schedule FROM rule WHERE id = $1',
+      [rule.id],
+    );
+    expect(row).toEqual({
+      name: 'keep me',
+      conditions: { match: 'ALL', conditions: [{ field: 'SUBJECT', op: 'CONTAINS', value: 'digest' }] },
+      schedule: null,
+    });
   });
 
-  it("gives another owner NOT_FOUND for everything about a rule, and creates no job; an admin sees it", async () => {
-    const rule = await createRule({ name: 'private', conditions: only({ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }), actions: [{ type: 'TRASH' }] });
+  it('gives another owner NOT_FOUND for everything about a rule, and creates no job; an admin sees it', async () => {
+    const rule = await createRule({
+      name: 'private',
+      conditions: only({ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }),
+      actions: [{ type: 'TRASH' }],
+    });
     const attempts: [string, Record<string, unknown>][] = [
       [RUN_RULE, { ruleId: rule.id }],
       [PREVIEW_BY_ID, { ruleId: rule.id }],
@@ -338,7 +395,17 @@ describe('rules: bad input and access', () => {
       [UPDATE_RULE, { id: rule.id, input: { name: 'mine now' } }],
       [DELETE_RULE, { id: rule.id }],
       [RULES, { accountId }],
-      [CREATE_RULE, { input: { accountId, name: 'intruder', conditions: only({ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }), actions: [{ type: 'DELETE' }] } }],
+      [
+        CREATE_RULE,
+        {
+          input: {
+            accountId,
+            name: 'intruder',
+            conditions: only({ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }),
+            actions: [{ type: 'DELETE' }],
+          },
+        },
+      ],
     ];
     for (const [query, variables] of attempts) {
       const response = await gql(system.url, bob, query, variables);
@@ -357,8 +424,14 @@ describe('rules: bad input and access', () => {
 
 describe('rules: failures and cancellation', () => {
   it('fails at once, without retries, when the saved rule has become invalid', async () => {
-    const rule = await createRule({ conditions: { conditions: [{ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }] }, actions: [{ type: 'TRASH' }] });
-    await env.sql(`UPDATE rule SET conditions = $2 WHERE id = $1`, [rule.id, JSON.stringify({ match: 'ALL', conditions: [{ field: 'SUBJECT', op: 'MATCHES', value: '(' }] })]);
+    const rule = await createRule({
+      conditions: { conditions: [{ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }] },
+      actions: [{ type: 'TRASH' }],
+    });
+    await env.sql(`UPDATE rule SET conditions = $2 WHERE id = $1`, [
+      rule.id,
+      JSON.stringify({ match: 'ALL', conditions: [{ field: 'SUBJECT', op: 'MATCHES', value: '(' }] }),
+    ]);
     const { runRule: job } = await gqlOk<{ runRule: any }>(system.url, alice, RUN_RULE, { ruleId: rule.id });
     const done = await waitForJob(system, alice, job.id);
     expect(done).toMatchObject({ status: 'FAILED', attempts: 1 });
@@ -368,7 +441,10 @@ describe('rules: failures and cancellation', () => {
   });
 
   it('fails without retries when the rule was deleted before its queued run started', async () => {
-    const rule = await createRule({ conditions: { conditions: [{ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }] }, actions: [{ type: 'TRASH' }] });
+    const rule = await createRule({
+      conditions: { conditions: [{ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }] },
+      actions: [{ type: 'TRASH' }],
+    });
     const { runRule: job } = await gqlOk<{ runRule: any }>(system.url, alice, RUN_RULE, { ruleId: rule.id, options: { delayMs: 1_000 } });
     expect(job.status).toBe('DELAYED');
     await gqlOk(system.url, alice, DELETE_RULE, { id: rule.id });
@@ -381,15 +457,25 @@ describe('rules: failures and cancellation', () => {
     const bigAccount = await createAccount(alice, 'big');
     // Two batches, of 500 and 200: the slowed scan leaves time to cancel after the first.
     const fixture = buildMbox({ count: 700, attachmentEvery: 0, seed: 5 });
-    const upload = await gqlUpload<{ importMbox: { id: string } }>(system.url, alice, IMPORT_MBOX, { accountId: bigAccount, file: null }, {
-      path: 'file',
-      content: fixture.mbox,
-      filename: 'big.mbox',
-    });
+    const upload = await gqlUpload<{ importMbox: { id: string } }>(
+      system.url,
+      alice,
+      IMPORT_MBOX,
+      { accountId: bigAccount, file: null },
+      {
+        path: 'file',
+        content: fixture.mbox,
+        filename: 'big.mbox',
+      },
+    );
     expect((await waitForJob(system, alice, upload.data!.importMbox.id, 60_000)).status).toBe('COMPLETED');
     const total = fixture.expected.unique;
 
-    const rule = await createRule({ accountId: bigAccount, conditions: { conditions: [{ field: 'SIZE', op: 'GT', value: '0' }] }, actions: [{ type: 'LABEL', label: 'seen' }] });
+    const rule = await createRule({
+      accountId: bigAccount,
+      conditions: { conditions: [{ field: 'SIZE', op: 'GT', value: '0' }] },
+      actions: [{ type: 'LABEL', label: 'seen' }],
+    });
     slowRules.add(rule.id);
     const { runRule: job } = await gqlOk<{ runRule: any }>(system.url, alice, RUN_RULE, { ruleId: rule.id });
     await waitFor('the first batch', async () => {
@@ -401,7 +487,10 @@ describe('rules: failures and cancellation', () => {
     expect(done).toMatchObject({ status: 'CANCELLED', attempts: 1, result: null });
     expect(done.total).toBe(total);
 
-    const { count } = await env.one<{ count: number }>(`SELECT count(*)::int AS count FROM message WHERE account_id = $1 AND 'seen' = ANY(labels)`, [bigAccount]);
+    const { count } = await env.one<{ count: number }>(
+      `SELECT count(*)::int AS count FROM message WHERE account_id = $1 AND 'seen' = ANY(labels)`,
+      [bigAccount],
+    );
     expect(count).toBe(500);
     expect(done.processed).toBe(count);
     expect((await env.one<{ last_run_at: Date | null }>('SELECT last_run_at FROM rule WHERE id = $1', [rule.id])).last_run_at).toBeNull();

@@ -67,7 +67,9 @@ async function subjectsById(accountId: string): Promise<Record<string, string>> 
 }
 
 function shape(findings: any[], subjects: Record<string, string>): string[] {
-  return findings.map((f) => `${subjects[f.messageId]} | ${f.scan} ${f.kind} ${f.subtype} | ${f.detail} | ${f.source} | ${f.sender} | ${f.host}`).sort();
+  return findings
+    .map((f) => `${subjects[f.messageId]} | ${f.scan} ${f.kind} ${f.subtype} | ${f.detail} | ${f.source} | ${f.sender} | ${f.host}`)
+    .sort();
 }
 
 /** Strips separators, so a raw number is found whichever way it was written. */
@@ -104,7 +106,11 @@ function corpus(): string[] {
         { filename: 'data.bin', contentType: 'application/octet-stream', content: 'Card 4111111111111111\n' },
       ],
     }),
-    buildMessage({ from: 'amex@example.net', subject: 'Amex in html only', html: '<html><body><p>Amex <b>3782</b> 822463 10005</p></body></html>' }),
+    buildMessage({
+      from: 'amex@example.net',
+      subject: 'Amex in html only',
+      html: '<html><body><p>Amex <b>3782</b> 822463 10005</p></body></html>',
+    }),
     buildMessage({ from: 'friend@example.com', subject: 'Nothing personal', text: 'Lunch on Friday at 12:30? Room 4, floor 2.\n' }),
   ];
 }
@@ -145,7 +151,9 @@ describe('scan_pii', () => {
 
     const first = await allFindings(accountId);
     expect(shape(first, subjects)).toEqual(EXPECTED);
-    expect(shape(await allFindings(accountId, { kind: 'CARD', scan: 'PII' }), subjects)).toEqual(EXPECTED.filter((l) => l.includes(' CARD ')));
+    expect(shape(await allFindings(accountId, { kind: 'CARD', scan: 'PII' }), subjects)).toEqual(
+      EXPECTED.filter((l) => l.includes(' CARD ')),
+    );
     expect(shape(await allFindings(accountId, { kind: 'IBAN' }), subjects)).toEqual(EXPECTED.filter((l) => l.includes(' IBAN ')));
     expect(await allFindings(accountId, { scan: 'TRACKING' })).toEqual([]);
 
@@ -154,7 +162,10 @@ describe('scan_pii', () => {
     expect(again.result).toEqual(EXPECTED_OUTPUT);
     const second = await allFindings(accountId);
     expect(second.map((f) => f.id).sort()).toEqual(first.map((f) => f.id).sort());
-    const { count } = await env.one<{ count: number }>("SELECT count(*)::int AS count FROM finding WHERE account_id = $1 AND scan = 'PII'", [accountId]);
+    const { count } = await env.one<{ count: number }>(
+      "SELECT count(*)::int AS count FROM finding WHERE account_id = $1 AND scan = 'PII'",
+      [accountId],
+    );
     expect(count).toBe(6);
 
     // No raw value anywhere: not in the API's answers, the job rows, or any column of `finding`.

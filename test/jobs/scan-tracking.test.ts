@@ -56,7 +56,9 @@ async function messageIds(accountId: string): Promise<Record<string, string>> {
 /** Comparable view of findings: no ids or timestamps, in a fixed order. */
 function shape(findings: any[], ids: Record<string, string>): string[] {
   const subjectOf = Object.fromEntries(Object.entries(ids).map(([subject, id]) => [id, subject]));
-  return findings.map((f) => `${subjectOf[f.messageId]} | ${f.scan} ${f.kind} ${f.detail} | ${f.host} | ${f.source} | ${f.sender} | ${f.subtype}`).sort();
+  return findings
+    .map((f) => `${subjectOf[f.messageId]} | ${f.scan} ${f.kind} ${f.detail} | ${f.host} | ${f.source} | ${f.sender} | ${f.subtype}`)
+    .sort();
 }
 
 function corpus(): string[] {
@@ -78,8 +80,16 @@ function corpus(): string[] {
         '<img src="https://xyz.list-manage.com/track/open.php?u=1" width="600" height="200">' +
         '<a href="https://example.com/read?mc_eid=abc">Read</a>',
     }),
-    buildMessage({ from: 'news@tracker.example', subject: 'Clean newsletter', html: '<p>No tracking <a href="https://example.com/page?id=1">here</a></p>' }),
-    buildMessage({ from: 'Friend <friend@example.com>', subject: 'Plain text only', text: 'Lunch? https://shop.example/?utm_source=text\n' }),
+    buildMessage({
+      from: 'news@tracker.example',
+      subject: 'Clean newsletter',
+      html: '<p>No tracking <a href="https://example.com/page?id=1">here</a></p>',
+    }),
+    buildMessage({
+      from: 'Friend <friend@example.com>',
+      subject: 'Plain text only',
+      text: 'Lunch? https://shop.example/?utm_source=text\n',
+    }),
     buildMessage({
       from: 'friend@example.com',
       subject: 'Inline image',
@@ -114,8 +124,13 @@ describe('scan_tracking', () => {
     const job = await runJob(system, token, 'scanTracking', { accountId });
     expect(job).toMatchObject({ type: 'scan_tracking', status: 'COMPLETED', processed: 6, total: 6 });
     expect(job.result).toEqual({ scanned: 6, messagesWithTracking: 3, findings: 8 });
-    const typed = await gqlOk<{ job: any }>(system.url, token, `query($id: ID!) { job(id: $id) {
-      ... on ScanTrackingJob { input { accountId } output { scanned messagesWithTracking findings } } } }`, { id: job.id });
+    const typed = await gqlOk<{ job: any }>(
+      system.url,
+      token,
+      `query($id: ID!) { job(id: $id) {
+      ... on ScanTrackingJob { input { accountId } output { scanned messagesWithTracking findings } } } }`,
+      { id: job.id },
+    );
     expect(typed.job).toEqual({ input: { accountId }, output: { scanned: 6, messagesWithTracking: 3, findings: 8 } });
 
     // Paged three at a time, newest first; every page's cursor leads to the next.
@@ -139,7 +154,14 @@ describe('scan_tracking', () => {
         trackerHosts: ['list-manage.com'],
         linkParams: ['mc_eid', 'utm_medium', 'utm_source'],
       },
-      { sender: 'ads@ads.example', messageCount: 1, trackedMessageCount: 1, pixelCount: 0, trackerHosts: ['doubleclick.net'], linkParams: ['gclid'] },
+      {
+        sender: 'ads@ads.example',
+        messageCount: 1,
+        trackedMessageCount: 1,
+        pixelCount: 0,
+        trackerHosts: ['doubleclick.net'],
+        linkParams: ['gclid'],
+      },
     ]);
 
     // Re-run over the same mail: nothing added, the stored rows keep their ids.

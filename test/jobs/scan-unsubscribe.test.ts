@@ -85,8 +85,13 @@ describe('scan_unsubscribe', () => {
     expect(job).toMatchObject({ type: 'scan_unsubscribe', status: 'COMPLETED', processed: 6, total: 6 });
     expect(job.result).toEqual({ scanned: 6, newsletters: 3, oneClick: 1 });
 
-    const typed = await gqlOk<{ job: any }>(system.url, token, `query($id: ID!) { job(id: $id) {
-      ... on ScanUnsubscribeJob { input { accountId } output { scanned newsletters oneClick } } } }`, { id: job.id });
+    const typed = await gqlOk<{ job: any }>(
+      system.url,
+      token,
+      `query($id: ID!) { job(id: $id) {
+      ... on ScanUnsubscribeJob { input { accountId } output { scanned newsletters oneClick } } } }`,
+      { id: job.id },
+    );
     expect(typed.job).toEqual({ input: { accountId }, output: { scanned: 6, newsletters: 3, oneClick: 1 } });
 
     const first = await newsletters(accountId);
@@ -160,7 +165,9 @@ describe('scan_unsubscribe', () => {
     const query = await gql(system.url, bob, NEWSLETTERS, { accountId });
     expect(query.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     expect(query.data).toBeNull();
-    const mutation = await gql(system.url, bob, 'mutation($accountId: ID!) { scanUnsubscribe(accountId: $accountId) { id } }', { accountId });
+    const mutation = await gql(system.url, bob, 'mutation($accountId: ID!) { scanUnsubscribe(accountId: $accountId) { id } }', {
+      accountId,
+    });
     expect(mutation.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     expect(await env.sql("SELECT id FROM job WHERE type = 'scan_unsubscribe' AND owner_id = 'bob'")).toHaveLength(0);
     const missing = await gql(system.url, token, NEWSLETTERS, { accountId: '00000000-0000-4000-8000-000000000000' });

@@ -154,4 +154,3 @@ describe('upload size limit (MAX_UPLOAD_BYTES)', () => {
     }
   });
 });
-

@@ -4,18 +4,30 @@ import { hostSyntaxError, ImapHostPolicy, ImapHostRefusedError, isAddressLiteral
 
 /** Every address that is not plain public unicast, one or more per range. */
 const BLOCKED = [
-  '127.0.0.1', '127.8.9.10', // loopback
-  '10.0.0.1', '172.16.5.4', '192.168.1.1', // private
+  '127.0.0.1',
+  '127.8.9.10', // loopback
+  '10.0.0.1',
+  '172.16.5.4',
+  '192.168.1.1', // private
   '169.254.169.254', // link-local (cloud metadata)
   '100.64.0.1', // carrier-grade NAT
-  '0.0.0.0', '0.1.2.3', // unspecified, "this network"
-  '224.0.0.1', '255.255.255.255', // multicast, broadcast
-  '192.0.2.1', '198.18.0.1', '240.0.0.1', // documentation, benchmarking, reserved
-  '::1', '::', // loopback, unspecified
-  'fe80::1', 'fd00::1', 'fc00::5', // link-local, unique-local
+  '0.0.0.0',
+  '0.1.2.3', // unspecified, "this network"
+  '224.0.0.1',
+  '255.255.255.255', // multicast, broadcast
+  '192.0.2.1',
+  '198.18.0.1',
+  '240.0.0.1', // documentation, benchmarking, reserved
+  '::1',
+  '::', // loopback, unspecified
+  'fe80::1',
+  'fd00::1',
+  'fc00::5', // link-local, unique-local
   'ff02::1', // multicast
   '2001:db8::1', // documentation
-  '::ffff:127.0.0.1', '::ffff:10.0.0.1', '::ffff:7f00:1', // IPv4-mapped
+  '::ffff:127.0.0.1',
+  '::ffff:10.0.0.1',
+  '::ffff:7f00:1', // IPv4-mapped
   '::7f00:1', // IPv4-compatible
   '64:ff9b::a00:1', // NAT64 of 10.0.0.1
   '2002:7f00:1::1', // 6to4 wrapping 127.0.0.1
@@ -80,18 +92,45 @@ describe('ImapHostPolicy', () => {
   });
 
   it('refuses hosts that are not sane syntax', async () => {
-    for (const bad of ['', ' ', 'imap example.com', 'imap\0.example.com', 'a'.repeat(254), 'imap..example.com', '-imap.example.com', 'fe80::1%eth0', 'http://x', 'x/y', 'user@host']) {
+    for (const bad of [
+      '',
+      ' ',
+      'imap example.com',
+      'imap\0.example.com',
+      'a'.repeat(254),
+      'imap..example.com',
+      '-imap.example.com',
+      'fe80::1%eth0',
+      'http://x',
+      'x/y',
+      'user@host',
+    ]) {
       await refusal(none.checkHost(bad));
       expect(hostSyntaxError(bad.trim()), JSON.stringify(bad)).not.toBeNull();
     }
-    for (const good of ['imap.example.com', 'IMAP.Example.COM.', 'mail-1.example.co.uk', 'a'.repeat(63) + '.example.com', '8.8.8.8', '2001:4860::8888']) {
+    for (const good of [
+      'imap.example.com',
+      'IMAP.Example.COM.',
+      'mail-1.example.co.uk',
+      `${'a'.repeat(63)}.example.com`,
+      '8.8.8.8',
+      '2001:4860::8888',
+    ]) {
       expect(hostSyntaxError(good), good).toBeNull();
     }
   });
 
   it('allows addresses and CIDR ranges from the allow-list, IPv4-mapped IPv6 included', async () => {
     const policy = new ImapHostPolicy(['127.0.0.1', '10.1.0.0/16', 'fd12:3456::/32', '::ffff:192.168.7.0/120']);
-    for (const address of ['127.0.0.1', '::ffff:127.0.0.1', '10.1.2.3', '::ffff:10.1.255.255', 'fd12:3456::1', '192.168.7.20', '::ffff:192.168.7.20']) {
+    for (const address of [
+      '127.0.0.1',
+      '::ffff:127.0.0.1',
+      '10.1.2.3',
+      '::ffff:10.1.255.255',
+      'fd12:3456::1',
+      '192.168.7.20',
+      '::ffff:192.168.7.20',
+    ]) {
       expect(policy.allowsAddress(address), address).toBe(true);
     }
     for (const address of ['127.0.0.2', '10.2.0.1', '::1', 'fd12:3457::1', '192.168.8.1', '169.254.169.254']) {

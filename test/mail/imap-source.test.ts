@@ -298,7 +298,7 @@ describe('openImapMailbox', () => {
 
   it('skips messages over maxMessageBytes without fetching their bodies, in UID order', async () => {
     const mailbox = mailboxName('oversized');
-    const big = Buffer.concat([message(2), Buffer.from('x'.repeat(20_000) + '\r\n')]);
+    const big = Buffer.concat([message(2), Buffer.from(`${'x'.repeat(20_000)}\r\n`)]);
     await appendMessages(settings, mailbox, [message(1), big, message(3), big, big]);
 
     const session = await openImapMailbox(settings, mailbox, fresh, { maxMessageBytes: 10_000 });
@@ -352,9 +352,7 @@ describe('openImapMailbox', () => {
     await appendMessages(settings, mailbox, [message(1)]);
 
     const reason = new Error('job cancelled');
-    const err = await openImapMailbox(settings, mailbox, fresh, { signal: AbortSignal.abort(reason) }).catch(
-      (e: unknown) => e,
-    );
+    const err = await openImapMailbox(settings, mailbox, fresh, { signal: AbortSignal.abort(reason) }).catch((e: unknown) => e);
     expect(err).toBe(reason);
 
     const controller = new AbortController();

@@ -111,7 +111,9 @@ describe('compileRule: validation', () => {
 
   it('rejects an empty condition list and an unknown match', () => {
     expect(rejection({ match: 'ALL', conditions: [] }).message).toBe('a rule needs at least one condition');
-    expect(rejection({ match: 'SOME', conditions: [{ field: 'IS_READ', value: true }] }).message).toBe('match must be ALL or ANY, got "SOME"');
+    expect(rejection({ match: 'SOME', conditions: [{ field: 'IS_READ', value: true }] }).message).toBe(
+      'match must be ALL or ANY, got "SOME"',
+    );
     expect(rejection(null).message).toBe('rule conditions must be an object');
   });
 
@@ -131,7 +133,13 @@ describe('compileRule: validation', () => {
 
   it('rejects negative and non-numeric numbers', () => {
     expect(
-      rejection({ match: 'ALL', conditions: [{ field: 'IS_READ', value: true }, { field: 'AGE_DAYS', op: 'GT', value: -1 }] }).message,
+      rejection({
+        match: 'ALL',
+        conditions: [
+          { field: 'IS_READ', value: true },
+          { field: 'AGE_DAYS', op: 'GT', value: -1 },
+        ],
+      }).message,
     ).toBe('conditions[1]: value must be a non-negative finite number');
     expect(rejection({ match: 'ALL', conditions: [{ field: 'SIZE', op: 'LT', value: '100' }] }).message).toBe(
       'conditions[0]: value must be a non-negative finite number',

@@ -125,7 +125,13 @@ describe('summarizeTrackingBySender', () => {
       { from: 'News@A.example', findings: [pixel, { kind: 'TRACKER_HOST', detail: 'list-manage.com', host: 'x.list-manage.com' }] },
       { from: 'news@a.example', findings: [pixel, { kind: 'LINK_PARAM', detail: 'utm_source', host: 'a.example' }] },
       { from: 'news@a.example', findings: [] },
-      { from: 'b@b.example', findings: [{ kind: 'LINK_PARAM', detail: 'gclid', host: 'b.example' }, { kind: 'LINK_PARAM', detail: 'fbclid', host: 'b.example' }] },
+      {
+        from: 'b@b.example',
+        findings: [
+          { kind: 'LINK_PARAM', detail: 'gclid', host: 'b.example' },
+          { kind: 'LINK_PARAM', detail: 'fbclid', host: 'b.example' },
+        ],
+      },
       { from: 'clean@c.example', findings: [] },
       { from: null, findings: [pixel] },
     ]);

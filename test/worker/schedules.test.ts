@@ -106,17 +106,27 @@ describe("a rule's schedule", () => {
     expect(completed[1]!.result).toMatchObject({ matched: 3, affected: 0 });
 
     // The owner sees the runs as their own jobs; the rule records the run.
-    expect((await gqlOk<{ job: any }>(system.url, alice, JOB, { id: completed[0]!.id })).job).toMatchObject({ type: 'run_rule', trigger: 'RULE', ownerId: 'alice' });
+    expect((await gqlOk<{ job: any }>(system.url, alice, JOB, { id: completed[0]!.id })).job).toMatchObject({
+      type: 'run_rule',
+      trigger: 'RULE',
+      ownerId: 'alice',
+    });
     expect((await gqlOk<{ rule: any }>(system.url, alice, RULE, { id: rule.id })).rule.lastRunAt).not.toBeNull();
-    expect(await subjectsWhere(env, accountId, `'scheduled' = ANY(labels)`)).toEqual(['Weekly digest #1', 'Weekly digest #2', 'Weekly digest #3']);
+    expect(await subjectsWhere(env, accountId, `'scheduled' = ANY(labels)`)).toEqual([
+      'Weekly digest #1',
+      'Weekly digest #2',
+      'Weekly digest #3',
+    ]);
 
     // Disabling removes the scheduler at once; enabling brings it back; deleting removes it for good.
-    const disabled = (await gqlOk<{ updateRule: any }>(system.url, alice, UPDATE_RULE, { id: rule.id, input: { enabled: false } })).updateRule;
+    const disabled = (await gqlOk<{ updateRule: any }>(system.url, alice, UPDATE_RULE, { id: rule.id, input: { enabled: false } }))
+      .updateRule;
     expect(disabled).toMatchObject({ enabled: false, schedule: EVERY_SECOND, nextRunAt: null });
     expect(await schedulerPattern(`rule:${rule.id}`)).toBeNull();
     await gqlOk(system.url, alice, UPDATE_RULE, { id: rule.id, input: { enabled: true, schedule: NEVER_IN_THIS_TEST } });
     expect(await schedulerPattern(`rule:${rule.id}`)).toBe(NEVER_IN_THIS_TEST);
-    const unscheduled = (await gqlOk<{ updateRule: any }>(system.url, alice, UPDATE_RULE, { id: rule.id, input: { schedule: null } })).updateRule;
+    const unscheduled = (await gqlOk<{ updateRule: any }>(system.url, alice, UPDATE_RULE, { id: rule.id, input: { schedule: null } }))
+      .updateRule;
     expect(unscheduled).toMatchObject({ schedule: null, enabled: true, nextRunAt: null });
     expect(await schedulerPattern(`rule:${rule.id}`)).toBeNull();
     await gqlOk(system.url, alice, UPDATE_RULE, { id: rule.id, input: { schedule: NEVER_IN_THIS_TEST } });
@@ -129,7 +139,13 @@ describe("a rule's schedule", () => {
     const before = (await schedules.getJobSchedulers()).length;
     for (const schedule of ['every minute', '* * * * * * *', '0 25 * * *']) {
       const response = await gql(system.url, alice, CREATE_RULE, {
-        input: { accountId, name: 'x', conditions: { conditions: [{ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }] }, actions: [{ type: 'TRASH' }], schedule },
+        input: {
+          accountId,
+          name: 'x',
+          conditions: { conditions: [{ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }] },
+          actions: [{ type: 'TRASH' }],
+          schedule,
+        },
       });
       expect(response.errors?.[0]?.extensions?.code, schedule).toBe('BAD_USER_INPUT');
     }
@@ -155,7 +171,10 @@ describe("a rule's schedule", () => {
     });
     expect(await ruleJobs(disabled.id)).toHaveLength(0);
     expect(await ruleJobs(missingRuleId)).toHaveLength(0);
-    expect(await env.one('SELECT enabled, schedule FROM rule WHERE id = $1', [disabled.id])).toEqual({ enabled: false, schedule: EVERY_SECOND });
+    expect(await env.one('SELECT enabled, schedule FROM rule WHERE id = $1', [disabled.id])).toEqual({
+      enabled: false,
+      schedule: EVERY_SECOND,
+    });
   });
 });
 
@@ -171,12 +190,20 @@ describe('the apply-retention daily schedule', () => {
     );
     const query = `SELECT id, status, trigger, owner_id, idempotency_key, result FROM job WHERE type = 'apply_retention' ORDER BY created_at`;
     const appliedBy = (rows: JobRow[]) =>
-      rows.find((row) => row.status === 'COMPLETED' && row.result?.results?.some((r: { policyId: string; affected: number }) => r.policyId === policy.id && r.affected === 3));
+      rows.find(
+        (row) =>
+          row.status === 'COMPLETED' &&
+          row.result?.results?.some((r: { policyId: string; affected: number }) => r.policyId === policy.id && r.affected === 3),
+      );
     const rows = await waitFor('a scheduled retention run to apply the policy', async () => {
       const all = await env.sql<JobRow>(query);
       return appliedBy(all) ? all : null;
     });
-    expect(await subjectsWhere(env, accountId, 'deleted_at IS NOT NULL')).toEqual(['Invoice March', 'Weekly digest #1', 'Weekly digest #2']);
+    expect(await subjectsWhere(env, accountId, 'deleted_at IS NOT NULL')).toEqual([
+      'Invoice March',
+      'Weekly digest #1',
+      'Weekly digest #2',
+    ]);
     for (const row of rows) {
       expect(row).toMatchObject({ trigger: 'SCHEDULE', owner_id: 'system' });
       expect(row.idempotency_key).toMatch(/^schedule:repeat:apply-retention-daily:\d+$/);
@@ -186,7 +213,10 @@ describe('the apply-retention daily schedule', () => {
 
     // System jobs are the operators' to see.
     expect((await gqlOk<{ job: unknown }>(system.url, alice, JOB, { id: applied!.id })).job).toBeNull();
-    expect((await gqlOk<{ job: any }>(system.url, admin, JOB, { id: applied!.id })).job).toMatchObject({ trigger: 'SCHEDULE', ownerId: 'system' });
+    expect((await gqlOk<{ job: any }>(system.url, admin, JOB, { id: applied!.id })).job).toMatchObject({
+      trigger: 'SCHEDULE',
+      ownerId: 'system',
+    });
   });
 });
 

@@ -18,7 +18,12 @@ export * from './rule.entity.js';
 
 /** Every entity the ORM knows; migrations are generated from this list. */
 export const entities = [
-  JobSchema, SystemConfigSchema, AccountSchema, MessageSchema, MessageAttachmentSchema, ArchiveSchema,
+  JobSchema,
+  SystemConfigSchema,
+  AccountSchema,
+  MessageSchema,
+  MessageAttachmentSchema,
+  ArchiveSchema,
   RuleSchema,
   RetentionPolicySchema,
   FindingSchema,

@@ -35,7 +35,8 @@ builder.mutationField('updateAccountImap', (t) =>
       }
 
       // Another server or mailbox owner: its UIDs and UIDVALIDITY say nothing about what was imported.
-      const sameMailboxes = next !== null && next.host === account.imapHost && next.port === account.imapPort && next.user === account.imapUser;
+      const sameMailboxes =
+        next !== null && next.host === account.imapHost && next.port === account.imapPort && next.user === account.imapUser;
       account.imapHost = next?.host ?? null;
       account.imapPort = next?.port ?? null;
       account.imapSecure = next?.secure ?? true;

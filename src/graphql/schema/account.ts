@@ -48,7 +48,11 @@ export const imapSettingsSchema = z.object({
   host: z.string().trim().min(1, 'must not be empty').max(253, 'must be at most 253 characters'),
   port: z.number().int().min(1, 'must be 1 to 65535').max(65535, 'must be 1 to 65535'),
   secure: z.boolean(),
-  user: z.string().min(1, 'must not be empty').max(320).refine((user) => !user.includes('\0'), 'must not contain NUL'),
+  user: z
+    .string()
+    .min(1, 'must not be empty')
+    .max(320)
+    .refine((user) => !user.includes('\0'), 'must not contain NUL'),
   password: z.string().min(1, 'must not be empty').max(1024),
 });
 

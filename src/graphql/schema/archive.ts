@@ -53,9 +53,11 @@ const ArchiveEdgeRef = builder.objectRef<{ cursor: string; node: Archive }>('Arc
 });
 
 const ArchiveConnectionRef = builder
-  .objectRef<{ edges: { cursor: string; node: Archive }[]; nodes: Archive[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } }>(
-    'ArchiveConnection',
-  )
+  .objectRef<{
+    edges: { cursor: string; node: Archive }[];
+    nodes: Archive[];
+    pageInfo: { hasNextPage: boolean; endCursor: string | null };
+  }>('ArchiveConnection')
   .implement({
     fields: (t) => ({
       edges: t.field({ type: [ArchiveEdgeRef], resolve: (c) => c.edges }),
@@ -67,7 +69,10 @@ const ArchiveConnectionRef = builder
 const ArchiveFilterRef = builder.inputType('ArchiveFilter', {
   fields: (t) => ({
     inTrash: t.boolean({ required: false, description: 'true: only trashed archives; false (default): only archives not in the trash.' }),
-    encrypted: t.boolean({ required: false, description: 'Only encrypted (true) or only unencrypted (false) archives; both when omitted.' }),
+    encrypted: t.boolean({
+      required: false,
+      description: 'Only encrypted (true) or only unencrypted (false) archives; both when omitted.',
+    }),
   }),
 });
 

@@ -13,7 +13,7 @@ import { concreteJobTypes, JobRef, loadVisibleJob } from './job.js';
 
 const EnqueueOptionsRef = builder.inputType('EnqueueOptions', {
   fields: (t) => ({
-    priority: t.int({ required: false, description: 'BullMQ priority, 1 = highest, up to 2097151. Default: the type\'s.' }),
+    priority: t.int({ required: false, description: "BullMQ priority, 1 = highest, up to 2097151. Default: the type's." }),
     delayMs: t.int({ required: false, description: 'Run no earlier than this many milliseconds from now (status DELAYED).' }),
     idempotencyKey: t.string({
       required: false,

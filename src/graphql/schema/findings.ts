@@ -43,7 +43,12 @@ export const NewsletterRef = builder.objectRef<Newsletter>('Newsletter').impleme
     accountId: t.exposeID('accountId'),
     sender: t.exposeString('sender', { description: 'Lowercased sender address.' }),
     messageCount: t.exposeInt('messageCount', { description: 'Messages from this sender with a usable List-Unsubscribe header.' }),
-    lastSeen: t.field({ type: 'DateTime', nullable: true, description: 'Date of the newest of those messages.', resolve: (n) => n.lastSeen }),
+    lastSeen: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'Date of the newest of those messages.',
+      resolve: (n) => n.lastSeen,
+    }),
     unsubscribeUrls: t.exposeStringList('unsubscribeUrls', { description: 'http(s) unsubscribe URLs, newest message first.' }),
     mailtos: t.exposeStringList('mailtos', { description: '`mailto:` unsubscribe URIs, newest message first.' }),
     oneClick: t.exposeBoolean('oneClick', { description: 'True when the sender offers RFC 8058 one-click unsubscribe.' }),

@@ -27,16 +27,27 @@ const JobTypeInfoRef = builder.objectRef<AnyJobDeclaration>('JobTypeInfo').imple
     backoff: t.field({ type: BackoffRef, resolve: (d) => d.options.backoff }),
     priority: t.int({ nullable: true, resolve: (d) => d.options.priority }),
     concurrency: t.int({ description: 'Jobs one worker process runs at once.', resolve: (d) => d.options.concurrency }),
-    globalConcurrency: t.int({ nullable: true, description: 'Jobs running at once across all workers.', resolve: (d) => d.options.globalConcurrency }),
+    globalConcurrency: t.int({
+      nullable: true,
+      description: 'Jobs running at once across all workers.',
+      resolve: (d) => d.options.globalConcurrency,
+    }),
     rateLimit: t.field({ type: RateLimitRef, nullable: true, resolve: (d) => d.options.rateLimit }),
     timeoutMs: t.int({ resolve: (d) => d.options.timeoutMs }),
-    removeOnComplete: t.int({ description: 'Completed jobs kept in Redis (PostgreSQL keeps all).', resolve: (d) => d.options.removeOnComplete }),
+    removeOnComplete: t.int({
+      description: 'Completed jobs kept in Redis (PostgreSQL keeps all).',
+      resolve: (d) => d.options.removeOnComplete,
+    }),
     removeOnFail: t.int({ description: 'Failed jobs kept in Redis.', resolve: (d) => d.options.removeOnFail }),
     schedules: t.field({
       type: [ScheduleRef],
       resolve: (d, _args, ctx) => {
         const overrides = scheduleOverrides(ctx.services.config);
-        return (d.schedules ?? []).map((s) => ({ id: s.id, cron: overrides.get(s.id) ?? s.cron, timezone: ctx.services.config.SCHEDULE_TZ }));
+        return (d.schedules ?? []).map((s) => ({
+          id: s.id,
+          cron: overrides.get(s.id) ?? s.cron,
+          timezone: ctx.services.config.SCHEDULE_TZ,
+        }));
       },
     }),
   }),

@@ -44,7 +44,11 @@ export const JobRef = builder.interfaceRef<JobRecord>('Job').implement({
     attempts: t.exposeInt('attempts', { description: 'Attempts made so far.' }),
     maxAttempts: t.exposeInt('maxAttempts'),
     priority: t.exposeInt('priority', { nullable: true, description: 'BullMQ priority, 1 = highest.' }),
-    payload: t.field({ type: 'JSON', description: 'The stored input, as JSON; internal fields (storage paths) left out.', resolve: publicPayload }),
+    payload: t.field({
+      type: 'JSON',
+      description: 'The stored input, as JSON; internal fields (storage paths) left out.',
+      resolve: publicPayload,
+    }),
     result: t.field({ type: 'JSON', nullable: true, resolve: (job) => job.result }),
     error: t.exposeString('error', { nullable: true, description: 'Last error message; never a stack trace.' }),
     trigger: t.field({ type: JobTriggerRef, resolve: (job) => job.trigger }),
@@ -130,9 +134,11 @@ const JobEdgeRef = builder.objectRef<{ cursor: string; node: JobRecord }>('JobEd
 });
 
 const JobConnectionRef = builder
-  .objectRef<{ edges: { cursor: string; node: JobRecord }[]; nodes: JobRecord[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } }>(
-    'JobConnection',
-  )
+  .objectRef<{
+    edges: { cursor: string; node: JobRecord }[];
+    nodes: JobRecord[];
+    pageInfo: { hasNextPage: boolean; endCursor: string | null };
+  }>('JobConnection')
   .implement({
     fields: (t) => ({
       edges: t.field({ type: [JobEdgeRef], resolve: (c) => c.edges }),

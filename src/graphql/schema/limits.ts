@@ -19,7 +19,9 @@ const LimitsRef = builder.objectRef<Limits>('Limits').implement({
   description:
     'The quotas that apply to the caller, as the operator set them. A refusal is a RATE_LIMITED error with `extensions.retryAfter` (seconds). Null means unlimited.',
   fields: (t) => ({
-    exempt: t.exposeBoolean('exempt', { description: 'Admins are exempt from the per-owner quotas (enqueue rate, unfinished jobs, subscriptions per user).' }),
+    exempt: t.exposeBoolean('exempt', {
+      description: 'Admins are exempt from the per-owner quotas (enqueue rate, unfinished jobs, subscriptions per user).',
+    }),
     enqueueRateMax: t.exposeInt('enqueueRateMax', { nullable: true, description: 'Jobs you may enqueue per window (ENQUEUE_RATE_MAX).' }),
     enqueueRateWindowMs: t.exposeInt('enqueueRateWindowMs', { description: 'Length of the enqueue window (ENQUEUE_RATE_WINDOW_MS).' }),
     enqueuesRemaining: t.exposeInt('enqueuesRemaining', { nullable: true, description: 'Enqueues left in your current window.' }),
@@ -39,7 +41,9 @@ const LimitsRef = builder.objectRef<Limits>('Limits').implement({
       description: "Shortest interval between two runs of a rule's schedule (RULE_SCHEDULE_MIN_INTERVAL_SECONDS).",
     }),
     maxUploadBytes: t.exposeInt('maxUploadBytes', { description: 'Largest upload (MAX_UPLOAD_BYTES).' }),
-    maxMessageBytes: t.exposeInt('maxMessageBytes', { description: 'Largest single message in an import (MAX_MESSAGE_BYTES); bigger ones are counted as malformed.' }),
+    maxMessageBytes: t.exposeInt('maxMessageBytes', {
+      description: 'Largest single message in an import (MAX_MESSAGE_BYTES); bigger ones are counted as malformed.',
+    }),
   }),
 });
 

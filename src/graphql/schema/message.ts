@@ -35,15 +35,19 @@ export const MessageRef = builder.objectRef<Message>('Message').implement({
 });
 
 const MessageConnectionRef = builder
-  .objectRef<{ edges: { cursor: string; node: Message }[]; nodes: Message[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } }>(
-    'MessageConnection',
-  )
+  .objectRef<{
+    edges: { cursor: string; node: Message }[];
+    nodes: Message[];
+    pageInfo: { hasNextPage: boolean; endCursor: string | null };
+  }>('MessageConnection')
   .implement({
     fields: (t) => ({
       edges: t.field({
-        type: [builder.objectRef<{ cursor: string; node: Message }>('MessageEdge').implement({
-          fields: (e) => ({ cursor: e.exposeString('cursor'), node: e.field({ type: MessageRef, resolve: (x) => x.node }) }),
-        })],
+        type: [
+          builder.objectRef<{ cursor: string; node: Message }>('MessageEdge').implement({
+            fields: (e) => ({ cursor: e.exposeString('cursor'), node: e.field({ type: MessageRef, resolve: (x) => x.node }) }),
+          }),
+        ],
         resolve: (c) => c.edges,
       }),
       nodes: t.field({ type: [MessageRef], resolve: (c) => c.nodes }),
@@ -67,7 +71,8 @@ builder.queryField('messages', (t) =>
       const size = pageSize(args.first);
       const account = await loadOwnedAccount(ctx.em, String(args.accountId), callerOf(ctx.viewer));
       const filter = messageFilterSchema.safeParse(stripNulls((args as { filter?: unknown }).filter ?? {}));
-      if (!filter.success) throw graphqlError('BAD_USER_INPUT', filter.error.issues.map((i) => `filter.${i.path.join('.')}: ${i.message}`).join('; '));
+      if (!filter.success)
+        throw graphqlError('BAD_USER_INPUT', filter.error.issues.map((i) => `filter.${i.path.join('.')}: ${i.message}`).join('; '));
       const after = args.after ? decodeCursor(args.after) : null;
       const rows = await searchMessages(ctx.em, account.id, { filter: filter.data, after, limit: size + 1 });
       return toPage(rows, size, (row) => row.node);

@@ -34,7 +34,9 @@ builder.queryField('queueStats', (t) =>
     resolve: async (_root, _args, ctx) => {
       return Promise.all(
         jobCatalogue.map(async ({ name }) => {
-          const counts = await ctx.services.queues.get(name).getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
+          const counts = await ctx.services.queues
+            .get(name)
+            .getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
           return {
             queue: name,
             waiting: counts.waiting ?? 0,

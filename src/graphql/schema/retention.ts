@@ -57,7 +57,8 @@ function checkName(name: string): string {
 }
 
 function checkDays(days: number): number {
-  if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS) throw new InvalidInputError(`olderThanDays must be an integer from 1 to ${MAX_DAYS}`);
+  if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS)
+    throw new InvalidInputError(`olderThanDays must be an integer from 1 to ${MAX_DAYS}`);
   return days;
 }
 
@@ -99,7 +100,8 @@ builder.mutationFields((t) => ({
         policy.accountId = null;
       } else if (input.accountId !== undefined) {
         const account = await loadOwnedAccount(ctx.em, String(input.accountId), callerOf(ctx.viewer));
-        if (account.ownerId !== policy.ownerId) throw new InvalidInputError("a policy can only move to another account of the policy's owner");
+        if (account.ownerId !== policy.ownerId)
+          throw new InvalidInputError("a policy can only move to another account of the policy's owner");
         policy.accountId = account.id;
       }
       policy.updatedAt = new Date();

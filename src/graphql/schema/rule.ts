@@ -28,7 +28,10 @@ const RULE_FIELDS = {
   FROM: { kind: 'text', description: 'Sender address. Operators CONTAINS, EQUALS, MATCHES; value: text.' },
   TO: { kind: 'text', description: 'Any recipient address (To and Cc). Operators CONTAINS, EQUALS, MATCHES; value: text.' },
   SUBJECT: { kind: 'text', description: 'Subject (empty when missing). Operators CONTAINS, EQUALS, MATCHES; value: text.' },
-  AGE_DAYS: { kind: 'number', description: 'Age in days by the Date header (never holds for undated mail). Operators GT, LT; value: a number, e.g. "30" or "0.5".' },
+  AGE_DAYS: {
+    kind: 'number',
+    description: 'Age in days by the Date header (never holds for undated mail). Operators GT, LT; value: a number, e.g. "30" or "0.5".',
+  },
   SIZE: { kind: 'number', description: 'Raw size in bytes. Operators GT, LT; value: a number, e.g. "1048576".' },
   HAS_ATTACHMENTS: { kind: 'boolean', description: 'No operator (or EQUALS); value: "true" or "false".' },
   IS_READ: { kind: 'boolean', description: 'No operator (or EQUALS); value: "true" or "false".' },
@@ -121,10 +124,15 @@ export const RuleRef = builder.objectRef<Rule>('Rule').implement({
     ownerId: t.exposeString('ownerId'),
     name: t.exposeString('name'),
     conditions: t.field({ type: RuleConditionsRef, resolve: (r) => conditionsView(r.conditions) }),
-    actions: t.field({ type: [RuleActionRef], description: 'Applied in this order to every match.', resolve: (r) => r.actions as unknown as RuleAction[] }),
+    actions: t.field({
+      type: [RuleActionRef],
+      description: 'Applied in this order to every match.',
+      resolve: (r) => r.actions as unknown as RuleAction[],
+    }),
     schedule: t.exposeString('schedule', {
       nullable: true,
-      description: 'Cron pattern in the server\'s SCHEDULE_TZ (5 fields, or 6 with seconds first); each fire runs the rule with trigger RULE.',
+      description:
+        "Cron pattern in the server's SCHEDULE_TZ (5 fields, or 6 with seconds first); each fire runs the rule with trigger RULE.",
     }),
     enabled: t.exposeBoolean('enabled', { description: 'A disabled rule keeps its schedule but does not fire; runRule still runs it.' }),
     nextRunAt: t.field({
@@ -140,7 +148,8 @@ export const RuleRef = builder.objectRef<Rule>('Rule').implement({
 });
 
 const RuleConditionInputRef = builder.inputType('RuleConditionInput', {
-  description: 'One condition. `value` is text for every field: numbers ("30", "1048576") and booleans ("true", "false") are parsed per field.',
+  description:
+    'One condition. `value` is text for every field: numbers ("30", "1048576") and booleans ("true", "false") are parsed per field.',
   fields: (t) => ({
     field: t.field({ type: RuleFieldRef, required: true }),
     op: t.field({ type: RuleOperatorRef, required: false, description: 'Required except for HAS_ATTACHMENTS and IS_READ.' }),
@@ -184,7 +193,10 @@ const UpdateRuleInputRef = builder.inputType('UpdateRuleInput', {
   }),
 });
 
-type ConditionsInput = { match?: 'ALL' | 'ANY' | null; conditions: { field: RuleFieldName; op?: RuleConditionView['op'] | null; value: string }[] };
+type ConditionsInput = {
+  match?: 'ALL' | 'ANY' | null;
+  conditions: { field: RuleFieldName; op?: RuleConditionView['op'] | null; value: string }[];
+};
 
 const NUMBER = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/;
 
@@ -303,7 +315,8 @@ builder.mutationFields((t) => ({
   }),
   deleteRule: t.field({
     type: RuleRef,
-    description: 'Deletes the rule and its schedule; returns it as it was. A run still queued fails with "rule … no longer exists" and changes nothing.',
+    description:
+      'Deletes the rule and its schedule; returns it as it was. A run still queued fails with "rule … no longer exists" and changes nothing.',
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, { id }, ctx) => {
       const rule = await loadOwnedRule(ctx.em, String(id), callerOf(ctx.viewer));
@@ -371,11 +384,13 @@ builder.queryFields((t) => ({
     },
     resolve: async (_root, args, ctx) => {
       const sampleSize = args.sampleSize ?? 10;
-      if (!Number.isInteger(sampleSize) || sampleSize < 0 || sampleSize > 100) throw new InvalidInputError('sampleSize must be between 0 and 100');
+      if (!Number.isInteger(sampleSize) || sampleSize < 0 || sampleSize > 100)
+        throw new InvalidInputError('sampleSize must be between 0 and 100');
       let accountId: string;
       let matcher: CompiledRule;
       if (args.ruleId != null) {
-        if (args.accountId != null || args.conditions != null) throw new InvalidInputError('give ruleId, or accountId and conditions, not both');
+        if (args.accountId != null || args.conditions != null)
+          throw new InvalidInputError('give ruleId, or accountId and conditions, not both');
         const rule = await loadOwnedRule(ctx.em, String(args.ruleId), callerOf(ctx.viewer));
         matcher = validated('rule', () => compileSavedRule(rule)).matcher;
         accountId = rule.accountId;
@@ -390,7 +405,8 @@ builder.queryFields((t) => ({
       for await (const batch of scanRuleMatches(ctx.em, accountId, matcher, new Date())) {
         preview.scanned += batch.scanned;
         preview.matched += batch.matchedIds.length;
-        if (preview.sampleIds.length < sampleSize) preview.sampleIds.push(...batch.matchedIds.slice(0, sampleSize - preview.sampleIds.length));
+        if (preview.sampleIds.length < sampleSize)
+          preview.sampleIds.push(...batch.matchedIds.slice(0, sampleSize - preview.sampleIds.length));
       }
       return preview;
     },

@@ -7,7 +7,8 @@ const MAX_YEAR = 9999;
 
 function parseDate(value: unknown): Date {
   const date = typeof value === 'string' && value.length <= 40 ? new Date(value) : null;
-  if (!date || Number.isNaN(date.getTime())) throw new GraphQLError('DateTime must be an ISO 8601 string', { extensions: { code: 'BAD_USER_INPUT' } });
+  if (!date || Number.isNaN(date.getTime()))
+    throw new GraphQLError('DateTime must be an ISO 8601 string', { extensions: { code: 'BAD_USER_INPUT' } });
   const year = date.getUTCFullYear();
   if (year < MIN_YEAR || year > MAX_YEAR) {
     throw new GraphQLError(`DateTime must be between the years ${MIN_YEAR} and ${MAX_YEAR}`, { extensions: { code: 'BAD_USER_INPUT' } });
@@ -36,11 +37,9 @@ builder.scalarType('File', {
   parseValue: (value) => value as File,
 });
 
-export const PageInfoRef = builder
-  .objectRef<{ hasNextPage: boolean; endCursor: string | null }>('PageInfo')
-  .implement({
-    fields: (t) => ({
-      hasNextPage: t.exposeBoolean('hasNextPage'),
-      endCursor: t.exposeString('endCursor', { nullable: true, description: 'Pass as `after` to get the next page.' }),
-    }),
-  });
+export const PageInfoRef = builder.objectRef<{ hasNextPage: boolean; endCursor: string | null }>('PageInfo').implement({
+  fields: (t) => ({
+    hasNextPage: t.exposeBoolean('hasNextPage'),
+    endCursor: t.exposeString('endCursor', { nullable: true, description: 'Pass as `after` to get the next page.' }),
+  }),
+});

@@ -49,7 +49,10 @@ async function takeSubscriptionSlot(ctx: GraphQLContext, kind: string): Promise<
   try {
     outcome = await store.acquire(ctx.viewer.id, max);
   } catch (error) {
-    logger.warn({ owner: ctx.viewer.id, kind, reason: error instanceof Error ? error.message : String(error) }, 'subscription not counted: Redis unavailable');
+    logger.warn(
+      { owner: ctx.viewer.id, kind, reason: error instanceof Error ? error.message : String(error) },
+      'subscription not counted: Redis unavailable',
+    );
     return null;
   }
   if (outcome.granted) return outcome.lease;

@@ -22,7 +22,12 @@ const SystemConfigInputRef = builder.inputType('SystemConfigInput', {
 });
 
 builder.queryField('systemConfig', (t) =>
-  t.field({ type: SystemConfigRef, description: 'Admins only.', authScopes: { admin: true }, resolve: (_root, _args, ctx) => readSettings(ctx.em) }),
+  t.field({
+    type: SystemConfigRef,
+    description: 'Admins only.',
+    authScopes: { admin: true },
+    resolve: (_root, _args, ctx) => readSettings(ctx.em),
+  }),
 );
 
 builder.mutationField('updateSystemConfig', (t) =>
@@ -33,7 +38,8 @@ builder.mutationField('updateSystemConfig', (t) =>
     args: { input: t.arg({ type: SystemConfigInputRef, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const days = input.archiveTrashRetentionDays;
-      if (days != null && (days < 0 || days > 36_500)) throw graphqlError('BAD_USER_INPUT', 'archiveTrashRetentionDays must be between 0 and 36500');
+      if (days != null && (days < 0 || days > 36_500))
+        throw graphqlError('BAD_USER_INPUT', 'archiveTrashRetentionDays must be between 0 and 36500');
       return writeSettings(ctx.em, {
         archiveTrashPurgeEnabled: input.archiveTrashPurgeEnabled ?? undefined,
         archiveTrashRetentionDays: days ?? undefined,

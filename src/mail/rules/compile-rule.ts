@@ -1,11 +1,6 @@
 import re2 from 're2-wasm';
 import { InvalidRuleError } from './invalid-rule-error.js';
-import {
-  MAX_RULE_CONDITIONS,
-  MAX_RULE_REGEX_LENGTH,
-  type RuleConditions,
-  type RuleMessageView,
-} from './rule-conditions.js';
+import { MAX_RULE_CONDITIONS, MAX_RULE_REGEX_LENGTH, type RuleConditions, type RuleMessageView } from './rule-conditions.js';
 
 // re2-wasm is CommonJS; under NodeNext its default import is `module.exports`.
 const { RE2 } = re2;
@@ -146,8 +141,9 @@ export function compileRule(conditions: RuleConditions): CompiledRule {
   if (list.length > MAX_RULE_CONDITIONS) throw new InvalidRuleError(`a rule may have at most ${MAX_RULE_CONDITIONS} conditions`);
   const predicates = list.map((condition: unknown, index) => compileCondition(condition, index));
   return {
-    matches: match === 'ALL'
-      ? (message, now) => predicates.every((p) => p(message, now))
-      : (message, now) => predicates.some((p) => p(message, now)),
+    matches:
+      match === 'ALL'
+        ? (message, now) => predicates.every((p) => p(message, now))
+        : (message, now) => predicates.some((p) => p(message, now)),
   };
 }

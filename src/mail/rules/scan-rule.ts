@@ -44,7 +44,9 @@ function toView(row: ViewRow): RuleMessageView {
 export async function countRuleCandidates(em: EntityManager, accountId: string): Promise<number> {
   const [row] = (await em
     .getConnection()
-    .execute('SELECT count(*)::int AS count FROM message WHERE account_id = ? AND deleted_at IS NULL', [accountId], 'all')) as [{ count: number }];
+    .execute('SELECT count(*)::int AS count FROM message WHERE account_id = ? AND deleted_at IS NULL', [accountId], 'all')) as [
+    { count: number },
+  ];
   return row.count;
 }
 
@@ -64,17 +66,18 @@ export async function* scanRuleMatches(
   const connection = em.getConnection();
   let after: string | null = null;
   for (;;) {
-    const rows: ViewRow[] = after === null
-      ? await connection.execute(
-          `SELECT ${VIEW_COLUMNS} FROM message WHERE account_id = ? AND deleted_at IS NULL ORDER BY id LIMIT ?`,
-          [accountId, batchSize],
-          'all',
-        )
-      : await connection.execute(
-          `SELECT ${VIEW_COLUMNS} FROM message WHERE account_id = ? AND deleted_at IS NULL AND id > ?::uuid ORDER BY id LIMIT ?`,
-          [accountId, after, batchSize],
-          'all',
-        );
+    const rows: ViewRow[] =
+      after === null
+        ? await connection.execute(
+            `SELECT ${VIEW_COLUMNS} FROM message WHERE account_id = ? AND deleted_at IS NULL ORDER BY id LIMIT ?`,
+            [accountId, batchSize],
+            'all',
+          )
+        : await connection.execute(
+            `SELECT ${VIEW_COLUMNS} FROM message WHERE account_id = ? AND deleted_at IS NULL AND id > ?::uuid ORDER BY id LIMIT ?`,
+            [accountId, after, batchSize],
+            'all',
+          );
     if (rows.length === 0) return;
     after = rows[rows.length - 1]!.id;
     yield { scanned: rows.length, matchedIds: rows.filter((row) => rule.matches(toView(row), now)).map((row) => row.id) };

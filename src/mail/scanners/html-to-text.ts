@@ -91,7 +91,8 @@ function removeSections(html: string, open: string, close: string, replacement: 
 }
 
 /** Tags after which readable text starts on a new line. */
-const BLOCK_TAGS = /<\/?(?:address|article|aside|blockquote|br|dd|div|dl|dt|footer|form|h[1-6]|header|hr|li|main|nav|ol|p|pre|section|table|tbody|tfoot|thead|tr|ul)\b(?:[^>"']|"[^"]*"|'[^']*'){0,4000}>/gi;
+const BLOCK_TAGS =
+  /<\/?(?:address|article|aside|blockquote|br|dd|div|dl|dt|footer|form|h[1-6]|header|hr|li|main|nav|ol|p|pre|section|table|tbody|tfoot|thead|tr|ul)\b(?:[^>"']|"[^"]*"|'[^']*'){0,4000}>/gi;
 /** Table cells are separated by a space so adjacent cells do not merge into one number. */
 const CELL_TAGS = /<\/?(?:td|th)\b(?:[^>"']|"[^"]*"|'[^']*'){0,4000}>/gi;
 /** Any other tag or declaration; the bound keeps a stray `<` from scanning the whole body. */

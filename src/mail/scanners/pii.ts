@@ -57,8 +57,7 @@ export function maskValue(raw: string): string {
  * (Amex, Diners) with one consistent space or dash. The guards refuse a match that is part of a
  * longer number, a decimal, or a `+` phone number.
  */
-const CARD =
-  /(?<![\w+\-./])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{1,3})?|\d{4}([ -])\d{6}\2\d{4,5})(?![\w+]|[ \-./]?\d)/g;
+const CARD = /(?<![\w+\-./])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{1,3})?|\d{4}([ -])\d{6}\2\d{4,5})(?![\w+]|[ \-./]?\d)/g;
 /** IBAN candidates: country, check digits, then a run the scan cuts to the country's length. */
 const IBAN = /(?<![A-Za-z0-9])([A-Z]{2})\d{2}(?: ?[A-Z0-9]){10,32}/g;
 /** US SSN, in its dashed form only: nine bare digits are as likely an order number. */

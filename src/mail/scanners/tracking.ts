@@ -105,7 +105,11 @@ function parseStyle(style: string): Map<string, string> {
     const colon = part.indexOf(':');
     if (colon === -1) continue;
     const property = part.slice(0, colon).trim().toLowerCase();
-    const value = part.slice(colon + 1).replace(/!\s*important/i, '').trim().toLowerCase();
+    const value = part
+      .slice(colon + 1)
+      .replace(/!\s*important/i, '')
+      .trim()
+      .toLowerCase();
     if (property !== '') declarations.set(property, value);
   }
   return declarations;
