@@ -3,10 +3,10 @@
  * open on the public port, the queue board's cookie is a short-lived board session (never the admin
  * JWT) and a URL token works once, and CORS allows only the configured origins, without credentials.
  */
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gql } from '../helpers/graphql-client.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
+import { freePort } from '../helpers/processes.js';
 import { createTestEnv, type TestEnv } from '../helpers/test-env.js';
 
 const ALLOWED_ORIGIN = 'https://dashboard.example';
@@ -16,20 +16,9 @@ let system: InProcessSystem;
 let origin: string;
 let metricsPort: number;
 
-async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 beforeAll(async () => {
   env = await createTestEnv();
-  metricsPort = await freeLoopbackPort();
+  metricsPort = await freePort();
   system = await startInProcess(env, { worker: false, vars: { CORS_ORIGINS: ALLOWED_ORIGIN, METRICS_PORT: String(metricsPort) } });
   origin = new URL(system.url).origin;
 });
