@@ -3,7 +3,7 @@
  * handler (row lifecycle, coalesced progress, events) from what a real handler does.
  */
 import { z } from 'zod';
-import { defineJob } from '../src/jobs/define-job.js';
+import { defineJob } from '../src/engine/define-job.js';
 
 /** Does nothing: the job lifecycle alone. Runs 10 at a time, like the raw baseline. */
 export const benchNoopJob = defineJob({

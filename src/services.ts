@@ -1,7 +1,7 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Config } from './config/env.js';
 import { initOrm } from './db/orm.js';
-import { OwnerQuotas } from './jobs/owner-quotas.js';
+import { OwnerQuotas } from './engine/owner-quotas.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { JobPubSub } from './pubsub/pubsub.js';
 import { JobQueues } from './queue/job-queues.js';

@@ -1,8 +1,8 @@
 import { createGraphQLError } from 'graphql-yoga';
 import { GraphQLError } from 'graphql';
 import type { Logger } from '../observability/logger.js';
-import { ForbiddenError, InvalidInputError, InvalidStateError, NotFoundError } from '../jobs/errors.js';
-import { QuotaExceededError } from '../jobs/owner-quotas.js';
+import { ForbiddenError, InvalidInputError, InvalidStateError, NotFoundError } from '../engine/errors.js';
+import { QuotaExceededError } from '../engine/owner-quotas.js';
 import { QueueUnavailableError } from '../queue/job-queues.js';
 
 export type ErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'FORBIDDEN' | 'UNAUTHENTICATED' | 'QUEUE_UNAVAILABLE' | 'RATE_LIMITED';

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
 import { mayAccess, type Caller } from '../auth/access.js';
 import { Account } from '../db/entities/account.entity.js';
-import { NotFoundError } from './errors.js';
+import { NotFoundError } from '../engine/errors.js';
 
 /**
  * The account, if the caller may use it. Someone else's account looks exactly like a missing one,

@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { RETENTION_ACTIONS, type RetentionAction, type RetentionPolicy } from '../db/entities/retention-policy.entity.js';
 import { applyMessageAction } from '../mail/message-actions.js';
 import { enabledRetentionPolicies, loadOwnedPolicy, retentionActionSchema } from '../mail/retention-store.js';
-import { defineJob, MAINTENANCE_OPTIONS } from './define-job.js';
-import { ForbiddenError, InvalidInputError } from './errors.js';
+import { defineJob, MAINTENANCE_OPTIONS } from '../engine/define-job.js';
+import { ForbiddenError, InvalidInputError } from '../engine/errors.js';
 import { loadJobPolicy } from './job-subjects.js';
 
 const BATCH_SIZE = 500;

@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { archiveMessages } from '../mail/archive-store.js';
 import { messageFilterSchema, selectMessageIds } from '../mail/message-filter.js';
 import { loadOwnedAccount } from './access.js';
-import { defineJob } from './define-job.js';
-import { InvalidInputError, PermanentJobError } from './errors.js';
+import { defineJob } from '../engine/define-job.js';
+import { InvalidInputError, PermanentJobError } from '../engine/errors.js';
 import { loadJobAccount } from './job-subjects.js';
 
 /** Messages copied per batch: one SELECT, parallel blob copies, one multi-row INSERT, one UPDATE. */

@@ -3,8 +3,8 @@ import { decodeKey, type Config } from '../config/env.js';
 import type { ArchiveFile } from '../db/entities/archive.entity.js';
 import { seal } from '../storage/encryption.js';
 import { loadOwnedAccount } from './access.js';
-import { defineJob } from './define-job.js';
-import { InvalidInputError, PermanentJobError } from './errors.js';
+import { defineJob } from '../engine/define-job.js';
+import { InvalidInputError, PermanentJobError } from '../engine/errors.js';
 import { loadJobAccount } from './job-subjects.js';
 
 /** Archives listed per query; each one is then encrypted in its own short transaction. */

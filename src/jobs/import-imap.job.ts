@@ -18,8 +18,8 @@ import { storeMessages, type IncomingMessage } from '../mail/message-store.js';
 import { MalformedMessageError, parseMessage } from '../mail/parse-message.js';
 import { openString } from '../storage/encryption.js';
 import { loadOwnedAccount } from './access.js';
-import { defineJob, type JobContext } from './define-job.js';
-import { InvalidInputError, PermanentJobError } from './errors.js';
+import { defineJob, type JobContext } from '../engine/define-job.js';
+import { InvalidInputError, PermanentJobError } from '../engine/errors.js';
 
 /** Messages fetched before one batch of blob writes, one multi-row INSERT and one sync-state write. */
 const BATCH_SIZE = 100;

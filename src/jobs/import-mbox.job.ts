@@ -4,8 +4,8 @@ import { countMboxMessages, splitMbox } from '../mail/mbox.js';
 import { storeMessages, type IncomingMessage } from '../mail/message-store.js';
 import { MalformedMessageError, parseMessage } from '../mail/parse-message.js';
 import { loadOwnedAccount, uploadSchema } from './access.js';
-import { defineJob } from './define-job.js';
-import { InvalidInputError, PermanentJobError } from './errors.js';
+import { defineJob } from '../engine/define-job.js';
+import { InvalidInputError, PermanentJobError } from '../engine/errors.js';
 
 /** Messages parsed before one batch of blob writes and one multi-row INSERT. */
 const BATCH_SIZE = 200;

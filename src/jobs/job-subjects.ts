@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { Account } from '../db/entities/account.entity.js';
 import { RetentionPolicy } from '../db/entities/retention-policy.entity.js';
 import { Rule } from '../db/entities/rule.entity.js';
-import { PermanentJobError } from './errors.js';
+import { PermanentJobError } from '../engine/errors.js';
 
 /**
  * Loads what a handler works on (an account, a rule, a policy) by id alone.

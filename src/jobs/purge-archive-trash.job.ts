@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { ArchiveFile } from '../db/entities/archive.entity.js';
 import { pgArray } from '../db/sql.js';
 import { readSettings } from '../db/system-settings.js';
-import { defineJob, MAINTENANCE_OPTIONS } from './define-job.js';
+import { defineJob, MAINTENANCE_OPTIONS } from '../engine/define-job.js';
 
 const BATCH_SIZE = 100;
 

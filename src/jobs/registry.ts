@@ -1,4 +1,4 @@
-import type { AnyJobDeclaration } from './define-job.js';
+import type { AnyJobDeclaration } from '../engine/define-job.js';
 import { applyRetentionJob } from './apply-retention.job.js';
 import { archiveMailsJob } from './archive-mails.job.js';
 import { bulkOperationJob } from './bulk-operation.job.js';

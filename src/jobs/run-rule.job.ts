@@ -4,8 +4,8 @@ import { InvalidRuleError } from '../mail/rules/invalid-rule-error.js';
 import { messageActionOf } from '../mail/rules/rule-actions.js';
 import { compileSavedRule, loadOwnedRule, markRuleRun } from '../mail/rules/rule-store.js';
 import { countRuleCandidates, scanRuleMatches } from '../mail/rules/scan-rule.js';
-import { defineJob } from './define-job.js';
-import { PermanentJobError } from './errors.js';
+import { defineJob } from '../engine/define-job.js';
+import { PermanentJobError } from '../engine/errors.js';
 import { loadJobAccount, loadJobRule } from './job-subjects.js';
 import { RUN_RULE_TYPE } from './rule-schedules.js';
 

@@ -3,7 +3,7 @@ import { pgArray } from '../db/sql.js';
 import { scanMessagePii, type PiiKind } from '../mail/scanners/pii.js';
 import { normalizeSender, type ScannableAttachment } from '../mail/scanners/scannable-message.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
-import { defineJob, type JobContext } from './define-job.js';
+import { defineJob, type JobContext } from '../engine/define-job.js';
 import { loadJobAccount } from './job-subjects.js';
 import {
   accountScanArgs,

@@ -3,7 +3,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
 import { pgArray } from '../db/sql.js';
 import { loadOwnedAccount } from './access.js';
-import type { EnqueueContext, JobContext, PreparedJob } from './define-job.js';
+import type { EnqueueContext, JobContext, PreparedJob } from '../engine/define-job.js';
 
 /** The privacy scans that store rows in `finding`. */
 export const SCAN_KINDS = ['TRACKING', 'PII'] as const;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { normalizeSender } from '../mail/scanners/scannable-message.js';
 import { scanTracking } from '../mail/scanners/tracking.js';
-import { defineJob } from './define-job.js';
+import { defineJob } from '../engine/define-job.js';
 import { loadJobAccount } from './job-subjects.js';
 import {
   accountScanArgs,

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { pgArray } from '../db/sql.js';
 import type { ScannableMessage } from '../mail/scanners/scannable-message.js';
 import { groupNewsletters, type NewsletterGroup } from '../mail/scanners/unsubscribe.js';
-import { defineJob } from './define-job.js';
+import { defineJob } from '../engine/define-job.js';
 import { loadJobAccount } from './job-subjects.js';
 import { accountScanArgs, accountScanInput, messageBatches, scanScope, prepareAccountScan } from './scan-support.js';
 

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
 import { mayAccess, type Caller } from '../auth/access.js';
 import { RETENTION_ACTIONS, RetentionPolicy } from '../db/entities/retention-policy.entity.js';
-import { NotFoundError } from '../jobs/errors.js';
+import { NotFoundError } from '../engine/errors.js';
 
 /** Most policies one listing returns. */
 const MAX_LISTED = 1000;

@@ -2,9 +2,9 @@ import { UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'b
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isDatabaseError } from '../db/sql.js';
 import type { JobRecord } from '../db/entities/job.entity.js';
-import type { AnyJobDeclaration, JobContext } from '../jobs/define-job.js';
-import { JobCancelledError, PermanentJobError, toError } from '../jobs/errors.js';
-import { findJob, startJob, toEventMessage, updateJob } from '../jobs/job-store.js';
+import type { AnyJobDeclaration, JobContext } from '../engine/define-job.js';
+import { JobCancelledError, PermanentJobError, toError } from '../engine/errors.js';
+import { findJob, startJob, toEventMessage, updateJob } from '../engine/job-store.js';
 import { jobDuration, jobTransitions } from '../observability/metrics.js';
 import { createRedis } from '../queue/redis.js';
 import type { Services } from '../services.js';

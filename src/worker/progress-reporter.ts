@@ -1,4 +1,4 @@
-import type { ProgressReport } from '../jobs/define-job.js';
+import type { ProgressReport } from '../engine/define-job.js';
 
 /** The coalesced state a flush writes. */
 export interface ProgressState {

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobRecord } from '../db/entities/job.entity.js';
-import type { AnyJobDeclaration } from '../jobs/define-job.js';
-import { queueOptions } from '../jobs/enqueue.js';
-import { rowToJob, toEventMessage, updateJob } from '../jobs/job-store.js';
+import type { AnyJobDeclaration } from '../engine/define-job.js';
+import { queueOptions } from '../engine/enqueue.js';
+import { rowToJob, toEventMessage, updateJob } from '../engine/job-store.js';
 import type { Services } from '../services.js';
 
 /** Rows changed more recently than this are left alone: their enqueue or progress is in flight. */

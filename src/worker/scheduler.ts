@@ -2,10 +2,10 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { Queue, Worker, type Job as BullJob } from 'bullmq';
 import { scheduleOverrides } from '../config/env.js';
 import { Rule } from '../db/entities/rule.entity.js';
-import type { AnyJobDeclaration } from '../jobs/define-job.js';
-import { enqueueJob, type EnqueueDeps } from '../jobs/enqueue.js';
-import { NotFoundError } from '../jobs/errors.js';
-import { toEventMessage } from '../jobs/job-store.js';
+import type { AnyJobDeclaration } from '../engine/define-job.js';
+import { enqueueJob, type EnqueueDeps } from '../engine/enqueue.js';
+import { NotFoundError } from '../engine/errors.js';
+import { toEventMessage } from '../engine/job-store.js';
 import {
   RULE_SCHEDULER_PREFIX,
   RUN_RULE_TYPE,

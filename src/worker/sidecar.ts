@@ -1,4 +1,4 @@
-import type { AnyJobDeclaration } from '../jobs/define-job.js';
+import type { AnyJobDeclaration } from '../engine/define-job.js';
 import { topics } from '../pubsub/topics.js';
 import type { Services } from '../services.js';
 import { JobRunner } from './job-runner.js';

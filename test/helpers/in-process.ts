@@ -1,6 +1,6 @@
 import { createApiServer, type ApiServer } from '../../src/api/server.js';
 import { loadConfig } from '../../src/config/env.js';
-import type { AnyJobDeclaration } from '../../src/jobs/define-job.js';
+import type { AnyJobDeclaration } from '../../src/engine/define-job.js';
 import { jobCatalogue } from '../../src/jobs/registry.js';
 import { createServices, type Services } from '../../src/services.js';
 import { startSidecar, type Sidecar } from '../../src/worker/sidecar.js';

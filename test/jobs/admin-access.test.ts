@@ -6,8 +6,8 @@
 import { ConnectionException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AnyJobDeclaration, JobContext } from '../../src/jobs/define-job.js';
-import { PermanentJobError } from '../../src/jobs/errors.js';
+import type { AnyJobDeclaration, JobContext } from '../../src/engine/define-job.js';
+import { PermanentJobError } from '../../src/engine/errors.js';
 import { loadJobAccount, loadJobPolicy, loadJobRule } from '../../src/jobs/job-subjects.js';
 import { jobCatalogue } from '../../src/jobs/registry.js';
 import { importCorpus, waitForJob, type FinishedJob } from '../helpers/corpus.js';

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { JobRecord } from '../../src/db/entities/job.entity.js';
-import { defineJob } from '../../src/jobs/define-job.js';
-import { enqueueJob, type EnqueueDeps } from '../../src/jobs/enqueue.js';
-import { PermanentJobError } from '../../src/jobs/errors.js';
-import { toEventMessage } from '../../src/jobs/job-store.js';
+import { defineJob } from '../../src/engine/define-job.js';
+import { enqueueJob, type EnqueueDeps } from '../../src/engine/enqueue.js';
+import { PermanentJobError } from '../../src/engine/errors.js';
+import { toEventMessage } from '../../src/engine/job-store.js';
 import { jobCatalogue } from '../../src/jobs/registry.js';
 import { topics, type JobEventMessage } from '../../src/pubsub/topics.js';
 import { CREATE_ACCOUNT, IMPORT_MBOX, JOB, JOB_FIELDS, JOB_PROGRESS } from '../helpers/fragments.js';

@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AnyJobDeclaration, JobContext } from '../../src/jobs/define-job.js';
+import type { AnyJobDeclaration, JobContext } from '../../src/engine/define-job.js';
 import { jobCatalogue } from '../../src/jobs/registry.js';
 import { runRuleJob } from '../../src/jobs/run-rule.job.js';
 import { BlobStorage } from '../../src/storage/blob-storage.js';

@@ -1,7 +1,7 @@
 import { callerOf } from '../../auth/access.js';
 import { decodeKey } from '../../config/env.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
-import { InvalidInputError } from '../../jobs/errors.js';
+import { InvalidInputError } from '../../engine/errors.js';
 import { forgetImapSyncState } from '../../mail/imap-sync-state.js';
 import { sealString } from '../../storage/encryption.js';
 import { builder } from '../builder.js';

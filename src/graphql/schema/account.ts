@@ -4,7 +4,7 @@ import { callerOf, ownerFilter } from '../../auth/access.js';
 import { decodeKey, type Config } from '../../config/env.js';
 import { Account } from '../../db/entities/account.entity.js';
 import { listAccounts, loadOwnedAccount } from '../../jobs/access.js';
-import { NotFoundError } from '../../jobs/errors.js';
+import { NotFoundError } from '../../engine/errors.js';
 import { ImapHostRefusedError, imapHostPolicy } from '../../mail/imap-host-policy.js';
 import { sealString } from '../../storage/encryption.js';
 import { builder } from '../builder.js';

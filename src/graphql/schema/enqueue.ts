@@ -1,8 +1,8 @@
 import type { z } from 'zod';
 import { callerOf } from '../../auth/access.js';
-import type { EnqueueDeps } from '../../jobs/enqueue.js';
-import { cancelJob, enqueueJob, retryJob } from '../../jobs/enqueue.js';
-import { toEventMessage } from '../../jobs/job-store.js';
+import type { EnqueueDeps } from '../../engine/enqueue.js';
+import { cancelJob, enqueueJob, retryJob } from '../../engine/enqueue.js';
+import { toEventMessage } from '../../engine/job-store.js';
 import { findJobType, jobCatalogue } from '../../jobs/registry.js';
 import { topics } from '../../pubsub/topics.js';
 import { builder } from '../builder.js';

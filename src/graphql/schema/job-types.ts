@@ -1,4 +1,4 @@
-import type { AnyJobDeclaration } from '../../jobs/define-job.js';
+import type { AnyJobDeclaration } from '../../engine/define-job.js';
 import { jobCatalogue } from '../../jobs/registry.js';
 import { scheduleOverrides } from '../../config/env.js';
 import { builder } from '../builder.js';

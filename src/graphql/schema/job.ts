@@ -1,8 +1,8 @@
 import { callerOf, mayAccess, ownerFilter } from '../../auth/access.js';
 import { JOB_STATUSES, JOB_TRIGGERS, type JobRecord } from '../../db/entities/job.entity.js';
-import type { AnyJobDeclaration } from '../../jobs/define-job.js';
-import { listJobHistory, type JobHistoryFilter } from '../../jobs/job-history.js';
-import { findJob } from '../../jobs/job-store.js';
+import type { AnyJobDeclaration } from '../../engine/define-job.js';
+import { listJobHistory, type JobHistoryFilter } from '../../engine/job-history.js';
+import { findJob } from '../../engine/job-store.js';
 import { findJobType, jobCatalogue } from '../../jobs/registry.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';

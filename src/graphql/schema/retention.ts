@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { callerOf, ownerFilter } from '../../auth/access.js';
 import { RetentionPolicy, type RetentionAction } from '../../db/entities/retention-policy.entity.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
-import { InvalidInputError } from '../../jobs/errors.js';
+import { InvalidInputError } from '../../engine/errors.js';
 import { listAccountRetentionPolicies, listRetentionPolicies, loadOwnedPolicy, retentionActionSchema } from '../../mail/retention-store.js';
 import { builder } from '../builder.js';
 import { fieldType } from '../zod-to-graphql.js';

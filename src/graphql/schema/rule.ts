@@ -4,7 +4,7 @@ import { defaultRepeatStrategy } from 'bullmq';
 import { callerOf, ownerFilter } from '../../auth/access.js';
 import { Rule } from '../../db/entities/rule.entity.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
-import { InvalidInputError, NotFoundError } from '../../jobs/errors.js';
+import { InvalidInputError, NotFoundError } from '../../engine/errors.js';
 import { cronPatternProblem, syncRuleSchedule } from '../../jobs/rule-schedules.js';
 import { findMessagesInOrder } from '../../mail/message-search.js';
 import { compileRule, type CompiledRule } from '../../mail/rules/compile-rule.js';

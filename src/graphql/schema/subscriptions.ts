@@ -1,5 +1,5 @@
 import { callerOf, mayAccess } from '../../auth/access.js';
-import { toEventMessage, isTerminal } from '../../jobs/job-store.js';
+import { toEventMessage, isTerminal } from '../../engine/job-store.js';
 import { findJobType } from '../../jobs/registry.js';
 import type { TopicStream } from '../../pubsub/pubsub.js';
 import { SubscriptionLeases, type SubscriptionLease } from '../../pubsub/subscription-leases.js';

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
 import { mayAccess, type Caller } from '../../auth/access.js';
 import { Rule } from '../../db/entities/rule.entity.js';
-import { NotFoundError } from '../../jobs/errors.js';
+import { NotFoundError } from '../../engine/errors.js';
 import { compileRule, type CompiledRule } from './compile-rule.js';
 import { parseRuleActions, type RuleAction } from './rule-actions.js';
 import type { RuleConditions } from './rule-conditions.js';
