@@ -1,4 +1,5 @@
 import SchemaBuilder from '@pothos/core';
+import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import { callerOf } from '../auth/access.js';
 import type { JobRecord } from '../db/entities/job.entity.js';
@@ -20,8 +21,20 @@ export const builder = new SchemaBuilder<{
   };
   Interfaces: { Job: JobRecord };
   DefaultFieldNullability: false;
+  DefaultEdgesNullability: false;
+  DefaultNodeNullability: false;
 }>({
-  plugins: [ScopeAuthPlugin],
+  plugins: [ScopeAuthPlugin, RelayPlugin],
+  // Relay connection types (Connection, Edge, PageInfo) over Jobwire's own keyset SQL; ids stay plain UUIDs.
+  relay: {
+    cursorType: 'String',
+    clientMutationId: 'omit',
+    nodeQueryOptions: false,
+    nodesQueryOptions: false,
+    edgesFieldOptions: { nullable: false },
+    nodeFieldOptions: { nullable: false },
+    endCursorFieldOptions: { description: 'Pass as `after` to get the next page.' },
+  },
   scopeAuth: {
     authScopes: (ctx) => ({ admin: callerOf(ctx.viewer).isAdmin }),
     // Subscriptions check their scopes once, when they start, like queries and mutations.

@@ -1,3 +1,4 @@
+import { builder } from './builder.js';
 import { graphqlError } from './errors.js';
 
 /** Page sizes accepted by every connection. */
@@ -50,13 +51,52 @@ export function pageSize(first: number | null | undefined): number {
   return size;
 }
 
-/** Turns `first + 1` fetched rows into a page: the extra row only says there is a next page. */
-export function toPage<T extends { cursor_ts: string; id: string }, N>(rows: T[], size: number, toNode: (row: T) => N) {
-  const hasNextPage = rows.length > size;
+/** One page of a keyset connection, in the shape the Relay connection types resolve. */
+export interface Page<N> {
+  edges: { cursor: string; node: N }[];
+  pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string | null; endCursor: string | null };
+}
+
+/**
+ * Turns `first + 1` fetched rows into a page: the extra row only says there is a next page. A page
+ * fetched `after` a cursor has rows before it: that cursor came from one.
+ */
+export function toPage<T extends { cursor_ts: string; id: string }, N>(
+  rows: T[],
+  size: number,
+  toNode: (row: T) => N,
+  after?: string | null,
+): Page<N> {
   const edges = rows.slice(0, size).map((row) => ({ cursor: encodeCursor({ createdAt: row.cursor_ts, id: row.id }), node: toNode(row) }));
   return {
     edges,
-    nodes: edges.map((edge) => edge.node),
-    pageInfo: { hasNextPage, endCursor: edges.length ? edges[edges.length - 1]!.cursor : null },
+    pageInfo: {
+      hasNextPage: rows.length > size,
+      hasPreviousPage: Boolean(after),
+      startCursor: edges[0]?.cursor ?? null,
+      endCursor: edges.at(-1)?.cursor ?? null,
+    },
   };
+}
+
+/**
+ * The Relay connection type of a keyset-paged list, e.g. `JobConnection` with `JobEdge`, plus a
+ * `nodes` shortcut for clients that need no cursors. Declared once here for every list.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: any object or interface ref of the builder
+export function keysetConnection<N>(name: string, nodeType: any) {
+  return builder.connectionObject(
+    {
+      type: nodeType,
+      name: `${name}Connection`,
+      fields: (t) => ({
+        nodes: t.field({
+          type: [nodeType],
+          description: 'The nodes of `edges`, for clients that need no cursors.',
+          resolve: (page) => (page as unknown as Page<N>).edges.map((edge) => edge.node),
+        }),
+      }),
+    },
+    { name: `${name}Edge` },
+  );
 }

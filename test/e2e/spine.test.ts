@@ -101,18 +101,18 @@ describe('enqueue on one replica, watch on another', () => {
     const first = await gqlOk<{ jobs: { edges: { cursor: string; node: { id: string; createdAt: string } }[]; pageInfo: any } }>(
       replicaA.url,
       token,
-      '{ jobs(first: 1, filter: { types: ["import_mbox"], statuses: [COMPLETED] }) { edges { cursor node { id createdAt } } pageInfo { hasNextPage endCursor } } }',
+      '{ jobs(first: 1, filter: { types: ["import_mbox"], statuses: [COMPLETED] }) { edges { cursor node { id createdAt } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }',
     );
     expect(first.jobs.edges).toHaveLength(1);
-    expect(first.jobs.pageInfo.hasNextPage).toBe(true);
+    expect(first.jobs.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: false, startCursor: first.jobs.edges[0]!.cursor });
     const second = await gqlOk<{ jobs: { edges: { node: { id: string; createdAt: string } }[]; pageInfo: any } }>(
       replicaB.url,
       token,
-      'query($after: String) { jobs(first: 10, after: $after, filter: { types: ["import_mbox"] }) { edges { node { id createdAt } } pageInfo { hasNextPage } } }',
+      'query($after: String) { jobs(first: 10, after: $after, filter: { types: ["import_mbox"] }) { edges { node { id createdAt } } pageInfo { hasNextPage hasPreviousPage } } }',
       { after: first.jobs.pageInfo.endCursor },
     );
     expect(second.jobs.edges).toHaveLength(1);
-    expect(second.jobs.pageInfo.hasNextPage).toBe(false);
+    expect(second.jobs.pageInfo).toMatchObject({ hasNextPage: false, hasPreviousPage: true });
     expect(Date.parse(second.jobs.edges[0]!.node.createdAt)).toBeLessThanOrEqual(Date.parse(first.jobs.edges[0]!.node.createdAt));
     expect(second.jobs.edges[0]!.node.id).not.toBe(first.jobs.edges[0]!.node.id);
   });

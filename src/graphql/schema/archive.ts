@@ -5,8 +5,7 @@ import { findArchive, listArchives, setArchiveTrashed } from '../../mail/archive
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError } from '../errors.js';
-import { decodeCursor, pageSize, toPage } from '../pagination.js';
-import { PageInfoRef } from './scalars.js';
+import { decodeCursor, keysetConnection, pageSize, toPage } from '../pagination.js';
 
 /** The archive, if the caller may see it; someone else's archive is reported exactly like a missing one. */
 async function loadVisibleArchive(ctx: GraphQLContext, id: string): Promise<Archive | null> {
@@ -48,23 +47,7 @@ export const ArchiveRef = builder.objectRef<Archive>('Archive').implement({
   }),
 });
 
-const ArchiveEdgeRef = builder.objectRef<{ cursor: string; node: Archive }>('ArchiveEdge').implement({
-  fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.field({ type: ArchiveRef, resolve: (edge) => edge.node }) }),
-});
-
-const ArchiveConnectionRef = builder
-  .objectRef<{
-    edges: { cursor: string; node: Archive }[];
-    nodes: Archive[];
-    pageInfo: { hasNextPage: boolean; endCursor: string | null };
-  }>('ArchiveConnection')
-  .implement({
-    fields: (t) => ({
-      edges: t.field({ type: [ArchiveEdgeRef], resolve: (c) => c.edges }),
-      nodes: t.field({ type: [ArchiveRef], resolve: (c) => c.nodes }),
-      pageInfo: t.field({ type: PageInfoRef, resolve: (c) => c.pageInfo }),
-    }),
-  });
+const ArchiveConnectionRef = keysetConnection<Archive>('Archive', ArchiveRef);
 
 const ArchiveFilterRef = builder.inputType('ArchiveFilter', {
   fields: (t) => ({
@@ -97,7 +80,7 @@ builder.queryFields((t) => ({
         after,
         limit: size + 1,
       });
-      return toPage(rows, size, (row) => row.node);
+      return toPage(rows, size, (row) => row.node, args.after);
     },
   }),
   archive: t.field({

@@ -7,8 +7,7 @@ import { listFindings, listNewsletters, summarizeStoredTracking } from '../../ma
 import type { TrackingSenderSummary } from '../../mail/scanners/tracking.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { decodeCursor, pageSize, toPage } from '../pagination.js';
-import { PageInfoRef } from './scalars.js';
+import { decodeCursor, keysetConnection, pageSize, toPage } from '../pagination.js';
 
 const FINDING_KINDS = ['PIXEL', 'TRACKER_HOST', 'LINK_PARAM', 'CARD', 'IBAN', 'PHONE', 'NATIONAL_ID'] as const;
 
@@ -78,19 +77,7 @@ export const FindingRef = builder.objectRef<Finding>('Finding').implement({
   }),
 });
 
-type FindingPage = ReturnType<typeof toPage<{ id: string; cursor_ts: string }, Finding>>;
-
-const FindingEdgeRef = builder.objectRef<{ cursor: string; node: Finding }>('FindingEdge').implement({
-  fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.field({ type: FindingRef, resolve: (edge) => edge.node }) }),
-});
-
-const FindingConnectionRef = builder.objectRef<FindingPage>('FindingConnection').implement({
-  fields: (t) => ({
-    edges: t.field({ type: [FindingEdgeRef], resolve: (c) => c.edges }),
-    nodes: t.field({ type: [FindingRef], resolve: (c) => c.nodes }),
-    pageInfo: t.field({ type: PageInfoRef, resolve: (c) => c.pageInfo }),
-  }),
-});
+const FindingConnectionRef = keysetConnection<Finding>('Finding', FindingRef);
 
 const TrackingSenderSummaryRef = builder.objectRef<TrackingSenderSummary>('TrackingSenderSummary').implement({
   description: "One sender's tracking, from the stored TRACKING findings (see `scanTracking`).",
@@ -134,7 +121,7 @@ builder.queryFields((t) => ({
       const account = await visibleAccount(ctx, args.accountId);
       const after = args.after ? decodeCursor(args.after) : null;
       const rows = await listFindings(ctx.em, { accountId: account.id, scan: args.scan, kind: args.kind, after, limit: size + 1 });
-      return toPage(rows, size, (row) => row.node);
+      return toPage(rows, size, (row) => row.node, args.after);
     },
   }),
   trackingSummary: t.field({

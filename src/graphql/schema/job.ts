@@ -7,9 +7,8 @@ import { findJobType, jobCatalogue } from '../../jobs/registry.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError } from '../errors.js';
-import { decodeCursor, pageSize, toPage } from '../pagination.js';
+import { decodeCursor, keysetConnection, pageSize, toPage } from '../pagination.js';
 import { fieldType, hasPublicFields, internalKeys } from '../zod-to-graphql.js';
-import { PageInfoRef } from './scalars.js';
 
 export const JobStatusRef = builder.enumType('JobStatus', {
   values: JOB_STATUSES,
@@ -129,23 +128,7 @@ export const JobFilterRef = builder.inputType('JobFilter', {
   }),
 });
 
-const JobEdgeRef = builder.objectRef<{ cursor: string; node: JobRecord }>('JobEdge').implement({
-  fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.field({ type: JobRef, resolve: (edge) => edge.node }) }),
-});
-
-const JobConnectionRef = builder
-  .objectRef<{
-    edges: { cursor: string; node: JobRecord }[];
-    nodes: JobRecord[];
-    pageInfo: { hasNextPage: boolean; endCursor: string | null };
-  }>('JobConnection')
-  .implement({
-    fields: (t) => ({
-      edges: t.field({ type: [JobEdgeRef], resolve: (c) => c.edges }),
-      nodes: t.field({ type: [JobRef], resolve: (c) => c.nodes }),
-      pageInfo: t.field({ type: PageInfoRef, resolve: (c) => c.pageInfo }),
-    }),
-  });
+const JobConnectionRef = keysetConnection<JobRecord>('Job', JobRef);
 
 function checkFilter(filter: JobFilterInput | null | undefined): void {
   for (const type of filter?.types ?? []) {
@@ -175,7 +158,7 @@ builder.queryFields((t) => ({
       checkFilter(filter);
       const after = args.after ? decodeCursor(args.after) : null;
       const rows = await listJobHistory(ctx.em, { ownerId: ownerFilter(callerOf(ctx.viewer)), filter, after, limit: size + 1 });
-      return toPage(rows, size, (row) => row.node);
+      return toPage(rows, size, (row) => row.node, args.after);
     },
   }),
 }));

@@ -5,9 +5,8 @@ import { messageFilterSchema } from '../../mail/message-filter.js';
 import { searchMessages } from '../../mail/message-search.js';
 import { builder } from '../builder.js';
 import { graphqlError } from '../errors.js';
-import { decodeCursor, pageSize, toPage } from '../pagination.js';
+import { decodeCursor, keysetConnection, pageSize, toPage } from '../pagination.js';
 import { fieldType, stripNulls } from '../zod-to-graphql.js';
-import { PageInfoRef } from './scalars.js';
 
 export const MessageRef = builder.objectRef<Message>('Message').implement({
   fields: (t) => ({
@@ -34,26 +33,7 @@ export const MessageRef = builder.objectRef<Message>('Message').implement({
   }),
 });
 
-const MessageConnectionRef = builder
-  .objectRef<{
-    edges: { cursor: string; node: Message }[];
-    nodes: Message[];
-    pageInfo: { hasNextPage: boolean; endCursor: string | null };
-  }>('MessageConnection')
-  .implement({
-    fields: (t) => ({
-      edges: t.field({
-        type: [
-          builder.objectRef<{ cursor: string; node: Message }>('MessageEdge').implement({
-            fields: (e) => ({ cursor: e.exposeString('cursor'), node: e.field({ type: MessageRef, resolve: (x) => x.node }) }),
-          }),
-        ],
-        resolve: (c) => c.edges,
-      }),
-      nodes: t.field({ type: [MessageRef], resolve: (c) => c.nodes }),
-      pageInfo: t.field({ type: PageInfoRef, resolve: (c) => c.pageInfo }),
-    }),
-  });
+const MessageConnectionRef = keysetConnection<Message>('Message', MessageRef);
 
 const filterType = fieldType(messageFilterSchema, 'input', 'MessageFilter');
 
@@ -75,7 +55,7 @@ builder.queryField('messages', (t) =>
         throw graphqlError('BAD_USER_INPUT', filter.error.issues.map((i) => `filter.${i.path.join('.')}: ${i.message}`).join('; '));
       const after = args.after ? decodeCursor(args.after) : null;
       const rows = await searchMessages(ctx.em, account.id, { filter: filter.data, after, limit: size + 1 });
-      return toPage(rows, size, (row) => row.node);
+      return toPage(rows, size, (row) => row.node, args.after);
     },
   }),
 );

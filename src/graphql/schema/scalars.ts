@@ -36,10 +36,3 @@ builder.scalarType('File', {
   },
   parseValue: (value) => value as File,
 });
-
-export const PageInfoRef = builder.objectRef<{ hasNextPage: boolean; endCursor: string | null }>('PageInfo').implement({
-  fields: (t) => ({
-    hasNextPage: t.exposeBoolean('hasNextPage'),
-    endCursor: t.exposeString('endCursor', { nullable: true, description: 'Pass as `after` to get the next page.' }),
-  }),
-});
