@@ -7,6 +7,7 @@ import type { JobQueues } from '../queue/job-queues.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
 import type { AnyJobDeclaration, PreparedJob } from './define-job.js';
 import { InvalidInputError, InvalidStateError, NotFoundError } from './errors.js';
+import { parseInput } from './validation.js';
 import { findJob, findJobByIdempotencyKey, insertJob, isTerminal, updateJob } from './job-store.js';
 
 /** Per-call options of every enqueue mutation. */
@@ -86,10 +87,7 @@ export async function enqueueJob(deps: EnqueueDeps, request: EnqueueRequest): Pr
   const options = request.options ?? {};
   checkOptions(options);
 
-  const parsedArgs = declaration.args.safeParse(request.args);
-  if (!parsedArgs.success) {
-    throw new InvalidInputError(parsedArgs.error.issues.map((issue) => `${issue.path.join('.') || 'input'}: ${issue.message}`).join('; '));
-  }
+  const args = parseInput(declaration.args, request.args);
 
   const idempotencyKey = options.idempotencyKey ?? null;
   if (idempotencyKey !== null) {
@@ -100,7 +98,7 @@ export async function enqueueJob(deps: EnqueueDeps, request: EnqueueRequest): Pr
   }
 
   const id = randomUUID();
-  const prepared: PreparedJob<unknown> = await declaration.prepare(parsedArgs.data, {
+  const prepared: PreparedJob<unknown> = await declaration.prepare(args, {
     ownerId,
     isAdmin: request.isAdmin,
     jobId: id,

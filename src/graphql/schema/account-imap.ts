@@ -2,6 +2,7 @@ import { callerOf } from '../../auth/access.js';
 import { decodeKey } from '../../config/env.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
 import { InvalidInputError } from '../../engine/errors.js';
+import { parseInput } from '../../engine/validation.js';
 import { forgetImapSyncState } from '../../mail/imap-sync-state.js';
 import { sealString } from '../../storage/encryption.js';
 import { builder } from '../builder.js';
@@ -23,13 +24,10 @@ builder.mutationField('updateAccountImap', (t) =>
       const account = await loadOwnedAccount(ctx.em, String(id), callerOf(ctx.viewer));
       let next: { host: string; port: number; secure: boolean; user: string; sealed: string } | null = null;
       if (imap !== null && imap !== undefined) {
-        const parsed = imapSettingsSchema.safeParse(imap);
-        if (!parsed.success) {
-          throw new InvalidInputError(parsed.error.issues.map((i) => `imap.${i.path.join('.')}: ${i.message}`).join('; '));
-        }
+        const settings = parseInput(imapSettingsSchema, imap, 'imap');
         const key = ctx.services.config.ARCHIVE_KEY ? decodeKey(ctx.services.config.ARCHIVE_KEY) : null;
         if (!key) throw new InvalidInputError('IMAP passwords are stored encrypted, and the server has no ARCHIVE_KEY configured');
-        const { password, ...rest } = parsed.data;
+        const { password, ...rest } = settings;
         // Refused before anything changes: the account keeps its old settings.
         next = { ...rest, host: await checkImapHost(rest.host, ctx.services.config), sealed: sealString(key, password) };
       }

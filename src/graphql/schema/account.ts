@@ -5,6 +5,7 @@ import { decodeKey, type Config } from '../../config/env.js';
 import { Account } from '../../db/entities/account.entity.js';
 import { listAccounts, loadOwnedAccount } from '../../jobs/access.js';
 import { NotFoundError } from '../../engine/errors.js';
+import { parseInput } from '../../engine/validation.js';
 import { ImapHostRefusedError, imapHostPolicy } from '../../mail/imap-host-policy.js';
 import { sealString } from '../../storage/encryption.js';
 import { builder } from '../builder.js';
@@ -92,11 +93,7 @@ builder.mutationField('createAccount', (t) =>
     type: AccountRef,
     args: { input: t.arg({ type: CreateAccountInputRef, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      const parsed = createAccountInput.safeParse(input);
-      if (!parsed.success) {
-        throw graphqlError('BAD_USER_INPUT', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-      }
-      const { name, email, imap } = parsed.data;
+      const { name, email, imap } = parseInput(createAccountInput, input);
       let sealed: string | null = null;
       if (imap) {
         imap.host = await checkImapHost(imap.host, ctx.services.config);

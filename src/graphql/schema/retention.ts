@@ -1,8 +1,10 @@
+import { z } from 'zod';
 import { randomUUID } from 'node:crypto';
 import { callerOf, ownerFilter } from '../../auth/access.js';
 import { RetentionPolicy, type RetentionAction } from '../../db/entities/retention-policy.entity.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
 import { InvalidInputError } from '../../engine/errors.js';
+import { displayNameSchema, parseInput } from '../../engine/validation.js';
 import { listAccountRetentionPolicies, listRetentionPolicies, loadOwnedPolicy, retentionActionSchema } from '../../mail/retention-store.js';
 import { builder } from '../builder.js';
 import { fieldType } from '../zod-to-graphql.js';
@@ -51,15 +53,14 @@ const UpdateRetentionPolicyInputRef = builder.inputType('UpdateRetentionPolicyIn
 });
 
 function checkName(name: string): string {
-  const trimmed = name.trim();
-  if (trimmed === '' || trimmed.length > 255) throw new InvalidInputError('name must be 1 to 255 characters');
-  return trimmed;
+  return parseInput(displayNameSchema, name);
 }
 
+const DAYS_MESSAGE = `olderThanDays must be an integer from 1 to ${MAX_DAYS}`;
+const olderThanDaysSchema = z.number().int(DAYS_MESSAGE).min(1, DAYS_MESSAGE).max(MAX_DAYS, DAYS_MESSAGE);
+
 function checkDays(days: number): number {
-  if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS)
-    throw new InvalidInputError(`olderThanDays must be an integer from 1 to ${MAX_DAYS}`);
-  return days;
+  return parseInput(olderThanDaysSchema, days);
 }
 
 builder.mutationFields((t) => ({

@@ -5,6 +5,7 @@ import { callerOf, ownerFilter } from '../../auth/access.js';
 import { Rule } from '../../db/entities/rule.entity.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
 import { InvalidInputError, NotFoundError } from '../../engine/errors.js';
+import { displayNameSchema, parseInput } from '../../engine/validation.js';
 import { cronPatternProblem, syncRuleSchedule } from '../../jobs/rule-schedules.js';
 import { findMessagesInOrder } from '../../mail/message-search.js';
 import { compileRule, type CompiledRule } from '../../mail/rules/compile-rule.js';
@@ -234,9 +235,7 @@ function validated<T>(what: string, step: () => T): T {
 }
 
 function checkName(name: string): string {
-  const trimmed = name.trim();
-  if (trimmed === '' || trimmed.length > 255) throw new InvalidInputError('name must be 1 to 255 characters');
-  return trimmed;
+  return parseInput(displayNameSchema, name);
 }
 
 function checkSchedule(schedule: string, config: Config): string {
