@@ -41,8 +41,8 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult[]> {
   const truth = new Redis(ctx.env.redisUrl);
   const published: { status: string; processed: number | null }[] = [];
   truth.on('message', (_channel, message) => {
-    const event = JSON.parse(message) as { status: string; processed: number | null };
-    published.push({ status: event.status, processed: event.processed });
+    const { job } = JSON.parse(message) as { job: { status: string; processed: number | null } };
+    published.push({ status: job.status, processed: job.processed });
   });
   await truth.subscribe(`${ctx.env.prefix}:job:${jobId}`);
 

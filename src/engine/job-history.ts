@@ -2,8 +2,20 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobRecord, JobStatus } from '../db/entities/job.entity.js';
 import { rowToJob } from './job-store.js';
 
+/** Most ids one filter may name. */
+export const MAX_FILTER_IDS = 100;
+
+/**
+ * Most jobs `countJobHistory` counts: past it, the count stops and says this number. An exact
+ * count walks one index entry per matching job; over a million jobs (an admin, no filter) that is
+ * about 40 ms, while 100,000 entries take about 4 ms.
+ */
+export const TOTAL_COUNT_CAP = 100_000;
+
 /** Which jobs a history listing holds; every field narrows it, omitted fields do not. */
 export interface JobHistoryFilter {
+  /** Only these jobs (at most `MAX_FILTER_IDS`); an empty list matches nothing. */
+  ids?: string[] | null;
   types?: string[] | null;
   statuses?: JobStatus[] | null;
   accountId?: string | null;
@@ -11,43 +23,55 @@ export interface JobHistoryFilter {
   createdAfter?: Date | null;
   /** Exclusive. */
   createdBefore?: Date | null;
+  /** Inclusive: jobs whose row changed at or after this instant. */
+  updatedAfter?: Date | null;
 }
 
-/** Options of `listJobHistory`. */
-export interface JobHistoryOptions {
+/** The keyset orders of a history listing, both newest first. */
+export const JOB_ORDERS = ['CREATED_AT', 'UPDATED_AT'] as const;
+export type JobOrder = (typeof JOB_ORDERS)[number];
+
+/** The timestamp column each order walks, with `id` as the tie-breaker. */
+const ORDER_COLUMNS: Record<JobOrder, 'created_at' | 'updated_at'> = { CREATED_AT: 'created_at', UPDATED_AT: 'updated_at' };
+
+/** Who may be counted or listed, and which of their jobs. */
+export interface JobScope {
   /** Only this owner's jobs; null: every owner's (for admins). */
   ownerId: string | null;
   filter?: JobHistoryFilter | null;
-  /** Keyset position: only jobs strictly older than this `(created_at, id)`. `createdAt` is PostgreSQL's microsecond text. */
-  after?: { createdAt: string; id: string } | null;
+}
+
+/** Options of `listJobHistory`. */
+export interface JobHistoryOptions extends JobScope {
+  /** Default `CREATED_AT`. */
+  order?: JobOrder;
+  /**
+   * Keyset position: only jobs strictly older than this `(timestamp, id)` in the listing's order.
+   * `at` is PostgreSQL's microsecond text of `created_at` or `updated_at`.
+   */
+  after?: { at: string; id: string } | null;
   /** Most rows returned. */
   limit: number;
 }
 
-/**
- * Job history from PostgreSQL, newest first (`created_at DESC, id DESC`). Each row carries its
- * `created_at` as PostgreSQL prints it (`cursor_ts`), with the microseconds a JS Date would drop,
- * so a cursor built from it resumes exactly after that row.
- */
-export async function listJobHistory(
-  em: EntityManager,
-  options: JobHistoryOptions,
-): Promise<{ id: string; cursor_ts: string; node: JobRecord }[]> {
-  const { ownerId, filter, after, limit } = options;
+/** The WHERE clause of a scope, with `?` placeholders. */
+function whereOf({ ownerId, filter }: JobScope): { where: string; params: unknown[] } {
   const clauses: string[] = [];
   const params: unknown[] = [];
+  const oneOf = (column: string, values: readonly unknown[]) => {
+    clauses.push(`${column} IN (${values.map(() => '?').join(', ')})`);
+    params.push(...values);
+  };
   if (ownerId !== null) {
     clauses.push('owner_id = ?');
     params.push(ownerId);
   }
-  if (filter?.types?.length) {
-    clauses.push(`type IN (${filter.types.map(() => '?').join(', ')})`);
-    params.push(...filter.types);
+  if (filter?.ids) {
+    if (filter.ids.length) oneOf('id', filter.ids);
+    else clauses.push('false');
   }
-  if (filter?.statuses?.length) {
-    clauses.push(`status IN (${filter.statuses.map(() => '?').join(', ')})`);
-    params.push(...filter.statuses);
-  }
+  if (filter?.types?.length) oneOf('type', filter.types);
+  if (filter?.statuses?.length) oneOf('status', filter.statuses);
   if (filter?.accountId) {
     clauses.push('account_id = ?');
     params.push(filter.accountId);
@@ -60,17 +84,74 @@ export async function listJobHistory(
     clauses.push('created_at < ?');
     params.push(filter.createdBefore);
   }
+  if (filter?.updatedAfter) {
+    clauses.push('updated_at >= ?');
+    params.push(filter.updatedAfter);
+  }
+  return { where: clauses.join(' AND '), params };
+}
+
+/**
+ * Job history from PostgreSQL, newest first (`created_at DESC, id DESC`, or `updated_at` for
+ * `UPDATED_AT`). Each row carries its order's timestamp as PostgreSQL prints it (`cursor_ts`), with
+ * the microseconds a JS Date would drop, so a cursor built from it resumes exactly after that row.
+ */
+export async function listJobHistory(
+  em: EntityManager,
+  options: JobHistoryOptions,
+): Promise<{ id: string; cursor_ts: string; node: JobRecord }[]> {
+  const { after, limit } = options;
+  const column = ORDER_COLUMNS[options.order ?? 'CREATED_AT'];
+  const scope = whereOf(options);
+  const clauses = scope.where ? [scope.where] : [];
+  const params = [...scope.params];
   if (after) {
-    clauses.push('(created_at, id) < (?::timestamptz, ?::uuid)');
-    params.push(after.createdAt, after.id);
+    clauses.push(`(${column}, id) < (?::timestamptz, ?::uuid)`);
+    params.push(after.at, after.id);
   }
   const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
   const rows: (Record<string, unknown> & { cursor_ts: string; id: string })[] = await em
     .getConnection()
     .execute(
-      `SELECT *, created_at::text AS cursor_ts FROM job ${where} ORDER BY created_at DESC, id DESC LIMIT ?`,
+      `SELECT *, ${column}::text AS cursor_ts FROM job ${where} ORDER BY ${column} DESC, id DESC LIMIT ?`,
       [...params, limit],
       'all',
     );
   return rows.map((row) => ({ id: row.id, cursor_ts: row.cursor_ts, node: rowToJob(row) }));
+}
+
+/**
+ * How many jobs a scope holds, counting at most `cap` (default `TOTAL_COUNT_CAP`): the count walks
+ * the same indexes as the listing and stops once it reaches the cap.
+ */
+export async function countJobHistory(em: EntityManager, scope: JobScope, cap = TOTAL_COUNT_CAP): Promise<number> {
+  const { where, params } = whereOf(scope);
+  const [row] = await em
+    .getConnection()
+    .execute<{ n: number }[]>(
+      `SELECT count(*)::int AS n FROM (SELECT 1 FROM job ${where ? `WHERE ${where}` : ''} LIMIT ?) AS matching`,
+      [...params, cap],
+      'all',
+    );
+  return row?.n ?? 0;
+}
+
+/** The number of jobs of one type in one status. */
+export interface JobCountRow {
+  type: string;
+  status: JobStatus;
+  count: number;
+}
+
+/** Jobs of a scope grouped by type and status (exact, no cap), ordered by type then status. */
+export async function countJobsByTypeAndStatus(em: EntityManager, scope: JobScope): Promise<JobCountRow[]> {
+  const { where, params } = whereOf(scope);
+  const rows = await em
+    .getConnection()
+    .execute<{ type: string; status: JobStatus; count: number }[]>(
+      `SELECT type, status, count(*)::int AS count FROM job ${where ? `WHERE ${where}` : ''} GROUP BY type, status ORDER BY type, status`,
+      params,
+      'all',
+    );
+  return rows.map((row) => ({ type: row.type, status: row.status, count: Number(row.count) }));
 }

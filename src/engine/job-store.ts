@@ -34,6 +34,7 @@ const COLUMNS: Record<keyof JobRecord, string> = {
   runAt: 'run_at',
   cancelRequestedAt: 'cancel_requested_at',
   version: 'version',
+  previousStatus: 'previous_status',
 };
 
 const JSON_FIELDS = new Set<keyof JobRecord>(['payload', 'result']);
@@ -70,26 +71,44 @@ export function rowToJob(row: Row): JobRecord {
     runAt: toDate(row.run_at),
     cancelRequestedAt: toDate(row.cancel_requested_at),
     version: Number(row.version),
+    previousStatus: (row.previous_status as JobStatus | null) ?? null,
   };
 }
 
-/** The pub/sub message for a job's current state. */
+/** The pub/sub message for a job's current state: the whole public row, dates as ISO strings. */
 export function toEventMessage(job: JobRecord): JobEventMessage {
   return {
-    jobId: job.id,
-    type: job.type,
-    status: job.status,
-    progress: job.progress,
-    processed: job.processed,
-    total: job.total,
-    message: job.message,
-    error: job.error,
-    result: job.result,
-    at: job.updatedAt.toISOString(),
-    version: job.version,
-    ownerId: job.ownerId,
-    accountId: job.accountId,
+    job: {
+      ...job,
+      createdAt: job.createdAt.toISOString(),
+      updatedAt: job.updatedAt.toISOString(),
+      startedAt: job.startedAt?.toISOString() ?? null,
+      finishedAt: job.finishedAt?.toISOString() ?? null,
+      runAt: job.runAt?.toISOString() ?? null,
+      cancelRequestedAt: job.cancelRequestedAt?.toISOString() ?? null,
+    },
   };
+}
+
+const wireJobs = new WeakMap<JobEventMessage, JobRecord>();
+
+/** The job an event carries, as a JobRecord (computed once per message, however many subscribers it reaches). */
+export function eventJob(event: JobEventMessage): JobRecord {
+  let job = wireJobs.get(event);
+  if (!job) {
+    const wire = event.job;
+    job = {
+      ...wire,
+      createdAt: new Date(wire.createdAt),
+      updatedAt: new Date(wire.updatedAt),
+      startedAt: toDate(wire.startedAt),
+      finishedAt: toDate(wire.finishedAt),
+      runAt: toDate(wire.runAt),
+      cancelRequestedAt: toDate(wire.cancelRequestedAt),
+    };
+    wireJobs.set(event, job);
+  }
+  return job;
 }
 
 export function isTerminal(status: JobStatus): boolean {
@@ -178,7 +197,8 @@ export async function updateJob(
   const fields = Object.keys(changes) as (keyof JobChanges)[];
   const assignments = fields.map((field) => `${COLUMNS[field]} = ?`);
   const values: unknown[] = fields.map((field) => encode(field, changes[field]));
-  let sql = `UPDATE job SET ${[...assignments, 'version = version + 1', 'updated_at = clock_timestamp()'].join(', ')} WHERE id = ?`;
+  // `previous_status = status` reads the row as it was before this statement, even after waiting for a concurrent update.
+  let sql = `UPDATE job SET ${[...assignments, 'previous_status = status', 'version = version + 1', 'updated_at = clock_timestamp()'].join(', ')} WHERE id = ?`;
   values.push(id);
   if (onlyIf) {
     sql += ` AND status IN (${onlyIf.map(() => '?').join(', ')})`;
@@ -194,7 +214,7 @@ export async function updateJob(
  */
 export async function startJob(em: EntityManager, id: string, attempt: number): Promise<JobRecord | null> {
   const rows: Row[] = await em.getConnection().execute(
-    `UPDATE job SET status = 'ACTIVE', attempts = ?, started_at = clock_timestamp(), run_at = NULL,
+    `UPDATE job SET previous_status = status, status = 'ACTIVE', attempts = ?, started_at = clock_timestamp(), run_at = NULL,
             version = version + 1, updated_at = clock_timestamp()
       WHERE id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL
       RETURNING *`,

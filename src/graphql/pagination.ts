@@ -5,23 +5,47 @@ import { graphqlError } from './errors.js';
 export const MAX_PAGE_SIZE = 200;
 
 export interface Cursor {
-  /** The row's `created_at` as PostgreSQL prints it: full microsecond precision, unlike a JS Date. */
+  /**
+   * The row's sort timestamp as PostgreSQL prints it: full microsecond precision, unlike a JS Date.
+   * `created_at`, unless the cursor names another order (e.g. `updated_at` for `UPDATED_AT`).
+   */
   createdAt: string;
   id: string;
 }
 
-export function encodeCursor(cursor: Cursor): string {
-  return Buffer.from(`${cursor.createdAt}|${cursor.id}`, 'utf8').toString('base64url');
+/**
+ * A cursor of a connection's default order is `timestamp|id`; one of another order also names it,
+ * `timestamp|id|ORDER`, so a cursor cannot resume a listing sorted differently from its own.
+ */
+export function encodeCursor(cursor: Cursor, order?: string): string {
+  return Buffer.from(`${cursor.createdAt}|${cursor.id}${order ? `|${order}` : ''}`, 'utf8').toString('base64url');
 }
 
 /** `timestamptz::text` output, e.g. `2026-11-24 04:17:09.123456+00`. */
 const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?([+-]\d{2}(?::?\d{2})?)?$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export function decodeCursor(value: string): Cursor {
-  const [createdAt, id, extra] = value.length <= 200 ? Buffer.from(value, 'base64url').toString('utf8').split('|') : [];
-  if (!createdAt || !id || extra !== undefined || !isRealTimestamp(createdAt) || !UUID.test(id)) {
+/** Names of non-default orders as cursors carry them. */
+const ORDER = /^[A-Z][A-Z_]{0,30}$/;
+
+/** The position in `after`, which must come from a listing in `order` (omitted: the default order). */
+export function decodeCursor(value: string, order?: string): Cursor {
+  const [createdAt, id, cursorOrder, extra] = value.length <= 200 ? Buffer.from(value, 'base64url').toString('utf8').split('|') : [];
+  if (
+    !createdAt ||
+    !id ||
+    extra !== undefined ||
+    (cursorOrder !== undefined && !ORDER.test(cursorOrder)) ||
+    !isRealTimestamp(createdAt) ||
+    !UUID.test(id)
+  ) {
     throw graphqlError('BAD_USER_INPUT', 'after: not a cursor returned by this API');
+  }
+  if (cursorOrder !== order) {
+    throw graphqlError(
+      'BAD_USER_INPUT',
+      `after: a cursor of another order${cursorOrder ? ` (${cursorOrder})` : ''}; page with the orderBy it came from`,
+    );
   }
   return { createdAt, id };
 }
@@ -55,6 +79,16 @@ export function pageSize(first: number | null | undefined): number {
 export interface Page<N> {
   edges: { cursor: string; node: N }[];
   pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string | null; endCursor: string | null };
+  /** Counts what the whole listing matches, across pages; only called when `totalCount` is selected. */
+  count?: () => Promise<number>;
+}
+
+/** Options of `toPage`. */
+export interface PageOptions {
+  /** The listing's order when it is not the connection's default; its cursors carry it. */
+  order?: string;
+  /** Counts the whole listing, for connections declared with `totalCount`. */
+  count?: () => Promise<number>;
 }
 
 /**
@@ -66,9 +100,13 @@ export function toPage<T extends { cursor_ts: string; id: string }, N>(
   size: number,
   toNode: (row: T) => N,
   after?: string | null,
+  options: PageOptions = {},
 ): Page<N> {
-  const edges = rows.slice(0, size).map((row) => ({ cursor: encodeCursor({ createdAt: row.cursor_ts, id: row.id }), node: toNode(row) }));
+  const edges = rows
+    .slice(0, size)
+    .map((row) => ({ cursor: encodeCursor({ createdAt: row.cursor_ts, id: row.id }, options.order), node: toNode(row) }));
   return {
+    ...(options.count ? { count: options.count } : {}),
     edges,
     pageInfo: {
       hasNextPage: rows.length > size,
@@ -79,12 +117,22 @@ export function toPage<T extends { cursor_ts: string; id: string }, N>(
   };
 }
 
+/** Options of `keysetConnection`. */
+export interface KeysetConnectionOptions {
+  /**
+   * Adds `totalCount: Int!` with this description; every page of the connection must then carry
+   * `count` (see `toPage`). Default: no `totalCount`.
+   */
+  totalCount?: string;
+}
+
 /**
  * The Relay connection type of a keyset-paged list, e.g. `JobConnection` with `JobEdge`, plus a
- * `nodes` shortcut for clients that need no cursors. Declared once here for every list.
+ * `nodes` shortcut for clients that need no cursors and, where asked for, `totalCount`. Declared
+ * once here for every list.
  */
 // biome-ignore lint/suspicious/noExplicitAny: any object or interface ref of the builder
-export function keysetConnection<N>(name: string, nodeType: any) {
+export function keysetConnection<N>(name: string, nodeType: any, options: KeysetConnectionOptions = {}) {
   return builder.connectionObject(
     {
       type: nodeType,
@@ -95,6 +143,18 @@ export function keysetConnection<N>(name: string, nodeType: any) {
           description: 'The nodes of `edges`, for clients that need no cursors.',
           resolve: (page) => (page as unknown as Page<N>).edges.map((edge) => edge.node),
         }),
+        ...(options.totalCount
+          ? {
+              totalCount: t.int({
+                description: options.totalCount,
+                resolve: (page) => {
+                  const { count } = page as unknown as Page<N>;
+                  if (!count) throw new Error(`${name}Connection: a page without count`);
+                  return count();
+                },
+              }),
+            }
+          : {}),
       }),
     },
     { name: `${name}Edge` },

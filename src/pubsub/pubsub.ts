@@ -46,7 +46,7 @@ export class JobPubSub {
   /** Announces a job's new state to its own subscribers and to every dashboard, in one round trip. */
   async publishJobEvent(event: JobEventMessage): Promise<void> {
     await this.publishMany([
-      [topics.job(event.jobId), event],
+      [topics.job(event.job.id), event],
       [topics.allJobs(), event],
     ]);
   }

@@ -1,25 +1,22 @@
-import type { JobStatus } from '../db/entities/job.entity.js';
+import type { JobRecord } from '../db/entities/job.entity.js';
+
+/** A job row as it travels between processes: every field, dates as ISO strings. */
+export type JobWire = Omit<JobRecord, 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt' | 'runAt' | 'cancelRequestedAt'> & {
+  createdAt: string;
+  updatedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  runAt: string | null;
+  cancelRequestedAt: string | null;
+};
 
 /**
- * A job's public state as it travels between processes. It carries everything a subscriber is
- * sent, so no replica reads the database per event; dates travel as ISO strings.
+ * A change of a job, as it travels between processes. It carries the job's whole state after the
+ * change (and the status before it), so no replica reads the database per event; `job.version`
+ * lets a subscriber drop anything older than what it sent, `job.ownerId` filters `jobEvents`.
  */
 export interface JobEventMessage {
-  jobId: string;
-  type: string;
-  status: JobStatus;
-  progress: number;
-  processed: number | null;
-  total: number | null;
-  message: string | null;
-  error: string | null;
-  result: unknown;
-  at: string;
-  /** Row version after the change; lets a subscriber drop anything older than what it sent. */
-  version: number;
-  /** Used to filter `jobEvents` per caller; never sent to clients. */
-  ownerId: string;
-  accountId: string | null;
+  job: JobWire;
 }
 
 /** Asks whichever sidecar runs the job to abort it. */

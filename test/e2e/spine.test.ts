@@ -101,14 +101,14 @@ describe('enqueue on one replica, watch on another', () => {
     const first = await gqlOk<{ jobs: { edges: { cursor: string; node: { id: string; createdAt: string } }[]; pageInfo: any } }>(
       replicaA.url,
       token,
-      '{ jobs(first: 1, filter: { types: ["import_mbox"], statuses: [COMPLETED] }) { edges { cursor node { id createdAt } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }',
+      '{ jobs(first: 1, filter: { types: [import_mbox], statuses: [COMPLETED] }) { edges { cursor node { id createdAt } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }',
     );
     expect(first.jobs.edges).toHaveLength(1);
     expect(first.jobs.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: false, startCursor: first.jobs.edges[0]!.cursor });
     const second = await gqlOk<{ jobs: { edges: { node: { id: string; createdAt: string } }[]; pageInfo: any } }>(
       replicaB.url,
       token,
-      'query($after: String) { jobs(first: 10, after: $after, filter: { types: ["import_mbox"] }) { edges { node { id createdAt } } pageInfo { hasNextPage hasPreviousPage } } }',
+      'query($after: String) { jobs(first: 10, after: $after, filter: { types: [import_mbox] }) { edges { node { id createdAt } } pageInfo { hasNextPage hasPreviousPage } } }',
       { after: first.jobs.pageInfo.endCursor },
     );
     expect(second.jobs.edges).toHaveLength(1);

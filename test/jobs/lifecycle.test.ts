@@ -106,11 +106,11 @@ describe('job lifecycle', () => {
     recorder.stop();
     const final = await row(job.id);
     expect(final).toMatchObject({ status: 'COMPLETED', attempts: 3, error: null, result: { succeededOnAttempt: 3 } });
-    const statuses = recorder.events.map((e) => e.status);
+    const statuses = recorder.events.map((e) => e.job.status);
     // Between attempts the row waits as DELAYED with the last error; it is FAILED only when none is left.
     expect(statuses.filter((s) => s === 'DELAYED')).toHaveLength(2);
     expect(statuses).not.toContain('FAILED');
-    expect(recorder.events.find((e) => e.status === 'DELAYED')?.error).toBe('transient failure on attempt 1');
+    expect(recorder.events.find((e) => e.job.status === 'DELAYED')?.job.error).toBe('transient failure on attempt 1');
   });
 
   it('fails an unrecoverable job after one attempt, whatever attempts are left', async () => {

@@ -35,6 +35,11 @@ export class JobRecord {
   cancelRequestedAt: Date | null = null;
   /** Bumped by every state change; subscribers use it to drop events older than what they already sent. */
   version = 0;
+  /**
+   * The status before the row's last change (null until its first): events carry it, so a
+   * dashboard keeps counts per status from the stream alone.
+   */
+  previousStatus: JobStatus | null = null;
 }
 
 export const JobSchema = new EntitySchema<JobRecord>({
@@ -65,6 +70,7 @@ export const JobSchema = new EntitySchema<JobRecord>({
     runAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     cancelRequestedAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     version: { type: 'integer', default: 0 },
+    previousStatus: { type: 'string', length: 16, nullable: true },
   },
   // Keyset pagination walks (created_at, id) downwards; each index serves one common filter.
   indexes: [
@@ -77,6 +83,9 @@ export const JobSchema = new EntitySchema<JobRecord>({
     { name: 'job_account_created_idx', properties: ['accountId', 'createdAt', 'id'] },
     // A user's history of one account: owner and account correlate, which the planner cannot see.
     { name: 'job_owner_account_created_idx', properties: ['ownerId', 'accountId', 'createdAt', 'id'] },
+    // `jobs(orderBy: UPDATED_AT)` walks (updated_at, id) downwards, for everyone and for one owner.
+    { name: 'job_updated_idx', properties: ['updatedAt', 'id'] },
+    { name: 'job_owner_updated_idx', properties: ['ownerId', 'updatedAt', 'id'] },
   ],
   uniques: [{ name: 'job_owner_idempotency_key_unique', properties: ['ownerId', 'idempotencyKey'] }],
 });

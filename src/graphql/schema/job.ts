@@ -1,7 +1,17 @@
+import { z } from 'zod';
 import { callerOf, mayAccess, ownerFilter } from '../../auth/access.js';
 import { JOB_STATUSES, JOB_TRIGGERS, type JobRecord } from '../../db/entities/job.entity.js';
 import type { AnyJobDeclaration } from '../../engine/define-job.js';
-import { listJobHistory, type JobHistoryFilter } from '../../engine/job-history.js';
+import {
+  countJobHistory,
+  countJobsByTypeAndStatus,
+  type JobCountRow,
+  type JobHistoryFilter,
+  listJobHistory,
+  MAX_FILTER_IDS,
+  TOTAL_COUNT_CAP,
+} from '../../engine/job-history.js';
+import { parseInput } from '../../engine/validation.js';
 import { findJob } from '../../engine/job-store.js';
 import { findJobType, jobCatalogue } from '../../jobs/registry.js';
 import { builder } from '../builder.js';
@@ -54,6 +64,11 @@ export const JobRef = builder.interfaceRef<JobRecord>('Job').implement({
     idempotencyKey: t.exposeString('idempotencyKey', { nullable: true }),
     ownerId: t.exposeString('ownerId', { nullable: true }),
     createdAt: t.field({ type: 'DateTime', resolve: (job) => job.createdAt }),
+    updatedAt: t.field({
+      type: 'DateTime',
+      description: 'When the row last changed; `jobs(orderBy: UPDATED_AT)` and `filter.updatedAfter` use it.',
+      resolve: (job) => job.updatedAt,
+    }),
     startedAt: t.field({ type: 'DateTime', nullable: true, resolve: (job) => job.startedAt }),
     finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (job) => job.finishedAt }),
     runAt: t.field({ type: 'DateTime', nullable: true, description: 'When a delayed job becomes due.', resolve: (job) => job.runAt }),
@@ -118,23 +133,66 @@ export const concreteJobTypes = new Map(jobCatalogue.map((declaration) => [decla
 
 export type JobFilterInput = JobHistoryFilter;
 
+/** One enum value per catalogue type, so a misspelt type fails validation instead of matching nothing. */
+export const JobTypeNameRef = builder.enumType('JobTypeName', {
+  description: 'A job type of the catalogue, e.g. `import_mbox`.',
+  values: Object.fromEntries(
+    jobCatalogue.map((declaration) => [declaration.name, { value: declaration.name, description: declaration.description }]),
+  ),
+});
+
 export const JobFilterRef = builder.inputType('JobFilter', {
+  description: 'Which jobs to list, count or stream; every field given narrows the set.',
   fields: (t) => ({
-    types: t.stringList({ required: false }),
+    ids: t.idList({ required: false, description: `Only these jobs, at most ${MAX_FILTER_IDS}; an empty list matches nothing.` }),
+    types: t.field({ type: [JobTypeNameRef], required: false }),
     statuses: t.field({ type: [JobStatusRef], required: false }),
     accountId: t.id({ required: false }),
-    createdAfter: t.field({ type: 'DateTime', required: false }),
-    createdBefore: t.field({ type: 'DateTime', required: false }),
+    createdAfter: t.field({ type: 'DateTime', required: false, description: 'Inclusive.' }),
+    createdBefore: t.field({ type: 'DateTime', required: false, description: 'Exclusive.' }),
+    updatedAfter: t.field({
+      type: 'DateTime',
+      required: false,
+      description: 'Inclusive: jobs whose state changed at or after this instant (any change, progress included).',
+    }),
   }),
 });
 
-const JobConnectionRef = keysetConnection<JobRecord>('Job', JobRef);
+export const JobOrderRef = builder.enumType('JobOrder', {
+  description: 'The order of `jobs`, newest first; each has its own keyset cursor.',
+  values: {
+    CREATED_AT: { value: 'CREATED_AT', description: 'By creation time: a job keeps its place.' },
+    UPDATED_AT: {
+      value: 'UPDATED_AT',
+      description:
+        'By last change: a job changed while you page moves ahead of your cursor, so fetch `updatedAfter` the time you started to catch it.',
+    },
+  } as const,
+});
 
-function checkFilter(filter: JobFilterInput | null | undefined): void {
-  for (const type of filter?.types ?? []) {
-    if (!findJobType(type)) throw graphqlError('BAD_USER_INPUT', `unknown job type: ${type}`);
-  }
-  if (filter?.accountId && !/^[0-9a-f-]{36}$/i.test(filter.accountId)) throw graphqlError('BAD_USER_INPUT', 'accountId must be a UUID');
+const JobConnectionRef = keysetConnection<JobRecord>('Job', JobRef, {
+  totalCount: `How many jobs the caller may see match the filter, across all pages (\`after\` and \`first\` aside). Exact up to ${TOTAL_COUNT_CAP.toLocaleString('en-US')}; when more match, the count stops there and says ${TOTAL_COUNT_CAP.toLocaleString('en-US')}, which then means "at least". Computed only when selected.`,
+});
+
+export const JobCountRef = builder.objectRef<JobCountRow>('JobCount').implement({
+  description: 'How many jobs of one type are in one status.',
+  fields: (t) => ({
+    type: t.field({ type: JobTypeNameRef, resolve: (row) => row.type }),
+    status: t.field({ type: JobStatusRef, resolve: (row) => row.status }),
+    count: t.exposeInt('count'),
+  }),
+});
+
+/** What GraphQL types cannot say about a filter. */
+const jobFilterRules = z.object({
+  ids: z.array(z.string()).max(MAX_FILTER_IDS, `at most ${MAX_FILTER_IDS} ids`).nullish(),
+});
+
+/** The filter of `jobs`, `jobCounts` and `jobEvents`, checked; BAD_USER_INPUT when it breaks a rule. */
+export function checkJobFilter(filter: JobFilterInput | null | undefined): JobFilterInput | null {
+  if (!filter) return null;
+  parseInput(jobFilterRules, filter, 'filter');
+  return filter;
 }
 
 builder.queryFields((t) => ({
@@ -146,19 +204,38 @@ builder.queryFields((t) => ({
   }),
   jobs: t.field({
     type: JobConnectionRef,
-    description: 'Job history from PostgreSQL, newest first, with a keyset cursor.',
+    description: 'Job history from PostgreSQL, newest first (by `orderBy`), with a keyset cursor.',
     args: {
       filter: t.arg({ type: JobFilterRef, required: false }),
+      orderBy: t.arg({ type: JobOrderRef, required: false, defaultValue: 'CREATED_AT' }),
       first: t.arg.int({ required: false, defaultValue: 50 }),
       after: t.arg.string({ required: false }),
     },
     resolve: async (_root, args, ctx) => {
       const size = pageSize(args.first);
-      const filter = args.filter as JobFilterInput | null | undefined;
-      checkFilter(filter);
-      const after = args.after ? decodeCursor(args.after) : null;
-      const rows = await listJobHistory(ctx.em, { ownerId: ownerFilter(callerOf(ctx.viewer)), filter, after, limit: size + 1 });
-      return toPage(rows, size, (row) => row.node, args.after);
+      const scope = { ownerId: ownerFilter(callerOf(ctx.viewer)), filter: checkJobFilter(args.filter as JobFilterInput | null) };
+      const order = args.orderBy ?? 'CREATED_AT';
+      // CREATED_AT is the default order: its cursors stay those issued before `orderBy` existed.
+      const cursorOrder = order === 'CREATED_AT' ? undefined : order;
+      const after = args.after ? decodeCursor(args.after, cursorOrder) : null;
+      const rows = await listJobHistory(ctx.em, {
+        ...scope,
+        order,
+        after: after && { at: after.createdAt, id: after.id },
+        limit: size + 1,
+      });
+      return toPage(rows, size, (row) => row.node, args.after, { order: cursorOrder, count: () => countJobHistory(ctx.em, scope) });
+    },
+  }),
+  jobCounts: t.field({
+    type: [JobCountRef],
+    description:
+      "Jobs the caller may see (a user: their own; an admin: everyone's) matching the filter, counted by type and status; exact. Pairs with no job are left out.",
+    args: { filter: t.arg({ type: JobFilterRef, required: false }) },
+    resolve: async (_root, args, ctx) => {
+      const scope = { ownerId: ownerFilter(callerOf(ctx.viewer)), filter: checkJobFilter(args.filter as JobFilterInput | null) };
+      // Rows of a type since removed from the catalogue have no JobTypeName to report them under.
+      return (await countJobsByTypeAndStatus(ctx.em, scope)).filter((row) => findJobType(row.type));
     },
   }),
 }));

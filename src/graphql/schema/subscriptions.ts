@@ -1,29 +1,40 @@
 import { callerOf, mayAccess } from '../../auth/access.js';
-import { toEventMessage, isTerminal } from '../../engine/job-store.js';
-import { findJobType } from '../../jobs/registry.js';
+import { eventJob, isTerminal, toEventMessage } from '../../engine/job-store.js';
 import type { TopicStream } from '../../pubsub/pubsub.js';
 import { SubscriptionLeases, type SubscriptionLease } from '../../pubsub/subscription-leases.js';
 import { topics, type JobEventMessage } from '../../pubsub/topics.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError, rateLimitedError } from '../errors.js';
-import { JobFilterRef, JobStatusRef, loadVisibleJob, type JobFilterInput } from './job.js';
+import { checkJobFilter, JobFilterRef, JobRef, JobStatusRef, loadVisibleJob, type JobFilterInput } from './job.js';
 import { subscriptionGauge } from '../../observability/metrics.js';
 import type { Services } from '../../services.js';
 
 export const JobProgressEventRef = builder.objectRef<JobEventMessage>('JobProgressEvent').implement({
-  description: "A job's full public state at one moment.",
+  description:
+    'A change of a job: its whole public state after the change. Select `job { id ... }` to update a normalized client cache (by `__typename` and `id`); `previousStatus` says what the status was before, so counts per status can follow the stream.',
   fields: (t) => ({
-    jobId: t.exposeID('jobId'),
-    type: t.exposeString('type'),
-    status: t.field({ type: JobStatusRef, resolve: (e) => e.status }),
-    progress: t.exposeFloat('progress'),
-    processed: t.exposeInt('processed', { nullable: true }),
-    total: t.exposeInt('total', { nullable: true }),
-    message: t.exposeString('message', { nullable: true }),
-    error: t.exposeString('error', { nullable: true }),
-    result: t.field({ type: 'JSON', nullable: true, resolve: (e) => e.result ?? null }),
-    at: t.field({ type: 'DateTime', resolve: (e) => e.at }),
+    jobId: t.id({ resolve: (e) => e.job.id }),
+    type: t.string({ resolve: (e) => e.job.type }),
+    status: t.field({ type: JobStatusRef, resolve: (e) => e.job.status }),
+    previousStatus: t.field({
+      type: JobStatusRef,
+      nullable: true,
+      description: 'The status before this change; the same as `status` when only progress moved; null when the job was just created.',
+      resolve: (e) => (e.job.version === 0 ? null : (e.job.previousStatus ?? e.job.status)),
+    }),
+    progress: t.float({ resolve: (e) => e.job.progress }),
+    processed: t.int({ nullable: true, resolve: (e) => e.job.processed }),
+    total: t.int({ nullable: true, resolve: (e) => e.job.total }),
+    message: t.string({ nullable: true, resolve: (e) => e.job.message }),
+    error: t.string({ nullable: true, resolve: (e) => e.job.error }),
+    result: t.field({ type: 'JSON', nullable: true, resolve: (e) => e.job.result ?? null }),
+    at: t.field({ type: 'DateTime', description: 'When the change was made.', resolve: (e) => e.job.updatedAt }),
+    job: t.field({
+      type: JobRef,
+      description: 'The job after this change, as its concrete type (typed `input` and `output`); read from the event, not the database.',
+      resolve: (e) => eventJob(e),
+    }),
   }),
 });
 
@@ -150,10 +161,10 @@ async function* jobProgress(ctx: GraphQLContext, jobId: string, stream: TopicStr
     if (isTerminal(job.status)) return;
     for await (const event of stream) {
       // Events older than what was already sent (raced the first read) are dropped.
-      if (event.version <= version) continue;
-      version = event.version;
+      if (event.job.version <= version) continue;
+      version = event.job.version;
       yield event;
-      if (isTerminal(event.status)) return;
+      if (isTerminal(event.job.status)) return;
     }
   } finally {
     await stream.return();
@@ -164,10 +175,15 @@ async function* jobProgress(ctx: GraphQLContext, jobId: string, stream: TopicStr
 const MAX_TRACKED_JOBS = 10_000;
 
 function matches(ctx: GraphQLContext, filter: JobFilterInput | null | undefined, event: JobEventMessage): boolean {
-  if (!mayAccess(callerOf(ctx.viewer), event.ownerId)) return false;
-  if (filter?.types?.length && !filter.types.includes(event.type)) return false;
-  if (filter?.statuses?.length && !filter.statuses.includes(event.status)) return false;
-  if (filter?.accountId && filter.accountId !== event.accountId) return false;
+  const { job } = event;
+  if (!mayAccess(callerOf(ctx.viewer), job.ownerId)) return false;
+  if (filter?.types?.length && !filter.types.includes(job.type)) return false;
+  if (filter?.statuses?.length && !filter.statuses.includes(job.status)) return false;
+  if (filter?.accountId && filter.accountId !== job.accountId) return false;
+  if (filter?.ids && !filter.ids.includes(job.id)) return false;
+  if (filter?.updatedAfter && new Date(job.updatedAt) < filter.updatedAfter) return false;
+  if (filter?.createdAfter && new Date(job.createdAt) < filter.createdAfter) return false;
+  if (filter?.createdBefore && new Date(job.createdAt) >= filter.createdBefore) return false;
   return true;
 }
 
@@ -181,9 +197,10 @@ async function* jobEvents(
   const sent = new Map<string, number>();
   try {
     for await (const event of stream) {
-      if (!matches(ctx, filter, event) || (sent.get(event.jobId) ?? -1) >= event.version) continue;
-      sent.delete(event.jobId);
-      sent.set(event.jobId, event.version);
+      const { id, version } = event.job;
+      if (!matches(ctx, filter, event) || (sent.get(id) ?? -1) >= version) continue;
+      sent.delete(id);
+      sent.set(id, version);
       if (sent.size > MAX_TRACKED_JOBS) sent.delete(sent.keys().next().value!);
       yield event;
     }
@@ -214,9 +231,7 @@ builder.subscriptionFields((t) => ({
     description: 'Every change of every job the caller may see, for dashboards.',
     args: { filter: t.arg({ type: JobFilterRef, required: false }) },
     subscribe: async (_root, { filter }, ctx) => {
-      for (const type of (filter as JobFilterInput | null)?.types ?? []) {
-        if (!findJobType(type)) throw graphqlError('BAD_USER_INPUT', `unknown job type: ${type}`);
-      }
+      checkJobFilter(filter as JobFilterInput | null);
       const lease = await takeSubscriptionSlot(ctx, 'jobEvents');
       return guardSubscription(ctx, 'jobEvents', lease, () => {
         const stream = ctx.services.pubsub.stream(topics.allJobs());
