@@ -1,6 +1,7 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Config } from './config/env.js';
 import { initOrm } from './db/orm.js';
+import { TokenVerifier } from './auth/tokens.js';
 import { OwnerQuotas } from './engine/owner-quotas.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { JobPubSub } from './pubsub/pubsub.js';
@@ -17,6 +18,8 @@ export interface Services {
   logger: Logger;
   /** Per-owner enqueue quotas, shared by every replica through Redis and PostgreSQL. */
   quotas: OwnerQuotas;
+  /** Bearer tokens, verified once per token and process until they expire. */
+  tokens: TokenVerifier;
   close(): Promise<void>;
 }
 
@@ -34,6 +37,7 @@ export async function createServices(config: Config, processName: string): Promi
     storage,
     logger,
     quotas: new OwnerQuotas(queues.connection, config, logger),
+    tokens: new TokenVerifier(config.JWT_SECRET),
     async close() {
       await Promise.allSettled([queues.close(), pubsub.close()]);
       await orm.close(true);

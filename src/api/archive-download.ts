@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { bearerToken, verifyToken, type Viewer } from '../auth/tokens.js';
+import { bearerToken, type Viewer } from '../auth/tokens.js';
 import { archiveKey } from '../jobs/encrypt-archives.job.js';
 import { callerOf, mayAccess } from '../auth/access.js';
 import { findArchive } from '../mail/archive-store.js';
@@ -23,7 +23,7 @@ async function authenticate(services: Services, req: IncomingMessage): Promise<V
   const token = bearerToken(req.headers.authorization);
   if (!token) return null;
   try {
-    return await verifyToken(services.config.JWT_SECRET, token);
+    return await services.tokens.verify(token);
   } catch {
     return null;
   }

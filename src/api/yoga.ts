@@ -2,7 +2,7 @@ import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { createFetch } from '@whatwg-node/fetch';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
-import { bearerToken, InvalidTokenError, verifyToken, type Viewer } from '../auth/tokens.js';
+import { bearerToken, InvalidTokenError, type Viewer } from '../auth/tokens.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import { graphqlError, toClientError } from '../graphql/errors.js';
 import { useInputGuards } from '../graphql/input-guards.js';
@@ -15,7 +15,7 @@ export async function authenticate(services: Services, authorization: string | n
   const token = bearerToken(authorization);
   if (!token) throw graphqlError('UNAUTHENTICATED', 'missing bearer token (Authorization: Bearer <jwt>; `npm run token` mints one)');
   try {
-    return await verifyToken(services.config.JWT_SECRET, token);
+    return await services.tokens.verify(token);
   } catch (error) {
     throw graphqlError('UNAUTHENTICATED', error instanceof InvalidTokenError ? error.message : 'invalid token');
   }

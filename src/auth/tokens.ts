@@ -49,3 +49,30 @@ export function bearerToken(header: string | null | undefined): string | null {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
   return match ? match[1]! : null;
 }
+
+/** Verified tokens kept per process. (Default: 10,000; the least recently verified go first) */
+const VERIFIED_TOKENS_KEPT = 10_000;
+
+/**
+ * `verifyToken` with the verified claims kept until the token expires, so a client sending the same
+ * token on every request pays for one HMAC check, not one per request. Only valid tokens are kept
+ * (garbage cannot fill the cache), at most `maxEntries`, and never past their `exp`.
+ */
+export class TokenVerifier {
+  private readonly verified = new Map<string, Viewer>();
+
+  constructor(
+    private readonly secret: string,
+    private readonly maxEntries = VERIFIED_TOKENS_KEPT,
+  ) {}
+
+  async verify(token: string): Promise<Viewer> {
+    const cached = this.verified.get(token);
+    if (cached && cached.exp * 1000 > Date.now()) return cached;
+    if (cached) this.verified.delete(token);
+    const viewer = await verifyToken(this.secret, token);
+    if (this.verified.size >= this.maxEntries) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, viewer);
+    return viewer;
+  }
+}

@@ -52,6 +52,18 @@ describe('authentication', () => {
     }
   });
 
+  it('stops accepting a token the moment it expires, although verified tokens are remembered', async () => {
+    const shortLived = await env.token('alice', 'user', 2);
+    expect((await gql(system.url, shortLived, '{ jobs { nodes { id } } }')).errors).toBeUndefined();
+    const refused = await waitFor(
+      'the token to expire',
+      async () => (await gql(system.url, shortLived, '{ jobs { nodes { id } } }')).errors?.[0]?.extensions?.code,
+      10_000,
+      200,
+    );
+    expect(refused).toBe('UNAUTHENTICATED');
+  });
+
   it('refuses a token signed with another secret', async () => {
     const { mintToken } = await import('../../src/auth/tokens.js');
     const forged = await mintToken('another-secret-that-is-long-enough-000000', { sub: 'alice', role: 'admin' });
