@@ -78,6 +78,12 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
       }
     },
     onSubscribe: async (ctx, id, payload) => {
+      // Ids are echoed in every message and kept per operation: a huge one would pin memory.
+      if (id.length > MAX_OPERATION_ID_LENGTH) {
+        logger.debug({ length: id.length }, 'WebSocket closed: operation id too long');
+        ctx.extra.socket.close(CloseCode.BadRequest, `operation ids are at most ${MAX_OPERATION_ID_LENGTH} characters`);
+        return [new GraphQLError('operation id too long', { extensions: { code: 'BAD_USER_INPUT' } })];
+      }
       try {
         return await prepare(ctx, id, payload);
       } catch (error) {
@@ -91,6 +97,11 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
       const entry = prepared.get(args.contextValue as object)!;
       return (entry.stream ?? entry.enveloped.subscribe(args)) as never;
     },
+    // Results over a socket have no HTTP status: the `http` extension yoga adds is for HTTP only.
+    onNext: (_ctx, _id, _payload, _args, result) =>
+      result.errors?.some((error) => error.extensions?.http)
+        ? { ...result, errors: result.errors.map((error) => withCode(error, 'BAD_USER_INPUT')) }
+        : undefined,
     onComplete: (ctx, id) => {
       ctx.extra.subscriptions.delete(id);
     },
@@ -214,6 +225,9 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
     },
   };
 }
+
+/** Longest operation id a client may use; graphql-ws clients use UUIDs or counters. */
+const MAX_OPERATION_ID_LENGTH = 128;
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<ExecutionResult> {
   return typeof Object(value)[Symbol.asyncIterator] === 'function';

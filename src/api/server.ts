@@ -41,16 +41,9 @@ export function createApiServer(services: Services): ApiServer {
     }
     if (path.startsWith('/archives/')) return void handleArchiveDownload(services, req, res);
     if (path === '/admin/queues' || path.startsWith('/admin/queues/')) return void board(req, res);
-    if (isOversizedJsonBody(req)) {
-      return sendJson(res, 413, {
-        errors: [
-          {
-            message: `a GraphQL request without an upload is limited to ${MAX_JSON_BODY_BYTES} bytes`,
-            extensions: { code: 'REQUEST_ENTITY_TOO_LARGE' },
-          },
-        ],
-      });
-    }
+    const bodyProblem = jsonBodyProblem(req);
+    if (bodyProblem)
+      return sendJson(res, bodyProblem.status, { errors: [{ message: bodyProblem.message, extensions: { code: bodyProblem.code } }] });
     return void yoga(req, res);
   });
 
@@ -80,10 +73,25 @@ export function createApiServer(services: Services): ApiServer {
 /** Largest body of a request that is not a multipart upload: documents are capped at 2,000 tokens anyway. */
 const MAX_JSON_BODY_BYTES = 1024 * 1024;
 
-/** Yoga's body limit is MAX_UPLOAD_BYTES so that uploads fit; plain JSON requests get a much smaller one. */
-function isOversizedJsonBody(req: IncomingMessage): boolean {
-  const length = Number(req.headers['content-length'] ?? 0);
-  return length > MAX_JSON_BODY_BYTES && !/^multipart\/form-data/i.test(req.headers['content-type'] ?? '');
+/**
+ * Yoga's body limit is MAX_UPLOAD_BYTES so that uploads fit; a plain JSON request gets a much
+ * smaller one, checked from Content-Length before anything is read. A streamed (chunked) JSON body
+ * has none to check, and GraphQL clients always send one, so it is refused.
+ */
+function jsonBodyProblem(req: IncomingMessage): { status: number; code: string; message: string } | null {
+  if (req.method !== 'POST' || /^multipart\/form-data/i.test(req.headers['content-type'] ?? '')) return null;
+  const length = req.headers['content-length'];
+  if (length === undefined) {
+    return { status: 411, code: 'LENGTH_REQUIRED', message: 'a GraphQL request without an upload needs a Content-Length header' };
+  }
+  if (Number(length) > MAX_JSON_BODY_BYTES) {
+    return {
+      status: 413,
+      code: 'REQUEST_ENTITY_TOO_LARGE',
+      message: `a GraphQL request without an upload is limited to ${MAX_JSON_BODY_BYTES} bytes`,
+    };
+  }
+  return null;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -5,9 +5,10 @@ import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { bearerToken, InvalidTokenError, type Viewer } from '../auth/tokens.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import { graphqlError, toClientError } from '../graphql/errors.js';
-import { useInputGuards } from '../graphql/input-guards.js';
+import { useInputGuards, useRequestParseErrors } from '../graphql/input-guards.js';
 import { buildSchema } from '../graphql/schema/index.js';
 import { listSetting } from '../config/env.js';
+import { serializeError } from '../observability/logger.js';
 import type { Services } from '../services.js';
 
 /** Resolves the caller from a bearer token; every operation needs one. */
@@ -47,10 +48,12 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       const viewer = await authenticate(services, header);
       return { viewer, services, em: services.orm.em.fork() as GraphQLContext['em'] };
     },
-    maskedErrors: { maskError: (error, message) => toClientError(error, message, logger) },
+    // isDev off: yoga would otherwise attach the original error (and the input it quotes) to responses.
+    maskedErrors: { maskError: (error, message) => toClientError(error, message, logger), isDev: false },
     plugins: [
       // An Authorization header already forces a CORS preflight, so it counts as the CSRF header.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'authorization'] }),
+      useRequestParseErrors(),
       useInputGuards(),
       EnvelopArmorPlugin({
         maxDepth: { n: 12 },
@@ -65,7 +68,16 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       info: (...args) => logger.info(args.map(String).join(' ')),
       warn: (...args) => logger.warn(args.map(String).join(' ')),
       // Unexpected errors are logged where they are masked; the rest are the caller's mistakes.
-      error: (...args) => logger.debug(args.map(String).join(' ')),
+      // Logged as data, through the error serializer, so a database error's SQL (user values) stays out.
+      error: (...args) =>
+        logger.debug(
+          {
+            errors: args.map((arg) =>
+              arg instanceof Error ? serializeError((arg as { originalError?: unknown }).originalError ?? arg) : String(arg),
+            ),
+          },
+          'refused GraphQL request',
+        ),
     },
   });
 }

@@ -67,16 +67,20 @@ export function toClientError(error: unknown, maskedMessage: string, logger: Log
   return createGraphQLError(maskedMessage, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
 }
 
-/** Errors graphql-js raises before execution carry no code of their own. */
+/** Errors graphql-js and yoga raise before execution carry no code of their own. */
 function defaultCode(error: GraphQLError): string {
-  return /^Variable "\$/.test(error.message) ? 'BAD_USER_INPUT' : 'GRAPHQL_VALIDATION_FAILED';
+  if (/^Variable "\$/.test(error.message)) return 'BAD_USER_INPUT';
+  const status = (error.extensions?.http as { status?: number } | undefined)?.status;
+  return status && status >= 400 && status < 500 ? 'BAD_REQUEST' : 'GRAPHQL_VALIDATION_FAILED';
 }
 
+/** The error as clients get it: bounded message, a code, and no `originalError` (which may quote the input). */
 function withMessage(error: GraphQLError, message: string, code?: string): GraphQLError {
-  if (message === error.message && (!code || error.extensions?.code === code)) return error;
+  const { originalError: _originalError, ...extensions } = error.extensions ?? {};
+  if (message === error.message && !_originalError && (!code || extensions.code === code)) return error;
   return new GraphQLError(message, {
     nodes: error.nodes,
     path: error.path,
-    extensions: { ...error.extensions, ...(code ? { code } : {}) },
+    extensions: { ...extensions, ...(code ? { code } : {}) },
   });
 }

@@ -124,3 +124,26 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   const prototype = Object.getPrototypeOf(value);
   return prototype === Object.prototype || prototype === null;
 }
+
+/**
+ * A request yoga cannot even parse (broken JSON in `variables`, a multipart `map` of the wrong
+ * shape) is the caller's mistake: a 400 with code BAD_REQUEST and a short message, not an
+ * unexpected error with the parser's stack in the log.
+ */
+export function useRequestParseErrors(): Plugin {
+  return {
+    onRequestParse({ requestParser, setRequestParser }) {
+      if (!requestParser) return;
+      setRequestParser(async (request) => {
+        try {
+          return await requestParser(request);
+        } catch (error) {
+          if (error instanceof GraphQLError) throw error;
+          throw new GraphQLError(`malformed GraphQL request: ${error instanceof Error ? error.message.slice(0, 120) : 'unreadable'}`, {
+            extensions: { code: 'BAD_REQUEST', http: { status: 400 } },
+          });
+        }
+      });
+    },
+  };
+}

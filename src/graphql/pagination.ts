@@ -22,7 +22,8 @@ export function encodeCursor(cursor: Cursor, order?: string): string {
 }
 
 /** `timestamptz::text` output, e.g. `2026-11-24 04:17:09.123456+00`. */
-const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?([+-]\d{2}(?::?\d{2})?)?$/;
+// Offsets PostgreSQL prints are within ±15:59; anything wider would reach the database and fail there.
+const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?([+-](?:0\d|1[0-5])(?::?[0-5]\d)?)?$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Names of non-default orders as cursors carry them. */

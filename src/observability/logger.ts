@@ -41,7 +41,7 @@ const SQLSTATE = /^[0-9A-Z]{5}$/;
  * pino's error serializer, except that a database error keeps only the server's own message: the
  * statement MikroORM puts in front of it carries user values (names, addresses, search strings).
  */
-function serializeError(error: unknown): unknown {
+export function serializeError(error: unknown): unknown {
   const serialized = pino.stdSerializers.err(error as Error) as unknown as Record<string, unknown> | undefined;
   if (!serialized || typeof serialized.code !== 'string' || !SQLSTATE.test(serialized.code)) return serialized;
   const message = String(serialized.message ?? '');

@@ -146,6 +146,68 @@ describe('request size', () => {
   });
 });
 
+describe('malformed requests', () => {
+  const post = (body: BodyInit, headers: Record<string, string>) => fetch(system.url, { method: 'POST', headers, body });
+
+  it('answers bad request parameters with a coded, bounded error, never INTERNAL', async () => {
+    const responses = [
+      await fetch(`${system.url}?query=%7B__typename%7D&variables=%7Bx`, {
+        headers: { 'x-graphql-yoga-csrf': '1', authorization: `Bearer ${alice}` },
+      }),
+      await fetch(`${system.url}?query=%7B__typename%7D&extensions=zz`, {
+        headers: { 'x-graphql-yoga-csrf': '1', authorization: `Bearer ${alice}` },
+      }),
+      await post(`{"query":"${'x'.repeat(900_000)}`, { 'content-type': 'application/json', authorization: `Bearer ${alice}` }),
+      await post(`{"query":"${'x'.repeat(900_000)}`, { 'content-type': 'application/json' }),
+    ];
+    for (const form of [
+      { operations: '{"query":"{ __typename }"}', map: '[1]' },
+      { operations: '{"query":"{ __typename }"}', map: '{"0":[5]}' },
+    ]) {
+      const body = new FormData();
+      body.set('operations', form.operations);
+      body.set('map', form.map);
+      body.set('0', new Blob(['x']), 'x.txt');
+      responses.push(await post(body, { authorization: `Bearer ${alice}`, 'x-graphql-yoga-csrf': '1' }));
+    }
+    for (const response of responses) {
+      const text = await response.text();
+      expect(text.length, text.slice(0, 200)).toBeLessThan(2_000);
+      // application/json answers keep 200 for request errors, as the GraphQL-over-HTTP spec says; never a 5xx.
+      expect(response.status, text.slice(0, 200)).toBeLessThan(500);
+      const code = (JSON.parse(text) as { errors: { extensions?: { code?: string } }[] }).errors[0]!.extensions?.code;
+      expect(['BAD_USER_INPUT', 'BAD_REQUEST', 'UNAUTHENTICATED']).toContain(code);
+    }
+  });
+
+  it('refuses a streamed (chunked) JSON body, whose size cannot be checked up front', async () => {
+    const chunks = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(JSON.stringify({ query: '{ __typename }' })));
+        controller.close();
+      },
+    });
+    const response = await fetch(system.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${alice}` },
+      body: chunks,
+      duplex: 'half',
+    } as RequestInit);
+    expect(response.status).toBe(411);
+    expect(((await response.json()) as any).errors[0].extensions.code).toBe('LENGTH_REQUIRED');
+  });
+
+  it('refuses impossible calendar dates', async () => {
+    await expectCode(
+      'query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }',
+      { f: { createdAfter: '2023-02-29T00:00:00Z' } },
+      'BAD_USER_INPUT',
+    );
+    const after = Buffer.from('2024-01-01 00:00:00.000000+99|00000000-0000-4000-8000-000000000000').toString('base64url');
+    await expectCode('query($after: String) { jobs(after: $after) { nodes { id } } }', { after }, 'BAD_USER_INPUT');
+  });
+});
+
 describe('systemConfig', () => {
   it('is for admins only', async () => {
     await expectCode('{ systemConfig { archiveTrashPurgeEnabled } }', {}, 'FORBIDDEN');

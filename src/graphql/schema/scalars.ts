@@ -9,6 +9,15 @@ function parseDate(value: unknown): Date {
   const date = typeof value === 'string' && value.length <= 40 ? new Date(value) : null;
   if (!date || Number.isNaN(date.getTime()))
     throw new GraphQLError('DateTime must be an ISO 8601 string', { extensions: { code: 'BAD_USER_INPUT' } });
+  // `2023-02-29` would otherwise roll over to March 1st.
+  const calendar = /^(\d{4})-(\d{2})-(\d{2})/.exec(value as string);
+  if (calendar) {
+    const [year, month, day] = calendar.slice(1).map(Number) as [number, number, number];
+    const check = new Date(Date.UTC(year, month - 1, day));
+    if (check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day) {
+      throw new GraphQLError('DateTime is not a real calendar date', { extensions: { code: 'BAD_USER_INPUT' } });
+    }
+  }
   const year = date.getUTCFullYear();
   if (year < MIN_YEAR || year > MAX_YEAR) {
     throw new GraphQLError(`DateTime must be between the years ${MIN_YEAR} and ${MAX_YEAR}`, { extensions: { code: 'BAD_USER_INPUT' } });
