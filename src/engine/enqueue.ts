@@ -39,6 +39,12 @@ export interface EnqueueRequest {
   isAdmin: boolean;
   trigger: JobTrigger;
   options?: EnqueueOptions;
+  /**
+   * Runs once the call would create a new job (its input is valid and no earlier job holds its
+   * idempotency key), before anything is written; a throw refuses it. The API's quotas go here, so
+   * a repeated request is answered with its first job even when the owner is at a limit.
+   */
+  admit?: () => Promise<void>;
 }
 
 const MAX_PRIORITY = 2_097_151;
@@ -96,6 +102,7 @@ export async function enqueueJob(deps: EnqueueDeps, request: EnqueueRequest): Pr
     const existing = await findJobByIdempotencyKey(deps.em, ownerId, idempotencyKey);
     if (existing) return sameTypeOrRefuse(existing, declaration.name, idempotencyKey);
   }
+  await request.admit?.();
 
   const id = randomUUID();
   const prepared: PreparedJob<unknown> = await declaration.prepare(args, {
@@ -161,6 +168,9 @@ function sameTypeOrRefuse(existing: JobRecord, type: string, key: string): JobRe
 }
 
 async function addToQueue(deps: EnqueueDeps, declaration: AnyJobDeclaration, job: JobRecord, delayMs: number): Promise<JobRecord> {
+  // Announced before the add: once queued, a fast worker's ACTIVE event could otherwise arrive
+  // first, and a dashboard would never see the job as new.
+  await deps.publish(job).catch(() => {});
   try {
     await deps.queues.add(declaration.name, job.id, job.payload, queueOptions(declaration, deps.config, job, delayMs));
   } catch (error) {
@@ -173,17 +183,22 @@ async function addToQueue(deps: EnqueueDeps, declaration: AnyJobDeclaration, job
     if (failed) await deps.publish(failed).catch(() => {});
     throw error;
   }
-  await deps.publish(job).catch(() => {});
   return job;
 }
 
 /** Runs a FAILED or CANCELLED job again under the same id, with trigger RETRY and fresh attempts. */
-export async function retryJob(deps: EnqueueDeps, declaration: AnyJobDeclaration, jobId: string): Promise<JobRecord> {
+export async function retryJob(
+  deps: EnqueueDeps,
+  declaration: AnyJobDeclaration,
+  jobId: string,
+  admit?: EnqueueRequest['admit'],
+): Promise<JobRecord> {
   const current = await findJob(deps.em, jobId);
   if (!current) throw new NotFoundError('job', jobId);
   if (current.status !== 'FAILED' && current.status !== 'CANCELLED') {
     throw new InvalidStateError(`only a FAILED or CANCELLED job can be retried; this one is ${current.status}`);
   }
+  await admit?.();
   // BullMQ may still keep the finished job under this id, and would ignore a new add with it.
   await deps.queues
     .get(declaration.name)
@@ -243,7 +258,8 @@ export async function cancelJob(deps: EnqueueDeps & { requestAbort(jobId: string
   const requested = await updateJob(deps.em, jobId, { cancelRequestedAt: new Date() }, ['PENDING', 'DELAYED', 'ACTIVE']);
   if (!requested) return (await findJob(deps.em, jobId))!;
   await deps.requestAbort(jobId);
-  // No event here: it would show nothing new to subscribers (events carry no cancelRequestedAt),
-  // and it could reach them after the worker's terminal event, leaving dashboards on a stale state.
+  // Events carry the whole job, so subscribers learn of `cancelRequestedAt` at once; one that
+  // arrives after the worker's terminal event has an older version and is dropped.
+  await deps.publish(requested).catch(() => {});
   return requested;
 }

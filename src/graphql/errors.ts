@@ -3,9 +3,17 @@ import { GraphQLError } from 'graphql';
 import type { Logger } from '../observability/logger.js';
 import { ForbiddenError, InvalidInputError, InvalidStateError, NotFoundError } from '../engine/errors.js';
 import { QuotaExceededError } from '../engine/owner-quotas.js';
+import { SubscriberTooSlowError } from '../pubsub/pubsub.js';
 import { QueueUnavailableError } from '../queue/job-queues.js';
 
-export type ErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'FORBIDDEN' | 'UNAUTHENTICATED' | 'QUEUE_UNAVAILABLE' | 'RATE_LIMITED';
+export type ErrorCode =
+  | 'BAD_USER_INPUT'
+  | 'NOT_FOUND'
+  | 'FORBIDDEN'
+  | 'UNAUTHENTICATED'
+  | 'QUEUE_UNAVAILABLE'
+  | 'RATE_LIMITED'
+  | 'SUBSCRIBER_TOO_SLOW';
 
 export function graphqlError(code: ErrorCode, message: string): GraphQLError {
   return createGraphQLError(message, { extensions: { code } });
@@ -25,6 +33,7 @@ export function toGraphQLError(error: unknown): GraphQLError | null {
   if (error instanceof InvalidInputError || error instanceof InvalidStateError) return graphqlError('BAD_USER_INPUT', error.message);
   if (error instanceof NotFoundError) return graphqlError('NOT_FOUND', error.message);
   if (error instanceof ForbiddenError) return graphqlError('FORBIDDEN', error.message);
+  if (error instanceof SubscriberTooSlowError) return graphqlError('SUBSCRIBER_TOO_SLOW', error.message);
   if (error instanceof QuotaExceededError) return rateLimitedError(error.message, error.retryAfterSeconds);
   if (error instanceof QueueUnavailableError)
     return graphqlError('QUEUE_UNAVAILABLE', 'the job queue is unavailable; nothing was queued, try again');

@@ -16,6 +16,14 @@ const MAX_BUFFERED = 10_000;
  * Typed publish/subscribe over Redis, shared by the API and the worker. One Redis SUBSCRIBE per
  * channel per process, however many local subscribers (graphql-redis-subscriptions counts them).
  */
+/** A subscriber that does not read its events fast enough is cut off rather than buffered without bound. */
+export class SubscriberTooSlowError extends Error {
+  constructor() {
+    super('subscriber too slow: its events were not read in time; subscribe again (jobProgress sends the current state first)');
+    this.name = 'SubscriberTooSlowError';
+  }
+}
+
 export class JobPubSub {
   private readonly engine: RedisPubSub;
 
@@ -81,7 +89,7 @@ export class JobPubSub {
           waiting = null;
           resolve({ value: payload, done: false });
         } else if (buffered.length >= MAX_BUFFERED) {
-          failure = new Error('subscriber too slow: event buffer overflow');
+          failure = new SubscriberTooSlowError();
           finish();
         } else {
           buffered.push(payload);

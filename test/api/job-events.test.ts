@@ -150,3 +150,27 @@ describe('jobEvents with ids', () => {
     expect(new Set(sub.results.map((r) => r.data!.jobEvents.jobId))).toEqual(new Set([watched]));
   });
 });
+
+describe('jobEvents with statuses', () => {
+  it('also reports a job leaving a watched status, so a filtered dashboard can take it out', async () => {
+    const sub = subscribe<{ jobEvents: any }>(
+      'sse',
+      system.url,
+      alice,
+      'subscription { jobEvents(filter: { statuses: [PENDING] }) { jobId status previousStatus } }',
+    );
+    let jobId = '';
+    await waitFor(
+      'a job to be seen leaving PENDING',
+      async () => {
+        if (!jobId || sub.results.every((r) => r.data?.jobEvents.jobId !== jobId)) jobId = await startImport();
+        return sub.results.some((r) => r.data?.jobEvents.jobId === jobId && r.data.jobEvents.previousStatus === 'PENDING');
+      },
+      60_000,
+      200,
+    );
+    sub.close();
+    const own = sub.results.map((r) => r.data!.jobEvents).filter((event) => event.jobId === jobId);
+    expect(own.find((event) => event.previousStatus === 'PENDING')?.status).toBe('ACTIVE');
+  });
+});

@@ -82,6 +82,18 @@ describe('unfinished jobs', () => {
     expect(await jobsOf('una')).toBe(2);
     expect((await gqlOk<{ limits: any }>(capped.url, token, LIMITS)).limits).toMatchObject({ maxUnfinishedJobs: 2, unfinishedJobs: 2 });
   });
+
+  it('answers a repeated request with its first job even at the limit', async () => {
+    const token = await env.token('ida');
+    const accountId = await account(capped.url, token);
+    const keyed = 'mutation($a: ID!, $k: String) { scanPii(accountId: $a, options: { idempotencyKey: $k }) { id } }';
+    const first = await gqlOk<{ scanPii: { id: string } }>(capped.url, token, keyed, { a: accountId, k: 'nightly-1' });
+    await gqlOk(capped.url, token, SCAN, { a: accountId });
+    expect((await gql(capped.url, token, SCAN, { a: accountId })).errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+    const repeat = await gqlOk<{ scanPii: { id: string } }>(capped.url, token, keyed, { a: accountId, k: 'nightly-1' });
+    expect(repeat.scanPii.id).toBe(first.scanPii.id);
+    expect(await jobsOf('ida')).toBe(2);
+  });
 });
 
 describe('rule schedules', () => {

@@ -51,7 +51,6 @@ for (const declaration of jobCatalogue) {
       resolve: async (_root, rawArgs: Record<string, unknown>, ctx) => {
         const { options, ...jobArgs } = rawArgs;
         const caller = callerOf(ctx.viewer);
-        await ctx.services.quotas.checkEnqueue(ctx.em, caller);
         return enqueueJob(enqueueDeps(ctx), {
           declaration,
           args: stripNulls(jobArgs) as Record<string, unknown>,
@@ -59,6 +58,7 @@ for (const declaration of jobCatalogue) {
           isAdmin: caller.isAdmin,
           trigger: 'API',
           options: (options ?? {}) as never,
+          admit: () => ctx.services.quotas.checkEnqueue(ctx.em, caller),
         });
       },
     });
@@ -84,8 +84,7 @@ builder.mutationFields((t) => ({
       const job = await loadVisibleJob(ctx, String(id));
       const declaration = findJobType(job.type);
       if (!declaration) throw graphqlError('BAD_USER_INPUT', `job type ${job.type} is no longer in the catalogue`);
-      await ctx.services.quotas.checkEnqueue(ctx.em, callerOf(ctx.viewer));
-      return retryJob(enqueueDeps(ctx), declaration, job.id);
+      return retryJob(enqueueDeps(ctx), declaration, job.id, () => ctx.services.quotas.checkEnqueue(ctx.em, callerOf(ctx.viewer)));
     },
   }),
 }));

@@ -178,7 +178,13 @@ function matches(ctx: GraphQLContext, filter: JobFilterInput | null | undefined,
   const { job } = event;
   if (!mayAccess(callerOf(ctx.viewer), job.ownerId)) return false;
   if (filter?.types?.length && !filter.types.includes(job.type)) return false;
-  if (filter?.statuses?.length && !filter.statuses.includes(job.status)) return false;
+  // A job leaving a watched status is news too: the dashboard must take it out of that status.
+  if (
+    filter?.statuses?.length &&
+    !filter.statuses.includes(job.status) &&
+    !(job.previousStatus && filter.statuses.includes(job.previousStatus))
+  )
+    return false;
   if (filter?.accountId && filter.accountId !== job.accountId) return false;
   if (filter?.ids && !filter.ids.includes(job.id)) return false;
   if (filter?.updatedAfter && new Date(job.updatedAt) < filter.updatedAfter) return false;
@@ -228,7 +234,8 @@ builder.subscriptionFields((t) => ({
   }),
   jobEvents: t.field({
     type: JobProgressEventRef,
-    description: 'Every change of every job the caller may see, for dashboards.',
+    description:
+      'Every change of every job the caller may see, for dashboards. With `filter.statuses`, a job is reported while it enters, stays in or leaves one of them (see `previousStatus`).',
     args: { filter: t.arg({ type: JobFilterRef, required: false }) },
     subscribe: async (_root, { filter }, ctx) => {
       checkJobFilter(filter as JobFilterInput | null);
