@@ -130,6 +130,14 @@ export interface JobDeclarationSpec<Args extends z.ZodRawShape, Input, Output> {
   /** Runs in the API: checks access, stores uploads, turns mutation arguments into the payload. */
   prepare(args: z.infer<z.ZodObject<Args>>, ctx: EnqueueContext): Promise<PreparedJob<Input>>;
   handler(input: Input, ctx: JobContext): Promise<Output>;
+  /**
+   * Frees what the stored input holds outside the database (an upload) once the job has ended for
+   * good: COMPLETED, CANCELLED, or FAILED with no attempt left. Runs in the worker, in the
+   * reconciler, and in the API for a job cancelled before it started; it must be idempotent. A
+   * `retryJob` afterwards finds the thing gone and fails, so declare it only for what cannot be
+   * kept forever. (Default: none)
+   */
+  release?(input: Input, storage: BlobStorage): Promise<void>;
   schedules?: JobSchedule<Input>[];
 }
 
@@ -147,3 +155,24 @@ export function defineJob<Args extends z.ZodRawShape, Input, Output>(
 
 // biome-ignore lint/suspicious/noExplicitAny: the registry holds declarations of different argument and payload types side by side
 export type AnyJobDeclaration = JobDeclaration<any, any, any>;
+
+/**
+ * Runs a declaration's `release` for a job that ended for good. The payload is parsed first (old
+ * rows may hold old shapes); a failure is reported to `onError`, never thrown: the job's outcome
+ * stands either way.
+ */
+export async function releaseJobInput(
+  declaration: AnyJobDeclaration | undefined,
+  payload: unknown,
+  storage: BlobStorage,
+  onError: (error: unknown) => void,
+): Promise<void> {
+  if (!declaration?.release) return;
+  const parsed = declaration.input.safeParse(payload);
+  if (!parsed.success) return;
+  try {
+    await declaration.release(parsed.data, storage);
+  } catch (error) {
+    onError(error);
+  }
+}

@@ -30,6 +30,8 @@ export interface EnqueueDeps {
   storage: BlobStorage;
   config: Config;
   publish(job: JobRecord): Promise<void>;
+  /** Frees what a job's input holds once it ended for good (see `release` on the declaration). */
+  release?(job: JobRecord): Promise<void>;
 }
 
 export interface EnqueueRequest {
@@ -251,6 +253,7 @@ export async function cancelJob(deps: EnqueueDeps & { requestAbort(jobId: string
     );
     if (cancelled) {
       await deps.publish(cancelled).catch(() => {});
+      await deps.release?.(cancelled);
       return cancelled;
     }
   }

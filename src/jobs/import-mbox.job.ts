@@ -71,6 +71,8 @@ export const importMboxJob = defineJob({
       discard,
     };
   },
+  // The upload is only read by this job: once it has ended for good, nothing needs it.
+  release: (input, storage) => storage.delete(input.uploadKey),
   async handler(input, ctx) {
     // Access was checked when the job was enqueued (an admin may import into anyone's account).
     const account = await ctx.em.findOne(Account, { id: input.accountId });
@@ -132,7 +134,6 @@ export const importMboxJob = defineJob({
     store(batch);
     await storing;
     ctx.progress({ processed: index, total, message: 'imported' });
-    await ctx.storage.delete(input.uploadKey);
     return result;
   },
 });

@@ -2,7 +2,7 @@ import { UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'b
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isDatabaseError } from '../db/sql.js';
 import type { JobRecord } from '../db/entities/job.entity.js';
-import type { AnyJobDeclaration, JobContext } from '../engine/define-job.js';
+import { type AnyJobDeclaration, type JobContext, releaseJobInput } from '../engine/define-job.js';
 import { JobCancelledError, PermanentJobError, toError } from '../engine/errors.js';
 import { findJob, startJob, toEventMessage, updateJob } from '../engine/job-store.js';
 import { jobDuration, jobTransitions } from '../observability/metrics.js';
@@ -133,7 +133,9 @@ export class JobRunner {
         logger.info({ status: row.status }, 'row already final; skipping');
         return row.result;
       }
-      return this.finishCancelled(em, jobId, logger);
+      await this.finishCancelled(em, jobId, logger);
+      await this.release(declaration, row, logger);
+      return undefined;
     }
     await this.publish(active);
     logger.info({ attempt }, 'job started');
@@ -191,6 +193,7 @@ export class JobRunner {
         ['ACTIVE'],
       );
       if (completed) await this.publish(completed);
+      await this.release(declaration, active, logger);
       logger.info('job completed');
       return output;
     } catch (thrown) {
@@ -198,6 +201,7 @@ export class JobRunner {
       const error = toError(thrown);
       if (cancelSignal?.aborted || error instanceof JobCancelledError) {
         await this.finishCancelled(em, jobId, logger);
+        await this.release(declaration, active, logger);
         return undefined;
       }
       if (shutdown.aborted && !timeout.aborted) {
@@ -213,6 +217,7 @@ export class JobRunner {
       if (permanent || attempt >= declaration.options.attempts) {
         const failed = await updateJob(em, jobId, { status: 'FAILED', error: message, finishedAt: new Date() }, ['ACTIVE']);
         if (failed) await this.publish(failed);
+        await this.release(declaration, active, logger);
         logger.warn({ err: loggable(error), attempt }, 'job failed');
         throw new UnrecoverableError(message);
       }
@@ -222,6 +227,13 @@ export class JobRunner {
       logger.warn({ err: loggable(error), attempt, retryInMs: delay }, 'attempt failed; will retry');
       throw error;
     }
+  }
+
+  /** Frees the job's input (an upload) once it ended for good; see `release` on the declaration. */
+  private async release(declaration: AnyJobDeclaration, job: JobRecord, logger: JobContext['logger']): Promise<void> {
+    await releaseJobInput(declaration, job.payload, this.services.storage, (error) =>
+      logger.warn({ err: error }, 'could not release the job input'),
+    );
   }
 
   /** Ends the job CANCELLED; BullMQ sees a successful no-op, so nothing retries it. */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobRecord } from '../db/entities/job.entity.js';
-import type { AnyJobDeclaration } from '../engine/define-job.js';
+import { type AnyJobDeclaration, releaseJobInput } from '../engine/define-job.js';
 import { queueOptions } from '../engine/enqueue.js';
 import { rowToJob, toEventMessage, updateJob } from '../engine/job-store.js';
 import type { Services } from '../services.js';
@@ -115,6 +115,11 @@ export class Reconciler {
             gaveUp ? 'reconciled a job the queue had failed' : 'reconciled a job missing from the queue',
           );
           await this.services.pubsub.publishJobEvent(toEventMessage(updated)).catch(() => {});
+          if (updated.status === 'FAILED' || updated.status === 'CANCELLED') {
+            await releaseJobInput(declaration, updated.payload, this.services.storage, (error) =>
+              logger.warn({ jobId: job.id, err: error }, 'could not release the input of a reconciled job'),
+            );
+          }
         }
       }
     }

@@ -109,6 +109,7 @@ describe('import_mbox', () => {
       'first import',
       async () => (await gqlOk<{ job: any }>(system.url, token, JOB, { id: first.id })).job.status === 'COMPLETED',
     );
+    await waitFor('the completed import to release its upload', async () => !(await uploadFiles()).includes(`uploads/${first.id}.mbox`));
     const second = await importFile(accountId, fixture.mbox);
     const done = await waitFor('second import', async () => {
       const job = (await gqlOk<{ job: any }>(system.url, token, JOB, { id: second.id })).job;
@@ -150,6 +151,32 @@ describe('import_mbox', () => {
 });
 
 describe('import_mbox uploads and idempotency', () => {
+  it('deletes the upload once the job ends for good: cancelled while queued, or failed with no attempt left', async () => {
+    const cancelledAccount = await createAccount('cancel-me');
+    const cancelled = await importFile(cancelledAccount, buildMbox({ count: 3, seed: 31 }).mbox, LATER);
+    expect(await uploadFiles()).toContain(`uploads/${cancelled.id}.mbox`);
+    const { cancelJob } = await gqlOk<{ cancelJob: { status: string } }>(
+      system.url,
+      token,
+      'mutation($id: ID!) { cancelJob(id: $id) { status } }',
+      {
+        id: cancelled.id,
+      },
+    );
+    expect(cancelJob.status).toBe('CANCELLED');
+    expect(await uploadFiles()).not.toContain(`uploads/${cancelled.id}.mbox`);
+
+    // The account goes away before the import runs: a permanent failure, and the upload is useless.
+    const doomedAccount = await createAccount('doomed');
+    const failed = await importFile(doomedAccount, buildMbox({ count: 3, seed: 32 }).mbox, { delayMs: 1_000 });
+    await env.sql('DELETE FROM account WHERE id = $1', [doomedAccount]);
+    await waitFor(
+      'the import to fail',
+      async () => (await gqlOk<{ job: any }>(system.url, token, JOB, { id: failed.id })).job.status === 'FAILED',
+    );
+    await waitFor('the upload to be released', async () => !(await uploadFiles()).includes(`uploads/${failed.id}.mbox`));
+  });
+
   it('answers a repeated idempotencyKey with the first job and keeps only the first upload', async () => {
     const accountId = await createAccount('idem');
     const before = await uploadFiles();

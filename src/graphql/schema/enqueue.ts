@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { callerOf } from '../../auth/access.js';
+import { releaseJobInput } from '../../engine/define-job.js';
 import type { EnqueueDeps } from '../../engine/enqueue.js';
 import { cancelJob, enqueueJob, retryJob } from '../../engine/enqueue.js';
 import { toEventMessage } from '../../engine/job-store.js';
@@ -30,6 +31,10 @@ export function enqueueDeps(ctx: GraphQLContext): EnqueueDeps & { requestAbort(j
     storage: services.storage,
     config: services.config,
     publish: (job) => services.pubsub.publishJobEvent(toEventMessage(job)),
+    release: (job) =>
+      releaseJobInput(findJobType(job.type), job.payload, services.storage, (error) =>
+        services.logger.warn({ jobId: job.id, err: error }, 'could not release the input of a cancelled job'),
+      ),
     requestAbort: (jobId) => services.pubsub.publish(topics.cancel(), { jobId }),
   };
 }
