@@ -86,6 +86,8 @@ const configSchema = z.object({
   MAX_SUBSCRIPTIONS_PER_USER: z.coerce.number().int().min(0).default(200),
   /** Open subscriptions on one WebSocket connection (or one SSE request). (Default: 100) */
   MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).default(100),
+  /** Enabled rules with a schedule one owner may have; their runs are the system's, so this bounds them. 0 disables it. (Default: 20) */
+  MAX_SCHEDULED_RULES_PER_OWNER: z.coerce.number().int().min(0).default(20),
   /** Shortest interval between two runs of a rule's cron schedule, in seconds. (Default: 300) */
   RULE_SCHEDULE_MIN_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(300),
   /** Largest WebSocket message accepted, in bytes. (Default: 1 MiB) */

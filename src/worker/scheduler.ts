@@ -218,6 +218,12 @@ export class Scheduler {
       logger.info({ ruleId, tick: tick.id }, 'previous run of the rule still queued or running; tick skipped');
       return null;
     }
+    // Rule runs are the owner's jobs: an owner at the unfinished-jobs cap gets no more of them.
+    const maxUnfinished = this.services.config.MAX_UNFINISHED_JOBS_PER_OWNER;
+    if (maxUnfinished > 0 && (await this.services.quotas.unfinishedJobs(em, rule.ownerId, maxUnfinished)) >= maxUnfinished) {
+      logger.warn({ ruleId, tick: tick.id, ownerId: rule.ownerId }, 'owner has too many unfinished jobs; scheduled rule run skipped');
+      return null;
+    }
     try {
       const job = await enqueueJob(this.deps(em), {
         declaration,

@@ -20,7 +20,7 @@ let replicaB: InProcessSystem;
 let capped: InProcessSystem;
 
 beforeAll(async () => {
-  env = await createTestEnv({ RULE_SCHEDULE_MIN_INTERVAL_SECONDS: '300' });
+  env = await createTestEnv({ RULE_SCHEDULE_MIN_INTERVAL_SECONDS: '300', MAX_SCHEDULED_RULES_PER_OWNER: '2' });
   const rate = { ENQUEUE_RATE_MAX: '5', ENQUEUE_RATE_WINDOW_MS: '60000' };
   // No worker: jobs stay PENDING, so they count as unfinished.
   [replicaA, replicaB, capped] = await Promise.all([
@@ -116,5 +116,37 @@ describe('rule schedules', () => {
       input: { ...input, schedule: '*/5 * * * *' },
     });
     expect(ok.createRule.schedule).toBe('*/5 * * * *');
+  });
+});
+
+describe('scheduled rules', () => {
+  it('are capped per owner, since their runs start outside the enqueue quota', async () => {
+    const token = await env.token('sam');
+    const accountId = await account(replicaA.url, token);
+    const input = (name: string, schedule: string | null) => ({
+      accountId,
+      name,
+      schedule,
+      conditions: { conditions: [{ field: 'SUBJECT', op: 'CONTAINS', value: 'x' }] },
+      actions: [{ type: 'MARK_READ' }],
+    });
+    await gqlOk(replicaA.url, token, CREATE_RULE, { input: input('one', '0 3 * * *') });
+    await gqlOk(replicaB.url, token, CREATE_RULE, { input: input('two', '0 4 * * *') });
+    const third = await gql(replicaA.url, token, CREATE_RULE, { input: input('three', '0 5 * * *') });
+    expect(third.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+    // Without a schedule it is fine; adding one later is refused, and nothing changes.
+    const plain = await gqlOk<{ createRule: { id: string } }>(replicaA.url, token, CREATE_RULE, { input: input('three', null) });
+    const update = await gql(replicaA.url, token, 'mutation($id: ID!) { updateRule(id: $id, input: { schedule: "0 5 * * *" }) { id } }', {
+      id: plain.createRule.id,
+    });
+    expect(update.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+    const rows = await env.sql<{ name: string; schedule: string | null }>(
+      "SELECT name, schedule FROM rule WHERE owner_id = 'sam' ORDER BY name",
+    );
+    expect(rows).toEqual([
+      { name: 'one', schedule: '0 3 * * *' },
+      { name: 'three', schedule: null },
+      { name: 'two', schedule: '0 4 * * *' },
+    ]);
   });
 });

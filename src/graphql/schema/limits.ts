@@ -11,6 +11,7 @@ interface Limits {
   maxSubscriptionsPerUser: number | null;
   maxSubscriptionsPerConnection: number;
   ruleScheduleMinIntervalSeconds: number;
+  maxScheduledRules: number | null;
   maxUploadBytes: number;
   maxMessageBytes: number;
 }
@@ -40,6 +41,10 @@ const LimitsRef = builder.objectRef<Limits>('Limits').implement({
     ruleScheduleMinIntervalSeconds: t.exposeInt('ruleScheduleMinIntervalSeconds', {
       description: "Shortest interval between two runs of a rule's schedule (RULE_SCHEDULE_MIN_INTERVAL_SECONDS).",
     }),
+    maxScheduledRules: t.exposeInt('maxScheduledRules', {
+      nullable: true,
+      description: 'Enabled rules with a schedule you may have (MAX_SCHEDULED_RULES_PER_OWNER); it applies to admins too.',
+    }),
     maxUploadBytes: t.exposeInt('maxUploadBytes', { description: 'Largest upload (MAX_UPLOAD_BYTES).' }),
     maxMessageBytes: t.exposeInt('maxMessageBytes', {
       description: 'Largest single message in an import (MAX_MESSAGE_BYTES); bigger ones are counted as malformed.',
@@ -66,6 +71,7 @@ builder.queryField('limits', (t) =>
         maxSubscriptionsPerUser: positiveOrNull(config.MAX_SUBSCRIPTIONS_PER_USER),
         maxSubscriptionsPerConnection: config.MAX_SUBSCRIPTIONS_PER_CONNECTION,
         ruleScheduleMinIntervalSeconds: config.RULE_SCHEDULE_MIN_INTERVAL_SECONDS,
+        maxScheduledRules: config.MAX_SCHEDULED_RULES_PER_OWNER || null,
         maxUploadBytes: config.MAX_UPLOAD_BYTES,
         maxMessageBytes: config.MAX_MESSAGE_BYTES,
       };

@@ -12,7 +12,8 @@ import { compileRule, type CompiledRule } from '../../mail/rules/compile-rule.js
 import { InvalidRuleError } from '../../mail/rules/invalid-rule-error.js';
 import { parseRuleActions, type RULE_ACTION_TYPES, type RuleAction } from '../../mail/rules/rule-actions.js';
 import type { RuleCondition, RuleConditions } from '../../mail/rules/rule-conditions.js';
-import { compileSavedRule, listAccountRules, listRules, loadOwnedRule } from '../../mail/rules/rule-store.js';
+import { compileSavedRule, countScheduledRules, listAccountRules, listRules, loadOwnedRule } from '../../mail/rules/rule-store.js';
+import { QuotaExceededError } from '../../engine/owner-quotas.js';
 import { scanRuleMatches } from '../../mail/rules/scan-rule.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
@@ -238,6 +239,20 @@ function checkName(name: string): string {
   return parseInput(displayNameSchema, name);
 }
 
+/**
+ * A scheduled rule's runs are started by the system, outside the enqueue quota, so how many an
+ * owner may have is the bound (MAX_SCHEDULED_RULES_PER_OWNER), whoever writes the rule.
+ */
+async function checkScheduledRuleQuota(ctx: GraphQLContext, ownerId: string, ruleId: string | null): Promise<void> {
+  const max = ctx.services.config.MAX_SCHEDULED_RULES_PER_OWNER;
+  if (max > 0 && (await countScheduledRules(ctx.em, ownerId, ruleId)) >= max) {
+    throw new QuotaExceededError(
+      `at most ${max} enabled rules with a schedule per owner (MAX_SCHEDULED_RULES_PER_OWNER); remove or disable one first`,
+      60,
+    );
+  }
+}
+
 function checkSchedule(schedule: string, config: Config): string {
   const problem = cronPatternProblem(schedule, config.SCHEDULE_TZ, config.RULE_SCHEDULE_MIN_INTERVAL_SECONDS);
   if (problem) throw new InvalidInputError(problem);
@@ -267,6 +282,7 @@ builder.mutationFields((t) => ({
       const conditions = validated('conditions', () => toRuleConditions(input.conditions as ConditionsInput));
       const actions = validated('actions', () => parseRuleActions(input.actions));
       const schedule = input.schedule == null ? null : checkSchedule(input.schedule, ctx.services.config);
+      if (schedule && (input.enabled ?? true)) await checkScheduledRuleQuota(ctx, account.ownerId, null);
       const now = new Date();
       const rule = ctx.em.create(Rule, {
         id: randomUUID(),
@@ -306,6 +322,7 @@ builder.mutationFields((t) => ({
       if (input.schedule === null) rule.schedule = null;
       else if (input.schedule !== undefined) rule.schedule = checkSchedule(input.schedule, ctx.services.config);
       if (input.enabled != null) rule.enabled = input.enabled;
+      if (rule.schedule && rule.enabled && !(before.schedule && before.enabled)) await checkScheduledRuleQuota(ctx, rule.ownerId, rule.id);
       rule.updatedAt = new Date();
       await ctx.em.flush();
       if (before.schedule !== rule.schedule || before.enabled !== rule.enabled) await syncSchedule(ctx, rule);

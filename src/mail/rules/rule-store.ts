@@ -45,3 +45,15 @@ export function listRules(em: EntityManager, ownerId: string | null): Promise<Ru
 export async function markRuleRun(em: EntityManager, ruleId: string): Promise<void> {
   await em.getConnection().execute('UPDATE rule SET last_run_at = now() WHERE id = ?', [ruleId], 'run');
 }
+
+/** The owner's enabled rules that have a schedule, apart from `exceptRuleId`. */
+export async function countScheduledRules(em: EntityManager, ownerId: string, exceptRuleId: string | null): Promise<number> {
+  const rows: { count: string }[] = await em
+    .getConnection()
+    .execute(
+      'SELECT count(*) AS count FROM rule WHERE owner_id = ? AND enabled AND schedule IS NOT NULL AND id IS DISTINCT FROM ?',
+      [ownerId, exceptRuleId],
+      'all',
+    );
+  return Number(rows[0]?.count ?? 0);
+}
