@@ -60,7 +60,8 @@ export function toClientError(error: unknown, maskedMessage: string, logger: Log
     const original = error.originalError;
     if (error.extensions?.code && !original) return withMessage(error, bounded(error.message));
     // A scalar or enum refusing a variable: graphql-js wraps the thrown error in a GraphQLError.
-    if (!original || original instanceof GraphQLError) {
+    // An uncoded error raised while executing a field (it has a path) is ours, not the caller's.
+    if ((!original && !error.path) || original instanceof GraphQLError) {
       const code = (original as GraphQLError | undefined)?.extensions?.code ?? error.extensions?.code ?? defaultCode(error);
       return withMessage(error, bounded(error.message), code as string);
     }

@@ -28,11 +28,14 @@ function badInput(message: string): GraphQLError {
  * repeat them and nothing is written when they fail:
  * - every `ID` argument or input field is a UUID (every id in Jobwire is a database UUID);
  * - no string anywhere in the input, JSON included, holds a NUL character (PostgreSQL text cannot).
+ * IDs are then lower-cased, as the API prints them, so `AAAA…` and `aaaa…` name the same job
+ * everywhere (pub/sub channels and filters compare strings, not UUIDs).
  */
 export function useInputGuards(): Plugin {
   const guard = ({ args, setResultAndStopExecution }: { args: ExecutionArgs; setResultAndStopExecution: (result: never) => void }) => {
     const problem = findInputProblem(args);
     if (problem) setResultAndStopExecution({ errors: [problem] } as never);
+    else lowerCaseIds(args);
   };
   return { onExecute: guard, onSubscribe: guard };
 }
@@ -63,6 +66,48 @@ export function findInputProblem(args: ExecutionArgs): GraphQLError | null {
     }),
   );
   return problem;
+}
+
+/** Rewrites the operation's ID inputs (variables and literals) to lower case, in place. */
+function lowerCaseIds(args: ExecutionArgs): void {
+  const operation = getOperationAST(args.document, args.operationName);
+  if (!operation) return;
+  if (args.variableValues) {
+    const variables = { ...args.variableValues };
+    for (const definition of operation.variableDefinitions ?? []) {
+      const name = definition.variable.name.value;
+      const type = typeFromAST(args.schema, definition.type) as GraphQLInputType | undefined;
+      if (type && variables[name] !== undefined) variables[name] = lowerCaseIdValue(type, variables[name], 0);
+    }
+    (args as { variableValues: Record<string, unknown> }).variableValues = variables;
+  }
+  const typeInfo = new TypeInfo(args.schema);
+  (args as { document: ExecutionArgs['document'] }).document = visit(
+    args.document,
+    visitWithTypeInfo(typeInfo, {
+      StringValue(node) {
+        return isIdType(typeInfo.getInputType()) && node.value !== node.value.toLowerCase()
+          ? { ...node, value: node.value.toLowerCase() }
+          : undefined;
+      },
+    }),
+  );
+}
+
+function lowerCaseIdValue(type: GraphQLInputType, value: unknown, depth: number): unknown {
+  if (value === null || value === undefined || depth > MAX_DEPTH) return value;
+  const nullable = getNullableType(type) as GraphQLInputType;
+  if (isListType(nullable)) {
+    const item = nullable.ofType as GraphQLInputType;
+    return Array.isArray(value) ? value.map((entry) => lowerCaseIdValue(item, entry, depth + 1)) : lowerCaseIdValue(item, value, depth + 1);
+  }
+  if (isInputObjectType(nullable) && isPlainObject(value)) {
+    const fields = nullable.getFields();
+    return Object.fromEntries(
+      Object.entries(value).map(([name, entry]) => [name, fields[name] ? lowerCaseIdValue(fields[name].type, entry, depth + 1) : entry]),
+    );
+  }
+  return isScalarType(nullable) && nullable.name === 'ID' && typeof value === 'string' ? value.toLowerCase() : value;
 }
 
 function isIdType(type: GraphQLInputType | null | undefined): boolean {

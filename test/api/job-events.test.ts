@@ -174,3 +174,15 @@ describe('jobEvents with statuses', () => {
     expect(own.find((event) => event.previousStatus === 'PENDING')?.status).toBe('ACTIVE');
   });
 });
+
+describe('ids in any case', () => {
+  it('names the same job in upper case, in queries and in subscriptions that then follow it to the end', async () => {
+    const jobId = await startImport({ delayMs: 300 });
+    const upper = jobId.toUpperCase();
+    const { job } = await gqlOk<{ job: { id: string } }>(system.url, alice, `{ job(id: "${upper}") { id } }`);
+    expect(job.id).toBe(jobId);
+    const sub = subscribe<{ jobProgress: any }>('ws', system.url, alice, JOB_PROGRESS_WITH_JOB, { jobId: upper });
+    await sub.done;
+    expect(sub.results.at(-1)!.data!.jobProgress).toMatchObject({ jobId, status: 'COMPLETED' });
+  });
+});
