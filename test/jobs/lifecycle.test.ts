@@ -178,12 +178,30 @@ describe('enqueue options', () => {
     expect(cancelJob).toMatchObject({ status: 'CANCELLED' });
     expect(cancelJob.cancelRequestedAt).not.toBeNull();
     expect(await system.apiServices.queues.get('import_mbox').getJob(job.id)).toBeUndefined();
-    // Retrying brings it back under the same id.
-    const { retryJob } = await gqlOk<{ retryJob: any }>(system.url, token, `mutation($id: ID!) { retryJob(id: $id) { ${JOB_FIELDS} } }`, {
-      id: job.id,
+    // Its upload was released with the cancel, so a retry runs and says why it cannot import.
+    const retry = `mutation($id: ID!) { retryJob(id: $id) { ${JOB_FIELDS} } }`;
+    await gqlOk(system.url, token, retry, { id: job.id });
+    const refused = await waitFor('retried import to fail', async () => {
+      const current = await row(job.id);
+      return current.status === 'FAILED' ? current : null;
     });
-    expect(retryJob).toMatchObject({ id: job.id, status: 'PENDING', trigger: 'RETRY', cancelRequestedAt: null });
-    await waitFor('retried job', async () => (await row(job.id)).status === 'COMPLETED');
+    expect(refused.error).toBe('the uploaded file is gone');
+
+    // A job whose input holds nothing outside the database comes back under the same id.
+    const scan = (
+      await gqlOk<{ scanPii: { id: string } }>(
+        system.url,
+        token,
+        'mutation($a: ID!) { scanPii(accountId: $a, options: { delayMs: 600000 }) { id } }',
+        {
+          a: accountId,
+        },
+      )
+    ).scanPii;
+    await gqlOk(system.url, token, 'mutation($id: ID!) { cancelJob(id: $id) { id } }', { id: scan.id });
+    const { retryJob } = await gqlOk<{ retryJob: any }>(system.url, token, retry, { id: scan.id });
+    expect(retryJob).toMatchObject({ id: scan.id, status: 'PENDING', trigger: 'RETRY', cancelRequestedAt: null });
+    await waitFor('retried job', async () => (await row(scan.id)).status === 'COMPLETED');
   });
 
   it('rejects bad options with BAD_USER_INPUT and creates no job', async () => {
