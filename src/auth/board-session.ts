@@ -39,7 +39,16 @@ export async function verifyBoardSession(secret: string, session: string): Promi
   }
 }
 
-/** A fingerprint of a token, to remember that it was used without storing the token. */
+/**
+ * A fingerprint of a token, to remember that it was used without storing the token. Each part is
+ * decoded and encoded again first: the JWT library accepts padding and stray whitespace, so
+ * `<token>=` must count as the same token.
+ */
 export function tokenFingerprint(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
+  const canonical = token
+    .trim()
+    .split('.')
+    .map((part) => Buffer.from(part, 'base64url').toString('base64url'))
+    .join('.');
+  return createHash('sha256').update(canonical).digest('hex');
 }
