@@ -9,6 +9,7 @@ import { useInputGuards, useRequestParseErrors } from '../graphql/input-guards.j
 import { buildSchema } from '../graphql/schema/index.js';
 import { listSetting } from '../config/env.js';
 import { serializeError } from '../observability/logger.js';
+import { useGraphQLSSE } from './graphql-sse.js';
 import type { Services } from '../services.js';
 
 /** Resolves the caller from a bearer token; every operation needs one. */
@@ -53,6 +54,7 @@ export function createJobwireYoga(services: Services): JobwireYoga {
     plugins: [
       // An Authorization header already forces a CORS preflight, so it counts as the CSRF header.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'authorization'] }),
+      useGraphQLSSE(services),
       useRequestParseErrors(),
       useInputGuards(),
       EnvelopArmorPlugin({

@@ -1,0 +1,108 @@
+/**
+ * graphql-sse's own protocol at /graphql/stream, single connection mode included (issue 8): the
+ * real graphql-sse client reserves a stream and runs several subscriptions over it; every request
+ * needs the bearer token, and a stream reserved by one user is not another's to use.
+ */
+import { createClient } from 'graphql-sse';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CREATE_ACCOUNT } from '../helpers/fragments.js';
+import { gqlOk } from '../helpers/graphql-client.js';
+import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
+import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
+
+let env: TestEnv;
+let system: InProcessSystem;
+let streamUrl: string;
+let alice: string;
+let bob: string;
+let accountId: string;
+
+beforeAll(async () => {
+  env = await createTestEnv();
+  system = await startInProcess(env, { worker: false });
+  streamUrl = system.url.replace(/\/graphql$/, '/graphql/stream');
+  [alice, bob] = await Promise.all([env.token('alice'), env.token('bob')]);
+  accountId = (await gqlOk<{ createAccount: { id: string } }>(system.url, alice, CREATE_ACCOUNT, { name: 'inbox' })).createAccount.id;
+});
+
+afterAll(async () => {
+  await system?.stop();
+  await env?.cleanup();
+});
+
+/** A job that waits (DELAYED) until it is cancelled. */
+async function delayedScan(): Promise<string> {
+  const data = await gqlOk<{ scanPii: { id: string } }>(
+    system.url,
+    alice,
+    'mutation($a: ID!) { scanPii(accountId: $a, options: { delayMs: 600000 }) { id } }',
+    {
+      a: accountId,
+    },
+  );
+  return data.scanPii.id;
+}
+
+function follow(client: ReturnType<typeof createClient>, jobId: string) {
+  const statuses: string[] = [];
+  const done = new Promise<void>((resolve, reject) => {
+    client.subscribe<{ jobProgress: { status: string } }>(
+      { query: 'subscription($id: ID!) { jobProgress(jobId: $id) { status } }', variables: { id: jobId } },
+      { next: (result) => void statuses.push(result.data!.jobProgress.status), error: reject, complete: resolve },
+    );
+  });
+  return { statuses, done };
+}
+
+describe('graphql-sse single connection mode', () => {
+  it('runs several subscriptions over one reserved stream, each to its end', async () => {
+    const client = createClient({
+      url: streamUrl,
+      singleConnection: true,
+      headers: { authorization: `Bearer ${alice}` },
+      retryAttempts: 0,
+    });
+    const [first, second] = await Promise.all([delayedScan(), delayedScan()]);
+    const a = follow(client, first);
+    const b = follow(client, second);
+    await waitFor('both subscriptions to send the current state', () => a.statuses.length > 0 && b.statuses.length > 0);
+    await gqlOk(system.url, alice, 'mutation($id: ID!) { cancelJob(id: $id) { id } }', { id: first });
+    await gqlOk(system.url, alice, 'mutation($id: ID!) { cancelJob(id: $id) { id } }', { id: second });
+    await Promise.all([a.done, b.done]);
+    client.dispose();
+    expect(a.statuses).toEqual(['DELAYED', 'CANCELLED']);
+    expect(b.statuses).toEqual(['DELAYED', 'CANCELLED']);
+  });
+
+  it('refuses a request without a valid token, and keeps a stream to the user who reserved it', async () => {
+    expect((await fetch(streamUrl, { method: 'PUT' })).status).toBe(401);
+    const reserved = await fetch(streamUrl, { method: 'PUT', headers: { authorization: `Bearer ${alice}` } });
+    expect(reserved.status).toBe(201);
+    const token = await reserved.text();
+    const asBob = await fetch(`${streamUrl}?token=${token}`, { headers: { authorization: `Bearer ${bob}`, accept: 'text/event-stream' } });
+    expect(asBob.status).toBe(404);
+    const intoAlicesStream = await fetch(streamUrl, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${bob}`, 'content-type': 'application/json', 'x-graphql-event-stream-token': token },
+      body: JSON.stringify({ query: 'subscription { jobEvents { jobId } }', extensions: { operationId: '1' } }),
+    });
+    expect(intoAlicesStream.status).toBe(404);
+  });
+
+  it('answers a bad operation with a coded error for that operation', async () => {
+    const client = createClient({
+      url: streamUrl,
+      singleConnection: true,
+      headers: { authorization: `Bearer ${alice}` },
+      retryAttempts: 0,
+    });
+    const outcome = await new Promise<unknown>((resolve) => {
+      client.subscribe(
+        { query: 'subscription { jobProgress(jobId: "not-a-uuid") { status } }' },
+        { next: resolve, error: resolve, complete: () => resolve('complete') },
+      );
+    });
+    client.dispose();
+    expect(JSON.stringify(outcome)).toContain('BAD_USER_INPUT');
+  });
+});
