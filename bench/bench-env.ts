@@ -64,6 +64,8 @@ export async function createBenchEnv(): Promise<BenchEnv> {
     MAX_UNFINISHED_JOBS_PER_OWNER: '0',
     MAX_SUBSCRIPTIONS_PER_USER: '0',
     MAX_SUBSCRIPTIONS_PER_CONNECTION: '100000',
+    // /metrics on the public port needs this token; the idle scenario reads subscription counts there.
+    METRICS_TOKEN: `bench-metrics-${randomBytes(8).toString('hex')}`,
   };
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });

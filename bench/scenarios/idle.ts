@@ -31,7 +31,7 @@ export async function runIdle(ctx: BenchContext): Promise<ScenarioResult[]> {
     await waitFor('warm-up subscriptions', () => warmSubs.every((sub) => sub.received.length > 0), 60_000, 20);
     warmSubs.forEach((sub) => sub.close());
     await warm.dispose();
-    await waitFor('warm-up released', async () => (await openSubscriptions(api.baseUrl)) === 0, 30_000, 100);
+    await waitFor('warm-up released', async () => (await openSubscriptions(api.baseUrl, ctx.env.vars.METRICS_TOKEN!)) === 0, 30_000, 100);
 
     const before = await api.heap();
     const started = performance.now();
@@ -45,7 +45,7 @@ export async function runIdle(ctx: BenchContext): Promise<ScenarioResult[]> {
       await waitFor('subscriptions to open', () => batch.every((sub) => sub.received.length > 0 || sub.errors.length > 0), 60_000, 10);
     }
     const openMs = performance.now() - started;
-    const open = await openSubscriptions(api.baseUrl);
+    const open = await openSubscriptions(api.baseUrl, ctx.env.vars.METRICS_TOKEN!);
     const failed = subs.filter((sub) => sub.errors.length > 0).length;
     const after = await api.heap();
     const channels = ((await ctx.env.redis.pubsub('CHANNELS', `${ctx.env.prefix}:job:*`)) as string[]).length;
@@ -90,7 +90,7 @@ export async function runIdle(ctx: BenchContext): Promise<ScenarioResult[]> {
   }
 }
 
-async function openSubscriptions(baseUrl: string): Promise<number> {
-  const metrics = await (await fetch(`${baseUrl}/metrics`)).text();
+async function openSubscriptions(baseUrl: string, metricsToken: string): Promise<number> {
+  const metrics = await (await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${metricsToken}` } })).text();
   return [...metrics.matchAll(/^jobwire_active_subscriptions\{[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
 }
