@@ -1,5 +1,10 @@
 import {
+  type ASTNode,
+  type DocumentNode,
   type ExecutionArgs,
+  type FragmentDefinitionNode,
+  Kind,
+  type OperationDefinitionNode,
   getNamedType,
   getNullableType,
   getOperationAST,
@@ -53,7 +58,7 @@ export function findInputProblem(args: ExecutionArgs): GraphQLError | null {
   let problem: GraphQLError | null = null;
   const typeInfo = new TypeInfo(args.schema);
   visit(
-    args.document,
+    executedPart(args.document, operation),
     visitWithTypeInfo(typeInfo, {
       StringValue(node) {
         if (problem) return;
@@ -66,6 +71,28 @@ export function findInputProblem(args: ExecutionArgs): GraphQLError | null {
     }),
   );
   return problem;
+}
+
+/** The operation that runs and the fragments it reaches: other operations in the document are not the guard's business. */
+function executedPart(document: DocumentNode, operation: OperationDefinitionNode): DocumentNode {
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  }
+  const used = new Map<string, FragmentDefinitionNode>();
+  const pending: ASTNode[] = [operation];
+  while (pending.length > 0) {
+    visit(pending.pop()!, {
+      FragmentSpread(spread) {
+        const fragment = fragments.get(spread.name.value);
+        if (fragment && !used.has(spread.name.value)) {
+          used.set(spread.name.value, fragment);
+          pending.push(fragment);
+        }
+      },
+    });
+  }
+  return { kind: Kind.DOCUMENT, definitions: [operation, ...used.values()] };
 }
 
 /** Rewrites the operation's ID inputs (variables and literals) to lower case, in place. */

@@ -294,3 +294,17 @@ describe('isolation', () => {
     expect((await gqlOk<JobsPage>(system.url, bob, JOBS_WITH_COUNT, { filter: { accountId: aliceAccount } })).jobs.totalCount).toBe(0);
   });
 });
+
+describe('jobs of a type no longer in the catalogue', () => {
+  it('are still listed, as UnknownJob with their stored payload', async () => {
+    const owner = 'retired-owner';
+    const token = await env.token(owner);
+    const { id } = await env.one<{ id: string }>(
+      `INSERT INTO job (id, type, status, progress, attempts, max_attempts, payload, trigger, owner_id, created_at, updated_at, version)
+       VALUES (gen_random_uuid(), 'retired_type', 'COMPLETED', 100, 1, 3, '{"legacy": true}', 'API', $1, now(), now(), 1) RETURNING id`,
+      [owner],
+    );
+    const { jobs } = await gqlOk<{ jobs: { nodes: any[] } }>(system.url, token, '{ jobs { nodes { __typename id type payload } } }');
+    expect(jobs.nodes).toEqual([{ __typename: 'UnknownJob', id, type: 'retired_type', payload: { legacy: true } }]);
+  });
+});

@@ -58,6 +58,22 @@ describe('malformed ids', () => {
     await expectCode('query($f: JobFilter) { jobs(filter: $f) { nodes { id } } }', { f: { accountId: DASHES } }, 'BAD_USER_INPUT');
   });
 
+  it('checks only the operation that runs', async () => {
+    const document = `query Bad { job(id: "${DASHES}") { id } } query Good { jobs(first: 1) { nodes { ...Ids } } } fragment Ids on Job { id }`;
+    const good = await fetch(system.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${alice}` },
+      body: JSON.stringify({ query: document, operationName: 'Good' }),
+    });
+    expect(((await good.json()) as any).errors).toBeUndefined();
+    const bad = await fetch(system.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${alice}` },
+      body: JSON.stringify({ query: document, operationName: 'Bad' }),
+    });
+    expect(((await bad.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+  });
+
   it('answers NOT_FOUND for a well-formed id that matches nothing', async () => {
     await expectCode('mutation($id: ID!) { cancelJob(id: $id) { id } }', { id: '00000000-0000-4000-8000-000000000000' }, 'NOT_FOUND');
   });

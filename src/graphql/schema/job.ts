@@ -41,7 +41,7 @@ export async function loadVisibleJob(ctx: GraphQLContext, id: string): Promise<J
 
 export const JobRef = builder.interfaceRef<JobRecord>('Job').implement({
   description: 'A background job. Each job type has its own concrete type with typed `input` and `output`.',
-  resolveType: (job) => findJobType(job.type)?.graphql.typeName ?? null,
+  resolveType: (job) => findJobType(job.type)?.graphql.typeName ?? UNKNOWN_JOB_TYPE,
   fields: (t) => ({
     id: t.exposeID('id', { description: 'Database id (UUID); stable across retries.' }),
     type: t.exposeString('type', { description: 'Catalogue name, e.g. `import_mbox`.' }),
@@ -130,6 +130,16 @@ function publicPayload(job: JobRecord): unknown {
 }
 
 export const concreteJobTypes = new Map(jobCatalogue.map((declaration) => [declaration.name, defineConcreteJobType(declaration)]));
+
+/** History outlives the catalogue: a job whose type was removed is still listed, without a typed view. */
+const UNKNOWN_JOB_TYPE = 'UnknownJob';
+
+builder.objectRef<JobRecord>(UNKNOWN_JOB_TYPE).implement({
+  description: 'A job of a type no longer in the catalogue: its history stays readable through the `Job` fields (`payload`, `result`).',
+  interfaces: [JobRef],
+  isTypeOf: (value) => !findJobType((value as JobRecord).type),
+  fields: () => ({}),
+});
 
 export type JobFilterInput = JobHistoryFilter;
 
