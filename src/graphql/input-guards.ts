@@ -55,6 +55,34 @@ export function findInputProblem(args: ExecutionArgs): GraphQLError | null {
     const problem = type ? checkValue(type, value, `$${definition.variable.name.value}`, 0) : null;
     if (problem) return problem;
   }
+  return literalsOf(args, operation).problem;
+}
+
+/** What the document's literals say, worked out once per parsed document (yoga caches those). */
+interface LiteralCheck {
+  problem: GraphQLError | null;
+  /** The document with its ID literals lower-cased (the same object when none needed it). */
+  lowered: DocumentNode;
+}
+
+const literalChecks = new WeakMap<DocumentNode, Map<string, LiteralCheck>>();
+
+function literalsOf(args: ExecutionArgs, operation: OperationDefinitionNode): LiteralCheck {
+  let byOperation = literalChecks.get(args.document);
+  if (!byOperation) {
+    byOperation = new Map();
+    literalChecks.set(args.document, byOperation);
+  }
+  const key = args.operationName ?? '';
+  let check = byOperation.get(key);
+  if (!check) {
+    check = { problem: literalProblem(args, operation), lowered: lowerCaseIdLiterals(args) };
+    byOperation.set(key, check);
+  }
+  return check;
+}
+
+function literalProblem(args: ExecutionArgs, operation: OperationDefinitionNode): GraphQLError | null {
   let problem: GraphQLError | null = null;
   const typeInfo = new TypeInfo(args.schema);
   visit(
@@ -108,8 +136,12 @@ function lowerCaseIds(args: ExecutionArgs): void {
     }
     (args as { variableValues: Record<string, unknown> }).variableValues = variables;
   }
+  (args as { document: DocumentNode }).document = literalsOf(args, operation).lowered;
+}
+
+function lowerCaseIdLiterals(args: ExecutionArgs): DocumentNode {
   const typeInfo = new TypeInfo(args.schema);
-  (args as { document: ExecutionArgs['document'] }).document = visit(
+  return visit(
     args.document,
     visitWithTypeInfo(typeInfo, {
       StringValue(node) {

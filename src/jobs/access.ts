@@ -14,6 +14,21 @@ export async function loadOwnedAccount(em: EntityManager, accountId: string, cal
   return account;
 }
 
+/**
+ * What `prepare` needs of an account: that the caller may use it, and whose it is. One plain
+ * SELECT, without loading a managed entity, since enqueueing is a hot path and changes no account.
+ */
+export async function checkAccountAccess(em: EntityManager, accountId: string, caller: Caller): Promise<{ id: string; ownerId: string }> {
+  const rows: { id: string; owner_id: string }[] = UUID.test(accountId)
+    ? await em.getConnection().execute('SELECT id, owner_id FROM account WHERE id = ?', [accountId.toLowerCase()], 'all')
+    : [];
+  const account = rows[0];
+  if (!account || !mayAccess(caller, account.owner_id)) throw new NotFoundError('account', accountId);
+  return { id: account.id, ownerId: account.owner_id };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** The accounts of one owner, or of every owner when `ownerId` is null, oldest first (at most 1000). */
 export function listAccounts(em: EntityManager, ownerId: string | null): Promise<Account[]> {
   return em.find(Account, ownerId === null ? {} : { ownerId }, { orderBy: { createdAt: 'asc', id: 'asc' }, limit: 1000 });

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { applyMessageAction } from '../mail/message-actions.js';
 import { messageFilterSchema, selectMessageIds } from '../mail/message-filter.js';
-import { loadOwnedAccount } from './access.js';
+import { checkAccountAccess } from './access.js';
 import { defineJob } from '../engine/define-job.js';
 import { InvalidInputError, PermanentJobError } from '../engine/errors.js';
 import { loadJobAccount } from './job-subjects.js';
@@ -59,7 +59,7 @@ export const bulkOperationJob = defineJob({
   async prepare({ input }, ctx) {
     const problem = checkInput(input);
     if (problem) throw new InvalidInputError(problem);
-    const account = await loadOwnedAccount(ctx.em, input.accountId, ctx);
+    const account = await checkAccountAccess(ctx.em, input.accountId, ctx);
     return { input, accountId: account.id };
   },
   async handler(input, ctx) {

@@ -3,7 +3,7 @@ import { Account } from '../db/entities/account.entity.js';
 import { countMboxMessages, splitMbox } from '../mail/mbox.js';
 import { storeMessages, type IncomingMessage } from '../mail/message-store.js';
 import { MalformedMessageError, parseMessage } from '../mail/parse-message.js';
-import { loadOwnedAccount, uploadSchema } from './access.js';
+import { checkAccountAccess, uploadSchema } from './access.js';
 import { defineJob } from '../engine/define-job.js';
 import { InvalidInputError, PermanentJobError } from '../engine/errors.js';
 
@@ -47,7 +47,7 @@ export const importMboxJob = defineJob({
     })
     .meta({ id: 'ImportMboxOutput' }),
   async prepare(args, ctx) {
-    const account = await loadOwnedAccount(ctx.em, args.accountId, ctx);
+    const account = await checkAccountAccess(ctx.em, args.accountId, ctx);
     if (args.file.size > ctx.config.MAX_UPLOAD_BYTES) {
       throw new InvalidInputError(`file is larger than the ${ctx.config.MAX_UPLOAD_BYTES}-byte upload limit`);
     }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
 import { pgArray } from '../db/sql.js';
-import { loadOwnedAccount } from './access.js';
+import { checkAccountAccess } from './access.js';
 import type { EnqueueContext, JobContext, PreparedJob } from '../engine/define-job.js';
 
 /** The privacy scans that store rows in `finding`. */
@@ -19,7 +19,7 @@ export const accountScanArgs = z.object({ accountId: z.uuid().describe('The acco
 
 /** The API-side step every account scan shares: the caller must own the account (or be an admin). */
 export async function prepareAccountScan(args: { accountId: string }, ctx: EnqueueContext): Promise<PreparedJob<{ accountId: string }>> {
-  const account = await loadOwnedAccount(ctx.em, args.accountId, ctx);
+  const account = await checkAccountAccess(ctx.em, args.accountId, ctx);
   return { input: { accountId: account.id }, accountId: account.id };
 }
 
