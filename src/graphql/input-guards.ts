@@ -38,31 +38,39 @@ function badInput(message: string): GraphQLError {
  */
 export function useInputGuards(): Plugin {
   const guard = ({ args, setResultAndStopExecution }: { args: ExecutionArgs; setResultAndStopExecution: (result: never) => void }) => {
-    const problem = findInputProblem(args);
-    if (problem) setResultAndStopExecution({ errors: [problem] } as never);
-    else lowerCaseIds(args);
+    const operation = getOperationAST(args.document, args.operationName);
+    if (!operation) return;
+    try {
+      const variables = guardedVariables(args, operation);
+      const literals = literalsOf(args, operation);
+      if (literals.problem) throw literals.problem;
+      (args as { variableValues: typeof variables }).variableValues = variables;
+      (args as { document: DocumentNode }).document = literals.document;
+    } catch (problem) {
+      if (!(problem instanceof GraphQLError)) throw problem;
+      setResultAndStopExecution({ errors: [problem] } as never);
+    }
   };
   return { onExecute: guard, onSubscribe: guard };
 }
 
-/** The first input rule the operation breaks, or null. */
-export function findInputProblem(args: ExecutionArgs): GraphQLError | null {
-  const operation = getOperationAST(args.document, args.operationName);
-  if (!operation) return null;
+/** The operation's variables, checked and with their IDs lower-cased; throws the first problem. */
+function guardedVariables(args: ExecutionArgs, operation: OperationDefinitionNode): ExecutionArgs['variableValues'] {
+  if (!args.variableValues) return args.variableValues;
+  const variables: Record<string, unknown> = { ...args.variableValues };
   for (const definition of operation.variableDefinitions ?? []) {
+    const name = definition.variable.name.value;
     const type = typeFromAST(args.schema, definition.type) as GraphQLInputType | undefined;
-    const value = args.variableValues?.[definition.variable.name.value];
-    const problem = type ? checkValue(type, value, `$${definition.variable.name.value}`, 0) : null;
-    if (problem) return problem;
+    if (type && variables[name] !== undefined) variables[name] = guardedValue(type, variables[name], `$${name}`, 0);
   }
-  return literalsOf(args, operation).problem;
+  return variables;
 }
 
-/** What the document's literals say, worked out once per parsed document (yoga caches those). */
+/** What the operation's literals say, worked out once per parsed document (yoga caches those). */
 interface LiteralCheck {
   problem: GraphQLError | null;
-  /** The document with its ID literals lower-cased (the same object when none needed it). */
-  lowered: DocumentNode;
+  /** The operation and the fragments it reaches, ID literals lower-cased: what gets executed. */
+  document: DocumentNode;
 }
 
 const literalChecks = new WeakMap<DocumentNode, Map<string, LiteralCheck>>();
@@ -76,29 +84,34 @@ function literalsOf(args: ExecutionArgs, operation: OperationDefinitionNode): Li
   const key = args.operationName ?? '';
   let check = byOperation.get(key);
   if (!check) {
-    check = { problem: literalProblem(args, operation), lowered: lowerCaseIdLiterals(args) };
+    check = checkLiterals(args, operation);
     byOperation.set(key, check);
   }
   return check;
 }
 
-function literalProblem(args: ExecutionArgs, operation: OperationDefinitionNode): GraphQLError | null {
+/** One pass over what runs: finds the first bad literal and lower-cases the ID literals. */
+function checkLiterals(args: ExecutionArgs, operation: OperationDefinitionNode): LiteralCheck {
   let problem: GraphQLError | null = null;
   const typeInfo = new TypeInfo(args.schema);
-  visit(
+  const document = visit(
     executedPart(args.document, operation),
     visitWithTypeInfo(typeInfo, {
       StringValue(node) {
-        if (problem) return;
+        if (problem) return undefined;
         if (node.value.includes('\u0000')) problem = badInput('strings may not contain NUL (\\u0000) characters');
-        else if (isIdType(typeInfo.getInputType()) && !UUID.test(node.value)) problem = badInput('an ID argument is not a UUID');
+        else if (isIdType(typeInfo.getInputType())) {
+          if (!UUID.test(node.value)) problem = badInput('an ID argument is not a UUID');
+          else if (node.value !== node.value.toLowerCase()) return { ...node, value: node.value.toLowerCase() };
+        }
+        return undefined;
       },
       IntValue(node) {
         if (!problem && isIdType(typeInfo.getInputType())) problem = badInput(`an ID argument is not a UUID: ${node.value.slice(0, 20)}`);
       },
     }),
   );
-  return problem;
+  return { problem, document };
 }
 
 /** The operation that runs and the fragments it reaches: other operations in the document are not the guard's business. */
@@ -123,83 +136,39 @@ function executedPart(document: DocumentNode, operation: OperationDefinitionNode
   return { kind: Kind.DOCUMENT, definitions: [operation, ...used.values()] };
 }
 
-/** Rewrites the operation's ID inputs (variables and literals) to lower case, in place. */
-function lowerCaseIds(args: ExecutionArgs): void {
-  const operation = getOperationAST(args.document, args.operationName);
-  if (!operation) return;
-  if (args.variableValues) {
-    const variables = { ...args.variableValues };
-    for (const definition of operation.variableDefinitions ?? []) {
-      const name = definition.variable.name.value;
-      const type = typeFromAST(args.schema, definition.type) as GraphQLInputType | undefined;
-      if (type && variables[name] !== undefined) variables[name] = lowerCaseIdValue(type, variables[name], 0);
-    }
-    (args as { variableValues: Record<string, unknown> }).variableValues = variables;
-  }
-  (args as { document: DocumentNode }).document = literalsOf(args, operation).lowered;
-}
-
-function lowerCaseIdLiterals(args: ExecutionArgs): DocumentNode {
-  const typeInfo = new TypeInfo(args.schema);
-  return visit(
-    args.document,
-    visitWithTypeInfo(typeInfo, {
-      StringValue(node) {
-        return isIdType(typeInfo.getInputType()) && node.value !== node.value.toLowerCase()
-          ? { ...node, value: node.value.toLowerCase() }
-          : undefined;
-      },
-    }),
-  );
-}
-
-function lowerCaseIdValue(type: GraphQLInputType, value: unknown, depth: number): unknown {
-  if (value === null || value === undefined || depth > MAX_DEPTH) return value;
-  const nullable = getNullableType(type) as GraphQLInputType;
-  if (isListType(nullable)) {
-    const item = nullable.ofType as GraphQLInputType;
-    return Array.isArray(value) ? value.map((entry) => lowerCaseIdValue(item, entry, depth + 1)) : lowerCaseIdValue(item, value, depth + 1);
-  }
-  if (isInputObjectType(nullable) && isPlainObject(value)) {
-    const fields = nullable.getFields();
-    return Object.fromEntries(
-      Object.entries(value).map(([name, entry]) => [name, fields[name] ? lowerCaseIdValue(fields[name].type, entry, depth + 1) : entry]),
-    );
-  }
-  return isScalarType(nullable) && nullable.name === 'ID' && typeof value === 'string' ? value.toLowerCase() : value;
-}
-
 function isIdType(type: GraphQLInputType | null | undefined): boolean {
   const named = type ? getNamedType(type) : null;
   return named !== null && named !== undefined && isScalarType(named) && named.name === 'ID';
 }
 
-function checkValue(type: GraphQLInputType, value: unknown, path: string, depth: number): GraphQLError | null {
-  if (value === null || value === undefined) return null;
-  if (depth > MAX_DEPTH) return badInput(`${path}: nested too deeply`);
+/** A variable's value, checked against its type, with IDs lower-cased; throws the first problem. */
+function guardedValue(type: GraphQLInputType, value: unknown, path: string, depth: number): unknown {
+  if (value === null || value === undefined) return value;
+  if (depth > MAX_DEPTH) throw badInput(`${path}: nested too deeply`);
   const nullable = getNullableType(type) as GraphQLInputType;
   if (isListType(nullable)) {
-    const items = Array.isArray(value) ? value : [value];
-    for (let index = 0; index < items.length; index++) {
-      const problem = checkValue(nullable.ofType as GraphQLInputType, items[index], `${path}[${index}]`, depth + 1);
-      if (problem) return problem;
-    }
-    return null;
+    const item = nullable.ofType as GraphQLInputType;
+    // A single value where a list is expected is coerced to a list of one by GraphQL.
+    if (!Array.isArray(value)) return guardedValue(item, value, `${path}[0]`, depth + 1);
+    return value.map((entry, index) => guardedValue(item, entry, `${path}[${index}]`, depth + 1));
   }
   if (isInputObjectType(nullable)) {
-    if (!isPlainObject(value)) return null;
+    if (!isPlainObject(value)) return value;
     const fields = nullable.getFields();
-    for (const [name, fieldValue] of Object.entries(value)) {
-      const field = fields[name];
-      const problem = field ? checkValue(field.type, fieldValue, `${path}.${name}`, depth + 1) : null;
-      if (problem) return problem;
-    }
-    return null;
+    return Object.fromEntries(
+      Object.entries(value).map(([name, entry]) => [
+        name,
+        fields[name] ? guardedValue(fields[name].type, entry, `${path}.${name}`, depth + 1) : entry,
+      ]),
+    );
   }
   if (isScalarType(nullable) && nullable.name === 'ID' && (typeof value === 'string' || typeof value === 'number')) {
-    return UUID.test(String(value)) ? null : badInput(`${path}: not a UUID`);
+    if (!UUID.test(String(value))) throw badInput(`${path}: not a UUID`);
+    return typeof value === 'string' ? value.toLowerCase() : value;
   }
-  return findNul(value, path, depth);
+  const problem = findNul(value, path, depth);
+  if (problem) throw problem;
+  return value;
 }
 
 /** Walks plain JSON (strings, arrays, plain objects); uploads and other objects are left alone. */
