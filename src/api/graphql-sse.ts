@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { type DocumentNode, GraphQLError, getOperationAST } from 'graphql';
+import { type DocumentNode, type GraphQLError, getOperationAST } from 'graphql';
 import { type Response as SseResponse, TOKEN_HEADER_KEY, TOKEN_QUERY_KEY } from 'graphql-sse';
 import { createHandler, type RequestContext } from 'graphql-sse/lib/use/fetch';
 import type { Plugin, YogaInitialContext } from 'graphql-yoga';
 import { bearerToken } from '../auth/tokens.js';
+import { transportError } from '../graphql/errors.js';
 import type { Services } from '../services.js';
 
 /** Where graphql-sse clients connect, in both of its modes. */
@@ -19,19 +20,9 @@ function refusal(status: number, statusText: string, code: string, message: stri
   ];
 }
 
+/** A refused operation as graphql-sse expects a finished result: it recognises one by its `data` key. */
 function coded(error: unknown, code: string): { data: null; errors: GraphQLError[] } {
-  const source = error instanceof GraphQLError ? error : new GraphQLError(error instanceof Error ? error.message : 'invalid operation');
-  const { http: _http, ...extensions } = source.extensions ?? {};
-  return {
-    // graphql-sse recognises a finished result by its `data` key.
-    data: null,
-    errors: [
-      new GraphQLError(source.message.slice(0, 300), {
-        nodes: source.nodes,
-        extensions: { ...extensions, code: typeof extensions.code === 'string' ? extensions.code : code },
-      }),
-    ],
-  };
+  return { data: null, errors: [transportError(error, code)] };
 }
 
 /**

@@ -4,7 +4,7 @@ import { CloseCode, handleProtocols, makeServer, type Context, type SubscribePay
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Viewer } from '../auth/tokens.js';
 import type { GraphQLContext } from '../graphql/context.js';
-import { graphqlError, rateLimitedError } from '../graphql/errors.js';
+import { graphqlError, rateLimitedError, transportError } from '../graphql/errors.js';
 import type { Services } from '../services.js';
 import { authenticate, type JobwireYoga } from './yoga.js';
 
@@ -29,8 +29,6 @@ type Enveloped = ReturnType<JobwireYoga['getEnveloped']>;
 
 /** Sent to the client every this many milliseconds; a socket that does not answer in as long again is dropped. */
 const KEEP_ALIVE_MS = 12_000;
-/** Error messages echo at most this much (they may quote the query). */
-const MAX_MESSAGE_CHARS = 300;
 
 /**
  * graphql-ws on `/graphql` of `server`, executing through `yoga`'s envelop (schema, graphql-armor
@@ -100,7 +98,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
     // Results over a socket have no HTTP status: the `http` extension yoga adds is for HTTP only.
     onNext: (_ctx, _id, _payload, _args, result) =>
       result.errors?.some((error) => error.extensions?.http)
-        ? { ...result, errors: result.errors.map((error) => withCode(error, 'BAD_USER_INPUT')) }
+        ? { ...result, errors: result.errors.map((error) => transportError(error, 'BAD_USER_INPUT')) }
         : undefined,
     onComplete: (ctx, id) => {
       ctx.extra.subscriptions.delete(id);
@@ -115,7 +113,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
     try {
       document = enveloped.parse(payload.query);
     } catch (error) {
-      return refuse(id, [withCode(error, 'GRAPHQL_PARSE_FAILED')]);
+      return refuse(id, [transportError(error, 'GRAPHQL_PARSE_FAILED')]);
     }
     let invalid: readonly GraphQLError[];
     try {
@@ -128,7 +126,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
     if (invalid.length)
       return refuse(
         id,
-        invalid.map((error) => withCode(error, 'GRAPHQL_VALIDATION_FAILED')),
+        invalid.map((error) => transportError(error, 'GRAPHQL_VALIDATION_FAILED')),
       );
     const operation = getOperationAST(document, payload.operationName);
     if (!operation) {
@@ -161,7 +159,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
     const result = (await enveloped.subscribe(args)) as ExecutionResult | AsyncIterable<ExecutionResult>;
     if (!isAsyncIterable(result)) {
       ctx.extra.subscriptions.delete(id);
-      const errors = (result.errors ?? []).map((error: GraphQLError) => withCode(error, 'BAD_USER_INPUT'));
+      const errors = (result.errors ?? []).map((error: GraphQLError) => transportError(error, 'BAD_USER_INPUT'));
       // Quota refusals are logged where they are decided, for both transports.
       return refuse(id, errors, errors.length > 0 && errors.every((e: GraphQLError) => e.extensions.code === 'RATE_LIMITED'));
     }
@@ -231,21 +229,6 @@ const MAX_OPERATION_ID_LENGTH = 128;
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<ExecutionResult> {
   return typeof Object(value)[Symbol.asyncIterator] === 'function';
-}
-
-/** `error` with `extensions.code` set (its own if it has one), without the HTTP-only extensions, its message bounded. */
-function withCode(error: unknown, code: string): GraphQLError {
-  const source = error instanceof GraphQLError ? error : new GraphQLError(error instanceof Error ? error.message : String(error));
-  const { http: _http, ...extensions } = source.extensions ?? {};
-  const message = source.message.length > MAX_MESSAGE_CHARS ? `${source.message.slice(0, MAX_MESSAGE_CHARS)}…` : source.message;
-  return new GraphQLError(message, {
-    nodes: source.nodes,
-    source: source.source,
-    positions: source.positions,
-    path: source.path,
-    originalError: source.originalError,
-    extensions: { ...extensions, code: typeof extensions.code === 'string' ? extensions.code : code },
-  });
 }
 
 /** A close reason fits in 123 bytes of UTF-8. */

@@ -94,3 +94,18 @@ function withMessage(error: GraphQLError, message: string, code?: string): Graph
     extensions: { ...extensions, ...(code ? { code } : {}) },
   });
 }
+
+/**
+ * An error as the socket transports (graphql-ws, graphql-sse) send it, outside yoga's masking:
+ * `extensions.code` set (its own if it has one, else `code`), no HTTP-only or `originalError`
+ * extensions, the message bounded.
+ */
+export function transportError(error: unknown, code: string): GraphQLError {
+  const source = error instanceof GraphQLError ? error : new GraphQLError(error instanceof Error ? error.message : 'invalid operation');
+  const { http: _http, originalError: _originalError, ...extensions } = source.extensions ?? {};
+  return new GraphQLError(bounded(source.message), {
+    nodes: source.nodes,
+    path: source.path,
+    extensions: { ...extensions, code: typeof extensions.code === 'string' ? extensions.code : code },
+  });
+}
