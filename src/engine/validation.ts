@@ -22,3 +22,13 @@ export function parseInput<T>(schema: z.ZodType<T>, value: unknown, prefix?: str
 
 /** The name of a rule or a retention policy: trimmed, 1 to 255 characters. */
 export const displayNameSchema = z.string().trim().min(1, 'name must be 1 to 255 characters').max(255, 'name must be 1 to 255 characters');
+
+/**
+ * What Jobwire accepts as an id: the 8-4-4-4-12 hex shape PostgreSQL's `uuid` type takes, any case,
+ * any version. The GraphQL input guard, cursors, stores and job arguments (`z.guid()`) all agree on it.
+ */
+export function isUuid(value: string): boolean {
+  return UUID_SHAPE.test(value);
+}
+
+const UUID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -19,8 +19,8 @@ import {
   visitWithTypeInfo,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import { isUuid } from '../engine/validation.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Deeper JSON than this in a variable is refused rather than walked. */
 const MAX_DEPTH = 64;
 
@@ -101,7 +101,7 @@ function checkLiterals(args: ExecutionArgs, operation: OperationDefinitionNode):
         if (problem) return undefined;
         if (node.value.includes('\u0000')) problem = badInput('strings may not contain NUL (\\u0000) characters');
         else if (isIdType(typeInfo.getInputType())) {
-          if (!UUID.test(node.value)) problem = badInput('an ID argument is not a UUID');
+          if (!isUuid(node.value)) problem = badInput('an ID argument is not a UUID');
           else if (node.value !== node.value.toLowerCase()) return { ...node, value: node.value.toLowerCase() };
         }
         return undefined;
@@ -163,7 +163,7 @@ function guardedValue(type: GraphQLInputType, value: unknown, path: string, dept
     );
   }
   if (isScalarType(nullable) && nullable.name === 'ID' && (typeof value === 'string' || typeof value === 'number')) {
-    if (!UUID.test(String(value))) throw badInput(`${path}: not a UUID`);
+    if (!isUuid(String(value))) throw badInput(`${path}: not a UUID`);
     return typeof value === 'string' ? value.toLowerCase() : value;
   }
   const problem = findNul(value, path, depth);

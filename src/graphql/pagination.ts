@@ -1,4 +1,5 @@
 import { builder } from './builder.js';
+import { isUuid } from '../engine/validation.js';
 import { graphqlError } from './errors.js';
 
 /** Page sizes accepted by every connection. */
@@ -24,7 +25,6 @@ export function encodeCursor(cursor: Cursor, order?: string): string {
 /** `timestamptz::text` output, e.g. `2026-11-24 04:17:09.123456+00`. */
 // Offsets PostgreSQL prints are within ±15:59; anything wider would reach the database and fail there.
 const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?([+-](?:0\d|1[0-5])(?::?[0-5]\d)?)?$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Names of non-default orders as cursors carry them. */
 const ORDER = /^[A-Z][A-Z_]{0,30}$/;
@@ -38,7 +38,7 @@ export function decodeCursor(value: string, order?: string): Cursor {
     extra !== undefined ||
     (cursorOrder !== undefined && !ORDER.test(cursorOrder)) ||
     !isRealTimestamp(createdAt) ||
-    !UUID.test(id)
+    !isUuid(id)
   ) {
     throw graphqlError('BAD_USER_INPUT', 'after: not a cursor returned by this API');
   }

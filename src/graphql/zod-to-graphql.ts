@@ -62,7 +62,7 @@ function scalarOrRef(schema: Schema, view: ZodView, fallbackName: string): AnyRe
   const d = def(schema);
   switch (d.type) {
     case 'string':
-      return d.format === 'uuid' ? 'ID' : 'String';
+      return d.format === 'uuid' || d.format === 'guid' ? 'ID' : 'String';
     case 'number':
       return (schema as any).isInt ? 'Int' : 'Float';
     case 'boolean':

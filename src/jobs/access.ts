@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { isUuid } from '../engine/validation.js';
 import { z } from 'zod';
 import { mayAccess, type Caller } from '../auth/access.js';
 import { Account } from '../db/entities/account.entity.js';
@@ -9,7 +10,7 @@ import { NotFoundError } from '../engine/errors.js';
  * so ids cannot be probed.
  */
 export async function loadOwnedAccount(em: EntityManager, accountId: string, caller: Caller): Promise<Account> {
-  const account = z.uuid().safeParse(accountId).success ? await em.findOne(Account, { id: accountId }) : null;
+  const account = isUuid(accountId) ? await em.findOne(Account, { id: accountId }) : null;
   if (!account || !mayAccess(caller, account.ownerId)) throw new NotFoundError('account', accountId);
   return account;
 }
@@ -19,15 +20,13 @@ export async function loadOwnedAccount(em: EntityManager, accountId: string, cal
  * SELECT, without loading a managed entity, since enqueueing is a hot path and changes no account.
  */
 export async function checkAccountAccess(em: EntityManager, accountId: string, caller: Caller): Promise<{ id: string; ownerId: string }> {
-  const rows: { id: string; owner_id: string }[] = UUID.test(accountId)
+  const rows: { id: string; owner_id: string }[] = isUuid(accountId)
     ? await em.getConnection().execute('SELECT id, owner_id FROM account WHERE id = ?', [accountId.toLowerCase()], 'all')
     : [];
   const account = rows[0];
   if (!account || !mayAccess(caller, account.owner_id)) throw new NotFoundError('account', accountId);
   return { id: account.id, ownerId: account.owner_id };
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The accounts of one owner, or of every owner when `ownerId` is null, oldest first (at most 1000). */
 export function listAccounts(em: EntityManager, ownerId: string | null): Promise<Account[]> {

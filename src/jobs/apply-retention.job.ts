@@ -11,7 +11,7 @@ const DAY_MS = 86_400_000;
 
 const applyRetentionInputSchema = z
   .object({
-    policyId: z.uuid().optional().describe('Run only this policy (even when disabled).'),
+    policyId: z.guid().optional().describe('Run only this policy (even when disabled).'),
     allOwners: z.boolean().optional().describe("Admins only: every owner's enabled policies, as the daily schedule does."),
   })
   .meta({ id: 'ApplyRetentionInput' });
@@ -34,7 +34,7 @@ function policyScope(policy: RetentionPolicy, cutoff: Date): { sql: string; para
 
 const policyResultSchema = z
   .object({
-    policyId: z.uuid(),
+    policyId: z.guid(),
     name: z.string(),
     action: retentionActionSchema,
     cutoff: z.string().describe('Messages dated before this instant were picked (ISO 8601).'),

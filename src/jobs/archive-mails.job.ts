@@ -11,8 +11,8 @@ const BATCH_SIZE = 50;
 
 const archiveInputSchema = z
   .object({
-    accountId: z.uuid(),
-    ids: z.array(z.uuid()).max(100_000).optional().describe('Archive these messages (of the account)...'),
+    accountId: z.guid(),
+    ids: z.array(z.guid()).max(100_000).optional().describe('Archive these messages (of the account)...'),
     filter: messageFilterSchema.optional().describe('...or the messages matching this filter.'),
   })
   .meta({ id: 'ArchiveMailsInput' });

@@ -24,9 +24,9 @@ const bulkActionSchema = z.enum(BULK_ACTIONS).meta({ id: 'BulkAction' });
 
 const bulkInputSchema = z
   .object({
-    accountId: z.uuid(),
+    accountId: z.guid(),
     action: bulkActionSchema,
-    ids: z.array(z.uuid()).max(100_000).optional().describe('Pick these messages (of the account)...'),
+    ids: z.array(z.guid()).max(100_000).optional().describe('Pick these messages (of the account)...'),
     filter: messageFilterSchema.optional().describe('...or the messages matching this filter.'),
     label: z.string().min(1).max(100).optional().describe('The label, for ADD_LABEL and REMOVE_LABEL.'),
   })

@@ -30,8 +30,8 @@ export const encryptArchivesJob = defineJob({
     'Encrypts every not-yet-encrypted archive file of an account with AES-256-GCM (random IV per file, key from ARCHIVE_KEY); downloads decrypt transparently. Archives already encrypted are skipped.',
   graphql: { mutation: 'encryptArchives', typeName: 'EncryptArchivesJob' },
   unit: 'archives',
-  args: z.object({ accountId: z.uuid().describe('The account whose archives to encrypt.') }),
-  input: z.object({ accountId: z.uuid() }).meta({ id: 'EncryptArchivesInput' }),
+  args: z.object({ accountId: z.guid().describe('The account whose archives to encrypt.') }),
+  input: z.object({ accountId: z.guid() }).meta({ id: 'EncryptArchivesInput' }),
   output: z
     .object({
       encrypted: z.number().int().describe('Archives encrypted by this run.'),

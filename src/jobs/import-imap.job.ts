@@ -129,12 +129,12 @@ export const importImapJob = defineJob({
   graphql: { mutation: 'importImap', typeName: 'ImportImapJob' },
   unit: 'messages',
   args: z.object({
-    accountId: z.uuid().describe('The account to import into; it must have IMAP settings.'),
+    accountId: z.guid().describe('The account to import into; it must have IMAP settings.'),
     mailbox: z.string().min(1, 'mailbox must not be empty').max(512).default('INBOX').describe('The mailbox to import. (Default: "INBOX")'),
   }),
   input: z
     .object({
-      accountId: z.uuid(),
+      accountId: z.guid(),
       mailbox: z.string().min(1).max(512),
     })
     .meta({ id: 'ImportImapInput' }),

@@ -23,12 +23,12 @@ export const importMboxJob = defineJob({
   graphql: { mutation: 'importMbox', typeName: 'ImportMboxJob' },
   unit: 'messages',
   args: z.object({
-    accountId: z.uuid().describe('The account to import into.'),
+    accountId: z.guid().describe('The account to import into.'),
     file: uploadSchema.describe('The mbox file (multipart upload).'),
   }),
   input: z
     .object({
-      accountId: z.uuid(),
+      accountId: z.guid(),
       // A storage path: the worker needs it, clients have no use for it.
       uploadKey: z.string().meta({ internal: true }),
       filename: z.string().nullable(),

@@ -9,7 +9,7 @@ import { PermanentJobError } from '../engine/errors.js';
 import { loadJobAccount, loadJobRule } from './job-subjects.js';
 import { RUN_RULE_TYPE } from './rule-schedules.js';
 
-const runRuleInputSchema = z.object({ ruleId: z.uuid().describe('The saved rule to run.') }).meta({ id: 'RunRuleInput' });
+const runRuleInputSchema = z.object({ ruleId: z.guid().describe('The saved rule to run.') }).meta({ id: 'RunRuleInput' });
 
 export const runRuleJob = defineJob({
   name: RUN_RULE_TYPE,
@@ -17,11 +17,11 @@ export const runRuleJob = defineJob({
     "Evaluates a saved rule over its account's messages (not those in the trash), in batches, and applies the rule's actions to each match. A rule with a cron schedule also runs by itself, with trigger RULE.",
   graphql: { mutation: 'runRule', typeName: 'RunRuleJob' },
   unit: 'messages',
-  args: z.object({ ruleId: z.uuid().describe('The saved rule to run; a disabled rule runs too when asked for by hand.') }),
+  args: z.object({ ruleId: z.guid().describe('The saved rule to run; a disabled rule runs too when asked for by hand.') }),
   input: runRuleInputSchema,
   output: z
     .object({
-      ruleId: z.uuid(),
+      ruleId: z.guid(),
       scanned: z.number().int().describe('Messages evaluated.'),
       matched: z.number().int().describe('Messages the conditions matched; previewRule counts the same.'),
       affected: z.number().int().describe('Matched messages at least one action changed (already-matching ones are not counted).'),

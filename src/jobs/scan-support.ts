@@ -11,11 +11,11 @@ export type ScanKind = (typeof SCAN_KINDS)[number];
 
 /** The payload every account scan takes. */
 export function accountScanInput(id: string) {
-  return z.object({ accountId: z.uuid().describe('The account whose messages are scanned.') }).meta({ id });
+  return z.object({ accountId: z.guid().describe('The account whose messages are scanned.') }).meta({ id });
 }
 
 /** Mutation arguments of every account scan. */
-export const accountScanArgs = z.object({ accountId: z.uuid().describe('The account to scan.') });
+export const accountScanArgs = z.object({ accountId: z.guid().describe('The account to scan.') });
 
 /** The API-side step every account scan shares: the caller must own the account (or be an admin). */
 export async function prepareAccountScan(args: { accountId: string }, ctx: EnqueueContext): Promise<PreparedJob<{ accountId: string }>> {

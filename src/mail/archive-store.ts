@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isUuid } from '../engine/validation.js';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Archive, ArchiveFile } from '../db/entities/archive.entity.js';
 import { pgArray } from '../db/sql.js';
@@ -184,8 +185,6 @@ export async function archiveMessages(
   return result;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** Maps an `archive` row (snake_case, as `SELECT *` or RETURNING gives it) to an Archive. */
 function rowToArchive(row: Record<string, unknown>): Archive {
   return {
@@ -204,7 +203,7 @@ function rowToArchive(row: Record<string, unknown>): Archive {
 
 /** The archive with this id, or null (also for an id that is not a UUID). Access is the caller's to check. */
 export async function findArchive(em: EntityManager, id: string): Promise<Archive | null> {
-  if (!UUID.test(id)) return null;
+  if (!isUuid(id)) return null;
   const rows: Record<string, unknown>[] = await em.getConnection().execute('SELECT * FROM archive WHERE id = ?', [id], 'all');
   return rows[0] ? rowToArchive(rows[0]) : null;
 }

@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { isUuid } from '../engine/validation.js';
 import { z } from 'zod';
 import { mayAccess, type Caller } from '../auth/access.js';
 import { RETENTION_ACTIONS, RetentionPolicy } from '../db/entities/retention-policy.entity.js';
@@ -21,7 +22,7 @@ export const retentionActionSchema = z.enum(RETENTION_ACTIONS).meta({
  * @throws NotFoundError when the id is not a UUID, matches nothing, or is not the caller's
  */
 export async function loadOwnedPolicy(em: EntityManager, policyId: string, caller: Caller): Promise<RetentionPolicy> {
-  const policy = z.uuid().safeParse(policyId).success ? await em.findOne(RetentionPolicy, { id: policyId }) : null;
+  const policy = isUuid(policyId) ? await em.findOne(RetentionPolicy, { id: policyId }) : null;
   if (!policy || !mayAccess(caller, policy.ownerId)) throw new NotFoundError('retention policy', policyId);
   return policy;
 }

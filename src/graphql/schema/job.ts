@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isUuid } from '../../engine/validation.js';
 import { callerOf, mayAccess, ownerFilter } from '../../auth/access.js';
 import { JOB_STATUSES, JOB_TRIGGERS, type JobRecord } from '../../db/entities/job.entity.js';
 import type { AnyJobDeclaration } from '../../engine/define-job.js';
@@ -28,7 +29,7 @@ export const JobTriggerRef = builder.enumType('JobTrigger', { values: JOB_TRIGGE
 
 /** The job, or null when it is missing or not the caller's: the two look the same. */
 async function findVisibleJob(ctx: GraphQLContext, id: string): Promise<JobRecord | null> {
-  const job = /^[0-9a-f-]{36}$/i.test(id) ? await findJob(ctx.em, id) : null;
+  const job = isUuid(id) ? await findJob(ctx.em, id) : null;
   return job && mayAccess(callerOf(ctx.viewer), job.ownerId) ? job : null;
 }
 

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { z } from 'zod';
+import { isUuid } from '../../engine/validation.js';
 import { mayAccess, type Caller } from '../../auth/access.js';
 import { Rule } from '../../db/entities/rule.entity.js';
 import { NotFoundError } from '../../engine/errors.js';
@@ -17,7 +17,7 @@ const MAX_LISTED = 1000;
  * @throws NotFoundError when the id is not a UUID, matches nothing, or is not the caller's
  */
 export async function loadOwnedRule(em: EntityManager, ruleId: string, caller: Caller): Promise<Rule> {
-  const rule = z.uuid().safeParse(ruleId).success ? await em.findOne(Rule, { id: ruleId }) : null;
+  const rule = isUuid(ruleId) ? await em.findOne(Rule, { id: ruleId }) : null;
   if (!rule || !mayAccess(caller, rule.ownerId)) throw new NotFoundError('rule', ruleId);
   return rule;
 }
