@@ -82,6 +82,14 @@ describe('queue board', () => {
     );
   });
 
+  it('counts a padded spelling of a token as that token', async () => {
+    const admin = await env.token('root', 'admin', 900);
+    // The JWT library accepts the padded spelling, so it is a working link the first time...
+    expect((await fetch(`${origin}/admin/queues?token=${admin}=`, { redirect: 'manual' })).status).toBe(303);
+    // ...and spends the plain spelling with it.
+    expect((await fetch(`${origin}/admin/queues?token=${admin}`, { redirect: 'manual' })).status).toBe(401);
+  });
+
   it('sets no Secure flag over plain HTTP', async () => {
     const admin = await env.token('root', 'admin', 600);
     const response = await fetch(`${origin}/admin/queues?token=${admin}`, { redirect: 'manual' });
