@@ -63,10 +63,6 @@ function checkOptions(options: EnqueueOptions): void {
   if (idempotencyKey != null && (idempotencyKey.length < 1 || idempotencyKey.length > 255)) {
     throw new InvalidInputError('idempotencyKey must be 1 to 255 characters');
   }
-  // PostgreSQL text cannot hold NUL; without this check the insert fails with a masked error.
-  if (idempotencyKey?.includes('\u0000')) {
-    throw new InvalidInputError('idempotencyKey must not contain NUL characters');
-  }
 }
 
 /** BullMQ options for one attempt cycle of a job of this type. */
