@@ -5,6 +5,8 @@ import { TokenVerifier } from './auth/tokens.js';
 import { OwnerQuotas } from './engine/owner-quotas.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { JobPubSub } from './pubsub/pubsub.js';
+import { topics } from './pubsub/topics.js';
+import { JobChangeFeed } from './realtime/job-change-feed.js';
 import { JobQueues } from './queue/job-queues.js';
 import { BlobStorage } from './storage/blob-storage.js';
 
@@ -20,6 +22,8 @@ export interface Services {
   quotas: OwnerQuotas;
   /** Bearer tokens, verified once per token and process until they expire. */
   tokens: TokenVerifier;
+  /** This process's tail of job changes, for subscriptions; idle until someone subscribes. */
+  changeFeed: JobChangeFeed;
   close(): Promise<void>;
 }
 
@@ -29,6 +33,12 @@ export async function createServices(config: Config, processName: string): Promi
   const queues = new JobQueues(config.REDIS_URL, config.REDIS_PREFIX);
   const pubsub = new JobPubSub(config.REDIS_URL, config.REDIS_PREFIX);
   const storage = new BlobStorage(config.STORAGE_DIR);
+  const changeFeed = new JobChangeFeed({
+    em: orm.em,
+    logger,
+    pollIntervalMs: config.STREAM_POLL_INTERVAL_MS,
+    doorbell: (ring) => pubsub.listen(topics.allJobs(), ring),
+  });
   return {
     config,
     orm,
@@ -38,7 +48,9 @@ export async function createServices(config: Config, processName: string): Promi
     logger,
     quotas: new OwnerQuotas(queues.connection, config, logger),
     tokens: new TokenVerifier(config.JWT_SECRET),
+    changeFeed,
     async close() {
+      changeFeed.close();
       await Promise.allSettled([queues.close(), pubsub.close()]);
       await orm.close(true);
     },

@@ -10,6 +10,8 @@ import { buildSchema } from '../graphql/schema/index.js';
 import { listSetting } from '../config/env.js';
 import { serializeError } from '../observability/logger.js';
 import { useGraphQLSSE } from './graphql-sse.js';
+import { useSseEventIds } from './sse-event-ids.js';
+import { useSharedSubscriptionExecution } from '../graphql/shared-subscription-execution.js';
 import type { Services } from '../services.js';
 
 /** Resolves the caller from a bearer token; every operation needs one. */
@@ -47,7 +49,12 @@ export function createJobwireYoga(services: Services): JobwireYoga {
         (typeof connectionParams?.authorization === 'string' ? connectionParams.authorization : null) ??
         (typeof connectionParams?.Authorization === 'string' ? connectionParams.Authorization : null);
       const viewer = await authenticate(services, header);
-      return { viewer, services, em: services.orm.em.fork() as GraphQLContext['em'] };
+      return {
+        viewer,
+        services,
+        em: services.orm.em.fork() as GraphQLContext['em'],
+        lastEventId: request.headers.get('last-event-id'),
+      };
     },
     // isDev off: yoga would otherwise attach the original error (and the input it quotes) to responses.
     maskedErrors: { maskError: (error, message) => toClientError(error, message, logger), isDev: false },
@@ -55,6 +62,8 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       // An Authorization header already forces a CORS preflight, so it counts as the CSRF header.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'authorization'] }),
       useGraphQLSSE(services),
+      useSharedSubscriptionExecution(),
+      useSseEventIds(),
       useRequestParseErrors(),
       useInputGuards(),
       EnvelopArmorPlugin({

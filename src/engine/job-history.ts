@@ -54,8 +54,8 @@ export interface JobHistoryOptions extends JobScope {
   limit: number;
 }
 
-/** The WHERE clause of a scope, with `?` placeholders. */
-function whereOf({ ownerId, filter }: JobScope): { where: string; params: unknown[] } {
+/** The WHERE clause of a scope, with `?` placeholders (columns unqualified: one `job` table in the FROM). */
+export function whereOf({ ownerId, filter }: JobScope): { where: string; params: unknown[] } {
   const clauses: string[] = [];
   const params: unknown[] = [];
   const oneOf = (column: string, values: readonly unknown[]) => {
@@ -95,11 +95,13 @@ function whereOf({ ownerId, filter }: JobScope): { where: string; params: unknow
  * Job history from PostgreSQL, newest first (`created_at DESC, id DESC`, or `updated_at` for
  * `UPDATED_AT`). Each row carries its order's timestamp as PostgreSQL prints it (`cursor_ts`), with
  * the microseconds a JS Date would drop, so a cursor built from it resumes exactly after that row.
+ * `snapshot` is the statement's own snapshot (`pg_current_snapshot()`, also for an empty page): the
+ * stream position the page reflects.
  */
 export async function listJobHistory(
   em: EntityManager,
   options: JobHistoryOptions,
-): Promise<{ id: string; cursor_ts: string; node: JobRecord }[]> {
+): Promise<{ snapshot: string; rows: { id: string; cursor_ts: string; node: JobRecord }[] }> {
   const { after, limit } = options;
   const column = ORDER_COLUMNS[options.order ?? 'CREATED_AT'];
   const scope = whereOf(options);
@@ -110,14 +112,16 @@ export async function listJobHistory(
     params.push(after.at, after.id);
   }
   const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
-  const rows: (Record<string, unknown> & { cursor_ts: string; id: string })[] = await em
-    .getConnection()
-    .execute(
-      `SELECT *, ${column}::text AS cursor_ts FROM job ${where} ORDER BY ${column} DESC, id DESC LIMIT ?`,
-      [...params, limit],
-      'all',
-    );
-  return rows.map((row) => ({ id: row.id, cursor_ts: row.cursor_ts, node: rowToJob(row) }));
+  const rows: (Record<string, unknown> & { snapshot: string; cursor_ts: string; id: string | null })[] = await em.getConnection().execute(
+    `SELECT s.snapshot, page.* FROM (SELECT pg_current_snapshot()::text AS snapshot) s
+       LEFT JOIN LATERAL (SELECT *, ${column}::text AS cursor_ts FROM job ${where} ORDER BY ${column} DESC, id DESC LIMIT ?) page ON true`,
+    [...params, limit],
+    'all',
+  );
+  return {
+    snapshot: rows[0]!.snapshot,
+    rows: rows.filter((row) => row.id !== null).map((row) => ({ id: row.id!, cursor_ts: row.cursor_ts, node: rowToJob(row) })),
+  };
 }
 
 /**

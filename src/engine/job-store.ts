@@ -35,6 +35,8 @@ const COLUMNS: Record<keyof JobRecord, string> = {
   cancelRequestedAt: 'cancel_requested_at',
   version: 'version',
   previousStatus: 'previous_status',
+  createdXid: 'created_xid',
+  changeXid: 'change_xid',
 };
 
 const JSON_FIELDS = new Set<keyof JobRecord>(['payload', 'result']);
@@ -185,6 +187,29 @@ export type JobChanges = Partial<
 >;
 
 /**
+ * What every change of a row sets besides its new values. `previous_status = status` reads the row
+ * as it was before the statement, even after waiting for a concurrent update; `change_xid` places
+ * the change in the change feed's order.
+ */
+const CHANGE_MARKS = [
+  'previous_status = status',
+  'version = version + 1',
+  'updated_at = clock_timestamp()',
+  'change_xid = pg_current_xact_id()',
+];
+
+/**
+ * Runs a job UPDATE and, in the same statement, records each status it changed in
+ * `job_status_change`, so a stream reader can tell a client what a job's status was at the
+ * client's position however many changes it missed. Returns the updated rows.
+ */
+function withStatusLog(update: string): string {
+  return `WITH changed AS (${update} RETURNING *),
+    logged AS (INSERT INTO job_status_change (job_id, status_before) SELECT id, previous_status FROM changed WHERE previous_status <> status)
+    SELECT * FROM changed`;
+}
+
+/**
  * Applies changes to one row, only while its status is one of `onlyIf` (when given), bumping its
  * version. Returns the updated row, or null when the row was not in an expected status.
  */
@@ -197,14 +222,13 @@ export async function updateJob(
   const fields = Object.keys(changes) as (keyof JobChanges)[];
   const assignments = fields.map((field) => `${COLUMNS[field]} = ?`);
   const values: unknown[] = fields.map((field) => encode(field, changes[field]));
-  // `previous_status = status` reads the row as it was before this statement, even after waiting for a concurrent update.
-  let sql = `UPDATE job SET ${[...assignments, 'previous_status = status', 'version = version + 1', 'updated_at = clock_timestamp()'].join(', ')} WHERE id = ?`;
+  let sql = `UPDATE job SET ${[...assignments, ...CHANGE_MARKS].join(', ')} WHERE id = ?`;
   values.push(id);
   if (onlyIf) {
     sql += ` AND status IN (${onlyIf.map(() => '?').join(', ')})`;
     values.push(...onlyIf);
   }
-  const rows: Row[] = await em.getConnection().execute(`${sql} RETURNING *`, values, 'all');
+  const rows: Row[] = await em.getConnection().execute(withStatusLog(sql), values, 'all');
   return rows[0] ? rowToJob(rows[0]) : null;
 }
 
@@ -214,10 +238,10 @@ export async function updateJob(
  */
 export async function startJob(em: EntityManager, id: string, attempt: number): Promise<JobRecord | null> {
   const rows: Row[] = await em.getConnection().execute(
-    `UPDATE job SET previous_status = status, status = 'ACTIVE', attempts = ?, started_at = clock_timestamp(), run_at = NULL,
-            version = version + 1, updated_at = clock_timestamp()
-      WHERE id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL
-      RETURNING *`,
+    withStatusLog(
+      `UPDATE job SET status = 'ACTIVE', attempts = ?, started_at = clock_timestamp(), run_at = NULL, ${CHANGE_MARKS.join(', ')}
+        WHERE id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL`,
+    ),
     [attempt, id],
     'all',
   );

@@ -7,4 +7,6 @@ export interface GraphQLContext {
   viewer: Viewer;
   services: Services;
   em: EntityManager;
+  /** An SSE reconnect's `Last-Event-ID`: the cursor of the last event the client got, where its subscription resumes. */
+  lastEventId?: string | null;
 }

@@ -4,6 +4,7 @@ import type { Logger } from '../observability/logger.js';
 import { ForbiddenError, InvalidInputError, InvalidStateError, NotFoundError } from '../engine/errors.js';
 import { QuotaExceededError } from '../engine/owner-quotas.js';
 import { SubscriberTooSlowError } from '../pubsub/pubsub.js';
+import { CursorExpiredError, InvalidCursorError } from '../realtime/follow-job-changes.js';
 import { QueueUnavailableError } from '../queue/job-queues.js';
 
 export type ErrorCode =
@@ -13,7 +14,8 @@ export type ErrorCode =
   | 'UNAUTHENTICATED'
   | 'QUEUE_UNAVAILABLE'
   | 'RATE_LIMITED'
-  | 'SUBSCRIBER_TOO_SLOW';
+  | 'SUBSCRIBER_TOO_SLOW'
+  | 'CURSOR_EXPIRED';
 
 export function graphqlError(code: ErrorCode, message: string): GraphQLError {
   return createGraphQLError(message, { extensions: { code } });
@@ -34,6 +36,8 @@ export function toGraphQLError(error: unknown): GraphQLError | null {
   if (error instanceof NotFoundError) return graphqlError('NOT_FOUND', error.message);
   if (error instanceof ForbiddenError) return graphqlError('FORBIDDEN', error.message);
   if (error instanceof SubscriberTooSlowError) return graphqlError('SUBSCRIBER_TOO_SLOW', error.message);
+  if (error instanceof CursorExpiredError) return graphqlError('CURSOR_EXPIRED', error.message);
+  if (error instanceof InvalidCursorError) return graphqlError('BAD_USER_INPUT', error.message);
   if (error instanceof QuotaExceededError) return rateLimitedError(error.message, error.retryAfterSeconds);
   if (error instanceof QueueUnavailableError)
     return graphqlError('QUEUE_UNAVAILABLE', 'the job queue is unavailable; nothing was queued, try again');

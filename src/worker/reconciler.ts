@@ -3,6 +3,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobRecord } from '../db/entities/job.entity.js';
 import { type AnyJobDeclaration, releaseJobInput } from '../engine/define-job.js';
 import { queueOptions } from '../engine/enqueue.js';
+import { pruneStatusChanges } from '../engine/job-changes.js';
 import { rowToJob, toEventMessage, updateJob } from '../engine/job-store.js';
 import type { Services } from '../services.js';
 
@@ -14,7 +15,8 @@ const BATCH = 500;
  * Redis is a cache of work; PostgreSQL is the record. Every period, one sidecar (a Redis lock
  * decides which) looks for PENDING, DELAYED or ACTIVE rows whose BullMQ job no longer exists
  * (Redis flushed or failed over) and re-enqueues each under the same id, or fails it with a clear
- * error when it has no attempt left, or cancels it when that was asked.
+ * error when it has no attempt left, or cancels it when that was asked. It also forgets status
+ * changes older than stream cursors may be.
  */
 export class Reconciler {
   private timer: NodeJS.Timeout | null = null;
@@ -53,6 +55,8 @@ export class Reconciler {
     if (acquired !== 'OK') return 0;
 
     const em = orm.em.fork() as EntityManager;
+    // The status log serves stream cursors up to STREAM_RETENTION_HOURS old (an hour's margin).
+    await pruneStatusChanges(em, (config.STREAM_RETENTION_HOURS + 1) * 3_600_000);
     let repaired = 0;
     let after = '00000000-0000-0000-0000-000000000000';
     for (;;) {

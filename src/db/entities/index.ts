@@ -1,6 +1,6 @@
 import { AccountSchema } from './account.entity.js';
 import { ArchiveSchema } from './archive.entity.js';
-import { JobSchema } from './job.entity.js';
+import { JobSchema, JobStatusChangeSchema } from './job.entity.js';
 import { MessageAttachmentSchema, MessageSchema } from './message.entity.js';
 import { SystemConfigSchema } from './system-config.entity.js';
 import { FindingSchema, ImapSyncStateSchema, NewsletterSchema } from './finding.entity.js';
@@ -19,6 +19,7 @@ export * from './rule.entity.js';
 /** Every entity the ORM knows; migrations are generated from this list. */
 export const entities = [
   JobSchema,
+  JobStatusChangeSchema,
   SystemConfigSchema,
   AccountSchema,
   MessageSchema,

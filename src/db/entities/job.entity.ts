@@ -40,7 +40,44 @@ export class JobRecord {
    * dashboard keeps counts per status from the stream alone.
    */
   previousStatus: JobStatus | null = null;
+  /** Writer of the row's insert and of its last change (`xid8` text); read by the change feed, never sent. */
+  createdXid?: string;
+  changeXid?: string;
 }
+
+/**
+ * The id of the transaction that wrote a row (PostgreSQL `xid8`, as text). A stream position is a
+ * snapshot: a row changed after it is one whose writer the snapshot does not see, whatever order
+ * the writers committed in (see src/realtime/stream-position.ts).
+ */
+const WRITER_XID = { type: 'string', columnType: 'xid8', defaultRaw: 'pg_current_xact_id()' } as const;
+
+/** One row per status change of a job (not per progress report): what the status was before it. */
+export class JobStatusChange {
+  id!: string;
+  jobId!: string;
+  statusBefore!: JobStatus;
+  changeXid!: string;
+  at!: Date;
+}
+
+export const JobStatusChangeSchema = new EntitySchema<JobStatusChange>({
+  class: JobStatusChange,
+  tableName: 'job_status_change',
+  properties: {
+    id: { type: 'bigint', primary: true, autoincrement: true },
+    jobId: { type: 'uuid' },
+    statusBefore: { type: 'string', length: 16 },
+    changeXid: WRITER_XID,
+    at: { type: 'datetime', columnType: 'timestamptz', defaultRaw: 'now()' },
+  },
+  // Per job, its changes in writer order (a stream reader asks for the first one after a position);
+  // by time, for pruning past STREAM_RETENTION_HOURS.
+  indexes: [
+    { name: 'job_status_change_job_idx', properties: ['jobId', 'changeXid', 'id'] },
+    { name: 'job_status_change_at_idx', properties: ['at'] },
+  ],
+});
 
 export const JobSchema = new EntitySchema<JobRecord>({
   class: JobRecord,
@@ -71,6 +108,8 @@ export const JobSchema = new EntitySchema<JobRecord>({
     cancelRequestedAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     version: { type: 'integer', default: 0 },
     previousStatus: { type: 'string', length: 16, nullable: true },
+    createdXid: { ...WRITER_XID, hidden: true },
+    changeXid: { ...WRITER_XID, hidden: true },
   },
   // Keyset pagination walks (created_at, id) downwards; each index serves one common filter.
   indexes: [
@@ -86,6 +125,8 @@ export const JobSchema = new EntitySchema<JobRecord>({
     // `jobs(orderBy: UPDATED_AT)` walks (updated_at, id) downwards, for everyone and for one owner.
     { name: 'job_updated_idx', properties: ['updatedAt', 'id'] },
     { name: 'job_owner_updated_idx', properties: ['ownerId', 'updatedAt', 'id'] },
+    // The change feed walks rows by writer: the ones written after a position, in (change_xid, id) order.
+    { name: 'job_change_xid_idx', properties: ['changeXid', 'id'] },
   ],
   uniques: [{ name: 'job_owner_idempotency_key_unique', properties: ['ownerId', 'idempotencyKey'] }],
 });

@@ -13,6 +13,7 @@ import {
   TOTAL_COUNT_CAP,
 } from '../../engine/job-history.js';
 import { parseInput } from '../../engine/validation.js';
+import { encodePosition, parseSnapshot, positionAt } from '../../realtime/stream-position.js';
 import { findJob } from '../../engine/job-store.js';
 import { findJobType, jobCatalogue } from '../../jobs/registry.js';
 import { builder } from '../builder.js';
@@ -185,6 +186,21 @@ const JobConnectionRef = keysetConnection<JobRecord>('Job', JobRef, {
   totalCount: `How many jobs the caller may see match the filter, across all pages (\`after\` and \`first\` aside). Exact up to ${TOTAL_COUNT_CAP.toLocaleString('en-US')}; when more match, the count stops there and says ${TOTAL_COUNT_CAP.toLocaleString('en-US')}, which then means "at least". Computed only when selected.`,
 });
 
+/** The position a `jobs` page reflects, as the cursor `jobEvents(after:)` takes. */
+function streamCursorOf(snapshotText: string): string {
+  const snapshot = parseSnapshot(snapshotText, Date.now());
+  if (!snapshot) throw new Error(`unexpected snapshot text ${snapshotText}`);
+  return encodePosition(positionAt(snapshot));
+}
+
+builder.objectField(JobConnectionRef, 'streamCursor', (t) =>
+  t.string({
+    description:
+      'The stream position this page reflects: subscribe to `jobEvents(filter, after: streamCursor)` to get every change since, then live, with nothing missed between this query and the subscription.',
+    resolve: (page) => (page as unknown as { streamCursor: string }).streamCursor,
+  }),
+);
+
 export const JobCountRef = builder.objectRef<JobCountRow>('JobCount').implement({
   description: 'How many jobs of one type are in one status.',
   fields: (t) => ({
@@ -229,13 +245,14 @@ builder.queryFields((t) => ({
       // CREATED_AT is the default order: its cursors stay those issued before `orderBy` existed.
       const cursorOrder = order === 'CREATED_AT' ? undefined : order;
       const after = args.after ? decodeCursor(args.after, cursorOrder) : null;
-      const rows = await listJobHistory(ctx.em, {
+      const { rows, snapshot } = await listJobHistory(ctx.em, {
         ...scope,
         order,
         after: after && { at: after.createdAt, id: after.id },
         limit: size + 1,
       });
-      return toPage(rows, size, (row) => row.node, args.after, { order: cursorOrder, count: () => countJobHistory(ctx.em, scope) });
+      const page = toPage(rows, size, (row) => row.node, args.after, { order: cursorOrder, count: () => countJobHistory(ctx.em, scope) });
+      return Object.assign(page, { streamCursor: streamCursorOf(snapshot) });
     },
   }),
   jobCounts: t.field({

@@ -1,8 +1,11 @@
-import { callerOf, mayAccess } from '../../auth/access.js';
+import { callerOf, mayAccess, ownerFilter } from '../../auth/access.js';
+import type { JobStatus } from '../../db/entities/job.entity.js';
+import { readJobNow } from '../../engine/job-changes.js';
 import { eventJob, isTerminal, toEventMessage } from '../../engine/job-store.js';
-import type { TopicStream } from '../../pubsub/pubsub.js';
 import { SubscriptionLeases, type SubscriptionLease } from '../../pubsub/subscription-leases.js';
-import { topics, type JobEventMessage } from '../../pubsub/topics.js';
+import type { JobEventMessage } from '../../pubsub/topics.js';
+import { checkResumable, followJobChanges } from '../../realtime/follow-job-changes.js';
+import { decodePosition, encodePosition, hasSeen, positionAt, type StreamPosition } from '../../realtime/stream-position.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError, rateLimitedError } from '../errors.js';
@@ -10,7 +13,13 @@ import { checkJobFilter, JobFilterRef, JobRef, JobStatusRef, loadVisibleJob, typ
 import { subscriptionGauge } from '../../observability/metrics.js';
 import type { Services } from '../../services.js';
 
-export const JobProgressEventRef = builder.objectRef<JobEventMessage>('JobProgressEvent').implement({
+/**
+ * A change as a subscription sends it: the job's state, its position in the stream, and (from the
+ * stream) the status the client last knew it in.
+ */
+export type StreamEvent = JobEventMessage & { cursor: string; previousStatus?: JobStatus | null };
+
+export const JobProgressEventRef = builder.objectRef<StreamEvent>('JobProgressEvent').implement({
   description:
     'A change of a job: its whole public state after the change. Select `job { id ... }` to update a normalized client cache (by `__typename` and `id`); `previousStatus` says what the status was before, so counts per status can follow the stream.',
   fields: (t) => ({
@@ -20,8 +29,15 @@ export const JobProgressEventRef = builder.objectRef<JobEventMessage>('JobProgre
     previousStatus: t.field({
       type: JobStatusRef,
       nullable: true,
-      description: 'The status before this change; the same as `status` when only progress moved; null when the job was just created.',
-      resolve: (e) => (e.job.version === 0 ? null : (e.job.previousStatus ?? e.job.status)),
+      description:
+        "The job's status at the subscriber's previous position (its previous event, or the cursor it resumed from): decrement that status's count and increment `status`'s. Null when the job did not exist then (it is new to the subscriber). Changes between two events are folded into the later one, so this is exact however many were folded.",
+      resolve: (e) =>
+        e.previousStatus !== undefined ? e.previousStatus : e.job.version === 0 ? null : (e.job.previousStatus ?? e.job.status),
+    }),
+    cursor: t.string({
+      description:
+        'The position of this event in the stream: pass it as `after` (or, over SSE, it is the `id:` a reconnect sends back as `Last-Event-ID`) to resume after it, missing nothing and repeating nothing.',
+      resolve: (e) => e.cursor,
     }),
     progress: t.float({ resolve: (e) => e.job.progress }),
     processed: t.int({ nullable: true, resolve: (e) => e.job.processed }),
@@ -73,13 +89,17 @@ async function takeSubscriptionSlot(ctx: GraphQLContext, kind: string): Promise<
 
 /** Yielded in place of an event when the caller's token has expired; `resolve` turns it into the error. */
 const TOKEN_EXPIRED = Symbol('token expired');
-type Expirable<T> = T | typeof TOKEN_EXPIRED;
+/** Yielded in place of an event when the source failed (a slow consumer cut off): the client gets the error as the last event. */
+class StreamFailure {
+  constructor(readonly error: unknown) {}
+}
+type Expirable<T> = T | typeof TOKEN_EXPIRED | StreamFailure;
 
 /**
  * Wraps a subscription's event source so that (1) it delivers one UNAUTHENTICATED error and ends
- * when the caller's token expires, and (2) a client that goes away releases the Redis subscription
- * at once. A plain async generator cannot do (2): its `return()` waits for the pending `next()`,
- * which may never come for a quiet job, so the stream is closed directly here. Nothing is
+ * when the caller's token expires, and (2) a client that goes away stops it at once. A plain async
+ * generator cannot do (2): its `return()` waits for the pending `next()`, which may never come
+ * for a quiet job, so the source gets an AbortSignal and is stopped through it. Nothing is
  * subscribed before the first `next()`: a transport that drops a request before it starts
  * iterating (an SSE client gone during the subscribe call) then leaves nothing behind: the
  * caller's subscription lease is only kept alive once iteration starts, so it lapses by itself.
@@ -88,21 +108,22 @@ function guardSubscription<T>(
   ctx: GraphQLContext,
   kind: string,
   lease: SubscriptionLease | null,
-  open: () => { source: AsyncGenerator<T>; stream: TopicStream<unknown> },
+  open: (signal: AbortSignal) => AsyncGenerator<T>,
 ): AsyncIterableIterator<Expirable<T>> {
-  let opened: { source: AsyncGenerator<T>; stream: TopicStream<unknown>; expired: Promise<typeof TOKEN_EXPIRED> } | null = null;
+  let opened: { source: AsyncGenerator<T>; stop: AbortController; expired: Promise<typeof TOKEN_EXPIRED> } | null = null;
   let finished = false;
   let expiryDelivered = false;
   let timer: NodeJS.Timeout | undefined;
   const done = { value: undefined, done: true } as const;
   const start = () => {
-    const { source, stream } = open();
+    const stop = new AbortController();
+    const source = open(stop.signal);
     lease?.keepAlive();
     subscriptionGauge.labels(kind).inc();
     const expired = new Promise<typeof TOKEN_EXPIRED>((resolve) => {
       timer = setTimeout(() => resolve(TOKEN_EXPIRED), Math.max(0, ctx.viewer.exp * 1000 - Date.now()));
     });
-    return { source, stream, expired };
+    return { source, stop, expired };
   };
   const finish = async () => {
     if (finished) return;
@@ -111,7 +132,7 @@ function guardSubscription<T>(
     if (opened) {
       clearTimeout(timer);
       subscriptionGauge.labels(kind).dec();
-      await opened.stream.return();
+      opened.stop.abort();
       await opened.source.return(undefined);
     }
     await releasing;
@@ -123,7 +144,13 @@ function guardSubscription<T>(
         return done;
       }
       opened ??= start();
-      const next = await Promise.race([opened.source.next(), opened.expired]);
+      let next: IteratorResult<T> | typeof TOKEN_EXPIRED;
+      try {
+        next = await Promise.race([opened.source.next(), opened.expired]);
+      } catch (error) {
+        expiryDelivered = true;
+        return { value: new StreamFailure(error), done: false };
+      }
       if (next === TOKEN_EXPIRED) {
         expiryDelivered = true;
         return { value: TOKEN_EXPIRED, done: false };
@@ -146,44 +173,72 @@ function guardSubscription<T>(
   return iterator;
 }
 
-function eventOrExpiry(event: Expirable<JobEventMessage>): JobEventMessage {
+function eventOrExpiry(event: Expirable<StreamEvent>): StreamEvent {
   if (event === TOKEN_EXPIRED) throw graphqlError('UNAUTHENTICATED', 'token expired; subscribe again with a fresh token');
+  if (event instanceof StreamFailure) throw event.error;
   return event;
 }
 
-/** Current state from the database first, then live events, ending after a terminal status. */
-async function* jobProgress(ctx: GraphQLContext, jobId: string, stream: TopicStream<JobEventMessage>): AsyncGenerator<JobEventMessage> {
-  try {
-    await stream.ready;
-    const job = await loadVisibleJob(ctx, jobId);
-    let version = job.version;
-    yield toEventMessage(job);
-    if (isTerminal(job.status)) return;
-    for await (const event of stream) {
-      // Events older than what was already sent (raced the first read) are dropped.
-      if (event.job.version <= version) continue;
-      version = event.job.version;
-      yield event;
-      if (isTerminal(event.job.status)) return;
-    }
-  } finally {
-    await stream.return();
+/**
+ * Where a subscription resumes, checked: the SSE reconnect's Last-Event-ID wins over the `after`
+ * it was first sent with.
+ */
+async function resumePosition(ctx: GraphQLContext, after: string | null | undefined): Promise<StreamPosition | null> {
+  const cursor = ctx.lastEventId ?? after;
+  if (cursor === null || cursor === undefined) return null;
+  const position = decodePosition(cursor);
+  if (!position) throw graphqlError('BAD_USER_INPUT', 'after: not a cursor returned by this API');
+  await checkResumable(ctx.services.orm.em, position, ctx.services.config.STREAM_RETENTION_HOURS * 3_600_000);
+  return position;
+}
+
+/** Follows the changes of the jobs in `filter` that the caller may see, from `from` on. */
+function followVisibleChanges(ctx: GraphQLContext, filter: JobFilterInput | null, from: StreamPosition | null, signal: AbortSignal) {
+  const { config, changeFeed, orm } = ctx.services;
+  const caller = callerOf(ctx.viewer);
+  return followJobChanges({
+    feed: changeFeed,
+    em: orm.em,
+    // Statuses are matched in `accepts`, not in SQL: a job that left a watched status is news too.
+    scope: { ownerId: ownerFilter(caller), filter: filter ? { ...filter, statuses: null, updatedAfter: null } : null },
+    accepts: (event) => matches(ctx, filter, event),
+    from,
+    maxQueued: config.MAX_QUEUED_EVENTS_PER_SUBSCRIPTION,
+    retentionMs: config.STREAM_RETENTION_HOURS * 3_600_000,
+    signal,
+  });
+}
+
+/**
+ * One job: its current state first (or, resuming, whatever changed since the cursor), then each
+ * change, ending after a terminal status.
+ */
+async function* jobProgress(
+  ctx: GraphQLContext,
+  jobId: string,
+  from: StreamPosition | null,
+  signal: AbortSignal,
+): AsyncGenerator<StreamEvent> {
+  const now = await readJobNow(ctx.services.orm.em, jobId);
+  if (!now || !mayAccess(callerOf(ctx.viewer), now.job.ownerId)) throw graphqlError('NOT_FOUND', `job ${jobId} not found`);
+  if (!from || (isTerminal(now.job.status) && !hasSeen(from, now.key))) {
+    yield { ...toEventMessage(now.job), cursor: encodePosition(positionAt(now.snapshot)) };
+    from = positionAt(now.snapshot);
+  }
+  if (isTerminal(now.job.status)) return;
+  for await (const event of followVisibleChanges(ctx, { ids: [jobId] }, from, signal)) {
+    yield event;
+    if (isTerminal(event.job.status)) return;
   }
 }
 
-/** Jobs whose last sent version a `jobEvents` subscriber remembers (the least recently updated are forgotten). */
-const MAX_TRACKED_JOBS = 10_000;
-
-function matches(ctx: GraphQLContext, filter: JobFilterInput | null | undefined, event: JobEventMessage): boolean {
+function matches(ctx: GraphQLContext, filter: JobFilterInput | null | undefined, event: StreamEvent): boolean {
   const { job } = event;
+  const previousStatus = event.previousStatus !== undefined ? event.previousStatus : job.previousStatus;
   if (!mayAccess(callerOf(ctx.viewer), job.ownerId)) return false;
   if (filter?.types?.length && !filter.types.includes(job.type)) return false;
   // A job leaving a watched status is news too: the dashboard must take it out of that status.
-  if (
-    filter?.statuses?.length &&
-    !filter.statuses.includes(job.status) &&
-    !(job.previousStatus && filter.statuses.includes(job.previousStatus))
-  )
+  if (filter?.statuses?.length && !filter.statuses.includes(job.status) && !(previousStatus && filter.statuses.includes(previousStatus)))
     return false;
   if (filter?.accountId && filter.accountId !== job.accountId) return false;
   if (filter?.ids && !filter.ids.includes(job.id)) return false;
@@ -193,57 +248,40 @@ function matches(ctx: GraphQLContext, filter: JobFilterInput | null | undefined,
   return true;
 }
 
-async function* jobEvents(
-  ctx: GraphQLContext,
-  filter: JobFilterInput | null | undefined,
-  stream: TopicStream<JobEventMessage>,
-): AsyncGenerator<JobEventMessage> {
-  // Per job, the newest version sent: an event published late (the API's PENDING announcement
-  // after a fast job already finished) must not put a dashboard back in the past.
-  const sent = new Map<string, number>();
-  try {
-    for await (const event of stream) {
-      const { id, version } = event.job;
-      if (!matches(ctx, filter, event) || (sent.get(id) ?? -1) >= version) continue;
-      sent.delete(id);
-      sent.set(id, version);
-      if (sent.size > MAX_TRACKED_JOBS) sent.delete(sent.keys().next().value!);
-      yield event;
-    }
-  } finally {
-    await stream.return();
-  }
-}
+const afterArg = (t: Parameters<Parameters<typeof builder.subscriptionFields>[0]>[0]) =>
+  t.arg.string({
+    required: false,
+    description:
+      "Resume after this position: an event's `cursor`, or `jobs { streamCursor }`. Over SSE, a reconnect's `Last-Event-ID` header takes its place.",
+  });
 
 builder.subscriptionFields((t) => ({
   jobProgress: t.field({
     type: JobProgressEventRef,
-    description: "One job's progress: its current state first, then live; completes after a terminal status.",
-    args: { jobId: t.arg.id({ required: true }) },
+    description:
+      "One job's progress: its current state first, then each change; completes after a terminal status. With `after`, it sends only what changed since (and completes at once if the job ended before it).",
+    args: { jobId: t.arg.id({ required: true }), after: afterArg(t) },
     // Checked before the stream is returned, so a refusal is a plain GraphQL error on every transport.
-    subscribe: async (_root, { jobId }, ctx) => {
+    subscribe: async (_root, { jobId, after }, ctx) => {
       await loadVisibleJob(ctx, String(jobId));
+      const from = await resumePosition(ctx, after);
       const lease = await takeSubscriptionSlot(ctx, 'jobProgress');
-      return guardSubscription(ctx, 'jobProgress', lease, () => {
-        // Subscribed before the row is read, so no event falls between the read and the subscription.
-        const stream = ctx.services.pubsub.stream(topics.job(String(jobId)));
-        return { source: jobProgress(ctx, String(jobId), stream), stream };
-      });
+      return guardSubscription(ctx, 'jobProgress', lease, (signal) => jobProgress(ctx, String(jobId), from, signal));
     },
     resolve: eventOrExpiry,
   }),
   jobEvents: t.field({
     type: JobProgressEventRef,
     description:
-      'Every change of every job the caller may see, for dashboards. With `filter.statuses`, a job is reported while it enters, stays in or leaves one of them (see `previousStatus`).',
-    args: { filter: t.arg({ type: JobFilterRef, required: false }) },
-    subscribe: async (_root, { filter }, ctx) => {
+      'Every change of every job the caller may see, for dashboards: from now, or, with `after`, first every change since that position (the latest state of each changed job), then live; never one twice, never one missing. With `filter.statuses`, a job is reported while it enters, stays in or leaves one of them (see `previousStatus`).',
+    args: { filter: t.arg({ type: JobFilterRef, required: false }), after: afterArg(t) },
+    subscribe: async (_root, { filter, after }, ctx) => {
       checkJobFilter(filter as JobFilterInput | null);
+      const from = await resumePosition(ctx, after);
       const lease = await takeSubscriptionSlot(ctx, 'jobEvents');
-      return guardSubscription(ctx, 'jobEvents', lease, () => {
-        const stream = ctx.services.pubsub.stream(topics.allJobs());
-        return { source: jobEvents(ctx, filter as JobFilterInput | null, stream), stream };
-      });
+      return guardSubscription(ctx, 'jobEvents', lease, (signal) =>
+        followVisibleChanges(ctx, filter as JobFilterInput | null, from, signal),
+      );
     },
     resolve: eventOrExpiry,
   }),

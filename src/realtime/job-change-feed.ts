@@ -1,0 +1,199 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Logger } from 'pino';
+import { currentSnapshot, type JobChange, readJobChanges } from '../engine/job-changes.js';
+import { toEventMessage } from '../engine/job-store.js';
+import type { JobEventMessage } from '../pubsub/topics.js';
+import { encodePosition, type Snapshot } from './stream-position.js';
+
+/** A change as the feed hands it out: the event (with its cursor and status at the batch's start). */
+export type FeedEvent = JobEventMessage & { cursor: string; previousStatus: JobChangeStatus };
+type JobChangeStatus = JobChange['statusAtBase'];
+
+/** Someone following the feed: it gets every event of every batch after the point it joined at. */
+export interface FeedListener {
+  deliver(event: FeedEvent): void;
+}
+
+/** One read of the feed: every change its `base` missed and its `target` sees. */
+interface Batch {
+  base: Snapshot;
+  target: Snapshot | null;
+  events: FeedEvent[];
+}
+
+export interface JobChangeFeedOptions {
+  em: EntityManager;
+  logger: Logger;
+  /** Rows per statement. */
+  pageSize?: number;
+  /** A read also happens this often while anyone listens, in case a doorbell was lost. */
+  pollIntervalMs: number;
+  /** Calls `ring` whenever a process announces a change; resolves to the function that stops it. */
+  doorbell: (ring: () => void) => Promise<() => void>;
+  /** Finished batches kept for listeners joining from a recent position, and their events at most. */
+  keepBatches?: number;
+  keepEvents?: number;
+}
+
+/**
+ * One replica's tail of the job table: it reads every change after its position in batches (one
+ * statement per page, for all listeners together) and hands each event to the listeners, then
+ * moves its position to the batch's snapshot. PostgreSQL is the source; Redis pub/sub only rings
+ * the bell (`wake`), and a timer reads anyway, so a lost message delays an event, never loses it.
+ *
+ * A listener joins at a position the feed has been at (`join`): the batches since then, kept for
+ * a while, are handed to it first, so it continues exactly where its own catch-up stopped.
+ */
+export class JobChangeFeed {
+  private readonly em: EntityManager;
+  private readonly logger: Logger;
+  private readonly pageSize: number;
+  private readonly keepBatches: number;
+  private readonly keepEvents: number;
+  private position: Snapshot | null = null;
+  private starting: Promise<Snapshot> | null = null;
+  private current: Batch | null = null;
+  private readonly finished: Batch[] = [];
+  private readonly listeners = new Set<FeedListener>();
+  private reading = false;
+  private rang = false;
+  private timer: NodeJS.Timeout | undefined;
+  private stopListening: (() => void) | null = null;
+  private batchWaiters: (() => void)[] = [];
+
+  constructor(private readonly options: JobChangeFeedOptions) {
+    this.em = options.em;
+    this.logger = options.logger;
+    this.pageSize = options.pageSize ?? 500;
+    this.keepBatches = options.keepBatches ?? 64;
+    this.keepEvents = options.keepEvents ?? 5_000;
+  }
+
+  /** The feed's position: every change it has handed out or is handing out comes after it. Starts the feed. */
+  async tail(): Promise<Snapshot> {
+    if (this.position) return this.position;
+    this.starting ??= (async () => {
+      this.stopListening ??= await this.options.doorbell(() => this.wake());
+      const snapshot = await currentSnapshot(this.em);
+      this.position ??= snapshot;
+      this.starting = null;
+      this.timer ??= setInterval(() => this.wake(), this.options.pollIntervalMs).unref();
+      return this.position;
+    })();
+    try {
+      return await this.starting;
+    } catch (error) {
+      this.starting = null;
+      throw error;
+    }
+  }
+
+  /**
+   * Adds a listener that has seen everything `at` sees. Succeeds when `at` is a position the feed
+   * has been at and still remembers: the events since are delivered to it at once, in order, and
+   * all later ones as they are read. Returns false otherwise (the caller catches up to `tail()`
+   * by itself and tries again).
+   */
+  join(listener: FeedListener, at: Snapshot): boolean {
+    const batches = [...this.finished, ...(this.current ? [this.current] : [])];
+    let from = batches.findIndex((batch) => batch.base.text === at.text);
+    if (from < 0) {
+      if (this.position?.text !== at.text) return false;
+      from = batches.length;
+    }
+    for (const batch of batches.slice(from)) for (const event of batch.events) listener.deliver(event);
+    this.listeners.add(listener);
+    return true;
+  }
+
+  leave(listener: FeedListener): void {
+    this.listeners.delete(listener);
+    if (this.listeners.size === 0) this.stop();
+  }
+
+  /** Resolves when the feed has finished its next batch (after a read it was asked for). */
+  nextBatch(): Promise<void> {
+    const done = new Promise<void>((resolve) => this.batchWaiters.push(resolve));
+    this.wake();
+    return done;
+  }
+
+  /** Something changed: read soon. Reads never overlap; a ring during a read means one more read. */
+  wake(): void {
+    if (!this.position) return;
+    if (this.reading) {
+      this.rang = true;
+      return;
+    }
+    this.reading = true;
+    void this.readAll();
+  }
+
+  private async readAll(): Promise<void> {
+    try {
+      do {
+        this.rang = false;
+        await this.readBatch();
+      } while (this.rang && this.position);
+    } catch (error) {
+      this.logger.warn({ err: error }, 'change feed read failed; retrying on the next change or tick');
+      this.current = null;
+    } finally {
+      this.reading = false;
+      const waiters = this.batchWaiters;
+      this.batchWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  private async readBatch(): Promise<void> {
+    const base = this.position;
+    if (!base) return;
+    const batch: Batch = { base, target: null, events: [] };
+    this.current = batch;
+    let after = null;
+    for (;;) {
+      const page = await readJobChanges(this.em, { ownerId: null, base, target: batch.target, after, limit: this.pageSize });
+      batch.target ??= page.snapshot;
+      for (const change of page.changes) {
+        const event = feedEvent(change, base, batch.target);
+        batch.events.push(event);
+        for (const listener of this.listeners) listener.deliver(event);
+      }
+      if (page.changes.length < this.pageSize) break;
+      after = page.changes[page.changes.length - 1]!.key;
+    }
+    if (this.position !== base) return; // stopped meanwhile
+    this.current = null;
+    if (batch.target!.text === base.text) return; // nothing committed since: the position stands
+    this.position = batch.target;
+    this.finished.push(batch);
+    let kept = this.finished.reduce((sum, b) => sum + b.events.length, 0);
+    while (this.finished.length > this.keepBatches || (kept > this.keepEvents && this.finished.length > 1))
+      kept -= this.finished.shift()!.events.length;
+  }
+
+  private stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.stopListening?.();
+    this.stopListening = null;
+    this.position = null;
+    this.current = null;
+    this.finished.length = 0;
+  }
+
+  close(): void {
+    this.listeners.clear();
+    this.stop();
+  }
+}
+
+/** A change read in a batch from `base` to `target`, as the event every listener gets. */
+export function feedEvent(change: JobChange, base: Snapshot, target: Snapshot): FeedEvent {
+  return {
+    ...toEventMessage(change.job),
+    cursor: encodePosition({ base, partial: { target, after: change.key } }),
+    previousStatus: change.statusAtBase,
+  };
+}

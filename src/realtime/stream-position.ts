@@ -1,0 +1,109 @@
+import { isUuid } from '../engine/validation.js';
+
+/**
+ * Positions in the stream of job changes.
+ *
+ * A position is a PostgreSQL snapshot (`pg_current_snapshot()`): the set of transactions whose
+ * writes it sees. Every job row records the transaction that last wrote it (`change_xid`), so the
+ * changes after a position are exactly the rows whose writer the snapshot does not see — whatever
+ * order the writers committed in. A sequence number cannot say that: a writer that took number 10
+ * may commit after the one that took 11, and a reader that has seen 11 would skip 10 for ever.
+ *
+ * A client's cursor is `base` (everything it sees, the client has seen) plus, part-way through a
+ * batch read at `target`, the key `(xid, id)` of the last row sent from that batch.
+ */
+
+/** A PostgreSQL snapshot, `xmin:xmax:xip,...`: xids below xmin are done, xids from xmax on had not started, xip were running. */
+export interface Snapshot {
+  text: string;
+  xmin: bigint;
+  xmax: bigint;
+  xip: ReadonlySet<bigint>;
+  /** When it was taken (ms since the epoch), to tell a cursor older than the change log. */
+  takenAt: number;
+}
+
+/** A row's place within one batch: its writer and id, the batch's order. */
+export interface RowKey {
+  xid: bigint;
+  id: string;
+}
+
+export interface StreamPosition {
+  base: Snapshot;
+  /** Set part-way through a batch: the batch's snapshot and the last row sent from it. */
+  partial: { target: Snapshot; after: RowKey } | null;
+}
+
+/** Most running transactions a snapshot a client hands back may list. */
+const MAX_XIP = 10_000;
+const SNAPSHOT = /^(\d{1,20}):(\d{1,20}):((?:\d{1,20},)*\d{1,20})?$/;
+
+export function parseSnapshot(text: string, takenAt: number): Snapshot | null {
+  const match = SNAPSHOT.exec(text);
+  if (!match) return null;
+  const xmin = BigInt(match[1]!);
+  const xmax = BigInt(match[2]!);
+  const xip = match[3] ? match[3].split(',').map(BigInt) : [];
+  if (xmin > xmax || xip.length > MAX_XIP || xip.some((xid) => xid < xmin || xid >= xmax)) return null;
+  return { text, xmin, xmax, xip: new Set(xip), takenAt };
+}
+
+/** Whether the snapshot sees the writes of transaction `xid` (PostgreSQL's pg_visible_in_snapshot). */
+export function isVisible(xid: bigint, snapshot: Snapshot): boolean {
+  return xid < snapshot.xmin || (xid < snapshot.xmax && !snapshot.xip.has(xid));
+}
+
+/**
+ * Whether `later` sees every transaction `earlier` sees (sufficient, not necessary: a false answer
+ * only costs a wait). Any snapshot taken after another was taken passes.
+ */
+export function includes(later: Snapshot, earlier: Snapshot): boolean {
+  if (earlier.xmax > later.xmax) return false;
+  for (const xid of later.xip) if (isVisible(xid, earlier)) return false;
+  return true;
+}
+
+/** The SQL parameters of a snapshot: `xmax` as text and `xip` as an array literal, for `?::xid8` and `?::xid8[]`. */
+export function snapshotParams(snapshot: Snapshot): [string, string] {
+  return [String(snapshot.xmax), `{${[...snapshot.xip].join(',')}}`];
+}
+
+const VERSION = 'p1';
+
+/** The opaque `cursor` string of a position. */
+export function encodePosition(position: StreamPosition): string {
+  const { base, partial } = position;
+  const fields = [VERSION, String(base.takenAt), base.text];
+  if (partial) fields.push(partial.target.text, String(partial.after.xid), partial.after.id);
+  return Buffer.from(fields.join('|'), 'utf8').toString('base64url');
+}
+
+/** A cursor back as a position, or null when it is not one this API wrote. */
+export function decodePosition(cursor: string): StreamPosition | null {
+  if (cursor.length > 4096 || !/^[A-Za-z0-9_-]+$/.test(cursor)) return null;
+  const fields = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const [version, takenAtText, baseText, targetText, xidText, id] = fields;
+  if (version !== VERSION || !takenAtText || !/^\d{1,15}$/.test(takenAtText) || !baseText) return null;
+  const takenAt = Number(takenAtText);
+  const base = parseSnapshot(baseText, takenAt);
+  if (!base) return null;
+  if (fields.length === 3) return { base, partial: null };
+  if (fields.length !== 6 || !targetText || !xidText || !/^\d{1,20}$/.test(xidText) || !id || !isUuid(id)) return null;
+  const target = parseSnapshot(targetText, takenAt);
+  if (!target || !includes(target, base)) return null;
+  return { base, partial: { target, after: { xid: BigInt(xidText), id } } };
+}
+
+/** The position a batch has reached, once all of it was read: its snapshot. */
+export function positionAt(snapshot: Snapshot): StreamPosition {
+  return { base: snapshot, partial: null };
+}
+
+/** Whether a client at `position` has seen the change with this key. */
+export function hasSeen(position: StreamPosition, key: RowKey): boolean {
+  if (isVisible(key.xid, position.base)) return true;
+  const partial = position.partial;
+  if (!partial || !isVisible(key.xid, partial.target)) return false;
+  return key.xid < partial.after.xid || (key.xid === partial.after.xid && key.id <= partial.after.id);
+}
