@@ -7,7 +7,7 @@
  *
  * Options:
  *   --quick            smaller counts (a couple of minutes instead of several)
- *   --only a,b         scenarios to run: enqueue, lifecycle, fanout, idle, history, import (Default: all)
+ *   --only a,b         scenarios to run: enqueue, lifecycle, fanout, stream, idle, history, import (Default: all)
  *   --rows N           job rows seeded for `history` (Default: 1,000,000; --quick: 200,000)
  * Environment: BENCH_ADMIN_DATABASE_URL (Default: postgres://postgres@127.0.0.1:5432/postgres),
  * BENCH_REDIS_URL (Default: redis://127.0.0.1:6379); BENCH_CPU_PROF=<dir> writes a V8 CPU profile
@@ -28,9 +28,10 @@ import { runHistory, seedHistory, SEED_OWNERS } from './scenarios/history.js';
 import { runIdle } from './scenarios/idle.js';
 import { runImport } from './scenarios/import.js';
 import { runLifecycle } from './scenarios/lifecycle.js';
+import { runStream } from './scenarios/stream.js';
 import { formatMarkdown, formatTable, type ScenarioResult } from './stats.js';
 
-const SCENARIOS = ['history', 'enqueue', 'lifecycle', 'fanout', 'import', 'idle'] as const;
+const SCENARIOS = ['history', 'enqueue', 'lifecycle', 'fanout', 'stream', 'import', 'idle'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 function parseArgs(argv: string[]): { quick: boolean; only: Scenario[]; rows: number | null } {
@@ -167,6 +168,7 @@ async function main(): Promise<void> {
       enqueue: () => runEnqueue(ctx),
       lifecycle: () => runLifecycle(ctx),
       fanout: () => runFanout(ctx),
+      stream: () => runStream(ctx),
       import: () => runImport(ctx),
       idle: () => runIdle(ctx),
     };

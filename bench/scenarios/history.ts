@@ -98,7 +98,11 @@ function resolverSql(
   if (filter.createdBefore) clauses.push(`created_at < ${p(filter.createdBefore)}`);
   if (after) clauses.push(`(created_at, id) < (${p(after.createdAt)}::timestamptz, ${p(after.id)}::uuid)`);
   const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
-  return [`SELECT *, created_at::text AS cursor_ts FROM job ${where} ORDER BY created_at DESC, id DESC LIMIT ${p(first + 1)}`, params];
+  return [
+    `SELECT s.snapshot, page.* FROM (SELECT pg_current_snapshot()::text AS snapshot) s
+     LEFT JOIN LATERAL (SELECT *, created_at::text AS cursor_ts FROM job ${where} ORDER BY created_at DESC, id DESC LIMIT ${p(first + 1)}) page ON true`,
+    params,
+  ];
 }
 
 function decodeCursor(cursor: string): { createdAt: string; id: string } {
@@ -156,7 +160,8 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
         if (response.errors?.length || !response.data) throw new Error(`history ${variant.name}: ${JSON.stringify(response.errors)}`);
         const [sql, params] = resolverSql(ownerId, variant.filter, 50, after ? decodeCursor(after) : null);
         const t2 = performance.now();
-        const { rows } = await raw.query(sql, params);
+        const { rows: withSnapshot } = await raw.query(sql, params);
+        const rows = withSnapshot.filter((row) => row.id !== null);
         const t3 = performance.now();
         if (record) {
           jobwireLatencies.push(t1 - t0);
