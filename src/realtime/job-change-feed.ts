@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { currentSnapshot, type JobChange, readJobChanges } from '../engine/job-changes.js';
 import { toEventMessage } from '../engine/job-store.js';
 import type { JobEventMessage } from '../pubsub/topics.js';
-import { encodePosition, type Snapshot } from './stream-position.js';
+import { encodePosition, type RowKey, type Snapshot } from './stream-position.js';
 
 /** A change as the feed hands it out: the event (with its cursor and status at the batch's start). */
 export type FeedEvent = JobEventMessage & { cursor: string; previousStatus: JobChangeStatus };
@@ -19,6 +19,8 @@ interface Batch {
   base: Snapshot;
   target: Snapshot | null;
   events: FeedEvent[];
+  /** The key of the last row read, where a failed read continues. */
+  lastKey: RowKey | null;
 }
 
 export interface JobChangeFeedOptions {
@@ -113,6 +115,7 @@ export class JobChangeFeed {
 
   /** Resolves when the feed has finished its next batch (after a read it was asked for). */
   nextBatch(): Promise<void> {
+    if (!this.position) return Promise.resolve();
     const done = new Promise<void>((resolve) => this.batchWaiters.push(resolve));
     this.wake();
     return done;
@@ -136,8 +139,8 @@ export class JobChangeFeed {
         await this.readBatch();
       } while (this.rang && this.position);
     } catch (error) {
+      // The batch stays `current` with what it handed out so far, and the next read continues it.
       this.logger.warn({ err: error }, 'change feed read failed; retrying on the next change or tick');
-      this.current = null;
     } finally {
       this.reading = false;
       const waiters = this.batchWaiters;
@@ -149,15 +152,17 @@ export class JobChangeFeed {
   private async readBatch(): Promise<void> {
     const base = this.position;
     if (!base) return;
-    const batch: Batch = { base, target: null, events: [] };
+    // A batch a failed read left half done goes on from its last row: what it handed out stays handed out.
+    const batch: Batch = this.current?.base === base ? this.current : { base, target: null, events: [], lastKey: null };
     this.current = batch;
-    let after = null;
+    let after = batch.lastKey;
     for (;;) {
       const page = await readJobChanges(this.em, { ownerId: null, base, target: batch.target, after, limit: this.pageSize });
       batch.target ??= page.snapshot;
       for (const change of page.changes) {
         const event = feedEvent(change, base, batch.target);
         batch.events.push(event);
+        batch.lastKey = change.key;
         for (const listener of this.listeners) listener.deliver(event);
       }
       if (page.changes.length < this.pageSize) break;
@@ -174,6 +179,9 @@ export class JobChangeFeed {
   }
 
   private stop(): void {
+    const waiters = this.batchWaiters;
+    this.batchWaiters = [];
+    for (const resolve of waiters) resolve();
     clearInterval(this.timer);
     this.timer = undefined;
     this.stopListening?.();
