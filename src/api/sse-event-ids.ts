@@ -25,18 +25,19 @@ export function useSseEventIds(): Plugin {
 function withEventIds(results: AsyncIterable<Serialisable>): AsyncIterableIterator<Serialisable> {
   const iterator = results[Symbol.asyncIterator]();
   const framed: AsyncIterableIterator<Serialisable> = {
-    async next() {
-      const next = await iterator.next();
-      if (next.done) return next;
-      const result = next.value;
-      const cursor = result.extensions?.cursor;
-      if (typeof cursor !== 'string') return next;
-      const value: Serialisable = {
-        ...result,
-        // yoga hands back our own object unless it had to strip internals from errors.
-        stringify: (sanitised) => `${sanitised === value ? sharedJson(result) : JSON.stringify(sanitised)}\nid: ${cursor}`,
-      };
-      return { done: false, value };
+    next() {
+      return iterator.next().then((next): IteratorResult<Serialisable> => {
+        if (next.done) return next;
+        const result = next.value;
+        const cursor = result.extensions?.cursor;
+        if (typeof cursor !== 'string') return next;
+        const value: Serialisable = {
+          ...result,
+          // yoga hands back our own object unless it had to strip internals from errors.
+          stringify: (sanitised) => `${sanitised === value ? sharedJson(result) : JSON.stringify(sanitised)}\nid: ${cursor}`,
+        };
+        return { done: false, value };
+      });
     },
     async return() {
       await iterator.return?.();

@@ -35,29 +35,41 @@ function groupOf(args: ExecutionArgs): string {
   return JSON.stringify([documentId, args.operationName ?? null, args.variableValues ?? null, viewer?.id ?? null, viewer?.role ?? null]);
 }
 
-async function subscribeSharingResults(args: ExecutionArgs): Promise<AsyncGenerator<ExecutionResult> | ExecutionResult> {
+type Executed = ExecutionResult | Promise<ExecutionResult>;
+
+async function subscribeSharingResults(args: ExecutionArgs): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
   const source = await createSourceEventStream(args);
   if (!(Symbol.asyncIterator in Object(source))) return source as ExecutionResult;
-  const events = source as AsyncGenerator<unknown>;
+  const events = source as AsyncIterableIterator<unknown>;
   const group = groupOf(args);
-  const run = (event: unknown) => withCursor(execute({ ...args, rootValue: event }), event);
-  const results = {
-    async next() {
-      const next = await events.next();
-      if (next.done) return { done: true, value: undefined };
-      const event = next.value;
-      if (typeof event !== 'object' || event === null) return { done: false, value: await run(event) };
-      let byGroup = executions.get(event);
-      if (!byGroup) {
-        byGroup = new Map();
-        executions.set(event, byGroup);
-      }
-      let result = byGroup.get(group);
-      if (!result) {
-        result = run(event);
-        byGroup.set(group, result);
-      }
-      return { done: false, value: await result };
+  const run = (event: unknown): Executed => {
+    const executed = execute({ ...args, rootValue: event });
+    return executed instanceof Promise ? executed.then((result) => withCursor(result, event)) : withCursor(executed, event);
+  };
+  const shared = (event: unknown): Executed => {
+    if (typeof event !== 'object' || event === null) return run(event);
+    let byGroup = executions.get(event);
+    if (!byGroup) {
+      byGroup = new Map();
+      executions.set(event, byGroup);
+    }
+    let result = byGroup.get(group);
+    if (!result) {
+      result = run(event);
+      byGroup.set(group, result);
+      // Later subscribers take the result itself, without waiting on a promise.
+      if (result instanceof Promise) result.then((value) => byGroup.set(group, value)).catch(() => {});
+    }
+    return result;
+  };
+  // A plain iterator, not an async generator: one delivery costs one or two promises, however many subscribers there are.
+  const results: AsyncIterableIterator<ExecutionResult> = {
+    next() {
+      return events.next().then((next): IteratorResult<ExecutionResult> | Promise<IteratorResult<ExecutionResult>> => {
+        if (next.done) return { done: true, value: undefined };
+        const result = shared(next.value);
+        return result instanceof Promise ? result.then((value) => ({ done: false, value })) : { done: false, value: result };
+      });
     },
     async return() {
       await events.return?.(undefined);
@@ -70,12 +82,11 @@ async function subscribeSharingResults(args: ExecutionArgs): Promise<AsyncGenera
     [Symbol.asyncIterator]() {
       return results;
     },
-  } as AsyncGenerator<ExecutionResult>;
+  };
   return results;
 }
 
-async function withCursor(result: ExecutionResult | Promise<ExecutionResult>, event: unknown): Promise<ExecutionResult> {
-  const executed = await result;
+function withCursor(executed: ExecutionResult, event: unknown): ExecutionResult {
   const cursor = (event as { cursor?: unknown } | null)?.cursor;
   if (typeof cursor !== 'string') return executed;
   return { ...executed, extensions: { ...executed.extensions, cursor } };

@@ -39,39 +39,71 @@ export interface FollowJobChanges {
   accepts: (event: FeedEvent) => boolean;
   /** Where the client is; null: from now. */
   from: StreamPosition | null;
+  /** Sent before anything else (a job's current state). */
+  first?: StreamEventLike[];
+  /** The stream ends right after an event this says yes to (a job's terminal status). */
+  endsAfter?: (event: StreamEventLike) => boolean;
   maxQueued: number;
-  retentionMs: number;
   /** Rows per catch-up statement. */
   pageSize?: number;
-  /** Ends the stream at once, even while it waits for a change (an async generator's `return()` would wait). */
+  /** Ends the stream at once, even while it waits for a change. */
   signal: AbortSignal;
 }
+
+/** What a follower sends: a feed event, or a first event that has no status at a previous position. */
+export type StreamEventLike = Omit<FeedEvent, 'previousStatus'> & { previousStatus?: FeedEvent['previousStatus'] };
+
+const DONE: IteratorResult<never> = { done: true, value: undefined };
 
 /**
  * The changes after `from` that the caller may see, then live ones, each once, in the order of
  * their positions. It reads what it missed by itself (the latest state of each changed job,
  * page by page at one snapshot), then joins the replica's feed at exactly the position its reads
  * reached: every change is in its reads or in the feed after that position, never both.
+ *
+ * Live, it is a plain iterator over a queue the feed fills (no async generator): a delivery to
+ * each of thousands of subscribers is then one resolved promise, not a generator's several.
  */
-export async function* followJobChanges(follow: FollowJobChanges): AsyncGenerator<FeedEvent> {
-  const { feed } = follow;
-  const queue: FeedEvent[] = [];
-  let wakeUp: (() => void) | null = null;
+export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterator<StreamEventLike> {
+  const { feed, signal } = follow;
+  const queue: StreamEventLike[] = [...(follow.first ?? [])];
+  let waiting: ((result: IteratorResult<StreamEventLike>) => void) | null = null;
   let failure: Error | null = null;
+  let ended = false;
+  let joined = false;
+
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    queue.length = 0;
+    feed.leave(listener);
+    signal.removeEventListener('abort', end);
+    catchUp.return(undefined).catch(() => {});
+    const resolve = waiting;
+    waiting = null;
+    resolve?.(DONE);
+  };
+  const emit = (event: StreamEventLike): IteratorResult<StreamEventLike> => {
+    if (follow.endsAfter?.(event)) end();
+    return { done: false, value: event };
+  };
   const listener: FeedListener = {
     deliver(event) {
-      if (failure || !follow.accepts(event)) return;
-      if (queue.length >= follow.maxQueued) {
+      if (ended || failure || !follow.accepts(event)) return;
+      if (waiting && queue.length === 0) {
+        const resolve = waiting;
+        waiting = null;
+        resolve(emit(event));
+      } else if (queue.length >= follow.maxQueued) {
         failure = new SubscriberTooSlowError();
         queue.length = 0;
         feed.leave(listener);
       } else {
         queue.push(event);
       }
-      wakeUp?.();
-      wakeUp = null;
     },
   };
+  signal.addEventListener('abort', end, { once: true });
 
   /** Everything `base` missed and `target` sees, after `after`, as events. */
   async function* readMissed(base: Snapshot, target: Snapshot, after: RowKey | null): AsyncGenerator<FeedEvent> {
@@ -87,46 +119,72 @@ export async function* followJobChanges(follow: FollowJobChanges): AsyncGenerato
     }
   }
 
-  const stop = () => {
-    feed.leave(listener);
-    wakeUp?.();
-  };
-  follow.signal.addEventListener('abort', stop, { once: true });
-  try {
+  /** The catch-up: yields what the client missed, and returns once the listener has joined the feed. */
+  async function* catchUpThenJoin(): AsyncGenerator<FeedEvent> {
     if (!follow.from) {
-      while (!feed.join(listener, await feed.tail()));
-    } else {
-      const { base, partial } = follow.from;
-      let position = base;
-      if (partial) {
-        yield* readMissed(base, partial.target, partial.after);
-        position = partial.target;
-      }
-      while (!follow.signal.aborted) {
+      while (!ended) {
         const tail = await feed.tail();
-        if (feed.join(listener, position)) break;
-        if (includes(tail, position)) {
-          yield* readMissed(position, tail, null);
-          position = positionAt(tail).base;
-        } else {
-          // The client is ahead of this replica's feed (its cursor is newer): let the feed pass it.
-          await feed.nextBatch();
-        }
+        if (ended || feed.join(listener, tail)) return;
+      }
+      return;
+    }
+    const { base, partial } = follow.from;
+    let position = base;
+    if (partial) {
+      yield* readMissed(base, partial.target, partial.after);
+      position = partial.target;
+    }
+    while (!ended) {
+      const tail = await feed.tail();
+      if (ended || feed.join(listener, position)) return;
+      if (includes(tail, position)) {
+        yield* readMissed(position, tail, null);
+        position = positionAt(tail).base;
+      } else {
+        // The client is ahead of this replica's feed (its cursor is newer): let the feed pass it.
+        await feed.nextBatch();
       }
     }
-    while (!follow.signal.aborted) {
-      const event = queue.shift();
-      if (event) {
-        yield event;
-        continue;
-      }
-      if (failure) throw failure;
-      await new Promise<void>((resolve) => {
-        wakeUp = resolve;
-      });
-    }
-  } finally {
-    follow.signal.removeEventListener('abort', stop);
-    feed.leave(listener);
   }
+  const catchUp = catchUpThenJoin();
+
+  const iterator: AsyncIterableIterator<StreamEventLike> = {
+    next(): Promise<IteratorResult<StreamEventLike>> {
+      if (ended) return Promise.resolve(DONE);
+      // The first events and what the catch-up reads come before anything the feed hands over.
+      const first = !joined && follow.first?.length ? queue.shift() : undefined;
+      if (first) return Promise.resolve(emit(first));
+      if (!joined) {
+        return catchUp.next().then(
+          (result) => {
+            if (!result.done) return emit(result.value);
+            joined = true;
+            return iterator.next();
+          },
+          (error: unknown) => {
+            end();
+            throw error;
+          },
+        );
+      }
+      const event = queue.shift();
+      if (event) return Promise.resolve(emit(event));
+      if (failure) {
+        const error = failure;
+        end();
+        return Promise.reject(error);
+      }
+      return new Promise((resolve) => {
+        waiting = resolve;
+      });
+    },
+    return(): Promise<IteratorResult<StreamEventLike>> {
+      end();
+      return Promise.resolve(DONE);
+    },
+    [Symbol.asyncIterator]() {
+      return iterator;
+    },
+  };
+  return iterator;
 }

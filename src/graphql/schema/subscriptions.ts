@@ -4,7 +4,7 @@ import { readJobNow } from '../../engine/job-changes.js';
 import { eventJob, isTerminal, toEventMessage } from '../../engine/job-store.js';
 import { SubscriptionLeases, type SubscriptionLease } from '../../pubsub/subscription-leases.js';
 import type { JobEventMessage } from '../../pubsub/topics.js';
-import { checkResumable, followJobChanges } from '../../realtime/follow-job-changes.js';
+import { checkResumable, type FollowJobChanges, followJobChanges, type StreamEventLike } from '../../realtime/follow-job-changes.js';
 import { decodePosition, encodePosition, hasSeen, positionAt, type StreamPosition } from '../../realtime/stream-position.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
@@ -108,55 +108,58 @@ function guardSubscription<T>(
   ctx: GraphQLContext,
   kind: string,
   lease: SubscriptionLease | null,
-  open: (signal: AbortSignal) => AsyncGenerator<T>,
+  open: (signal: AbortSignal) => AsyncIterableIterator<T>,
 ): AsyncIterableIterator<Expirable<T>> {
-  let opened: { source: AsyncGenerator<T>; stop: AbortController; expired: Promise<typeof TOKEN_EXPIRED> } | null = null;
-  let finished = false;
-  let expiryDelivered = false;
+  let source: AsyncIterableIterator<T> | null = null;
+  const stop = new AbortController();
   let timer: NodeJS.Timeout | undefined;
-  const done = { value: undefined, done: true } as const;
+  let expired = false;
+  let finished = false;
+  let lastDelivered = false;
+  const done: IteratorResult<never> = { value: undefined, done: true };
   const start = () => {
-    const stop = new AbortController();
-    const source = open(stop.signal);
     lease?.keepAlive();
     subscriptionGauge.labels(kind).inc();
-    const expired = new Promise<typeof TOKEN_EXPIRED>((resolve) => {
-      timer = setTimeout(() => resolve(TOKEN_EXPIRED), Math.max(0, ctx.viewer.exp * 1000 - Date.now()));
-    });
-    return { source, stop, expired };
+    // On expiry the source is stopped; its end then becomes the UNAUTHENTICATED error below.
+    timer = setTimeout(
+      () => {
+        expired = true;
+        stop.abort();
+      },
+      Math.max(0, ctx.viewer.exp * 1000 - Date.now()),
+    );
+    return open(stop.signal);
   };
   const finish = async () => {
     if (finished) return;
     finished = true;
     const releasing = lease?.release();
-    if (opened) {
+    if (source) {
       clearTimeout(timer);
       subscriptionGauge.labels(kind).dec();
-      opened.stop.abort();
-      await opened.source.return(undefined);
+      stop.abort();
+      await source.return?.();
     }
     await releasing;
   };
+  /** One last event instead of the end: the expiry or the source's failure, as an error. */
+  const last = (value: Expirable<T>): IteratorResult<Expirable<T>> => {
+    lastDelivered = true;
+    return { value, done: false };
+  };
   const iterator: AsyncIterableIterator<Expirable<T>> = {
-    async next() {
-      if (finished || expiryDelivered) {
-        await finish();
-        return done;
-      }
-      opened ??= start();
-      let next: IteratorResult<T> | typeof TOKEN_EXPIRED;
-      try {
-        next = await Promise.race([opened.source.next(), opened.expired]);
-      } catch (error) {
-        expiryDelivered = true;
-        return { value: new StreamFailure(error), done: false };
-      }
-      if (next === TOKEN_EXPIRED) {
-        expiryDelivered = true;
-        return { value: TOKEN_EXPIRED, done: false };
-      }
-      if (next.done) await finish();
-      return next;
+    next() {
+      if (finished || lastDelivered) return finish().then(() => done);
+      source ??= start();
+      if (expired) return Promise.resolve(last(TOKEN_EXPIRED));
+      return source.next().then(
+        (next) => {
+          if (!next.done) return next;
+          if (expired) return last(TOKEN_EXPIRED);
+          return finish().then(() => next);
+        },
+        (error: unknown) => last(new StreamFailure(error)),
+      );
     },
     async return() {
       await finish();
@@ -173,7 +176,7 @@ function guardSubscription<T>(
   return iterator;
 }
 
-function eventOrExpiry(event: Expirable<StreamEvent>): StreamEvent {
+function eventOrExpiry(event: Expirable<StreamEventLike>): StreamEventLike {
   if (event === TOKEN_EXPIRED) throw graphqlError('UNAUTHENTICATED', 'token expired; subscribe again with a fresh token');
   if (event instanceof StreamFailure) throw event.error;
   return event;
@@ -193,7 +196,13 @@ async function resumePosition(ctx: GraphQLContext, after: string | null | undefi
 }
 
 /** Follows the changes of the jobs in `filter` that the caller may see, from `from` on. */
-function followVisibleChanges(ctx: GraphQLContext, filter: JobFilterInput | null, from: StreamPosition | null, signal: AbortSignal) {
+function followVisibleChanges(
+  ctx: GraphQLContext,
+  filter: JobFilterInput | null,
+  from: StreamPosition | null,
+  signal: AbortSignal,
+  options: Pick<FollowJobChanges, 'first' | 'endsAfter'> = {},
+) {
   const { config, changeFeed, orm } = ctx.services;
   const caller = callerOf(ctx.viewer);
   return followJobChanges({
@@ -204,32 +213,32 @@ function followVisibleChanges(ctx: GraphQLContext, filter: JobFilterInput | null
     accepts: (event) => matches(ctx, filter, event),
     from,
     maxQueued: config.MAX_QUEUED_EVENTS_PER_SUBSCRIPTION,
-    retentionMs: config.STREAM_RETENTION_HOURS * 3_600_000,
     signal,
+    ...options,
   });
 }
 
 /**
  * One job: its current state first (or, resuming, whatever changed since the cursor), then each
- * change, ending after a terminal status.
+ * change, ending after a terminal status. `now` is the job as read when the client subscribed.
  */
-async function* jobProgress(
+function jobProgress(
   ctx: GraphQLContext,
-  jobId: string,
+  now: NonNullable<Awaited<ReturnType<typeof readJobNow>>>,
   from: StreamPosition | null,
   signal: AbortSignal,
-): AsyncGenerator<StreamEvent> {
-  const now = await readJobNow(ctx.services.orm.em, jobId);
-  if (!now || !mayAccess(callerOf(ctx.viewer), now.job.ownerId)) throw graphqlError('NOT_FOUND', `job ${jobId} not found`);
-  if (!from || (isTerminal(now.job.status) && !hasSeen(from, now.key))) {
-    yield { ...toEventMessage(now.job), cursor: encodePosition(positionAt(now.snapshot)) };
-    from = positionAt(now.snapshot);
+): AsyncIterableIterator<StreamEventLike> {
+  const first: StreamEventLike[] = [];
+  let position = from;
+  if (!position || (isTerminal(now.job.status) && !hasSeen(position, now.key))) {
+    position = positionAt(now.snapshot);
+    first.push({ ...toEventMessage(now.job), cursor: encodePosition(position) });
   }
-  if (isTerminal(now.job.status)) return;
-  for await (const event of followVisibleChanges(ctx, { ids: [jobId] }, from, signal)) {
-    yield event;
-    if (isTerminal(event.job.status)) return;
-  }
+  if (isTerminal(now.job.status))
+    return (async function* () {
+      yield* first;
+    })();
+  return followVisibleChanges(ctx, { ids: [now.job.id] }, position, signal, { first, endsAfter: (event) => isTerminal(event.job.status) });
 }
 
 function matches(ctx: GraphQLContext, filter: JobFilterInput | null | undefined, event: StreamEvent): boolean {
@@ -265,8 +274,11 @@ builder.subscriptionFields((t) => ({
     subscribe: async (_root, { jobId, after }, ctx) => {
       await loadVisibleJob(ctx, String(jobId));
       const from = await resumePosition(ctx, after);
+      // Read with its snapshot, so the stream goes on from exactly the state sent first.
+      const now = await readJobNow(ctx.services.orm.em, String(jobId));
+      if (!now) throw graphqlError('NOT_FOUND', `job ${jobId} not found`);
       const lease = await takeSubscriptionSlot(ctx, 'jobProgress');
-      return guardSubscription(ctx, 'jobProgress', lease, (signal) => jobProgress(ctx, String(jobId), from, signal));
+      return guardSubscription(ctx, 'jobProgress', lease, (signal) => jobProgress(ctx, now, from, signal));
     },
     resolve: eventOrExpiry,
   }),
