@@ -11,6 +11,12 @@ export const subscriptionGauge = new Gauge({
   registers: [metricsRegistry],
 });
 
+export const slowSubscribersCutOff = new Counter({
+  name: 'jobwire_slow_subscribers_cut_off_total',
+  help: 'Subscriptions ended with SUBSCRIBER_TOO_SLOW because their client did not read its events.',
+  registers: [metricsRegistry],
+});
+
 export const jobTransitions = new Counter({
   name: 'jobwire_job_transitions_total',
   help: 'Job status changes made by this process, by type and new status.',

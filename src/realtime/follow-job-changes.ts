@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobScope } from '../engine/job-history.js';
 import { currentSnapshot, readJobChanges } from '../engine/job-changes.js';
+import { slowSubscribersCutOff } from '../observability/metrics.js';
 import { SubscriberTooSlowError } from '../pubsub/pubsub.js';
 import { feedEvent, type FeedEvent, type FeedListener, type JobChangeFeed } from './job-change-feed.js';
 import { includes, positionAt, type RowKey, type Snapshot, type StreamPosition } from './stream-position.js';
@@ -95,9 +96,11 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
         waiting = null;
         resolve(emit(event));
       } else if (queue.length >= follow.maxQueued) {
+        // What was queued is dropped at once; the client gets the error when it reads again.
         failure = new SubscriberTooSlowError();
         queue.length = 0;
         feed.leave(listener);
+        slowSubscribersCutOff.inc();
       } else {
         queue.push(event);
       }
