@@ -69,6 +69,16 @@ const JOBS = `query($filter: JobFilter, $first: Int, $after: String) {
   }
 }`;
 
+/** The same page with `totalCount`: the resolver then also runs `countJobHistory`'s SQL. */
+const JOBS_WITH_COUNT = JOBS.replace('pageInfo { hasNextPage endCursor }', 'pageInfo { hasNextPage endCursor } totalCount');
+
+/** `countJobHistory`'s SQL (src/engine/job-history.ts) for the same scope. */
+function countSql(ownerId: string | null, filter: Filter): [string, unknown[]] {
+  const [page, params] = resolverSql(ownerId, filter, 0, null);
+  const where = /FROM job (WHERE .*?) ORDER BY/s.exec(page)?.[1] ?? '';
+  return [`SELECT count(*)::int AS n FROM (SELECT 1 FROM job ${where} LIMIT 100000) AS matching`, params.slice(0, -1)];
+}
+
 interface Filter {
   types?: string[];
   statuses?: string[];
@@ -116,6 +126,8 @@ interface Variant {
   filter: Filter;
   /** Walk this many pages by cursor instead of repeating the first page. */
   deepPages?: number;
+  /** Also select `totalCount` (raw: also run the count). */
+  totalCount?: boolean;
 }
 
 export async function runHistory(ctx: BenchContext, seededRows: number): Promise<ScenarioResult[]> {
@@ -137,6 +149,8 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
     { name: 'admin, PENDING+ACTIVE', admin: true, filter: { statuses: ['PENDING', 'ACTIVE'] } },
     { name: 'admin, type + status', admin: true, filter: { types: ['bulk_operation'], statuses: ['FAILED'] } },
     { name: 'user, deep pages by cursor', admin: false, filter: {}, deepPages: size(ctx, 200, 40) },
+    { name: 'user, no filter, with totalCount', admin: false, filter: {}, totalCount: true },
+    { name: 'admin, status FAILED, with totalCount', admin: true, filter: { statuses: ['FAILED'] }, totalCount: true },
   ];
   const iterations = size(ctx, 200, 40);
   const raw = new pg.Client({ connectionString: ctx.env.databaseUrl });
@@ -151,17 +165,23 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
       let rowsSeen = 0;
       const once = async (after: string | null, record: boolean): Promise<string | null> => {
         const t0 = performance.now();
-        const response = await gql<{ jobs: { edges: unknown[]; pageInfo: { endCursor: string | null } } }>(ctx.api.url, token, JOBS, {
-          filter: variant.filter,
-          first: 50,
-          after,
-        });
+        const response = await gql<{ jobs: { edges: unknown[]; pageInfo: { endCursor: string | null } } }>(
+          ctx.api.url,
+          token,
+          variant.totalCount ? JOBS_WITH_COUNT : JOBS,
+          {
+            filter: variant.filter,
+            first: 50,
+            after,
+          },
+        );
         const t1 = performance.now();
         if (response.errors?.length || !response.data) throw new Error(`history ${variant.name}: ${JSON.stringify(response.errors)}`);
         const [sql, params] = resolverSql(ownerId, variant.filter, 50, after ? decodeCursor(after) : null);
         const t2 = performance.now();
         const { rows: withSnapshot } = await raw.query(sql, params);
         const rows = withSnapshot.filter((row) => row.id !== null);
+        if (variant.totalCount) await raw.query(...countSql(ownerId, variant.filter));
         const t3 = performance.now();
         if (record) {
           jobwireLatencies.push(t1 - t0);
