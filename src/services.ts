@@ -7,6 +7,7 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { JobPubSub } from './pubsub/pubsub.js';
 import { topics } from './pubsub/topics.js';
 import { JobChangeFeed } from './realtime/job-change-feed.js';
+import { PositionCodec } from './realtime/stream-position.js';
 import { JobQueues } from './queue/job-queues.js';
 import { BlobStorage } from './storage/blob-storage.js';
 
@@ -24,6 +25,8 @@ export interface Services {
   tokens: TokenVerifier;
   /** This process's tail of job changes, for subscriptions; idle until someone subscribes. */
   changeFeed: JobChangeFeed;
+  /** Signs and checks stream cursors. */
+  positions: PositionCodec;
   close(): Promise<void>;
 }
 
@@ -33,8 +36,10 @@ export async function createServices(config: Config, processName: string): Promi
   const queues = new JobQueues(config.REDIS_URL, config.REDIS_PREFIX);
   const pubsub = new JobPubSub(config.REDIS_URL, config.REDIS_PREFIX);
   const storage = new BlobStorage(config.STORAGE_DIR);
+  const positions = new PositionCodec(config.JWT_SECRET);
   const changeFeed = new JobChangeFeed({
     em: orm.em,
+    positions,
     logger,
     pollIntervalMs: config.STREAM_POLL_INTERVAL_MS,
     doorbell: (ring) => pubsub.listen(topics.allJobs(), ring),
@@ -49,6 +54,7 @@ export async function createServices(config: Config, processName: string): Promi
     quotas: new OwnerQuotas(queues.connection, config, logger),
     tokens: new TokenVerifier(config.JWT_SECRET),
     changeFeed,
+    positions,
     async close() {
       changeFeed.close();
       await Promise.allSettled([queues.close(), pubsub.close()]);

@@ -4,7 +4,7 @@ import { currentSnapshot, readJobChanges } from '../engine/job-changes.js';
 import { slowSubscribersCutOff } from '../observability/metrics.js';
 import { SubscriberTooSlowError } from '../pubsub/pubsub.js';
 import { feedEvent, type FeedEvent, type FeedListener, type JobChangeFeed } from './job-change-feed.js';
-import { includes, positionAt, type RowKey, type Snapshot, type StreamPosition } from './stream-position.js';
+import { includes, type PositionCodec, positionAt, type RowKey, type Snapshot, type StreamPosition } from './stream-position.js';
 
 /** A cursor older than the stream keeps: the client must take a fresh snapshot (`jobs { streamCursor }`). */
 export class CursorExpiredError extends Error {
@@ -33,6 +33,7 @@ export async function checkResumable(em: EntityManager, position: StreamPosition
 
 export interface FollowJobChanges {
   feed: JobChangeFeed;
+  positions: PositionCodec;
   em: EntityManager;
   /** What the catch-up reads (the owner, and the filter's fields SQL can apply). */
   scope: JobScope;
@@ -114,7 +115,7 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
     for (;;) {
       const page = await readJobChanges(follow.em, { ...follow.scope, base, target, after, limit });
       for (const change of page.changes) {
-        const event = feedEvent(change, base, target);
+        const event = feedEvent(follow.positions, change, base, target);
         if (follow.accepts(event)) yield event;
       }
       if (page.changes.length < limit) return;

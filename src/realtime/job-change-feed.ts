@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { currentSnapshot, type JobChange, readJobChanges } from '../engine/job-changes.js';
 import { toEventMessage } from '../engine/job-store.js';
 import type { JobEventMessage } from '../pubsub/topics.js';
-import { encodePosition, type RowKey, type Snapshot } from './stream-position.js';
+import type { PositionCodec, RowKey, Snapshot } from './stream-position.js';
 
 /** A change as the feed hands it out: the event (with its cursor and status at the batch's start). */
 export type FeedEvent = JobEventMessage & { cursor: string; previousStatus: JobChangeStatus };
@@ -25,6 +25,7 @@ interface Batch {
 
 export interface JobChangeFeedOptions {
   em: EntityManager;
+  positions: PositionCodec;
   logger: Logger;
   /** Rows per statement. */
   pageSize?: number;
@@ -160,7 +161,7 @@ export class JobChangeFeed {
       const page = await readJobChanges(this.em, { ownerId: null, base, target: batch.target, after, limit: this.pageSize });
       batch.target ??= page.snapshot;
       for (const change of page.changes) {
-        const event = feedEvent(change, base, batch.target);
+        const event = feedEvent(this.options.positions, change, base, batch.target);
         batch.events.push(event);
         batch.lastKey = change.key;
         for (const listener of this.listeners) listener.deliver(event);
@@ -198,10 +199,10 @@ export class JobChangeFeed {
 }
 
 /** A change read in a batch from `base` to `target`, as the event every listener gets. */
-export function feedEvent(change: JobChange, base: Snapshot, target: Snapshot): FeedEvent {
+export function feedEvent(positions: PositionCodec, change: JobChange, base: Snapshot, target: Snapshot): FeedEvent {
   return {
     ...toEventMessage(change.job),
-    cursor: encodePosition({ base, partial: { target, after: change.key } }),
+    cursor: positions.encode({ base, partial: { target, after: change.key } }),
     previousStatus: change.statusAtBase,
   };
 }

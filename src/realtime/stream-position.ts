@@ -1,3 +1,4 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { isUuid } from '../engine/validation.js';
 
 /**
@@ -71,16 +72,50 @@ export function snapshotParams(snapshot: Snapshot): [string, string] {
 
 const VERSION = 'p1';
 
-/** The opaque `cursor` string of a position. */
-export function encodePosition(position: StreamPosition): string {
+/**
+ * Cursors are signed: a position decides how much a catch-up reads, so a client may hand back
+ * only one this API gave out (a forged "from the beginning" would make every resume scan the
+ * whole table). The key is derived from JWT_SECRET; every replica shares it.
+ */
+export class PositionCodec {
+  private readonly key: Buffer;
+
+  constructor(secret: string) {
+    this.key = createHmac('sha256', secret).update('jobwire stream cursor').digest();
+  }
+
+  /** The opaque `cursor` string of a position. */
+  encode(position: StreamPosition): string {
+    const body = encodePosition(position);
+    return `${body}.${this.mac(body).toString('base64url')}`;
+  }
+
+  /** A cursor back as a position, or null when this API did not write it (or it was altered). */
+  decode(cursor: string): StreamPosition | null {
+    const dot = cursor.lastIndexOf('.');
+    if (dot < 0 || cursor.length > 4096) return null;
+    const body = cursor.slice(0, dot);
+    const given = Buffer.from(cursor.slice(dot + 1), 'base64url');
+    const expected = this.mac(body);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
+    return decodePosition(body);
+  }
+
+  private mac(body: string): Buffer {
+    return createHmac('sha256', this.key).update(body).digest().subarray(0, 16);
+  }
+}
+
+/** A position as text, unsigned (see PositionCodec). */
+function encodePosition(position: StreamPosition): string {
   const { base, partial } = position;
   const fields = [VERSION, String(base.takenAt), base.text];
   if (partial) fields.push(partial.target.text, String(partial.after.xid), partial.after.id);
   return Buffer.from(fields.join('|'), 'utf8').toString('base64url');
 }
 
-/** A cursor back as a position, or null when it is not one this API wrote. */
-export function decodePosition(cursor: string): StreamPosition | null {
+/** Unsigned text back as a position, or null when it is not one. */
+function decodePosition(cursor: string): StreamPosition | null {
   if (cursor.length > 4096 || !/^[A-Za-z0-9_-]+$/.test(cursor)) return null;
   const fields = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
   const [version, takenAtText, baseText, targetText, xidText, id] = fields;

@@ -7,7 +7,7 @@
  * sidecars; real graphql-ws and an EventSource-style SSE reader.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodePosition, encodePosition } from '../../src/realtime/stream-position.js';
+import { PositionCodec } from '../../src/realtime/stream-position.js';
 import { CREATE_ACCOUNT } from '../helpers/fragments.js';
 import { gqlOk, subscribe } from '../helpers/graphql-client.js';
 import { nextPayloads, readEventStream } from '../helpers/event-stream.js';
@@ -252,27 +252,29 @@ describe('cursors that cannot be resumed', () => {
     return JSON.parse((error as Error).message)[0]?.extensions?.code;
   }
 
-  it('refuses garbage, a cursor from the future and one older than the stream keeps, with codes', async () => {
+  it('refuses garbage, a forged or altered cursor, one from the future and one older than the stream keeps, with codes', async () => {
     const { jobs } = await gqlOk<{ jobs: any }>(apis[0]!.url, token, JOBS, { after: null });
-    const position = decodePosition(jobs.streamCursor)!;
+    // Signed with the deployment's secret, as the API signs them; a client has no such key.
+    const signed = new PositionCodec(env.vars.JWT_SECRET!);
+    const forger = new PositionCodec('not the secret');
+    const position = signed.decode(jobs.streamCursor)!;
     expect(position).not.toBeNull();
     expect(await refusal('not-a-cursor')).toBe('BAD_USER_INPUT');
-    const future = `${position.base.xmax + 1_000_000n}:${position.base.xmax + 1_000_000n}:`;
+    // "From the very beginning": would make the resume read every change ever made.
+    const beginning = { ...position.base, text: '1:1:', xmin: 1n, xmax: 1n, xip: new Set<bigint>() };
+    expect(await refusal(forger.encode({ base: beginning, partial: null }))).toBe('BAD_USER_INPUT');
+    const [body, mac] = jobs.streamCursor.split('.');
+    expect(await refusal(`${body.slice(0, -2)}AA.${mac}`)).toBe('BAD_USER_INPUT');
+    const future = position.base.xmax + 1_000_000n;
     expect(
       await refusal(
-        encodePosition({
-          base: {
-            ...position.base,
-            text: future,
-            xmin: position.base.xmax + 1_000_000n,
-            xmax: position.base.xmax + 1_000_000n,
-            xip: new Set(),
-          },
+        signed.encode({
+          base: { ...position.base, text: `${future}:${future}:`, xmin: future, xmax: future, xip: new Set() },
           partial: null,
         }),
       ),
     ).toBe('BAD_USER_INPUT');
-    expect(await refusal(encodePosition({ base: { ...position.base, takenAt: Date.now() - 25 * 3_600_000 }, partial: null }))).toBe(
+    expect(await refusal(signed.encode({ base: { ...position.base, takenAt: Date.now() - 25 * 3_600_000 }, partial: null }))).toBe(
       'CURSOR_EXPIRED',
     );
   });

@@ -13,7 +13,7 @@ import {
   TOTAL_COUNT_CAP,
 } from '../../engine/job-history.js';
 import { parseInput } from '../../engine/validation.js';
-import { encodePosition, parseSnapshot, positionAt } from '../../realtime/stream-position.js';
+import { parseSnapshot, positionAt, type PositionCodec } from '../../realtime/stream-position.js';
 import { findJob } from '../../engine/job-store.js';
 import { findJobType, jobCatalogue } from '../../jobs/registry.js';
 import { builder } from '../builder.js';
@@ -187,10 +187,10 @@ const JobConnectionRef = keysetConnection<JobRecord>('Job', JobRef, {
 });
 
 /** The position a `jobs` page reflects, as the cursor `jobEvents(after:)` takes. */
-function streamCursorOf(snapshotText: string): string {
+function streamCursorOf(positions: PositionCodec, snapshotText: string): string {
   const snapshot = parseSnapshot(snapshotText, Date.now());
   if (!snapshot) throw new Error(`unexpected snapshot text ${snapshotText}`);
-  return encodePosition(positionAt(snapshot));
+  return positions.encode(positionAt(snapshot));
 }
 
 builder.objectField(JobConnectionRef, 'streamCursor', (t) =>
@@ -252,7 +252,7 @@ builder.queryFields((t) => ({
         limit: size + 1,
       });
       const page = toPage(rows, size, (row) => row.node, args.after, { order: cursorOrder, count: () => countJobHistory(ctx.em, scope) });
-      return Object.assign(page, { streamCursor: streamCursorOf(snapshot) });
+      return Object.assign(page, { streamCursor: streamCursorOf(ctx.services.positions, snapshot) });
     },
   }),
   jobCounts: t.field({

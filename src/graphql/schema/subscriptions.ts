@@ -5,7 +5,7 @@ import { eventJob, isTerminal, toEventMessage } from '../../engine/job-store.js'
 import { SubscriptionLeases, type SubscriptionLease } from '../../pubsub/subscription-leases.js';
 import type { JobEventMessage } from '../../pubsub/topics.js';
 import { checkResumable, type FollowJobChanges, followJobChanges, type StreamEventLike } from '../../realtime/follow-job-changes.js';
-import { decodePosition, encodePosition, hasSeen, positionAt, type StreamPosition } from '../../realtime/stream-position.js';
+import { hasSeen, positionAt, type StreamPosition } from '../../realtime/stream-position.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError, rateLimitedError } from '../errors.js';
@@ -189,7 +189,7 @@ function eventOrExpiry(event: Expirable<StreamEventLike>): StreamEventLike {
 async function resumePosition(ctx: GraphQLContext, after: string | null | undefined): Promise<StreamPosition | null> {
   const cursor = ctx.lastEventId ?? after;
   if (cursor === null || cursor === undefined) return null;
-  const position = decodePosition(cursor);
+  const position = ctx.services.positions.decode(cursor);
   if (!position) throw graphqlError('BAD_USER_INPUT', 'after: not a cursor returned by this API');
   await checkResumable(ctx.services.orm.em, position, ctx.services.config.STREAM_RETENTION_HOURS * 3_600_000);
   return position;
@@ -207,6 +207,7 @@ function followVisibleChanges(
   const caller = callerOf(ctx.viewer);
   return followJobChanges({
     feed: changeFeed,
+    positions: ctx.services.positions,
     em: orm.em,
     // Statuses are matched in `accepts`, not in SQL: a job that left a watched status is news too.
     scope: { ownerId: ownerFilter(caller), filter: filter ? { ...filter, statuses: null, updatedAfter: null } : null },
@@ -232,7 +233,7 @@ function jobProgress(
   let position = from;
   if (!position || (isTerminal(now.job.status) && !hasSeen(position, now.key))) {
     position = positionAt(now.snapshot);
-    first.push({ ...toEventMessage(now.job), cursor: encodePosition(position) });
+    first.push({ ...toEventMessage(now.job), cursor: ctx.services.positions.encode(position) });
   }
   if (isTerminal(now.job.status))
     return (async function* () {
