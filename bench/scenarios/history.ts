@@ -58,7 +58,8 @@ export async function seedHistory(ctx: BenchContext, rows: number): Promise<numb
     [rows, types],
   );
   for (const index of indexes) await pool.query(index.indexdef);
-  await pool.query('ANALYZE job');
+  // As autovacuum would leave it: the visibility map set, so counts can be index-only scans.
+  await pool.query('VACUUM ANALYZE job');
   return performance.now() - started;
 }
 
