@@ -64,11 +64,12 @@ export async function readJobChanges(em: EntityManager, read: JobChangeRead): Pr
   const narrowing = clauses.map((clause) => ` AND ${clause}`).join('');
   const branch = (missed: string) => `(SELECT * FROM job WHERE ${missed}${narrowing} ORDER BY change_xid, id LIMIT ?)`;
   const rows: Row[] = await em.getConnection().execute(
+    // Per job, log ids follow its updates (each is drawn under the row's lock); xids need not.
     `SELECT s.snapshot, p.*, p.change_xid::text AS change_xid_text,
             (p.created_xid >= ?::xid8 OR p.created_xid = ANY(?::xid8[])) AS created_since,
             (SELECT c.status_before FROM job_status_change c
               WHERE c.job_id = p.id AND (c.change_xid >= ?::xid8 OR c.change_xid = ANY(?::xid8[]))
-              ORDER BY c.change_xid, c.id LIMIT 1) AS first_status_before
+              ORDER BY c.id LIMIT 1) AS first_status_before
        FROM (SELECT pg_current_snapshot()::text AS snapshot) s
        LEFT JOIN LATERAL (
          SELECT * FROM (${branch('change_xid >= ?::xid8')} UNION ALL ${branch('change_xid = ANY(?::xid8[])')}) missed
@@ -76,6 +77,7 @@ export async function readJobChanges(em: EntityManager, read: JobChangeRead): Pr
        ) p ON true`,
     [baseXmax, baseXip, baseXmax, baseXip, baseXmax, ...params, read.limit, baseXip, ...params, read.limit, read.limit],
     'all',
+    em.getTransactionContext(),
   );
   const snapshot = parseSnapshot(rows[0]!.snapshot, Date.now());
   if (!snapshot) throw new Error(`unexpected snapshot text ${rows[0]!.snapshot}`);

@@ -1,4 +1,4 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { type EntityManager, IsolationLevel } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import { currentSnapshot, type JobChange, readJobChanges } from '../engine/job-changes.js';
 import { toEventMessage } from '../engine/job-store.js';
@@ -59,6 +59,8 @@ export class JobChangeFeed {
   private readonly finished: Batch[] = [];
   private readonly listeners = new Set<FeedListener>();
   private reading = false;
+  /** Bumped by `stop()`: a read begun before it hands nothing to anyone after it. */
+  private generation = 0;
   private rang = false;
   private timer: NodeJS.Timeout | undefined;
   private stopListening: (() => void) | null = null;
@@ -104,14 +106,15 @@ export class JobChangeFeed {
       if (this.position?.text !== at.text) return false;
       from = batches.length;
     }
-    for (const batch of batches.slice(from)) for (const event of batch.events) listener.deliver(event);
+    // Added first: a listener cut off during the replay (too slow) leaves again at once.
     this.listeners.add(listener);
+    for (const batch of batches.slice(from)) for (const event of batch.events) listener.deliver(event);
     return true;
   }
 
+  /** Removes a listener; the last one to leave stops the feed (one that never joined changes nothing). */
   leave(listener: FeedListener): void {
-    this.listeners.delete(listener);
-    if (this.listeners.size === 0) this.stop();
+    if (this.listeners.delete(listener) && this.listeners.size === 0) this.stop();
   }
 
   /** Resolves when the feed has finished its next batch (after a read it was asked for). */
@@ -153,26 +156,38 @@ export class JobChangeFeed {
   private async readBatch(): Promise<void> {
     const base = this.position;
     if (!base) return;
+    const generation = this.generation;
     // A batch a failed read left half done goes on from its last row: what it handed out stays handed out.
     const batch: Batch = this.current?.base === base ? this.current : { base, target: null, events: [], lastKey: null };
     this.current = batch;
     let after = batch.lastKey;
-    for (;;) {
-      const page = await readJobChanges(this.em, { ownerId: null, base, target: batch.target, after, limit: this.pageSize });
-      batch.target ??= page.snapshot;
-      for (const change of page.changes) {
-        const event = feedEvent(this.options.positions, change, base, batch.target);
-        batch.events.push(event);
-        batch.lastKey = change.key;
-        for (const listener of this.listeners) listener.deliver(event);
+    // One REPEATABLE READ transaction: every page sees the batch's snapshot, so a job changed again
+    // while the pages are read is sent as it was at the snapshot, and its next change in the next batch.
+    const em = this.em.fork();
+    await em.begin({ isolationLevel: IsolationLevel.REPEATABLE_READ, readOnly: true });
+    try {
+      for (;;) {
+        const page = await readJobChanges(em, { ownerId: null, base, target: batch.target, after, limit: this.pageSize });
+        if (generation !== this.generation) return; // stopped meanwhile: nobody is owed this read
+        batch.target ??= page.snapshot;
+        for (const change of page.changes) {
+          const event = feedEvent(this.options.positions, change, base, batch.target);
+          batch.events.push(event);
+          batch.lastKey = change.key;
+          for (const listener of this.listeners) listener.deliver(event);
+        }
+        if (page.changes.length < this.pageSize) break;
+        after = page.changes[page.changes.length - 1]!.key;
       }
-      if (page.changes.length < this.pageSize) break;
-      after = page.changes[page.changes.length - 1]!.key;
+    } finally {
+      await em.rollback();
     }
     if (this.position !== base) return; // stopped meanwhile
     this.current = null;
-    if (batch.target!.text === base.text) return; // nothing committed since: the position stands
+    // With nothing committed since, the position stands, but is now known current: cursors given
+    // out from it age from now, so a quiet day does not make the next event's cursor expired.
     this.position = batch.target;
+    if (batch.target!.text === base.text) return;
     this.finished.push(batch);
     let kept = this.finished.reduce((sum, b) => sum + b.events.length, 0);
     while (this.finished.length > this.keepBatches || (kept > this.keepEvents && this.finished.length > 1))
@@ -180,6 +195,7 @@ export class JobChangeFeed {
   }
 
   private stop(): void {
+    this.generation++;
     const waiters = this.batchWaiters;
     this.batchWaiters = [];
     for (const resolve of waiters) resolve();

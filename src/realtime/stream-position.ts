@@ -70,7 +70,7 @@ export function snapshotParams(snapshot: Snapshot): [string, string] {
   return [String(snapshot.xmax), `{${[...snapshot.xip].join(',')}}`];
 }
 
-const VERSION = 'p1';
+const VERSION = 'p2';
 
 /**
  * Cursors are signed: a position decides how much a catch-up reads, so a client may hand back
@@ -93,7 +93,7 @@ export class PositionCodec {
   /** A cursor back as a position, or null when this API did not write it (or it was altered). */
   decode(cursor: string): StreamPosition | null {
     const dot = cursor.lastIndexOf('.');
-    if (dot < 0 || cursor.length > 4096) return null;
+    if (dot < 0 || cursor.length > MAX_CURSOR_LENGTH) return null;
     const body = cursor.slice(0, dot);
     const given = Buffer.from(cursor.slice(dot + 1), 'base64url');
     const expected = this.mac(body);
@@ -106,26 +106,66 @@ export class PositionCodec {
   }
 }
 
+/**
+ * Longest cursor accepted. Snapshots are written compactly (running xids as base-36 steps from
+ * the previous one), so even a thousand running transactions fit in a few kilobytes, under the
+ * 16 KiB a `Last-Event-ID` header may take.
+ */
+const MAX_CURSOR_LENGTH = 64 * 1024;
+
+/** A snapshot as cursor text: `xmin~(xmax-xmin)~step,step,…` in base 36. */
+function compactSnapshot(snapshot: Snapshot): string {
+  let previous = snapshot.xmin;
+  const steps = [...snapshot.xip]
+    .sort((a, b) => (a < b ? -1 : 1))
+    .map((xid) => {
+      const step = xid - previous;
+      previous = xid;
+      return step.toString(36);
+    });
+  return `${snapshot.xmin.toString(36)}~${(snapshot.xmax - snapshot.xmin).toString(36)}~${steps.join(',')}`;
+}
+
+const COMPACT = /^([0-9a-z]{1,13})~([0-9a-z]{1,13})~((?:[0-9a-z]{1,13},)*[0-9a-z]{1,13})?$/;
+
+/** Cursor text back as PostgreSQL's snapshot text (`xmin:xmax:xip,…`, ascending), or null. */
+function expandSnapshot(text: string): string | null {
+  const match = COMPACT.exec(text);
+  if (!match) return null;
+  const xmin = parseBase36(match[1]!);
+  let xid = xmin;
+  const xip = match[3] ? match[3].split(',').map((step) => (xid += parseBase36(step))) : [];
+  return `${xmin}:${xmin + parseBase36(match[2]!)}:${xip.join(',')}`;
+}
+
+function parseBase36(text: string): bigint {
+  let value = 0n;
+  for (const digit of text) value = value * 36n + BigInt(Number.parseInt(digit, 36));
+  return value;
+}
+
 /** A position as text, unsigned (see PositionCodec). */
 function encodePosition(position: StreamPosition): string {
   const { base, partial } = position;
-  const fields = [VERSION, String(base.takenAt), base.text];
-  if (partial) fields.push(partial.target.text, String(partial.after.xid), partial.after.id);
+  const fields = [VERSION, String(base.takenAt), compactSnapshot(base)];
+  if (partial) fields.push(compactSnapshot(partial.target), String(partial.after.xid), partial.after.id);
   return Buffer.from(fields.join('|'), 'utf8').toString('base64url');
 }
 
 /** Unsigned text back as a position, or null when it is not one. */
 function decodePosition(cursor: string): StreamPosition | null {
-  if (cursor.length > 4096 || !/^[A-Za-z0-9_-]+$/.test(cursor)) return null;
+  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) return null;
   const fields = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
   const [version, takenAtText, baseText, targetText, xidText, id] = fields;
   if (version !== VERSION || !takenAtText || !/^\d{1,15}$/.test(takenAtText) || !baseText) return null;
   const takenAt = Number(takenAtText);
-  const base = parseSnapshot(baseText, takenAt);
+  const baseSnapshot = expandSnapshot(baseText);
+  const base = baseSnapshot === null ? null : parseSnapshot(baseSnapshot, takenAt);
   if (!base) return null;
   if (fields.length === 3) return { base, partial: null };
   if (fields.length !== 6 || !targetText || !xidText || !/^\d{1,20}$/.test(xidText) || !id || !isUuid(id)) return null;
-  const target = parseSnapshot(targetText, takenAt);
+  const targetSnapshot = expandSnapshot(targetText);
+  const target = targetSnapshot === null ? null : parseSnapshot(targetSnapshot, takenAt);
   if (!target || !includes(target, base)) return null;
   return { base, partial: { target, after: { xid: BigInt(xidText), id } } };
 }

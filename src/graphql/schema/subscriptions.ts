@@ -104,6 +104,9 @@ type Expirable<T> = T | typeof TOKEN_EXPIRED | StreamFailure;
  * iterating (an SSE client gone during the subscribe call) then leaves nothing behind: the
  * caller's subscription lease is only kept alive once iteration starts, so it lapses by itself.
  */
+/** Longest delay setTimeout honours; a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function guardSubscription<T>(
   ctx: GraphQLContext,
   kind: string,
@@ -121,13 +124,20 @@ function guardSubscription<T>(
     lease?.keepAlive();
     subscriptionGauge.labels(kind).inc();
     // On expiry the source is stopped; its end then becomes the UNAUTHENTICATED error below.
-    timer = setTimeout(
-      () => {
-        expired = true;
-        stop.abort();
-      },
-      Math.max(0, ctx.viewer.exp * 1000 - Date.now()),
-    );
+    // A timer fires at most 2^31-1 ms ahead (about 24.8 days), so a later expiry re-arms it.
+    const arm = () => {
+      const left = Math.max(0, ctx.viewer.exp * 1000 - Date.now());
+      timer = setTimeout(
+        left > MAX_TIMER_MS
+          ? arm
+          : () => {
+              expired = true;
+              stop.abort();
+            },
+        Math.min(left, MAX_TIMER_MS),
+      );
+    };
+    arm();
     return open(stop.signal);
   };
   const finish = async () => {
