@@ -1,6 +1,7 @@
 import { callerOf, mayAccess, ownerFilter } from '../../auth/access.js';
 import type { JobStatus } from '../../db/entities/job.entity.js';
 import { readJobNow } from '../../engine/job-changes.js';
+import { isUuid } from '../../engine/validation.js';
 import { eventJob, isTerminal, toEventMessage } from '../../engine/job-store.js';
 import { SubscriptionLeases, type SubscriptionLease } from '../../pubsub/subscription-leases.js';
 import type { JobEventMessage } from '../../pubsub/topics.js';
@@ -9,7 +10,7 @@ import { hasSeen, positionAt, type StreamPosition } from '../../realtime/stream-
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError, rateLimitedError } from '../errors.js';
-import { checkJobFilter, JobFilterRef, JobRef, JobStatusRef, loadVisibleJob, type JobFilterInput } from './job.js';
+import { checkJobFilter, JobFilterRef, JobRef, JobStatusRef, type JobFilterInput } from './job.js';
 import { subscriptionGauge } from '../../observability/metrics.js';
 import type { Services } from '../../services.js';
 
@@ -205,6 +206,16 @@ async function resumePosition(ctx: GraphQLContext, after: string | null | undefi
   return position;
 }
 
+/** `resumePosition`, checked only once the caller holds a subscription slot, which a refusal gives back. */
+async function resumeWithin(ctx: GraphQLContext, after: string | null | undefined, lease: SubscriptionLease | null) {
+  try {
+    return await resumePosition(ctx, after);
+  } catch (error) {
+    await lease?.release();
+    throw error;
+  }
+}
+
 /** Follows the changes of the jobs in `filter` that the caller may see, from `from` on. */
 function followVisibleChanges(
   ctx: GraphQLContext,
@@ -283,12 +294,12 @@ builder.subscriptionFields((t) => ({
     args: { jobId: t.arg.id({ required: true }), after: afterArg(t) },
     // Checked before the stream is returned, so a refusal is a plain GraphQL error on every transport.
     subscribe: async (_root, { jobId, after }, ctx) => {
-      await loadVisibleJob(ctx, String(jobId));
-      const from = await resumePosition(ctx, after);
-      // Read with its snapshot, so the stream goes on from exactly the state sent first.
-      const now = await readJobNow(ctx.services.orm.em, String(jobId));
-      if (!now) throw graphqlError('NOT_FOUND', `job ${jobId} not found`);
+      // Read with its snapshot, so the stream goes on from exactly the state sent first; someone
+      // else's job looks exactly like a missing one.
+      const now = isUuid(String(jobId)) ? await readJobNow(ctx.services.orm.em, String(jobId)) : null;
+      if (!now || !mayAccess(callerOf(ctx.viewer), now.job.ownerId)) throw graphqlError('NOT_FOUND', `job ${jobId} not found`);
       const lease = await takeSubscriptionSlot(ctx, 'jobProgress');
+      const from = await resumeWithin(ctx, after, lease);
       return guardSubscription(ctx, 'jobProgress', lease, (signal) => jobProgress(ctx, now, from, signal));
     },
     resolve: eventOrExpiry,
@@ -300,8 +311,8 @@ builder.subscriptionFields((t) => ({
     args: { filter: t.arg({ type: JobFilterRef, required: false }), after: afterArg(t) },
     subscribe: async (_root, { filter, after }, ctx) => {
       checkJobFilter(filter as JobFilterInput | null);
-      const from = await resumePosition(ctx, after);
       const lease = await takeSubscriptionSlot(ctx, 'jobEvents');
+      const from = await resumeWithin(ctx, after, lease);
       return guardSubscription(ctx, 'jobEvents', lease, (signal) =>
         followVisibleChanges(ctx, filter as JobFilterInput | null, from, signal),
       );
