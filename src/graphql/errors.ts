@@ -3,8 +3,7 @@ import { GraphQLError } from 'graphql';
 import type { Logger } from '../observability/logger.js';
 import { ForbiddenError, InvalidInputError, InvalidStateError, NotFoundError } from '../engine/errors.js';
 import { QuotaExceededError } from '../engine/owner-quotas.js';
-import { SubscriberTooSlowError } from '../pubsub/pubsub.js';
-import { CursorExpiredError, InvalidCursorError } from '../realtime/follow-job-changes.js';
+import { CursorExpiredError, InvalidCursorError, SubscriberTooSlowError } from '../realtime/follow-job-changes.js';
 import { QueueUnavailableError } from '../queue/job-queues.js';
 
 export type ErrorCode =

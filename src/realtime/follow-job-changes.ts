@@ -2,9 +2,16 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobScope } from '../engine/job-history.js';
 import { currentSnapshot, readJobChanges } from '../engine/job-changes.js';
 import { slowSubscribersCutOff } from '../observability/metrics.js';
-import { SubscriberTooSlowError } from '../pubsub/pubsub.js';
-import { feedEvent, type FeedEvent, type FeedListener, type JobChangeFeed } from './job-change-feed.js';
-import { includes, type PositionCodec, positionAt, type RowKey, type Snapshot, type StreamPosition } from './stream-position.js';
+import { feedEvent, type FeedEvent, type FeedListener, type JobChangeFeed, type StreamEvent } from './job-change-feed.js';
+import { includes, type PositionCodec, type RowKey, type Snapshot, type StreamPosition } from './stream-position.js';
+
+/** A subscriber that does not read its events fast enough is cut off rather than buffered without bound. */
+export class SubscriberTooSlowError extends Error {
+  constructor() {
+    super('subscriber too slow: its events were not read in time; subscribe again with the last cursor as `after`');
+    this.name = 'SubscriberTooSlowError';
+  }
+}
 
 /** A cursor older than the stream keeps: the client must take a fresh snapshot (`jobs { streamCursor }`). */
 export class CursorExpiredError extends Error {
@@ -42,18 +49,15 @@ export interface FollowJobChanges {
   /** Where the client is; null: from now. */
   from: StreamPosition | null;
   /** Sent before anything else (a job's current state). */
-  first?: StreamEventLike[];
+  first?: StreamEvent[];
   /** The stream ends right after an event this says yes to (a job's terminal status). */
-  endsAfter?: (event: StreamEventLike) => boolean;
+  endsAfter?: (event: StreamEvent) => boolean;
   maxQueued: number;
   /** Rows per catch-up statement. */
   pageSize?: number;
   /** Ends the stream at once, even while it waits for a change. */
   signal: AbortSignal;
 }
-
-/** What a follower sends: a feed event, or a first event that has no status at a previous position. */
-export type StreamEventLike = Omit<FeedEvent, 'previousStatus'> & { previousStatus?: FeedEvent['previousStatus'] };
 
 const DONE: IteratorResult<never> = { done: true, value: undefined };
 
@@ -66,10 +70,10 @@ const DONE: IteratorResult<never> = { done: true, value: undefined };
  * Live, it is a plain iterator over a queue the feed fills (no async generator): a delivery to
  * each of thousands of subscribers is then one resolved promise, not a generator's several.
  */
-export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterator<StreamEventLike> {
+export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterator<StreamEvent> {
   const { feed, signal } = follow;
-  const queue: StreamEventLike[] = [...(follow.first ?? [])];
-  let waiting: ((result: IteratorResult<StreamEventLike>) => void) | null = null;
+  const queue: StreamEvent[] = [...(follow.first ?? [])];
+  let waiting: ((result: IteratorResult<StreamEvent>) => void) | null = null;
   let failure: Error | null = null;
   let ended = false;
   let joined = false;
@@ -85,7 +89,7 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
     waiting = null;
     resolve?.(DONE);
   };
-  const emit = (event: StreamEventLike): IteratorResult<StreamEventLike> => {
+  const emit = (event: StreamEvent): IteratorResult<StreamEvent> => {
     if (follow.endsAfter?.(event)) end();
     return { done: false, value: event };
   };
@@ -143,7 +147,7 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
       if (ended || feed.join(listener, position)) return;
       if (includes(tail, position)) {
         yield* readMissed(position, tail, null);
-        position = positionAt(tail).base;
+        position = tail;
       } else {
         // The client is ahead of this replica's feed (its cursor is newer): let the feed pass it.
         await feed.nextBatch();
@@ -152,8 +156,8 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
   }
   const catchUp = catchUpThenJoin();
 
-  const iterator: AsyncIterableIterator<StreamEventLike> = {
-    next(): Promise<IteratorResult<StreamEventLike>> {
+  const iterator: AsyncIterableIterator<StreamEvent> = {
+    next(): Promise<IteratorResult<StreamEvent>> {
       if (ended) return Promise.resolve(DONE);
       // The first events and what the catch-up reads come before anything the feed hands over.
       const first = !joined && follow.first?.length ? queue.shift() : undefined;
@@ -182,7 +186,7 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
         waiting = resolve;
       });
     },
-    return(): Promise<IteratorResult<StreamEventLike>> {
+    return(): Promise<IteratorResult<StreamEvent>> {
       end();
       return Promise.resolve(DONE);
     },

@@ -5,9 +5,14 @@ import { toEventMessage } from '../engine/job-store.js';
 import type { JobEventMessage } from '../pubsub/topics.js';
 import type { PositionCodec, RowKey, Snapshot } from './stream-position.js';
 
-/** A change as the feed hands it out: the event (with its cursor and status at the batch's start). */
-export type FeedEvent = JobEventMessage & { cursor: string; previousStatus: JobChangeStatus };
-type JobChangeStatus = JobChange['statusAtBase'];
+/**
+ * A change as a subscription sends it: the job's state, its position in the stream, and the status
+ * the client last knew the job in (left out only for a job's first state, read from its row).
+ */
+export type StreamEvent = JobEventMessage & { cursor: string; previousStatus?: JobChange['statusAtBase'] };
+
+/** A change as the feed hands it out, with its status at the batch's start. */
+export type FeedEvent = StreamEvent & { previousStatus: JobChange['statusAtBase'] };
 
 /** Someone following the feed: it gets every event of every batch after the point it joined at. */
 export interface FeedListener {
@@ -160,14 +165,13 @@ export class JobChangeFeed {
     // A batch a failed read left half done goes on from its last row: what it handed out stays handed out.
     const batch: Batch = this.current?.base === base ? this.current : { base, target: null, events: [], lastKey: null };
     this.current = batch;
-    let after = batch.lastKey;
     // One REPEATABLE READ transaction: every page sees the batch's snapshot, so a job changed again
     // while the pages are read is sent as it was at the snapshot, and its next change in the next batch.
     const em = this.em.fork();
     await em.begin({ isolationLevel: IsolationLevel.REPEATABLE_READ, readOnly: true });
     try {
       for (;;) {
-        const page = await readJobChanges(em, { ownerId: null, base, target: batch.target, after, limit: this.pageSize });
+        const page = await readJobChanges(em, { ownerId: null, base, target: batch.target, after: batch.lastKey, limit: this.pageSize });
         if (generation !== this.generation) return; // stopped meanwhile: nobody is owed this read
         batch.target ??= page.snapshot;
         for (const change of page.changes) {
@@ -177,7 +181,6 @@ export class JobChangeFeed {
           for (const listener of this.listeners) listener.deliver(event);
         }
         if (page.changes.length < this.pageSize) break;
-        after = page.changes[page.changes.length - 1]!.key;
       }
     } finally {
       await em.rollback();

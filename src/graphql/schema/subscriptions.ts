@@ -1,11 +1,10 @@
 import { callerOf, mayAccess, ownerFilter } from '../../auth/access.js';
-import type { JobStatus } from '../../db/entities/job.entity.js';
 import { readJobNow } from '../../engine/job-changes.js';
 import { isUuid } from '../../engine/validation.js';
 import { eventJob, isTerminal, toEventMessage } from '../../engine/job-store.js';
 import { SubscriptionLeases, type SubscriptionLease } from '../../pubsub/subscription-leases.js';
-import type { JobEventMessage } from '../../pubsub/topics.js';
-import { checkResumable, type FollowJobChanges, followJobChanges, type StreamEventLike } from '../../realtime/follow-job-changes.js';
+import { checkResumable, type FollowJobChanges, followJobChanges } from '../../realtime/follow-job-changes.js';
+import type { StreamEvent } from '../../realtime/job-change-feed.js';
 import { hasSeen, positionAt, type StreamPosition } from '../../realtime/stream-position.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
@@ -13,12 +12,6 @@ import { graphqlError, rateLimitedError } from '../errors.js';
 import { checkJobFilter, JobFilterRef, JobRef, JobStatusRef, type JobFilterInput } from './job.js';
 import { subscriptionGauge } from '../../observability/metrics.js';
 import type { Services } from '../../services.js';
-
-/**
- * A change as a subscription sends it: the job's state, its position in the stream, and (from the
- * stream) the status the client last knew it in.
- */
-export type StreamEvent = JobEventMessage & { cursor: string; previousStatus?: JobStatus | null };
 
 export const JobProgressEventRef = builder.objectRef<StreamEvent>('JobProgressEvent').implement({
   description:
@@ -187,7 +180,7 @@ function guardSubscription<T>(
   return iterator;
 }
 
-function eventOrExpiry(event: Expirable<StreamEventLike>): StreamEventLike {
+function eventOrExpiry(event: Expirable<StreamEvent>): StreamEvent {
   if (event === TOKEN_EXPIRED) throw graphqlError('UNAUTHENTICATED', 'token expired; subscribe again with a fresh token');
   if (event instanceof StreamFailure) throw event.error;
   return event;
@@ -249,8 +242,8 @@ function jobProgress(
   now: NonNullable<Awaited<ReturnType<typeof readJobNow>>>,
   from: StreamPosition | null,
   signal: AbortSignal,
-): AsyncIterableIterator<StreamEventLike> {
-  const first: StreamEventLike[] = [];
+): AsyncIterableIterator<StreamEvent> {
+  const first: StreamEvent[] = [];
   let position = from;
   if (!position || (isTerminal(now.job.status) && !hasSeen(position, now.key))) {
     position = positionAt(now.snapshot);
