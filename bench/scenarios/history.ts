@@ -12,13 +12,17 @@ import { measure, type ScenarioResult } from '../stats.js';
 /** Owners in the seeded history; the bench user is one of them. */
 export const SEED_OWNERS = 100;
 
+/** The `customer:N` tag of a seeded row (SQL over its hash `h`). */
+const SEED_CUSTOMER_TAG = `'customer:' || (h / 10 % 500)`;
+
 /** The account ids of one seeded owner (5 each). */
 export const seededAccount = (owner: number, n: number) => `md5('acct-${owner}-${n}')::uuid`;
 
 /**
  * Seeds `rows` job rows in one INSERT … SELECT generate_series: newest first every ~30 s over about
  * a year, 100 owners, every catalogue type, 90% COMPLETED, 5% FAILED, 3% CANCELLED, 1% PENDING,
- * 1% ACTIVE. Secondary indexes are dropped first and rebuilt after, as a bulk load would.
+ * 1% ACTIVE. Tags: `nightly` on the 5% started by a schedule, `customer:N` (500 customers) on 30%,
+ * `priority` on 2%. Secondary indexes are dropped first and rebuilt after, as a bulk load would.
  */
 export async function seedHistory(ctx: BenchContext, rows: number): Promise<number> {
   const started = performance.now();
@@ -32,7 +36,7 @@ export async function seedHistory(ctx: BenchContext, rows: number): Promise<numb
   for (const index of indexes) await pool.query(`DROP INDEX "${index.indexname}"`);
   await pool.query(
     `INSERT INTO job (id, type, status, progress, processed, total, message, attempts, max_attempts, priority, payload, result,
-                      error, trigger, idempotency_key, owner_id, account_id, created_at, updated_at, started_at, finished_at, version)
+                      error, trigger, idempotency_key, owner_id, account_id, created_at, updated_at, started_at, finished_at, version, tags)
      SELECT md5('seed-' || g)::uuid,
             ($2::text[])[1 + (h % array_length($2::text[], 1))],
             s.status,
@@ -48,7 +52,9 @@ export async function seedHistory(ctx: BenchContext, rows: number): Promise<numb
             t, t + interval '5 seconds',
             CASE WHEN s.status <> 'PENDING' THEN t + interval '1 second' END,
             CASE WHEN s.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN t + interval '5 seconds' END,
-            3
+            3,
+            array_remove(ARRAY[CASE WHEN h % 20 = 0 THEN 'nightly' END, CASE WHEN h % 10 < 3 THEN ${SEED_CUSTOMER_TAG} END,
+                               CASE WHEN h % 50 = 1 THEN 'priority' END], NULL)
        FROM generate_series(1, $1::int) AS g,
             LATERAL (SELECT abs(hashtext('h' || g)) AS h, abs(hashtext('o' || g)) % ${SEED_OWNERS} AS o) AS r,
             LATERAL (SELECT md5('acct-' || o || '-' || (h % 5))::uuid AS acct,
@@ -86,6 +92,7 @@ interface Filter {
   accountId?: string;
   createdAfter?: string;
   createdBefore?: string;
+  tags?: string[];
 }
 
 /** The resolver's SQL for `jobs` (src/graphql/schema/job.ts), with $n placeholders. */
@@ -107,6 +114,7 @@ function resolverSql(
   if (filter.accountId) clauses.push(`account_id = ${p(filter.accountId)}`);
   if (filter.createdAfter) clauses.push(`created_at >= ${p(filter.createdAfter)}`);
   if (filter.createdBefore) clauses.push(`created_at < ${p(filter.createdBefore)}`);
+  if (filter.tags?.length) clauses.push(`tags @> ${p(`{${filter.tags.map((tag) => `"${tag}"`).join(',')}}`)}::text[]`);
   if (after) clauses.push(`(created_at, id) < (${p(after.createdAt)}::timestamptz, ${p(after.id)}::uuid)`);
   const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
   return [
@@ -149,6 +157,10 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
     },
     { name: 'admin, PENDING+ACTIVE', admin: true, filter: { statuses: ['PENDING', 'ACTIVE'] } },
     { name: 'admin, type + status', admin: true, filter: { types: ['bulk_operation'], statuses: ['FAILED'] } },
+    // Tags: a common one, a rare one, and two that meet rarely (an index intersection, or a long walk).
+    { name: 'user, tag nightly', admin: false, filter: { tags: ['nightly'] } },
+    { name: 'user, tag customer:7', admin: false, filter: { tags: ['customer:7'] } },
+    { name: 'admin, tags nightly + customer:7', admin: true, filter: { tags: ['nightly', 'customer:7'] } },
     { name: 'user, deep pages by cursor', admin: false, filter: {}, deepPages: size(ctx, 200, 40) },
     { name: 'user, no filter, with totalCount', admin: false, filter: {}, totalCount: true },
     { name: 'admin, status FAILED, with totalCount', admin: true, filter: { statuses: ['FAILED'] }, totalCount: true },

@@ -84,13 +84,15 @@ const configSchema = z.object({
   MAX_UNFINISHED_JOBS_PER_OWNER: z.coerce.number().int().min(0).default(1_000),
   /** Open subscriptions one user may hold across every replica; admins are exempt. 0 disables it. (Default: 200) */
   MAX_SUBSCRIPTIONS_PER_USER: z.coerce.number().int().min(0).default(200),
-  /** Open subscriptions on one WebSocket connection (or one SSE request). (Default: 100) */
   /** How long a stream cursor stays usable: `jobEvents(after:)` with an older one gets CURSOR_EXPIRED. (Default: 24) */
   STREAM_RETENTION_HOURS: positiveInt.default(24),
   /** Each API replica reads the job table's changes at least this often while anyone subscribes (pub/sub only rings the bell sooner). (Default: 1000) */
   STREAM_POLL_INTERVAL_MS: positiveInt.default(1000),
   /** Events one subscription may have waiting for its client before it is cut off with SUBSCRIBER_TOO_SLOW. (Default: 10000) */
   MAX_QUEUED_EVENTS_PER_SUBSCRIPTION: positiveInt.default(10_000),
+  /** Log lines kept per job (`Job.logs`); past it the oldest are dropped and counted in `droppedCount`. (Default: 1000) */
+  JOB_LOG_MAX_LINES: positiveInt.default(1_000),
+  /** Open subscriptions on one WebSocket connection (or one SSE request). (Default: 100) */
   MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).default(100),
   /** Enabled rules with a schedule one owner may have; their runs are the system's, so this bounds them. 0 disables it. (Default: 20) */
   MAX_SCHEDULED_RULES_PER_OWNER: z.coerce.number().int().min(0).default(20),

@@ -53,6 +53,19 @@ export interface ProgressReport {
   message?: string | null;
 }
 
+/** Small structured details of a log line, e.g. `{ index: 12 }`; secret-named keys are redacted. */
+export type LogFields = Record<string, unknown>;
+
+/**
+ * A job's own log, readable through `Job.logs` and `jobLogs`: what an operator needs to see why a
+ * job did what it did. Never a password, a token or a message body.
+ */
+export interface JobLog {
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+}
+
 /** Everything a handler may use. Handlers never touch Redis or pub/sub themselves. */
 export interface JobContext {
   jobId: string;
@@ -64,6 +77,13 @@ export interface JobContext {
   em: EntityManager;
   /** Coalesced before it reaches the database and subscribers; the last report is never dropped. */
   progress(report: ProgressReport): void;
+  /**
+   * Shallow-merges `patch` into the job's `metadata`, coalesced like `progress`. A patch that would
+   * take it past 8 KiB serialised is refused with a warning in the job's log.
+   */
+  setMetadata(patch: Record<string, unknown>): void;
+  /** Lines stored with the job (and sent to the structured logger). */
+  log: JobLog;
   /** Fires on cancellation, timeout or shutdown. */
   signal: AbortSignal;
   /** Throws when the signal fired; call it between units of work. */

@@ -8,6 +8,7 @@ import type { BlobStorage } from '../storage/blob-storage.js';
 import type { AnyJobDeclaration, PreparedJob } from './define-job.js';
 import { InvalidInputError, InvalidStateError, NotFoundError } from './errors.js';
 import { parseInput } from './validation.js';
+import { MAX_METADATA_BYTES, serialisedBytes } from './json-size.js';
 import { findJob, findJobByIdempotencyKey, insertJob, isTerminal, updateJob } from './job-store.js';
 
 /** Per-call options of every enqueue mutation. */
@@ -21,6 +22,27 @@ export interface EnqueueOptions {
    * job of another type is refused. (Default: none)
    */
   idempotencyKey?: string | null;
+  /** Labels to find the job by (`JobFilter.tags`); see `checkTags`. (Default: none) */
+  tags?: string[] | null;
+  /** A JSON object stored with the job, at most MAX_METADATA_BYTES serialised. (Default: `{}`) */
+  metadata?: unknown;
+}
+
+/** Most tags one job may have. */
+export const MAX_TAGS = 10;
+/** A tag: 1 to 64 of letters, digits and `_ - . : / = @`, starting with a letter or digit. */
+export const TAG_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_\-.:/=@]{0,63}$/;
+export const TAG_RULE = 'a tag is 1 to 64 characters of letters, digits and _ - . : / = @, starting with a letter or digit';
+
+/** Tags as stored: checked, duplicates removed, order kept. */
+export function checkTags(tags: readonly string[], name = 'tags'): string[] {
+  if (tags.length > MAX_TAGS) throw new InvalidInputError(`${name}: at most ${MAX_TAGS} tags`);
+  const bad = tags.find((tag) => !TAG_PATTERN.test(tag));
+  if (bad !== undefined) {
+    const shown = bad.length > 64 ? `${bad.slice(0, 64)}…` : bad;
+    throw new InvalidInputError(`${name}: "${shown}" is not a valid tag: ${TAG_RULE}`);
+  }
+  return [...new Set(tags)];
 }
 
 /** What enqueueing needs; `publish` announces each state change to subscribers. */
@@ -53,7 +75,7 @@ const MAX_PRIORITY = 2_097_151;
 const MAX_DELAY_MS = 365 * 24 * 3600 * 1000;
 
 function checkOptions(options: EnqueueOptions): void {
-  const { priority, delayMs, idempotencyKey } = options;
+  const { priority, delayMs, idempotencyKey, metadata } = options;
   if (priority != null && (!Number.isInteger(priority) || priority < 1 || priority > MAX_PRIORITY)) {
     throw new InvalidInputError(`priority must be an integer from 1 (highest) to ${MAX_PRIORITY}`);
   }
@@ -62,6 +84,14 @@ function checkOptions(options: EnqueueOptions): void {
   }
   if (idempotencyKey != null && (idempotencyKey.length < 1 || idempotencyKey.length > 255)) {
     throw new InvalidInputError('idempotencyKey must be 1 to 255 characters');
+  }
+  if (options.tags != null) checkTags(options.tags);
+  if (metadata != null) {
+    if (typeof metadata !== 'object' || Array.isArray(metadata)) throw new InvalidInputError('metadata must be a JSON object');
+    const bytes = serialisedBytes(metadata);
+    if (bytes > MAX_METADATA_BYTES) {
+      throw new InvalidInputError(`metadata must be at most ${MAX_METADATA_BYTES} bytes serialised as JSON; this is ${bytes}`);
+    }
   }
 }
 
@@ -128,6 +158,8 @@ export async function enqueueJob(deps: EnqueueDeps, request: EnqueueRequest): Pr
       ownerId,
       accountId: prepared.accountId,
       runAt: delayMs > 0 ? new Date(Date.now() + delayMs) : null,
+      tags: options.tags ? checkTags(options.tags) : [],
+      metadata: (options.metadata as Record<string, unknown> | null | undefined) ?? {},
     });
   } catch (error) {
     await discard(prepared);
@@ -208,6 +240,8 @@ export async function retryJob(
     {
       status: 'PENDING',
       trigger: 'RETRY',
+      // A new run: its attempts count from 1 again, and the earlier run's stay in the history.
+      run: current.run + 1,
       attempts: 0,
       progress: 0,
       processed: null,

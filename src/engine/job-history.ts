@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobRecord, JobStatus } from '../db/entities/job.entity.js';
-import { rowToJob } from './job-store.js';
+import { rowToJob, textArray } from './job-store.js';
 
 /** Most ids one filter may name. */
 export const MAX_FILTER_IDS = 100;
@@ -25,6 +25,8 @@ export interface JobHistoryFilter {
   createdBefore?: Date | null;
   /** Inclusive: jobs whose row changed at or after this instant. */
   updatedAfter?: Date | null;
+  /** Jobs holding every one of these tags. */
+  tags?: string[] | null;
 }
 
 /** The keyset orders of a history listing, both newest first. */
@@ -87,6 +89,10 @@ export function whereOf({ ownerId, filter }: JobScope): { where: string; params:
   if (filter?.updatedAfter) {
     clauses.push('updated_at >= ?');
     params.push(filter.updatedAfter);
+  }
+  if (filter?.tags?.length) {
+    clauses.push('tags @> ?::text[]');
+    params.push(textArray(filter.tags));
   }
   return { where: clauses.join(' AND '), params };
 }

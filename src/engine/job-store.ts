@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { TERMINAL_STATUSES, type JobRecord, type JobStatus } from '../db/entities/job.entity.js';
+import { type AttemptOutcome, TERMINAL_STATUSES, type JobRecord, type JobStatus } from '../db/entities/job.entity.js';
 import type { JobEventMessage } from '../pubsub/topics.js';
 
 /**
@@ -35,13 +35,18 @@ const COLUMNS: Record<keyof JobRecord, string> = {
   cancelRequestedAt: 'cancel_requested_at',
   version: 'version',
   previousStatus: 'previous_status',
+  run: 'run',
+  tags: 'tags',
+  metadata: 'metadata',
+  logLinesDropped: 'log_lines_dropped',
   createdXid: 'created_xid',
   changeXid: 'change_xid',
 };
 
-const JSON_FIELDS = new Set<keyof JobRecord>(['payload', 'result']);
+const JSON_FIELDS = new Set<keyof JobRecord>(['payload', 'result', 'metadata']);
 
-function toDate(value: unknown): Date | null {
+/** A timestamp column's value as a Date (the driver may give a Date or text). */
+export function toDate(value: unknown): Date | null {
   if (value === null || value === undefined) return null;
   return value instanceof Date ? value : new Date(String(value));
 }
@@ -74,6 +79,10 @@ export function rowToJob(row: Row): JobRecord {
     cancelRequestedAt: toDate(row.cancel_requested_at),
     version: Number(row.version),
     previousStatus: (row.previous_status as JobStatus | null) ?? null,
+    run: Number(row.run ?? 1),
+    tags: (row.tags as string[] | null) ?? [],
+    metadata: (row.metadata as Record<string, unknown> | null) ?? {},
+    logLinesDropped: Number(row.log_lines_dropped ?? 0),
   };
 }
 
@@ -119,13 +128,20 @@ export function isTerminal(status: JobStatus): boolean {
 
 function encode(field: keyof JobRecord, value: unknown): unknown {
   if (JSON_FIELDS.has(field)) return value === null || value === undefined ? null : JSON.stringify(value);
+  if (field === 'tags') return textArray(value as string[]);
   return value;
+}
+
+/** A PostgreSQL `text[]` literal: the driver would expand a JS array into a list of parameters. */
+export function textArray(values: readonly string[]): string {
+  return `{${values.map((value) => `"${value.replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
 }
 
 export type NewJob = Pick<
   JobRecord,
   'id' | 'type' | 'status' | 'maxAttempts' | 'priority' | 'payload' | 'trigger' | 'idempotencyKey' | 'ownerId' | 'accountId' | 'runAt'
->;
+> &
+  Partial<Pick<JobRecord, 'tags' | 'metadata'>>;
 
 /**
  * Inserts a job row. With an idempotency key already used by the same owner, nothing is
@@ -183,8 +199,16 @@ export type JobChanges = Partial<
     | 'finishedAt'
     | 'runAt'
     | 'cancelRequestedAt'
+    | 'run'
+    | 'metadata'
   >
 >;
+
+/** How the job's open attempt ends, when a change ends it (see `job_attempt`). */
+export interface AttemptEnd {
+  outcome: AttemptOutcome;
+  error?: string | null;
+}
 
 /**
  * What every change of a row sets besides its new values. `previous_status = status` reads the row
@@ -201,23 +225,42 @@ const CHANGE_MARKS = [
 /**
  * Runs a job UPDATE and, in the same statement, records each status it changed in
  * `job_status_change`, so a stream reader can tell a client what a job's status was at the
- * client's position however many changes it missed. Returns the updated rows.
+ * client's position however many changes it missed; with `attemptEnd`, it also closes the job's
+ * open attempt; `alsoCte` is one more step on `changed` (its parameters come last). Returns the
+ * statement and the parameters it adds after the UPDATE's own.
  */
-function withStatusLog(update: string): string {
-  return `WITH changed AS (${update} RETURNING *),
-    logged AS (INSERT INTO job_status_change (job_id, status_before) SELECT id, previous_status FROM changed WHERE previous_status <> status)
-    SELECT * FROM changed`;
+function withStatusLog(update: string, attemptEnd?: AttemptEnd, alsoCte?: string): { sql: string; params: unknown[] } {
+  const closing = attemptEnd ? `, ${closeOpenAttempt(attemptEnd.outcome)}` : '';
+  return {
+    sql: `WITH changed AS (${update} RETURNING *),
+    logged AS (INSERT INTO job_status_change (job_id, status_before) SELECT id, previous_status FROM changed WHERE previous_status <> status)${closing}${alsoCte ? `, ${alsoCte}` : ''}
+    SELECT * FROM changed`,
+    params: attemptEnd ? [attemptEnd.outcome, attemptEnd.error ?? null] : [],
+  };
+}
+
+/**
+ * A CTE closing the open attempt of the job in `changed` (outcome and error as parameters). A
+ * stalled attempt ends at its last sign of life: the row's last change before this statement.
+ */
+function closeOpenAttempt(outcome: AttemptOutcome): string {
+  const finishedAt =
+    outcome === 'STALLED' ? 'greatest(a.started_at, (SELECT j.updated_at FROM job j WHERE j.id = changed.id))' : 'clock_timestamp()';
+  return `closed AS (UPDATE job_attempt a SET finished_at = ${finishedAt}, outcome = ?, error = ?
+      FROM changed WHERE a.job_id = changed.id AND a.finished_at IS NULL)`;
 }
 
 /**
  * Applies changes to one row, only while its status is one of `onlyIf` (when given), bumping its
- * version. Returns the updated row, or null when the row was not in an expected status.
+ * version; `attemptEnd` closes the job's open attempt with it. Returns the updated row, or null
+ * when the row was not in an expected status.
  */
 export async function updateJob(
   em: EntityManager,
   id: string,
   changes: JobChanges,
   onlyIf?: readonly JobStatus[],
+  attemptEnd?: AttemptEnd,
 ): Promise<JobRecord | null> {
   const fields = Object.keys(changes) as (keyof JobChanges)[];
   const assignments = fields.map((field) => `${COLUMNS[field]} = ?`);
@@ -228,22 +271,27 @@ export async function updateJob(
     sql += ` AND status IN (${onlyIf.map(() => '?').join(', ')})`;
     values.push(...onlyIf);
   }
-  const rows: Row[] = await em.getConnection().execute(withStatusLog(sql), values, 'all');
+  const statement = withStatusLog(sql, attemptEnd);
+  const rows: Row[] = await em.getConnection().execute(statement.sql, [...values, ...statement.params], 'all');
   return rows[0] ? rowToJob(rows[0]) : null;
 }
 
 /**
  * Marks a job ACTIVE for an attempt in one statement, unless it is final or its cancellation was
- * asked; returns null then, and the caller reads the row to see which.
+ * asked; returns null then, and the caller reads the row to see which. The same statement opens
+ * the attempt's `job_attempt` row (run by `worker`) and closes one left open as STALLED: its worker
+ * died, or BullMQ found it stalled and handed the job on.
  */
-export async function startJob(em: EntityManager, id: string, attempt: number): Promise<JobRecord | null> {
-  const rows: Row[] = await em.getConnection().execute(
-    withStatusLog(
-      `UPDATE job SET status = 'ACTIVE', attempts = ?, started_at = clock_timestamp(), run_at = NULL, ${CHANGE_MARKS.join(', ')}
-        WHERE id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL`,
-    ),
-    [attempt, id],
-    'all',
+export async function startJob(em: EntityManager, id: string, attempt: number, worker: string): Promise<JobRecord | null> {
+  const statement = withStatusLog(
+    `UPDATE job SET status = 'ACTIVE', attempts = ?, started_at = clock_timestamp(), run_at = NULL, ${CHANGE_MARKS.join(', ')}
+      WHERE id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL`,
+    { outcome: 'STALLED', error: STALLED_ERROR },
+    'opened AS (INSERT INTO job_attempt (job_id, run, number, started_at, worker) SELECT id, run, attempts, started_at, ? FROM changed)',
   );
+  const rows: Row[] = await em.getConnection().execute(statement.sql, [attempt, id, ...statement.params, worker], 'all');
   return rows[0] ? rowToJob(rows[0]) : null;
 }
+
+/** The error of an attempt closed as STALLED. */
+export const STALLED_ERROR = 'the worker running this attempt stopped responding (it crashed, was killed or lost its lock)';

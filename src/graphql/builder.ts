@@ -1,4 +1,5 @@
 import SchemaBuilder from '@pothos/core';
+import DataloaderPlugin from '@pothos/plugin-dataloader';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import { callerOf } from '../auth/access.js';
@@ -24,7 +25,7 @@ export const builder = new SchemaBuilder<{
   DefaultEdgesNullability: false;
   DefaultNodeNullability: false;
 }>({
-  plugins: [ScopeAuthPlugin, RelayPlugin],
+  plugins: [ScopeAuthPlugin, RelayPlugin, DataloaderPlugin],
   // Relay connection types (Connection, Edge, PageInfo) over Jobwire's own keyset SQL; ids stay plain UUIDs.
   relay: {
     cursorType: 'String',

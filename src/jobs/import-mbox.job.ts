@@ -82,6 +82,7 @@ export const importMboxJob = defineJob({
     ctx.progress({ processed: 0, total: null, message: 'counting messages' });
     const total = await countMboxMessages(ctx.storage.stream(input.uploadKey));
     ctx.progress({ processed: 0, total, message: 'importing' });
+    ctx.log.info(`importing ${total} messages from ${input.filename ?? 'the upload'}`, { total, bytes: input.size });
 
     const result = { total, imported: 0, duplicates: 0, malformed: 0, errors: [] as { index: number; error: string }[] };
     let stored = 0;
@@ -102,14 +103,17 @@ export const importMboxJob = defineJob({
     };
 
     const malformed = (index: number, error: string) => {
+      ctx.log.warn(`message ${index} skipped: ${error}`, { index });
       result.malformed++;
       if (result.errors.length < MAX_REPORTED_ERRORS) result.errors.push({ index, error });
     };
     const maxMessageBytes = ctx.config.MAX_MESSAGE_BYTES;
     let batchBytes = 0;
     let index = 0;
+    let bytesRead = 0;
     for await (const entry of splitMbox(ctx.storage.stream(input.uploadKey), { maxMessageBytes })) {
       ctx.checkpoint();
+      bytesRead += Buffer.isBuffer(entry) ? entry.length : entry.size;
       if (!Buffer.isBuffer(entry)) {
         malformed(index, `Message is larger than the ${maxMessageBytes}-byte limit (MAX_MESSAGE_BYTES): ${entry.size} bytes`);
       } else {
@@ -126,6 +130,7 @@ export const importMboxJob = defineJob({
       if (batch.length >= BATCH_SIZE || batchBytes >= BATCH_BYTES) {
         // At most one batch is stored while the next is parsed, which bounds memory.
         await storing;
+        ctx.setMetadata({ bytesRead });
         store(batch);
         batch = [];
         batchBytes = 0;
@@ -133,7 +138,13 @@ export const importMboxJob = defineJob({
     }
     store(batch);
     await storing;
+    ctx.setMetadata({ bytesRead });
     ctx.progress({ processed: index, total, message: 'imported' });
+    ctx.log.info(`imported ${result.imported} messages; ${result.duplicates} already held, ${result.malformed} malformed`, {
+      imported: result.imported,
+      duplicates: result.duplicates,
+      malformed: result.malformed,
+    });
     return result;
   },
 });

@@ -2,6 +2,9 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
+/** Field names whose values are secrets: redacted from logs, and from the fields of job log lines. */
+export const SECRET_FIELD_NAMES = ['password', 'imapPassword', 'authorization', 'token', 'archiveKey', 'ARCHIVE_KEY', 'JWT_SECRET'];
+
 /**
  * Structured JSON logs. Secret-bearing fields are redacted wherever they appear, so a careless
  * `logger.info({ settings })` cannot leak an IMAP password or a token.
@@ -11,22 +14,7 @@ export function createLogger(level: string, base: Record<string, unknown> = {}):
     level,
     base: { pid: process.pid, ...base },
     redact: {
-      paths: [
-        'password',
-        '*.password',
-        '*.*.password',
-        'imapPassword',
-        '*.imapPassword',
-        'authorization',
-        '*.authorization',
-        'headers.authorization',
-        'token',
-        '*.token',
-        'archiveKey',
-        '*.archiveKey',
-        'ARCHIVE_KEY',
-        'JWT_SECRET',
-      ],
+      paths: SECRET_FIELD_NAMES.flatMap((name) => [name, `*.${name}`, `*.*.${name}`]),
       censor: '[redacted]',
     },
     serializers: { err: serializeError },

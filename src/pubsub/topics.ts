@@ -24,12 +24,19 @@ export interface CancelRequestMessage {
   jobId: string;
 }
 
+/** New lines in a job's log: rings the bell of `jobLogs` subscribers, who read them from PostgreSQL. */
+export interface JobLogMessage {
+  jobId: string;
+}
+
 /** The one table of pub/sub topics: channel name builders and the payload each carries. */
 export const topics = {
   /** Events of one job, for `jobProgress`. */
   job: (jobId: string) => ({ channel: `job:${jobId}`, payload: undefined as unknown as JobEventMessage }),
   /** Events of every job, for `jobEvents` dashboards. */
   allJobs: () => ({ channel: 'jobs', payload: undefined as unknown as JobEventMessage }),
+  /** New lines in one job's log, for `jobLogs`. */
+  jobLog: (jobId: string) => ({ channel: `log:${jobId}`, payload: undefined as unknown as JobLogMessage }),
   /** Cancellation requests, for every sidecar. */
   cancel: () => ({ channel: 'cancel', payload: undefined as unknown as CancelRequestMessage }),
 } as const;

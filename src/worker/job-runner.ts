@@ -1,13 +1,18 @@
+import { hostname } from 'node:os';
 import { UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'bullmq';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isDatabaseError } from '../db/sql.js';
 import type { JobRecord } from '../db/entities/job.entity.js';
 import { type AnyJobDeclaration, type JobContext, releaseJobInput } from '../engine/define-job.js';
 import { JobCancelledError, PermanentJobError, toError } from '../engine/errors.js';
-import { findJob, startJob, toEventMessage, updateJob } from '../engine/job-store.js';
+import { appendJobLog } from '../engine/job-log.js';
+import { MAX_METADATA_BYTES } from '../engine/json-size.js';
+import { type AttemptEnd, findJob, STALLED_ERROR, startJob, toEventMessage, updateJob } from '../engine/job-store.js';
+import { topics } from '../pubsub/topics.js';
 import { jobDuration, jobTransitions } from '../observability/metrics.js';
 import { createRedis } from '../queue/redis.js';
 import type { Services } from '../services.js';
+import { JobLogWriter } from './job-log-writer.js';
 import { ProgressReporter } from './progress-reporter.js';
 
 const MAX_ERROR_LENGTH = 2_000;
@@ -39,6 +44,8 @@ export class JobRunner {
   private readonly workers = new Map<string, Worker>();
   /** Aborted when the shutdown deadline passes: running handlers hand their jobs back. */
   private readonly shutdown = new AbortController();
+  /** Which worker ran an attempt, as its history shows it. */
+  private readonly workerLabel = `${hostname()}:${process.pid}`;
 
   constructor(
     private readonly services: Services,
@@ -125,7 +132,7 @@ export class JobRunner {
     const attempt = Math.max(bullJob.attemptsStarted ?? 0, bullJob.attemptsMade + 1);
 
     // One statement in the common case; the row is read only to explain a refusal.
-    const active = await startJob(em, jobId, attempt);
+    const active = await startJob(em, jobId, attempt, this.workerLabel);
     if (!active) {
       const row = await findJob(em, jobId);
       if (!row) throw new UnrecoverableError(`job row ${jobId} does not exist`);
@@ -133,7 +140,8 @@ export class JobRunner {
         logger.info({ status: row.status }, 'row already final; skipping');
         return row.result;
       }
-      await this.finishCancelled(em, jobId, logger);
+      // Cancelled while queued after a stall: the attempt left open is the stalled one.
+      await this.finishCancelled(em, jobId, logger, { outcome: 'STALLED', error: STALLED_ERROR });
       await this.release(declaration, row, logger);
       return undefined;
     }
@@ -150,7 +158,21 @@ export class JobRunner {
       },
       config.PROGRESS_INTERVAL_MS,
       (error) => logger.warn({ err: error }, 'progress write failed; the job goes on'),
+      active.metadata,
     );
+    const jobLog = new JobLogWriter(
+      { run: active.run, attempt },
+      async (lines, alreadyDropped) => {
+        await appendJobLog(em, jobId, lines, config.JOB_LOG_MAX_LINES, alreadyDropped);
+        await this.services.pubsub.publish(topics.jobLog(jobId), { jobId }).catch(() => {});
+      },
+      logger,
+      config.JOB_LOG_MAX_LINES,
+      config.PROGRESS_INTERVAL_MS,
+      (error) => logger.warn({ err: error }, 'job log write failed; the job goes on'),
+    );
+    /** Both writers flushed, so a line or a report never lands after the row's next state. */
+    const flushWriters = () => Promise.all([reporter.close(), jobLog.close()]);
 
     const ctx: JobContext = {
       jobId,
@@ -159,6 +181,14 @@ export class JobRunner {
       attempt,
       em: orm.em.fork() as EntityManager,
       progress: (report) => reporter.report(report),
+      setMetadata: (patch) => {
+        if (!reporter.setMetadata(patch)) {
+          jobLog.log.warn(`metadata update refused: the metadata would exceed ${MAX_METADATA_BYTES} bytes serialised`, {
+            keys: Object.keys(patch).slice(0, 20),
+          });
+        }
+      },
+      log: jobLog.log,
       signal,
       checkpoint: () => {
         if (cancelSignal?.aborted) throw new JobCancelledError();
@@ -176,7 +206,7 @@ export class JobRunner {
         throw new PermanentJobError(`invalid payload: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
       }
       const output = await declaration.handler(parsed.data, ctx);
-      await reporter.close();
+      await flushWriters();
       const last = reporter.current;
       const completed = await updateJob(
         em,
@@ -191,21 +221,24 @@ export class JobRunner {
           finishedAt: new Date(),
         },
         ['ACTIVE'],
+        { outcome: 'COMPLETED' },
       );
       if (completed) await this.publish(completed);
       await this.release(declaration, active, logger);
       logger.info('job completed');
       return output;
     } catch (thrown) {
-      await reporter.close();
+      await flushWriters();
       const error = toError(thrown);
       if (cancelSignal?.aborted || error instanceof JobCancelledError) {
-        await this.finishCancelled(em, jobId, logger);
+        await this.finishCancelled(em, jobId, logger, { outcome: 'CANCELLED' });
         await this.release(declaration, active, logger);
         return undefined;
       }
       if (shutdown.aborted && !timeout.aborted) {
-        const pending = await updateJob(em, jobId, { status: 'PENDING', message: 'handed back: the worker shut down' }, ['ACTIVE']);
+        const pending = await updateJob(em, jobId, { status: 'PENDING', message: 'handed back: the worker shut down' }, ['ACTIVE'], {
+          outcome: 'HANDED_BACK',
+        });
         await bullJob.moveToWait(token);
         if (pending) await this.publish(pending);
         logger.info({ attempt }, 'job handed back to the queue at shutdown');
@@ -214,15 +247,23 @@ export class JobRunner {
       }
       const message = publicErrorMessage(timeout.aborted ? new JobTimeoutError(declaration.options.timeoutMs) : error);
       const permanent = error instanceof PermanentJobError || error instanceof UnrecoverableError;
-      if (permanent || attempt >= declaration.options.attempts) {
-        const failed = await updateJob(em, jobId, { status: 'FAILED', error: message, finishedAt: new Date() }, ['ACTIVE']);
+      const last = permanent || attempt >= declaration.options.attempts;
+      const attemptEnd: AttemptEnd = { outcome: timeout.aborted ? 'TIMED_OUT' : last ? 'FAILED' : 'RETRIED', error: message };
+      if (last) {
+        const failed = await updateJob(em, jobId, { status: 'FAILED', error: message, finishedAt: new Date() }, ['ACTIVE'], attemptEnd);
         if (failed) await this.publish(failed);
         await this.release(declaration, active, logger);
         logger.warn({ err: loggable(error), attempt }, 'job failed');
         throw new UnrecoverableError(message);
       }
       const delay = backoffDelay(declaration, config.BACKOFF_SCALE, attempt);
-      const waiting = await updateJob(em, jobId, { status: 'DELAYED', error: message, runAt: new Date(Date.now() + delay) }, ['ACTIVE']);
+      const waiting = await updateJob(
+        em,
+        jobId,
+        { status: 'DELAYED', error: message, runAt: new Date(Date.now() + delay) },
+        ['ACTIVE'],
+        attemptEnd,
+      );
       if (waiting) await this.publish(waiting);
       logger.warn({ err: loggable(error), attempt, retryInMs: delay }, 'attempt failed; will retry');
       throw error;
@@ -237,12 +278,19 @@ export class JobRunner {
   }
 
   /** Ends the job CANCELLED; BullMQ sees a successful no-op, so nothing retries it. */
-  private async finishCancelled(em: EntityManager, jobId: string, logger: JobContext['logger']): Promise<undefined> {
-    const cancelled = await updateJob(em, jobId, { status: 'CANCELLED', finishedAt: new Date(), message: 'cancelled' }, [
-      'PENDING',
-      'DELAYED',
-      'ACTIVE',
-    ]);
+  private async finishCancelled(
+    em: EntityManager,
+    jobId: string,
+    logger: JobContext['logger'],
+    attemptEnd: AttemptEnd,
+  ): Promise<undefined> {
+    const cancelled = await updateJob(
+      em,
+      jobId,
+      { status: 'CANCELLED', finishedAt: new Date(), message: 'cancelled' },
+      ['PENDING', 'DELAYED', 'ACTIVE'],
+      attemptEnd,
+    );
     if (cancelled) await this.publish(cancelled);
     logger.info('job cancelled');
     return undefined;

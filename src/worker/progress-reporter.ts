@@ -1,30 +1,34 @@
 import type { ProgressReport } from '../engine/define-job.js';
+import { MAX_METADATA_BYTES, serialisedBytes } from '../engine/json-size.js';
+import { ThrottledFlush } from './throttled-flush.js';
 
-/** The coalesced state a flush writes. */
+/** The coalesced state a flush writes; `metadata` only once the handler set some. */
 export interface ProgressState {
   processed: number | null;
   total: number | null;
   message: string | null;
   progress: number;
+  metadata?: Record<string, unknown>;
 }
 
 /**
- * Coalesces a handler's reports: at most one flush per `intervalMs`, always with the latest state,
- * and `close()` flushes whatever is pending so the last report is never dropped. Flushes run one
- * at a time, in order; a failing flush is reported and does not stop the job.
+ * Coalesces a handler's reports and metadata patches: at most one flush per `intervalMs`, always
+ * with the latest state, and `close()` flushes whatever is pending so the last report is never
+ * dropped. Flushes run one at a time, in order; a failing flush is reported and does not stop the job.
  */
 export class ProgressReporter {
   private state: ProgressState = { processed: null, total: null, message: null, progress: 0 };
-  private dirty = false;
-  private lastFlushAt = 0;
-  private timer: NodeJS.Timeout | null = null;
-  private chain: Promise<void> = Promise.resolve();
+  private readonly flushes: ThrottledFlush;
 
   constructor(
-    private readonly flush: (state: ProgressState) => Promise<void>,
-    private readonly intervalMs: number,
-    private readonly onError: (error: unknown) => void,
-  ) {}
+    flush: (state: ProgressState) => Promise<void>,
+    intervalMs: number,
+    onError: (error: unknown) => void,
+    /** The job's metadata when the attempt started: patches merge into it. */
+    private metadata: Record<string, unknown> = {},
+  ) {
+    this.flushes = new ThrottledFlush(() => flush(this.state), intervalMs, onError);
+  }
 
   report(report: ProgressReport): void {
     const next = { ...this.state };
@@ -35,8 +39,20 @@ export class ProgressReporter {
       next.progress = Math.min(100, Math.max(0, (next.processed / next.total) * 100));
     }
     this.state = next;
-    this.dirty = true;
-    this.schedule();
+    this.flushes.touch();
+  }
+
+  /**
+   * Merges `patch` into the job's metadata (shallow: a key given replaces the old value). Refused,
+   * returning false, when the result would exceed MAX_METADATA_BYTES serialised.
+   */
+  setMetadata(patch: Record<string, unknown>): boolean {
+    const merged = { ...this.metadata, ...patch };
+    if (serialisedBytes(merged) > MAX_METADATA_BYTES) return false;
+    this.metadata = merged;
+    this.state = { ...this.state, metadata: merged };
+    this.flushes.touch();
+    return true;
   }
 
   /** The latest reported state, flushed or not. */
@@ -45,30 +61,7 @@ export class ProgressReporter {
   }
 
   /** Flushes what is pending and stops the timer. */
-  async close(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    if (this.dirty) this.enqueueFlush();
-    await this.chain;
-  }
-
-  private schedule(): void {
-    if (this.timer) return;
-    const wait = this.lastFlushAt + this.intervalMs - Date.now();
-    if (wait <= 0) {
-      this.enqueueFlush();
-      return;
-    }
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      if (this.dirty) this.enqueueFlush();
-    }, wait);
-  }
-
-  private enqueueFlush(): void {
-    this.dirty = false;
-    this.lastFlushAt = Date.now();
-    const snapshot = this.state;
-    this.chain = this.chain.then(() => this.flush(snapshot)).catch(this.onError);
+  close(): Promise<void> {
+    return this.flushes.close();
   }
 }

@@ -4,12 +4,14 @@ import type { JobRecord } from '../db/entities/job.entity.js';
 import { type AnyJobDeclaration, releaseJobInput } from '../engine/define-job.js';
 import { queueOptions } from '../engine/enqueue.js';
 import { pruneStatusChanges } from '../engine/job-changes.js';
-import { rowToJob, toEventMessage, updateJob } from '../engine/job-store.js';
+import { rowToJob, STALLED_ERROR, toEventMessage, updateJob } from '../engine/job-store.js';
 import type { Services } from '../services.js';
 
 /** Rows changed more recently than this are left alone: their enqueue or progress is in flight. */
 const GRACE_MS = 5_000;
 const BATCH = 500;
+/** A job the queue lost or gave up on while an attempt was open: nothing will ever finish that attempt. */
+const stalled = { outcome: 'STALLED', error: STALLED_ERROR } as const;
 
 /**
  * Redis is a cache of work; PostgreSQL is the record. Every period, one sidecar (a Redis lock
@@ -87,15 +89,17 @@ export class Reconciler {
             job.id,
             { status: 'FAILED', error: 'every attempt failed while the database was unreachable', finishedAt: new Date() },
             [job.status],
+            { outcome: 'FAILED', error: 'the attempt failed while the database was unreachable' },
           );
         } else if (job.cancelRequestedAt) {
-          updated = await updateJob(em, job.id, { status: 'CANCELLED', finishedAt: new Date() }, [job.status]);
+          updated = await updateJob(em, job.id, { status: 'CANCELLED', finishedAt: new Date() }, [job.status], stalled);
         } else if (job.attempts >= job.maxAttempts) {
           updated = await updateJob(
             em,
             job.id,
             { status: 'FAILED', error: 'the job queue lost this job and it has no attempt left', finishedAt: new Date() },
             [job.status],
+            stalled,
           );
         } else {
           // A job delayed by its owner (or waiting out a backoff) keeps waiting until its runAt.
@@ -109,6 +113,7 @@ export class Reconciler {
               runAt: delayMs > 0 ? job.runAt : null,
             },
             [job.status],
+            stalled,
           );
           if (updated) await queues.add(job.type, job.id, job.payload, queueOptions(declaration, config, job, delayMs));
         }

@@ -238,6 +238,8 @@ describe('import_imap', () => {
         attempt: 1,
         em: services.orm.em.fork() as never,
         progress: () => undefined,
+        setMetadata: () => undefined,
+        log: { info: () => undefined, warn: () => undefined, error: () => undefined },
         signal: new AbortController().signal,
         checkpoint: () => {
           if (++seen === 120) throw new Error('simulated crash');

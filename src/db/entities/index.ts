@@ -1,6 +1,6 @@
 import { AccountSchema } from './account.entity.js';
 import { ArchiveSchema } from './archive.entity.js';
-import { JobSchema, JobStatusChangeSchema } from './job.entity.js';
+import { JobAttemptSchema, JobLogLineSchema, JobSchema, JobStatusChangeSchema } from './job.entity.js';
 import { MessageAttachmentSchema, MessageSchema } from './message.entity.js';
 import { SystemConfigSchema } from './system-config.entity.js';
 import { FindingSchema, ImapSyncStateSchema, NewsletterSchema } from './finding.entity.js';
@@ -20,6 +20,8 @@ export * from './rule.entity.js';
 export const entities = [
   JobSchema,
   JobStatusChangeSchema,
+  JobAttemptSchema,
+  JobLogLineSchema,
   SystemConfigSchema,
   AccountSchema,
   MessageSchema,

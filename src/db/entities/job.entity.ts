@@ -40,6 +40,14 @@ export class JobRecord {
    * dashboard keeps counts per status from the stream alone.
    */
   previousStatus: JobStatus | null = null;
+  /** 1, plus one per `retryJob`: attempts and log lines say which run they belong to. */
+  run = 1;
+  /** Labels given at enqueue (`options.tags`), fixed for the job's life; `JobFilter.tags` finds them. */
+  tags: string[] = [];
+  /** A JSON object: given at enqueue (`options.metadata`), shallow-merged by the handler while it runs. */
+  metadata: Record<string, unknown> = {};
+  /** Log lines dropped from the start of the job's log to keep it within JOB_LOG_MAX_LINES. */
+  logLinesDropped = 0;
   /** Writer of the row's insert and of its last change (`xid8` text); read by the change feed, never sent. */
   createdXid?: string;
   changeXid?: string;
@@ -79,6 +87,76 @@ export const JobStatusChangeSchema = new EntitySchema<JobStatusChange>({
   ],
 });
 
+export const ATTEMPT_OUTCOMES = ['COMPLETED', 'FAILED', 'RETRIED', 'CANCELLED', 'STALLED', 'HANDED_BACK', 'TIMED_OUT'] as const;
+export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
+
+/** One row per attempt of a job, kept across retries, stalls and reconciliation. */
+export class JobAttempt {
+  id!: string;
+  jobId!: string;
+  /** The job's run (1, then one more per `retryJob`). */
+  run!: number;
+  /** 1 for the first attempt of the run. */
+  number!: number;
+  startedAt!: Date;
+  /** Null while the attempt runs. */
+  finishedAt: Date | null = null;
+  outcome: AttemptOutcome | null = null;
+  error: string | null = null;
+  /** Which worker ran it: `host:pid`. */
+  worker!: string;
+}
+
+export const JobAttemptSchema = new EntitySchema<JobAttempt>({
+  class: JobAttempt,
+  tableName: 'job_attempt',
+  properties: {
+    id: { type: 'bigint', primary: true, autoincrement: true },
+    jobId: { type: 'uuid' },
+    run: { type: 'integer' },
+    number: { type: 'integer' },
+    startedAt: { type: 'datetime', columnType: 'timestamptz' },
+    finishedAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
+    outcome: { type: 'string', length: 16, nullable: true },
+    error: { type: 'text', nullable: true },
+    worker: { type: 'string', length: 255 },
+  },
+  // A job's attempts in order; closing the open one finds it through the same index.
+  indexes: [{ name: 'job_attempt_job_idx', properties: ['jobId', 'id'] }],
+});
+
+export const LOG_LEVELS = ['INFO', 'WARN', 'ERROR'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** One line a handler logged (`ctx.log`), kept with its job. */
+export class JobLogLine {
+  id!: string;
+  jobId!: string;
+  run!: number;
+  attempt!: number;
+  at!: Date;
+  level!: LogLevel;
+  message!: string;
+  fields: Record<string, unknown> | null = null;
+}
+
+export const JobLogLineSchema = new EntitySchema<JobLogLine>({
+  class: JobLogLine,
+  tableName: 'job_log',
+  properties: {
+    id: { type: 'bigint', primary: true, autoincrement: true },
+    jobId: { type: 'uuid' },
+    run: { type: 'integer' },
+    attempt: { type: 'integer' },
+    at: { type: 'datetime', columnType: 'timestamptz' },
+    level: { type: 'string', length: 8 },
+    message: { type: 'text' },
+    fields: { type: 'json', nullable: true },
+  },
+  // A job's lines in write order: pages, live tails and the per-job bound all walk it.
+  indexes: [{ name: 'job_log_job_idx', properties: ['jobId', 'id'] }],
+});
+
 export const JobSchema = new EntitySchema<JobRecord>({
   class: JobRecord,
   tableName: 'job',
@@ -108,6 +186,10 @@ export const JobSchema = new EntitySchema<JobRecord>({
     cancelRequestedAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     version: { type: 'integer', default: 0 },
     previousStatus: { type: 'string', length: 16, nullable: true },
+    run: { type: 'integer', default: 1 },
+    tags: { type: 'string[]', columnType: 'text[]', defaultRaw: `'{}'` },
+    metadata: { type: 'json', defaultRaw: `'{}'` },
+    logLinesDropped: { type: 'integer', default: 0 },
     createdXid: { ...WRITER_XID, hidden: true },
     changeXid: { ...WRITER_XID, hidden: true },
   },
@@ -127,6 +209,8 @@ export const JobSchema = new EntitySchema<JobRecord>({
     { name: 'job_owner_updated_idx', properties: ['ownerId', 'updatedAt', 'id'] },
     // The change feed walks rows by writer: the ones written after a position, in (change_xid, id) order.
     { name: 'job_change_xid_idx', properties: ['changeXid', 'id'] },
+    // `JobFilter.tags` (jobs holding all the given tags) is an array containment test.
+    { name: 'job_tags_idx', expression: 'create index "job_tags_idx" on "job" using gin ("tags")' },
   ],
   uniques: [{ name: 'job_owner_idempotency_key_unique', properties: ['ownerId', 'idempotencyKey'] }],
 });

@@ -2,7 +2,8 @@ import type { z } from 'zod';
 import { callerOf } from '../../auth/access.js';
 import { releaseJobInput } from '../../engine/define-job.js';
 import type { EnqueueDeps } from '../../engine/enqueue.js';
-import { cancelJob, enqueueJob, retryJob } from '../../engine/enqueue.js';
+import { cancelJob, enqueueJob, MAX_TAGS, retryJob, TAG_RULE } from '../../engine/enqueue.js';
+import { MAX_METADATA_BYTES } from '../../engine/json-size.js';
 import { toEventMessage } from '../../engine/job-store.js';
 import { findJobType, jobCatalogue } from '../../jobs/registry.js';
 import { topics } from '../../pubsub/topics.js';
@@ -19,6 +20,15 @@ const EnqueueOptionsRef = builder.inputType('EnqueueOptions', {
     idempotencyKey: t.string({
       required: false,
       description: 'A second call with the same key by the same owner returns the first job instead of a new one.',
+    }),
+    tags: t.stringList({
+      required: false,
+      description: `Labels to find the job by (\`JobFilter.tags\`): at most ${MAX_TAGS}; ${TAG_RULE}. Duplicates are dropped.`,
+    }),
+    metadata: t.field({
+      type: 'JSON',
+      required: false,
+      description: `A JSON object kept with the job as \`metadata\`, at most ${MAX_METADATA_BYTES} bytes serialised; the handler may add to it while it runs.`,
     }),
   }),
 });

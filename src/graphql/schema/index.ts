@@ -5,6 +5,8 @@ import './job.js';
 import './job-types.js';
 import './enqueue.js';
 import './subscriptions.js';
+import './job-logs.js';
+import './job-attempts.js';
 import './account.js';
 import './account-imap.js';
 import './message.js';

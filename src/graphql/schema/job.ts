@@ -3,6 +3,8 @@ import { isUuid } from '../../engine/validation.js';
 import { callerOf, mayAccess, ownerFilter } from '../../auth/access.js';
 import { JOB_STATUSES, JOB_TRIGGERS, type JobRecord } from '../../db/entities/job.entity.js';
 import type { AnyJobDeclaration } from '../../engine/define-job.js';
+import { MAX_TAGS, TAG_PATTERN, TAG_RULE } from '../../engine/enqueue.js';
+import { MAX_METADATA_BYTES } from '../../engine/json-size.js';
 import {
   countJobHistory,
   countJobsByTypeAndStatus,
@@ -79,6 +81,15 @@ export const JobRef = builder.interfaceRef<JobRecord>('Job').implement({
       nullable: true,
       description: 'Set by cancelJob at once; the status follows when the worker stops.',
       resolve: (job) => job.cancelRequestedAt,
+    }),
+    run: t.exposeInt('run', { description: '1, plus one per `retryJob`: `attempts` counts the attempts of this run.' }),
+    tags: t.exposeStringList('tags', {
+      description: `Labels given at enqueue (\`options.tags\`): at most ${MAX_TAGS}, each ${TAG_RULE.replace('a tag is ', '')}. Find jobs by them with \`JobFilter.tags\`.`,
+    }),
+    metadata: t.field({
+      type: 'JSON',
+      description: `A JSON object (at most ${MAX_METADATA_BYTES} bytes serialised): given at enqueue (\`options.metadata\`), and shallow-merged by the handler while it runs (e.g. an import's bytes read). \`{}\` when none.`,
+      resolve: (job) => job.metadata,
     }),
   }),
 });
@@ -167,6 +178,10 @@ export const JobFilterRef = builder.inputType('JobFilter', {
       required: false,
       description: 'Inclusive: jobs whose state changed at or after this instant (any change, progress included).',
     }),
+    tags: t.stringList({
+      required: false,
+      description: `Jobs holding every one of these tags (at most ${MAX_TAGS}); an empty list narrows nothing.`,
+    }),
   }),
 });
 
@@ -213,6 +228,7 @@ export const JobCountRef = builder.objectRef<JobCountRow>('JobCount').implement(
 /** What GraphQL types cannot say about a filter. */
 const jobFilterRules = z.object({
   ids: z.array(z.string()).max(MAX_FILTER_IDS, `at most ${MAX_FILTER_IDS} ids`).nullish(),
+  tags: z.array(z.string().regex(TAG_PATTERN, TAG_RULE)).max(MAX_TAGS, `at most ${MAX_TAGS} tags`).nullish(),
 });
 
 /** The filter of `jobs`, `jobCounts` and `jobEvents`, checked; BAD_USER_INPUT when it breaks a rule. */

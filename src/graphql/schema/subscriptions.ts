@@ -40,6 +40,8 @@ export const JobProgressEventRef = builder.objectRef<StreamEvent>('JobProgressEv
     error: t.string({ nullable: true, resolve: (e) => e.job.error }),
     result: t.field({ type: 'JSON', nullable: true, resolve: (e) => e.job.result ?? null }),
     at: t.field({ type: 'DateTime', description: 'When the change was made.', resolve: (e) => e.job.updatedAt }),
+    tags: t.stringList({ description: "The job's tags.", resolve: (e) => e.job.tags ?? [] }),
+    metadata: t.field({ type: 'JSON', description: "The job's metadata after the change.", resolve: (e) => e.job.metadata ?? {} }),
     job: t.field({
       type: JobRef,
       description: 'The job after this change, as its concrete type (typed `input` and `output`); read from the event, not the database.',
@@ -57,7 +59,7 @@ const leaseStores = new WeakMap<Services, SubscriptionLeases>();
  * asked, the subscription goes ahead uncounted: the cap protects the system, it is not a reason
  * to lose live views while Redis is away.
  */
-async function takeSubscriptionSlot(ctx: GraphQLContext, kind: string): Promise<SubscriptionLease | null> {
+export async function takeSubscriptionSlot(ctx: GraphQLContext, kind: string): Promise<SubscriptionLease | null> {
   const { config, logger, queues } = ctx.services;
   const max = config.MAX_SUBSCRIPTIONS_PER_USER;
   if (max === 0 || callerOf(ctx.viewer).isAdmin) return null;
@@ -101,7 +103,7 @@ type Expirable<T> = T | typeof TOKEN_EXPIRED | StreamFailure;
 /** Longest delay setTimeout honours; a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-function guardSubscription<T>(
+export function guardSubscription<T>(
   ctx: GraphQLContext,
   kind: string,
   lease: SubscriptionLease | null,
@@ -180,7 +182,8 @@ function guardSubscription<T>(
   return iterator;
 }
 
-function eventOrExpiry(event: Expirable<StreamEvent>): StreamEvent {
+/** A subscription's `resolve`: the event, or the error that ends the stream in its place. */
+export function eventOrExpiry<T>(event: Expirable<T>): T {
   if (event === TOKEN_EXPIRED) throw graphqlError('UNAUTHENTICATED', 'token expired; subscribe again with a fresh token');
   if (event instanceof StreamFailure) throw event.error;
   return event;
@@ -269,6 +272,7 @@ function matches(ctx: GraphQLContext, filter: JobFilterInput | null | undefined,
   if (filter?.updatedAfter && new Date(job.updatedAt) < filter.updatedAfter) return false;
   if (filter?.createdAfter && new Date(job.createdAt) < filter.createdAfter) return false;
   if (filter?.createdBefore && new Date(job.createdAt) >= filter.createdBefore) return false;
+  if (filter?.tags?.length && !filter.tags.every((tag) => job.tags?.includes(tag))) return false;
   return true;
 }
 
