@@ -209,8 +209,10 @@ export const JobSchema = new EntitySchema<JobRecord>({
     { name: 'job_owner_updated_idx', properties: ['ownerId', 'updatedAt', 'id'] },
     // The change feed walks rows by writer: the ones written after a position, in (change_xid, id) order.
     { name: 'job_change_xid_idx', properties: ['changeXid', 'id'] },
-    // `JobFilter.tags` (jobs holding all the given tags) is an array containment test.
-    { name: 'job_tags_idx', expression: 'create index "job_tags_idx" on "job" using gin ("tags")' },
+    // `JobFilter.tags` (jobs holding all the given tags) is an array containment test; with the owner
+    // in the same GIN index (btree_gin), a user's tag query reads only that user's entries, and an
+    // admin's, without an owner, uses the same index.
+    { name: 'job_owner_tags_idx', expression: 'create index "job_owner_tags_idx" on "job" using gin ("owner_id", "tags")' },
   ],
   uniques: [{ name: 'job_owner_idempotency_key_unique', properties: ['ownerId', 'idempotencyKey'] }],
 });
