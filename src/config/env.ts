@@ -53,6 +53,8 @@ const configSchema = z.object({
   STALLED_INTERVAL_MS: positiveInt.default(30_000),
   /** How often the reconciler compares PostgreSQL with Redis. (Default: 60000) */
   RECONCILE_INTERVAL_MS: positiveInt.default(60_000),
+  /** How often each sidecar ends the jobs that waited past `options.expiresInMs` without starting. (Default: 1000) */
+  EXPIRY_SWEEP_INTERVAL_MS: positiveInt.default(1_000),
   /** Multiplies every job type's backoff delay; tests set it low. (Default: 1) */
   BACKOFF_SCALE: z.coerce.number().positive().default(1),
   /** Minimum milliseconds between two progress writes of one job. (Default: 100, i.e. ~10/s) */

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { z } from 'zod';
 import type { Config } from '../config/env.js';
-import type { JobTrigger } from '../db/entities/job.entity.js';
+import type { JobRecord, JobTrigger } from '../db/entities/job.entity.js';
 import type { Logger } from '../observability/logger.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
 
@@ -66,6 +66,12 @@ export interface JobLog {
   error(message: string, fields?: LogFields): void;
 }
 
+/** Acting on other jobs, as the API's `cancelJob` and `retryJob` do; for the bulk type. */
+export interface JobControl {
+  cancel(jobId: string): Promise<JobRecord>;
+  retry(jobId: string): Promise<JobRecord>;
+}
+
 /** Everything a handler may use. Handlers never touch Redis or pub/sub themselves. */
 export interface JobContext {
   jobId: string;
@@ -91,6 +97,8 @@ export interface JobContext {
   logger: Logger;
   storage: BlobStorage;
   config: Config;
+  /** Cancels or retries other jobs (with their events, queue entries and uploads). */
+  jobs: JobControl;
 }
 
 /** The caller of an enqueue mutation, as `prepare` sees it. */
@@ -137,6 +145,11 @@ export interface JobDeclarationSpec<Args extends z.ZodRawShape, Input, Output> {
     typeName: string;
     /** Only admins may call the mutation; declared on the field as `authScopes: { admin: true }`. (Default: false) */
     adminOnly?: boolean;
+    /**
+     * The mutations are written by hand in a schema module (their arguments reuse GraphQL types a
+     * zod schema cannot name, e.g. `JobFilter`), `mutation` naming the main one. (Default: false)
+     */
+    handWrittenMutations?: boolean;
   };
   /** Unit counted by processed/total, e.g. `messages`. */
   unit: string;

@@ -26,6 +26,10 @@ export interface EnqueueOptions {
   tags?: string[] | null;
   /** A JSON object stored with the job, at most MAX_METADATA_BYTES serialised. (Default: `{}`) */
   metadata?: unknown;
+  /** Not started this many milliseconds after the enqueue, the job ends CANCELLED, "expired before it started". (Default: never) */
+  expiresInMs?: number | null;
+  /** How long `idempotencyKey` answers a repeated enqueue; after it, the key enqueues a new job. (Default: forever) */
+  idempotencyTtlMs?: number | null;
 }
 
 /** Most tags one job may have. */
@@ -86,6 +90,21 @@ function checkOptions(options: EnqueueOptions): void {
     throw new InvalidInputError('idempotencyKey must be 1 to 255 characters');
   }
   if (options.tags != null) checkTags(options.tags);
+  const { expiresInMs, idempotencyTtlMs } = options;
+  if (expiresInMs != null) {
+    if (!Number.isInteger(expiresInMs) || expiresInMs < 1 || expiresInMs > MAX_DELAY_MS) {
+      throw new InvalidInputError(`expiresInMs must be an integer from 1 to ${MAX_DELAY_MS}`);
+    }
+    if (delayMs != null && expiresInMs <= delayMs) {
+      throw new InvalidInputError('expiresInMs must be greater than delayMs: the job would expire before it may start');
+    }
+  }
+  if (idempotencyTtlMs != null) {
+    if (!Number.isInteger(idempotencyTtlMs) || idempotencyTtlMs < 1 || idempotencyTtlMs > MAX_DELAY_MS) {
+      throw new InvalidInputError(`idempotencyTtlMs must be an integer from 1 to ${MAX_DELAY_MS}`);
+    }
+    if (idempotencyKey == null) throw new InvalidInputError('idempotencyTtlMs needs an idempotencyKey');
+  }
   if (metadata != null) {
     if (typeof metadata !== 'object' || Array.isArray(metadata)) throw new InvalidInputError('metadata must be a JSON object');
     const bytes = serialisedBytes(metadata);
@@ -159,6 +178,8 @@ export async function enqueueJob(deps: EnqueueDeps, request: EnqueueRequest): Pr
       accountId: prepared.accountId,
       runAt: delayMs > 0 ? new Date(Date.now() + delayMs) : null,
       tags: options.tags ? checkTags(options.tags) : [],
+      expiresAt: options.expiresInMs != null ? new Date(Date.now() + options.expiresInMs) : null,
+      idempotencyExpiresAt: options.idempotencyTtlMs != null ? new Date(Date.now() + options.idempotencyTtlMs) : null,
       metadata: (options.metadata as Record<string, unknown> | null | undefined) ?? {},
     });
   } catch (error) {
@@ -253,6 +274,8 @@ export async function retryJob(
       finishedAt: null,
       runAt: null,
       cancelRequestedAt: null,
+      // Run by hand: it waits for a worker however long that takes.
+      expiresAt: null,
     },
     ['FAILED', 'CANCELLED'],
   );

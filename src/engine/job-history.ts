@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobRecord, JobStatus } from '../db/entities/job.entity.js';
-import { rowToJob, textArray } from './job-store.js';
+import { pgArray } from '../db/sql.js';
+import { rowToJob } from './job-store.js';
 
 /** Most ids one filter may name. */
 export const MAX_FILTER_IDS = 100;
@@ -92,7 +93,7 @@ export function whereOf({ ownerId, filter }: JobScope): { where: string; params:
   }
   if (filter?.tags?.length) {
     clauses.push('tags @> ?::text[]');
-    params.push(textArray(filter.tags));
+    params.push(pgArray(filter.tags));
   }
   return { where: clauses.join(' AND '), params };
 }

@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { type AttemptOutcome, TERMINAL_STATUSES, type JobRecord, type JobStatus } from '../db/entities/job.entity.js';
+import { pgArray } from '../db/sql.js';
 import type { JobEventMessage } from '../pubsub/topics.js';
 
 /**
@@ -39,6 +40,8 @@ const COLUMNS: Record<keyof JobRecord, string> = {
   tags: 'tags',
   metadata: 'metadata',
   logLinesDropped: 'log_lines_dropped',
+  expiresAt: 'expires_at',
+  idempotencyExpiresAt: 'idempotency_expires_at',
   createdXid: 'created_xid',
   changeXid: 'change_xid',
 };
@@ -83,6 +86,8 @@ export function rowToJob(row: Row): JobRecord {
     tags: (row.tags as string[] | null) ?? [],
     metadata: (row.metadata as Record<string, unknown> | null) ?? {},
     logLinesDropped: Number(row.log_lines_dropped ?? 0),
+    expiresAt: toDate(row.expires_at),
+    idempotencyExpiresAt: toDate(row.idempotency_expires_at),
   };
 }
 
@@ -97,6 +102,8 @@ export function toEventMessage(job: JobRecord): JobEventMessage {
       finishedAt: job.finishedAt?.toISOString() ?? null,
       runAt: job.runAt?.toISOString() ?? null,
       cancelRequestedAt: job.cancelRequestedAt?.toISOString() ?? null,
+      expiresAt: job.expiresAt?.toISOString() ?? null,
+      idempotencyExpiresAt: job.idempotencyExpiresAt?.toISOString() ?? null,
     },
   };
 }
@@ -116,6 +123,8 @@ export function eventJob(event: JobEventMessage): JobRecord {
       finishedAt: toDate(wire.finishedAt),
       runAt: toDate(wire.runAt),
       cancelRequestedAt: toDate(wire.cancelRequestedAt),
+      expiresAt: toDate(wire.expiresAt),
+      idempotencyExpiresAt: toDate(wire.idempotencyExpiresAt),
     };
     wireJobs.set(event, job);
   }
@@ -128,33 +137,29 @@ export function isTerminal(status: JobStatus): boolean {
 
 function encode(field: keyof JobRecord, value: unknown): unknown {
   if (JSON_FIELDS.has(field)) return value === null || value === undefined ? null : JSON.stringify(value);
-  if (field === 'tags') return textArray(value as string[]);
+  if (field === 'tags') return pgArray(value as string[]);
   return value;
-}
-
-/** A PostgreSQL `text[]` literal: the driver would expand a JS array into a list of parameters. */
-export function textArray(values: readonly string[]): string {
-  return `{${values.map((value) => `"${value.replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
 }
 
 export type NewJob = Pick<
   JobRecord,
   'id' | 'type' | 'status' | 'maxAttempts' | 'priority' | 'payload' | 'trigger' | 'idempotencyKey' | 'ownerId' | 'accountId' | 'runAt'
 > &
-  Partial<Pick<JobRecord, 'tags' | 'metadata'>>;
+  Partial<Pick<JobRecord, 'tags' | 'metadata' | 'expiresAt' | 'idempotencyExpiresAt'>>;
 
 /**
- * Inserts a job row. With an idempotency key already used by the same owner, nothing is
- * inserted and the job holding the key is returned with `created: false`, whatever its type:
- * the caller decides whether a job of another type under the same key is an answer or an error.
+ * Inserts a job row. With an idempotency key the same owner already holds (within the holder's
+ * window, if it has one), nothing is inserted and the holder is returned with `created: false`,
+ * whatever its type: the caller decides whether a job of another type under the same key is an
+ * answer or an error. A holder whose window has passed gives the key up to the new job.
  */
 export async function insertJob(em: EntityManager, job: NewJob): Promise<{ job: JobRecord; created: boolean }> {
   const fields = Object.keys(job) as (keyof NewJob)[];
   const columns = fields.map((field) => COLUMNS[field]);
   const values = fields.map((field) => encode(field, job[field]));
-  // The holder of the key can vanish between the two statements (a purge of old jobs): then the
-  // key is free again and the second round inserts.
-  for (let round = 0; round < 2; round++) {
+  // Between the two statements the holder can vanish or its window pass: then the key is free
+  // (or freed) and the next round inserts.
+  for (let round = 0; round < 3; round++) {
     const rows: Row[] = await em.getConnection().execute(
       `INSERT INTO job (${columns.join(', ')}, created_at, updated_at)
        VALUES (${fields.map(() => '?').join(', ')}, clock_timestamp(), clock_timestamp())
@@ -166,6 +171,7 @@ export async function insertJob(em: EntityManager, job: NewJob): Promise<{ job: 
     if (rows[0]) return { job: rowToJob(rows[0]), created: true };
     const existing = await findJobByIdempotencyKey(em, job.ownerId, job.idempotencyKey!);
     if (existing) return { job: existing, created: false };
+    await releaseExpiredIdempotencyKey(em, job.ownerId, job.idempotencyKey!);
   }
   throw new Error('idempotency conflict but no job holds the key');
 }
@@ -175,11 +181,26 @@ export async function findJob(em: EntityManager, id: string): Promise<JobRecord 
   return rows[0] ? rowToJob(rows[0]) : null;
 }
 
+/** The job holding an owner's idempotency key, unless the holder's window has passed. */
 export async function findJobByIdempotencyKey(em: EntityManager, ownerId: string, key: string): Promise<JobRecord | null> {
   const rows: Row[] = await em
     .getConnection()
-    .execute('SELECT * FROM job WHERE owner_id = ? AND idempotency_key = ?', [ownerId, key], 'all');
+    .execute(
+      'SELECT * FROM job WHERE owner_id = ? AND idempotency_key = ? AND (idempotency_expires_at IS NULL OR idempotency_expires_at > clock_timestamp())',
+      [ownerId, key],
+      'all',
+    );
   return rows[0] ? rowToJob(rows[0]) : null;
+}
+
+/** Takes an idempotency key off the job holding it once that job's window has passed (the job keeps its history). */
+async function releaseExpiredIdempotencyKey(em: EntityManager, ownerId: string, key: string): Promise<void> {
+  await em.getConnection().execute(
+    `UPDATE job SET idempotency_key = NULL, ${CHANGE_MARKS.join(', ')}
+        WHERE owner_id = ? AND idempotency_key = ? AND idempotency_expires_at <= clock_timestamp()`,
+    [ownerId, key],
+    'run',
+  );
 }
 
 /** Columns that may change after insertion. */
@@ -201,6 +222,7 @@ export type JobChanges = Partial<
     | 'cancelRequestedAt'
     | 'run'
     | 'metadata'
+    | 'expiresAt'
   >
 >;
 
@@ -208,6 +230,8 @@ export type JobChanges = Partial<
 export interface AttemptEnd {
   outcome: AttemptOutcome;
   error?: string | null;
+  /** Only this attempt of the job's current run (a worker ending its own); omitted: whichever is open. */
+  number?: number;
 }
 
 /**
@@ -230,24 +254,43 @@ const CHANGE_MARKS = [
  * statement and the parameters it adds after the UPDATE's own.
  */
 function withStatusLog(update: string, attemptEnd?: AttemptEnd, alsoCte?: string): { sql: string; params: unknown[] } {
-  const closing = attemptEnd ? `, ${closeOpenAttempt(attemptEnd.outcome)}` : '';
+  const closing = attemptEnd ? `, ${closeOpenAttempt(attemptEnd.outcome, attemptEnd.number !== undefined)}` : '';
   return {
     sql: `WITH changed AS (${update} RETURNING *),
     logged AS (INSERT INTO job_status_change (job_id, status_before) SELECT id, previous_status FROM changed WHERE previous_status <> status)${closing}${alsoCte ? `, ${alsoCte}` : ''}
     SELECT * FROM changed`,
-    params: attemptEnd ? [attemptEnd.outcome, attemptEnd.error ?? null] : [],
+    params: attemptEnd
+      ? [attemptEnd.outcome, attemptEnd.error ?? null, ...(attemptEnd.number !== undefined ? [attemptEnd.number] : [])]
+      : [],
   };
 }
 
 /**
- * A CTE closing the open attempt of the job in `changed` (outcome and error as parameters). A
- * stalled attempt ends at its last sign of life: the row's last change before this statement.
+ * A CTE closing the open attempt of the job in `changed` (outcome, error and, with `ownAttempt`,
+ * the attempt's number as parameters). A stalled attempt ends at its last sign of life: the row's
+ * last change before this statement, or the attempt's last log line, whichever is later.
  */
-function closeOpenAttempt(outcome: AttemptOutcome): string {
+function closeOpenAttempt(outcome: AttemptOutcome, ownAttempt: boolean): string {
   const finishedAt =
-    outcome === 'STALLED' ? 'greatest(a.started_at, (SELECT j.updated_at FROM job j WHERE j.id = changed.id))' : 'clock_timestamp()';
+    outcome === 'STALLED'
+      ? `greatest(a.started_at, (SELECT j.updated_at FROM job j WHERE j.id = changed.id),
+          (SELECT max(l.at) FROM job_log l WHERE l.job_id = changed.id AND l.run = a.run AND l.attempt = a.number))`
+      : 'clock_timestamp()';
   return `closed AS (UPDATE job_attempt a SET finished_at = ${finishedAt}, outcome = ?, error = ?
-      FROM changed WHERE a.job_id = changed.id AND a.finished_at IS NULL)`;
+      FROM changed WHERE a.job_id = changed.id AND a.finished_at IS NULL${ownAttempt ? ' AND a.run = changed.run AND a.number = ?' : ''})`;
+}
+
+/** Closes, as STALLED, attempts left open on jobs that ended without them (their closing raced another change). */
+export async function closeOrphanedAttempts(em: EntityManager, olderThanMs: number): Promise<number> {
+  const result: { affectedRows?: number } = await em.getConnection().execute(
+    `UPDATE job_attempt a SET finished_at = greatest(a.started_at, j.updated_at), outcome = 'STALLED', error = ?
+       FROM job j
+      WHERE a.finished_at IS NULL AND j.id = a.job_id AND j.status IN ('COMPLETED', 'FAILED', 'CANCELLED')
+        AND j.updated_at < now() - make_interval(secs => ?)`,
+    [STALLED_ERROR, olderThanMs / 1000],
+    'run',
+  );
+  return result.affectedRows ?? 0;
 }
 
 /**
@@ -277,15 +320,16 @@ export async function updateJob(
 }
 
 /**
- * Marks a job ACTIVE for an attempt in one statement, unless it is final or its cancellation was
- * asked; returns null then, and the caller reads the row to see which. The same statement opens
+ * Marks a job ACTIVE for an attempt in one statement, unless it is final, its cancellation was
+ * asked, or it expired before it started; returns null then, and the caller reads the row to see which. The same statement opens
  * the attempt's `job_attempt` row (run by `worker`) and closes one left open as STALLED: its worker
  * died, or BullMQ found it stalled and handed the job on.
  */
 export async function startJob(em: EntityManager, id: string, attempt: number, worker: string): Promise<JobRecord | null> {
   const statement = withStatusLog(
     `UPDATE job SET status = 'ACTIVE', attempts = ?, started_at = clock_timestamp(), run_at = NULL, ${CHANGE_MARKS.join(', ')}
-      WHERE id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL`,
+      WHERE id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL
+        AND (expires_at IS NULL OR started_at IS NOT NULL OR expires_at > clock_timestamp())`,
     { outcome: 'STALLED', error: STALLED_ERROR },
     'opened AS (INSERT INTO job_attempt (job_id, run, number, started_at, worker) SELECT id, run, attempts, started_at, ? FROM changed)',
   );
@@ -295,3 +339,24 @@ export async function startJob(em: EntityManager, id: string, attempt: number, w
 
 /** The error of an attempt closed as STALLED. */
 export const STALLED_ERROR = 'the worker running this attempt stopped responding (it crashed, was killed or lost its lock)';
+
+/** The message of a job that waited past its `expiresAt` without starting. */
+export const EXPIRED_MESSAGE = 'expired before it started';
+
+/** A job that has an expiry, has not started, and is past it. */
+const EXPIRED = `expires_at <= clock_timestamp() AND started_at IS NULL AND status IN ('PENDING', 'DELAYED')`;
+
+/**
+ * Ends CANCELLED ("expired before it started") the jobs whose `expiresAt` passed before they
+ * started: up to `limit` of them, or only job `id`. Concurrent sweeps skip each other's rows.
+ */
+export async function expireJobs(em: EntityManager, options: { id?: string; limit?: number } = {}): Promise<JobRecord[]> {
+  const statement = withStatusLog(
+    `UPDATE job SET status = 'CANCELLED', message = ?, finished_at = clock_timestamp(), ${CHANGE_MARKS.join(', ')}
+      WHERE id IN (SELECT id FROM job WHERE ${EXPIRED}${options.id ? ' AND id = ?' : ''} ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED)
+        AND ${EXPIRED}`,
+  );
+  const params = [EXPIRED_MESSAGE, ...(options.id ? [options.id] : []), options.limit ?? 1, ...statement.params];
+  const rows: Row[] = await em.getConnection().execute(statement.sql, params, 'all');
+  return rows.map(rowToJob);
+}

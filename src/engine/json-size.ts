@@ -9,3 +9,30 @@ export function serialisedBytes(value: unknown): number {
     return Number.POSITIVE_INFINITY;
   }
 }
+
+/**
+ * A string PostgreSQL's `jsonb` and `text` accept: no NUL, no lone surrogate (a cut emoji half
+ * becomes U+FFFD). One such character would otherwise fail the whole statement it is part of.
+ */
+export function storableText(text: string): string {
+  return text.replaceAll('\u0000', '').toWellFormed();
+}
+
+/**
+ * `value` as plain JSON data that PostgreSQL stores: dates as ISO text, errors as name and
+ * message, strings made storable, and `redactKeys` (lower case) replaced at any depth. Null when
+ * it has no JSON form (a bigint, a cycle).
+ */
+export function storableJson(value: unknown, redactKeys: ReadonlySet<string> = new Set()): unknown {
+  try {
+    const text = JSON.stringify(value, function (this: unknown, key, item: unknown) {
+      if (key && redactKeys.has(key.toLowerCase())) return '[redacted]';
+      if (typeof item === 'string') return storableText(item);
+      if (item instanceof Error) return { name: item.name, message: storableText(item.message) };
+      return item;
+    });
+    return text === undefined ? null : JSON.parse(text);
+  } catch {
+    return null;
+  }
+}

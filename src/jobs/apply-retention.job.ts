@@ -94,12 +94,16 @@ export const applyRetentionJob = defineJob({
       total,
       message: `applying ${policies.length} retention ${policies.length === 1 ? 'policy' : 'policies'}`,
     });
+    ctx.log.info(`applying ${policies.length} retention ${policies.length === 1 ? 'policy' : 'policies'} to ${total} messages`, {
+      policies: policies.length,
+      total,
+    });
 
     const summary = { policies: policies.length, matched: 0, affected: 0, results: [] as z.infer<typeof policyResultSchema>[] };
     let processed = 0;
     for (const { policy, cutoff, scope } of plans) {
       if (!(RETENTION_ACTIONS as readonly string[]).includes(policy.action)) {
-        ctx.logger.warn({ policyId: policy.id, action: policy.action }, 'retention policy with an unknown action skipped');
+        ctx.log.warn(`policy ${policy.id} skipped: unknown action ${policy.action}`, { policyId: policy.id, action: policy.action });
         continue;
       }
       const result = {
@@ -135,6 +139,11 @@ export const applyRetentionJob = defineJob({
       summary.results.push(result);
     }
     ctx.progress({ processed, total: processed, message: `${summary.matched} matched, ${summary.affected} changed` });
+    ctx.log.info(`${summary.matched} messages matched, ${summary.affected} changed`, {
+      policies: summary.results.length,
+      matched: summary.matched,
+      affected: summary.affected,
+    });
     return summary;
   },
 });

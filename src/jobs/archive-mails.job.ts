@@ -64,6 +64,10 @@ export const archiveMailsJob = defineJob({
       ctx.progress({ processed: Math.min(start + BATCH_SIZE, ids.length), message: 'archiving' });
     }
     ctx.progress({ processed: ids.length, total: ids.length, message: 'archived' });
+    ctx.log.info(
+      `archived ${result.archived} of ${result.matched} messages; ${result.skipped} already archived, ${result.missing} missing`,
+      result,
+    );
     return result;
   },
 });

@@ -76,6 +76,12 @@ export const bulkOperationJob = defineJob({
       affected += (await applyMessageAction(ctx.em, ctx.storage, account.id, chunk, input.action, input.label)).length;
       ctx.progress({ processed: Math.min(start + BATCH_SIZE, ids.length), message: `${input.action.toLowerCase()}` });
     }
+    ctx.log.info(`${input.action.toLowerCase()}: ${affected} of ${ids.length} messages changed`, {
+      action: input.action,
+      label: input.label,
+      matched: ids.length,
+      affected,
+    });
     return { action: input.action, matched: ids.length, affected };
   },
 });

@@ -59,6 +59,10 @@ export const encryptArchivesJob = defineJob({
     const result = { encrypted: 0, skipped: counts.done, missing: 0 };
     let processed = 0;
     ctx.progress({ processed: 0, total: counts.todo, message: 'encrypting' });
+    ctx.log.info(`encrypting ${counts.todo} archives; ${counts.done} already encrypted`, {
+      toEncrypt: counts.todo,
+      alreadyEncrypted: counts.done,
+    });
 
     let lastId = '00000000-0000-0000-0000-000000000000';
     for (;;) {
@@ -117,7 +121,7 @@ export const encryptArchivesJob = defineJob({
           await Promise.all(outcome.plaintextKeys.map((plaintextKey) => ctx.storage.delete(plaintextKey)));
           result.encrypted++;
         } else if (outcome.status === 'missing') {
-          ctx.logger.warn({ archiveId: id }, 'archive file missing from storage; archive left unencrypted');
+          ctx.log.warn(`archive ${id} left unencrypted: a stored file is missing`, { archiveId: id });
           result.missing++;
         } else {
           result.skipped++;
@@ -147,6 +151,7 @@ export const encryptArchivesJob = defineJob({
       await Promise.all(leftovers.map((plaintextKey) => ctx.storage.delete(plaintextKey)));
     }
     ctx.progress({ processed, total: Math.max(counts.todo, processed), message: 'encrypted' });
+    ctx.log.info(`encrypted ${result.encrypted} archives; ${result.skipped} skipped, ${result.missing} missing a file`, result);
     return result;
   },
 });

@@ -193,7 +193,21 @@ export const importImapJob = defineJob({
     });
     try {
       const { info } = session;
-      ctx.logger.info({ mailbox, uidValidity: info.uidValidity, toFetch: info.toFetch, reset: info.reset }, 'IMAP mailbox opened');
+      // The host only: the user and the vetted address stay out of a log the account's owner reads.
+      ctx.log.info(`connected to ${settings.host}`, { host: settings.host });
+      ctx.log.info(`opened ${mailbox} (UIDVALIDITY ${info.uidValidity}): ${info.toFetch} new messages to fetch`, {
+        mailbox,
+        uidValidity: info.uidValidity,
+        exists: info.exists,
+        toFetch: info.toFetch,
+        reset: info.reset,
+      });
+      if (info.reset && state.uidValidity !== null) {
+        ctx.log.warn(`UIDVALIDITY changed from ${state.uidValidity}: the whole mailbox is fetched again`, {
+          previousUidValidity: state.uidValidity,
+          uidValidity: info.uidValidity,
+        });
+      }
       ctx.progress({ processed: 0, total: info.toFetch, message: 'importing' });
 
       const result = {
@@ -207,6 +221,8 @@ export const importImapJob = defineJob({
       };
       // After a UIDVALIDITY change the old last UID means nothing: count from zero.
       let lastUid = info.reset ? 0 : state.lastUid;
+      let bytesFetched = 0;
+      ctx.setMetadata({ mailbox, bytesFetched });
       let batch: IncomingMessage[] = [];
       let batchBytes = 0;
       const flush = async (): Promise<void> => {
@@ -217,7 +233,13 @@ export const importImapJob = defineJob({
         batchBytes = 0;
         // Only once the batch is stored: a crash before this re-fetches it, and dedup skips what made it.
         await saveSyncState(ctx.em, account.id, mailbox, { uidValidity: info.uidValidity, lastUid });
+        ctx.setMetadata({ mailbox, bytesFetched });
         ctx.progress({ processed: result.fetched, message: 'importing' });
+      };
+      const malformed = (uid: number, error: string): void => {
+        ctx.log.warn(`message UID ${uid} skipped: ${error}`, { uid });
+        result.malformed++;
+        if (result.errors.length < MAX_REPORTED_ERRORS) result.errors.push({ uid, error });
       };
 
       for await (const message of fetched(session.messages(), mapError)) {
@@ -225,23 +247,17 @@ export const importImapJob = defineJob({
         result.fetched++;
         if (message.raw === null) {
           // Counted as malformed (as MAX_MESSAGE_BYTES documents), its body never downloaded.
-          result.malformed++;
-          if (result.errors.length < MAX_REPORTED_ERRORS) {
-            result.errors.push({
-              uid: message.uid,
-              error: `message of ${message.size} bytes is larger than MAX_MESSAGE_BYTES (${ctx.config.MAX_MESSAGE_BYTES})`,
-            });
-          }
+          malformed(message.uid, `message of ${message.size} bytes is larger than MAX_MESSAGE_BYTES (${ctx.config.MAX_MESSAGE_BYTES})`);
           lastUid = message.uid;
           continue;
         }
+        bytesFetched += message.raw.length;
         try {
           batch.push({ raw: message.raw, parsed: await parseMessage(message.raw) });
           batchBytes += message.raw.length;
         } catch (error) {
           if (!(error instanceof MalformedMessageError)) throw error;
-          result.malformed++;
-          if (result.errors.length < MAX_REPORTED_ERRORS) result.errors.push({ uid: message.uid, error: error.message });
+          malformed(message.uid, error.message);
         }
         lastUid = message.uid;
         if (batch.length >= BATCH_SIZE || batchBytes >= BATCH_BYTES) {
@@ -253,6 +269,13 @@ export const importImapJob = defineJob({
       await flush();
       // Messages expunged between the search and the fetch are not coming: the count is what arrived.
       ctx.progress({ processed: result.fetched, total: result.fetched, message: 'imported' });
+      ctx.log.info(`imported ${result.imported} messages; ${result.duplicates} already held, ${result.malformed} malformed`, {
+        fetched: result.fetched,
+        imported: result.imported,
+        duplicates: result.duplicates,
+        malformed: result.malformed,
+        bytesFetched,
+      });
       return result;
     } finally {
       await session.close();

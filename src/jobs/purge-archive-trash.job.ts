@@ -41,6 +41,7 @@ export const purgeArchiveTrashJob = defineJob({
     };
     if (!settings.archiveTrashPurgeEnabled) {
       ctx.progress({ processed: 0, total: 0, message: 'purge is disabled (archive_trash_purge_enabled)' });
+      ctx.log.info('purge is disabled (archive_trash_purge_enabled); nothing deleted', { enabled: false });
       return summary;
     }
     const connection = ctx.em.getConnection();
@@ -50,6 +51,11 @@ export const purgeArchiveTrashJob = defineJob({
       'all',
     )) as [{ count: number }];
     ctx.progress({ processed: 0, total: count, message: 'purging' });
+    ctx.log.info(`purging ${count} archives trashed before ${summary.cutoff}`, {
+      archives: count,
+      cutoff: summary.cutoff,
+      retentionDays: summary.retentionDays,
+    });
 
     for (;;) {
       ctx.checkpoint();
@@ -69,6 +75,10 @@ export const purgeArchiveTrashJob = defineJob({
       summary.purged += batch.length;
       ctx.progress({ processed: summary.purged, message: 'purging' });
     }
+    ctx.log.info(`purged ${summary.purged} archives; ${summary.filesDeleted} files removed`, {
+      purged: summary.purged,
+      filesDeleted: summary.filesDeleted,
+    });
     return summary;
   },
 });

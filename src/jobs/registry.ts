@@ -1,6 +1,7 @@
 import type { AnyJobDeclaration } from '../engine/define-job.js';
 import { applyRetentionJob } from './apply-retention.job.js';
 import { archiveMailsJob } from './archive-mails.job.js';
+import { bulkJobActionJob } from './bulk-job-action.job.js';
 import { bulkOperationJob } from './bulk-operation.job.js';
 import { encryptArchivesJob } from './encrypt-archives.job.js';
 import { importImapJob } from './import-imap.job.js';
@@ -24,6 +25,7 @@ export const jobCatalogue: readonly AnyJobDeclaration[] = [
   scanUnsubscribeJob,
   scanTrackingJob,
   scanPiiJob,
+  bulkJobActionJob,
 ];
 
 const byName = new Map(jobCatalogue.map((declaration) => [declaration.name, declaration]));

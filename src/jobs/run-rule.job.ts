@@ -37,6 +37,7 @@ export const runRuleJob = defineJob({
     // A tick queued just before the rule was disabled does nothing; a run asked for by hand still runs.
     if (ctx.trigger === 'RULE' && !rule.enabled) {
       ctx.progress({ processed: 0, total: 0, message: 'the rule is disabled; nothing done' });
+      ctx.log.info('the rule is disabled; nothing done', { ruleId: rule.id });
       return summary;
     }
     let compiled: ReturnType<typeof compileSavedRule>;
@@ -53,6 +54,8 @@ export const runRuleJob = defineJob({
     // One instant for the whole run, so AGE_DAYS means the same in the first and the last batch.
     const now = new Date();
     const steps = compiled.actions.map(messageActionOf);
+    const applied = steps.map((step) => ({ ...step, changed: 0 }));
+    ctx.log.info(`running the rule over ${total} messages`, { ruleId: rule.id, total, actions: steps });
 
     for await (const batch of scanRuleMatches(ctx.em, rule.accountId, compiled.matcher, now)) {
       // Between reading a batch and changing it: a cancelled run leaves whole batches done.
@@ -60,9 +63,10 @@ export const runRuleJob = defineJob({
       summary.scanned += batch.scanned;
       summary.matched += batch.matchedIds.length;
       const changed = new Set<string>();
-      for (const step of steps) {
-        for (const id of await applyMessageAction(ctx.em, ctx.storage, rule.accountId, batch.matchedIds, step.action, step.label))
-          changed.add(id);
+      for (const step of applied) {
+        const ids = await applyMessageAction(ctx.em, ctx.storage, rule.accountId, batch.matchedIds, step.action, step.label);
+        step.changed += ids.length;
+        for (const id of ids) changed.add(id);
       }
       summary.affected += changed.size;
       // Messages stored during the run may be walked too, so the total only grows.
@@ -73,6 +77,12 @@ export const runRuleJob = defineJob({
       processed: summary.scanned,
       total: summary.scanned,
       message: `${summary.matched} matched, ${summary.affected} changed`,
+    });
+    ctx.log.info(`matched ${summary.matched} of ${summary.scanned} messages; ${summary.affected} changed`, {
+      scanned: summary.scanned,
+      matched: summary.matched,
+      affected: summary.affected,
+      actions: applied,
     });
     return summary;
   },

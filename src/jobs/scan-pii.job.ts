@@ -71,6 +71,8 @@ export const scanPiiJob = defineJob({
 
     let scanned = 0;
     let messagesWithPii = 0;
+    let added = 0;
+    let removed = 0;
     const byKind = new Map<string, number>(PII_KINDS.map((kind) => [kind, 0]));
     for await (const batch of messageBatches<BodyRow>(ctx, scope, 'id, from_address, text_body, html_body', BATCH_SIZE)) {
       const attachments = await loadTextAttachments(
@@ -107,27 +109,41 @@ export const scanPiiJob = defineJob({
         for (const finding of own) byKind.set(finding.kind, (byKind.get(finding.kind) ?? 0) + 1);
         drafts.push(...own);
       }
-      await replaceMessageFindings(
+      const stored = await replaceMessageFindings(
         ctx.em,
         account,
         'PII',
         batch.map((row) => row.id),
         drafts,
       );
+      added += stored.added;
+      removed += stored.removed;
       scanned += batch.length;
       ctx.progress({ processed: scanned, total: Math.max(scope.total, scanned), message: 'scanning bodies and text attachments' });
     }
     ctx.checkpoint();
-    await pruneOrphanFindings(ctx.em, account.id, 'PII');
+    removed += await pruneOrphanFindings(ctx.em, account.id, 'PII');
     ctx.progress({ processed: scanned, message: 'done' });
     const counts = PII_KINDS.map((kind) => ({ kind, count: byKind.get(kind) ?? 0 }));
-    return { scanned, messagesWithPii, findings: counts.reduce((sum, entry) => sum + entry.count, 0), byKind: counts };
+    const findings = counts.reduce((sum, entry) => sum + entry.count, 0);
+    ctx.log.info(
+      `scanned ${scanned} messages: ${messagesWithPii} with personal data, ${findings} findings (${added} new, ${removed} removed)`,
+      {
+        scanned,
+        messagesWithPii,
+        findings,
+        added,
+        removed,
+        byKind: Object.fromEntries(byKind),
+      },
+    );
+    return { scanned, messagesWithPii, findings, byKind: counts };
   },
 });
 
 /** The `text/*` attachments of the messages, with their bytes (at most {@link MAX_ATTACHMENT_BYTES} each). */
 async function loadTextAttachments(
-  ctx: Pick<JobContext, 'em' | 'storage' | 'logger'>,
+  ctx: Pick<JobContext, 'em' | 'storage' | 'log'>,
   messageIds: readonly string[],
 ): Promise<Map<string, ScannableAttachment[]>> {
   const rows: AttachmentRow[] = await ctx.em.getConnection().execute(
@@ -140,7 +156,11 @@ async function loadTextAttachments(
     rows.map((row) =>
       readPrefix(ctx.storage, row.blob_key, MAX_ATTACHMENT_BYTES).catch((error: unknown) => {
         // A missing blob only means less to scan; the message itself is still scanned.
-        ctx.logger.warn({ messageId: row.message_id, blobKey: row.blob_key, err: (error as Error).name }, 'attachment unreadable; skipped');
+        ctx.log.warn(`an attachment of message ${row.message_id} is unreadable; skipped`, {
+          messageId: row.message_id,
+          blobKey: row.blob_key,
+          err: (error as Error).name,
+        });
         return null;
       }),
     ),

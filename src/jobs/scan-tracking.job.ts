@@ -46,6 +46,8 @@ export const scanTrackingJob = defineJob({
     ctx.progress({ processed: 0, total: scope.total, message: 'scanning HTML bodies' });
 
     const result = { scanned: 0, messagesWithTracking: 0, findings: 0 };
+    let added = 0;
+    let removed = 0;
     for await (const batch of messageBatches<HtmlRow>(ctx, scope, 'id, from_address, html_body', BATCH_SIZE)) {
       const drafts: FindingDraft[] = [];
       for (const row of batch) {
@@ -75,20 +77,26 @@ export const scanTrackingJob = defineJob({
         }
       }
       const findings = normalizeFindings(drafts);
-      await replaceMessageFindings(
+      const stored = await replaceMessageFindings(
         ctx.em,
         account,
         'TRACKING',
         batch.map((row) => row.id),
         findings,
       );
+      added += stored.added;
+      removed += stored.removed;
       result.findings += findings.length;
       result.scanned += batch.length;
       ctx.progress({ processed: result.scanned, total: Math.max(scope.total, result.scanned), message: 'scanning HTML bodies' });
     }
     ctx.checkpoint();
-    await pruneOrphanFindings(ctx.em, account.id, 'TRACKING');
+    removed += await pruneOrphanFindings(ctx.em, account.id, 'TRACKING');
     ctx.progress({ processed: result.scanned, message: 'done' });
+    ctx.log.info(
+      `scanned ${result.scanned} messages: ${result.messagesWithTracking} with tracking, ${result.findings} findings (${added} new, ${removed} removed)`,
+      { ...result, added, removed },
+    );
     return result;
   },
 });

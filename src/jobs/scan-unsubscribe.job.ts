@@ -67,7 +67,12 @@ export const scanUnsubscribeJob = defineJob({
     ctx.progress({ message: `saving ${groups.length} newsletters` });
     await replaceNewsletters(ctx.em, account, groups);
     ctx.progress({ processed: scanned, message: 'done' });
-    return { scanned, newsletters: groups.length, oneClick: groups.filter((group) => group.oneClick).length };
+    const result = { scanned, newsletters: groups.length, oneClick: groups.filter((group) => group.oneClick).length };
+    ctx.log.info(`scanned ${scanned} messages: ${result.newsletters} newsletter senders, ${result.oneClick} with one-click unsubscribe`, {
+      ...result,
+      withListUnsubscribe: candidates.length,
+    });
+    return result;
   },
 });
 

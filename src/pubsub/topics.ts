@@ -1,13 +1,18 @@
 import type { JobRecord } from '../db/entities/job.entity.js';
 
 /** A job row as it travels between processes: every field, dates as ISO strings. */
-export type JobWire = Omit<JobRecord, 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt' | 'runAt' | 'cancelRequestedAt'> & {
+export type JobWire = Omit<
+  JobRecord,
+  'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt' | 'runAt' | 'cancelRequestedAt' | 'expiresAt' | 'idempotencyExpiresAt'
+> & {
   createdAt: string;
   updatedAt: string;
   startedAt: string | null;
   finishedAt: string | null;
   runAt: string | null;
   cancelRequestedAt: string | null;
+  expiresAt: string | null;
+  idempotencyExpiresAt: string | null;
 };
 
 /**
@@ -29,6 +34,11 @@ export interface JobLogMessage {
   jobId: string;
 }
 
+/** A job type was paused or resumed. */
+export interface JobTypeChangeMessage {
+  type: string;
+}
+
 /** The one table of pub/sub topics: channel name builders and the payload each carries. */
 export const topics = {
   /** Events of one job, for `jobProgress`. */
@@ -37,6 +47,8 @@ export const topics = {
   allJobs: () => ({ channel: 'jobs', payload: undefined as unknown as JobEventMessage }),
   /** New lines in one job's log, for `jobLogs`. */
   jobLog: (jobId: string) => ({ channel: `log:${jobId}`, payload: undefined as unknown as JobLogMessage }),
+  /** Job types paused or resumed, for `jobTypeChanged`. */
+  jobTypes: () => ({ channel: 'job-types', payload: undefined as unknown as JobTypeChangeMessage }),
   /** Cancellation requests, for every sidecar. */
   cancel: () => ({ channel: 'cancel', payload: undefined as unknown as CancelRequestMessage }),
 } as const;

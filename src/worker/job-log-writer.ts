@@ -3,7 +3,7 @@ import type { JobLog, LogFields } from '../engine/define-job.js';
 import type { NewJobLogEntry } from '../engine/job-log.js';
 import type { Logger } from '../observability/logger.js';
 import { SECRET_FIELD_NAMES } from '../observability/logger.js';
-import { serialisedBytes } from '../engine/json-size.js';
+import { serialisedBytes, storableJson, storableText } from '../engine/json-size.js';
 import { ThrottledFlush } from './throttled-flush.js';
 
 /** Longest message kept; longer ones are cut. */
@@ -23,6 +23,7 @@ const SECRET_NAMES = new Set(SECRET_FIELD_NAMES.map((name) => name.toLowerCase()
 export class JobLogWriter {
   private pending: NewJobLogEntry[] = [];
   private droppedBeforeWrite = 0;
+  private closed = false;
   private readonly flushes: ThrottledFlush;
   readonly log: JobLog;
 
@@ -52,40 +53,35 @@ export class JobLogWriter {
     };
   }
 
-  /** Writes what is pending and stops. */
+  /** Writes what is pending and stops; lines logged after it go to the structured logger only. */
   close(): Promise<void> {
+    this.closed = true;
     return this.flushes.close();
   }
 
   private add(level: LogLevel, message: string, fields?: LogFields): void {
     const text = String(message);
-    const kept = text.length > MAX_LOG_MESSAGE_LENGTH ? `${text.slice(0, MAX_LOG_MESSAGE_LENGTH - 1)}…` : text;
+    const kept = storableText(text.length > MAX_LOG_MESSAGE_LENGTH ? `${text.slice(0, MAX_LOG_MESSAGE_LENGTH - 1)}…` : text);
     const safeFields = boundedFields(fields);
     this.logger[PINO_LEVEL[level]]({ ...safeFields, attempt: this.attempt.attempt }, kept);
+    if (this.closed) return;
     this.pending.push({ ...this.attempt, at: new Date(), level, message: kept, fields: safeFields });
-    if (this.pending.length > this.maxLines) {
-      this.droppedBeforeWrite += this.pending.length - this.maxLines;
-      this.pending = this.pending.slice(-this.maxLines);
+    // Trimmed in steps, not per line: the write keeps only the newest maxLines anyway.
+    if (this.pending.length >= this.maxLines * 2) {
+      const excess = this.pending.length - this.maxLines;
+      this.droppedBeforeWrite += excess;
+      this.pending.splice(0, excess);
     }
     this.flushes.touch();
   }
 }
 
-/** `fields` as stored: secrets redacted, and within MAX_LOG_FIELDS_BYTES. */
+/** `fields` as stored: plain JSON, secrets redacted, and within MAX_LOG_FIELDS_BYTES. */
 function boundedFields(fields: LogFields | undefined): Record<string, unknown> | null {
   if (fields === undefined || fields === null) return null;
-  const redacted = redact(fields) as Record<string, unknown>;
-  const bytes = serialisedBytes(redacted);
-  if (bytes === Number.POSITIVE_INFINITY) return { omitted: 'fields had no JSON form' };
+  const stored = storableJson(fields, SECRET_NAMES);
+  if (stored === null || typeof stored !== 'object' || Array.isArray(stored)) return { omitted: 'fields were not a JSON object' };
+  const bytes = serialisedBytes(stored);
   if (bytes > MAX_LOG_FIELDS_BYTES) return { omitted: `fields were ${bytes} bytes serialised; at most ${MAX_LOG_FIELDS_BYTES} are kept` };
-  return redacted;
-}
-
-/** A copy with every secret-named key's value replaced, at any depth. */
-function redact(value: unknown, depth = 0): unknown {
-  if (value === null || typeof value !== 'object' || depth > 8) return value;
-  if (Array.isArray(value)) return value.map((item) => redact(item, depth + 1));
-  return Object.fromEntries(
-    Object.entries(value).map(([key, item]) => [key, SECRET_NAMES.has(key.toLowerCase()) ? '[redacted]' : redact(item, depth + 1)]),
-  );
+  return stored as Record<string, unknown>;
 }

@@ -3,11 +3,12 @@ import { UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'b
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isDatabaseError } from '../db/sql.js';
 import type { JobRecord } from '../db/entities/job.entity.js';
-import { type AnyJobDeclaration, type JobContext, releaseJobInput } from '../engine/define-job.js';
-import { JobCancelledError, PermanentJobError, toError } from '../engine/errors.js';
+import { type AnyJobDeclaration, type JobContext, type JobControl, releaseJobInput } from '../engine/define-job.js';
+import { cancelJob, retryJob } from '../engine/enqueue.js';
+import { InvalidInputError, JobCancelledError, NotFoundError, PermanentJobError, toError } from '../engine/errors.js';
 import { appendJobLog } from '../engine/job-log.js';
 import { MAX_METADATA_BYTES } from '../engine/json-size.js';
-import { type AttemptEnd, findJob, STALLED_ERROR, startJob, toEventMessage, updateJob } from '../engine/job-store.js';
+import { type AttemptEnd, expireJobs, findJob, STALLED_ERROR, startJob, toEventMessage, updateJob } from '../engine/job-store.js';
 import { topics } from '../pubsub/topics.js';
 import { jobDuration, jobTransitions } from '../observability/metrics.js';
 import { createRedis } from '../queue/redis.js';
@@ -140,6 +141,15 @@ export class JobRunner {
         logger.info({ status: row.status }, 'row already final; skipping');
         return row.result;
       }
+      if (!row.cancelRequestedAt) {
+        // Not started before its expiry: the sweep would have ended it soon; this worker does it now.
+        for (const expired of await expireJobs(em, { id: jobId })) {
+          await this.publish(expired);
+          await this.release(declaration, expired, logger);
+          logger.info('job expired before it started');
+        }
+        return undefined;
+      }
       // Cancelled while queued after a stall: the attempt left open is the stalled one.
       await this.finishCancelled(em, jobId, logger, { outcome: 'STALLED', error: STALLED_ERROR });
       await this.release(declaration, row, logger);
@@ -198,6 +208,7 @@ export class JobRunner {
       logger,
       storage,
       config,
+      jobs: this.jobControl(orm.em.fork() as EntityManager),
     };
 
     try {
@@ -221,7 +232,7 @@ export class JobRunner {
           finishedAt: new Date(),
         },
         ['ACTIVE'],
-        { outcome: 'COMPLETED' },
+        { outcome: 'COMPLETED', number: attempt },
       );
       if (completed) await this.publish(completed);
       await this.release(declaration, active, logger);
@@ -231,13 +242,14 @@ export class JobRunner {
       await flushWriters();
       const error = toError(thrown);
       if (cancelSignal?.aborted || error instanceof JobCancelledError) {
-        await this.finishCancelled(em, jobId, logger, { outcome: 'CANCELLED' });
+        await this.finishCancelled(em, jobId, logger, { outcome: 'CANCELLED', number: attempt });
         await this.release(declaration, active, logger);
         return undefined;
       }
       if (shutdown.aborted && !timeout.aborted) {
         const pending = await updateJob(em, jobId, { status: 'PENDING', message: 'handed back: the worker shut down' }, ['ACTIVE'], {
           outcome: 'HANDED_BACK',
+          number: attempt,
         });
         await bullJob.moveToWait(token);
         if (pending) await this.publish(pending);
@@ -248,7 +260,11 @@ export class JobRunner {
       const message = publicErrorMessage(timeout.aborted ? new JobTimeoutError(declaration.options.timeoutMs) : error);
       const permanent = error instanceof PermanentJobError || error instanceof UnrecoverableError;
       const last = permanent || attempt >= declaration.options.attempts;
-      const attemptEnd: AttemptEnd = { outcome: timeout.aborted ? 'TIMED_OUT' : last ? 'FAILED' : 'RETRIED', error: message };
+      const attemptEnd: AttemptEnd = {
+        outcome: timeout.aborted ? 'TIMED_OUT' : last ? 'FAILED' : 'RETRIED',
+        error: message,
+        number: attempt,
+      };
       if (last) {
         const failed = await updateJob(em, jobId, { status: 'FAILED', error: message, finishedAt: new Date() }, ['ACTIVE'], attemptEnd);
         if (failed) await this.publish(failed);
@@ -268,6 +284,37 @@ export class JobRunner {
       logger.warn({ err: loggable(error), attempt, retryInMs: delay }, 'attempt failed; will retry');
       throw error;
     }
+  }
+
+  /** What a handler's `ctx.jobs` does: the API's cancelJob and retryJob, from the worker. */
+  private jobControl(em: EntityManager): JobControl {
+    const { services } = this;
+    const deps = {
+      em,
+      queues: services.queues,
+      storage: services.storage,
+      config: services.config,
+      publish: (job: JobRecord) => this.publish(job),
+      release: (job: JobRecord) =>
+        releaseJobInput(this.declarationOf(job.type), job.payload, services.storage, (error) =>
+          services.logger.warn({ jobId: job.id, err: error }, 'could not release the input of a cancelled job'),
+        ),
+      requestAbort: (jobId: string) => services.pubsub.publish(topics.cancel(), { jobId }),
+    };
+    return {
+      cancel: (jobId) => cancelJob(deps, jobId),
+      retry: async (jobId) => {
+        const job = await findJob(em, jobId);
+        if (!job) throw new NotFoundError('job', jobId);
+        const declaration = this.declarationOf(job.type);
+        if (!declaration) throw new InvalidInputError(`job type ${job.type} is no longer in the catalogue`);
+        return retryJob(deps, declaration, jobId);
+      },
+    };
+  }
+
+  private declarationOf(type: string): AnyJobDeclaration | undefined {
+    return this.declarations.find((declaration) => declaration.name === type);
   }
 
   /** Frees the job's input (an upload) once it ended for good; see `release` on the declaration. */

@@ -1,5 +1,5 @@
 import type { ProgressReport } from '../engine/define-job.js';
-import { MAX_METADATA_BYTES, serialisedBytes } from '../engine/json-size.js';
+import { MAX_METADATA_BYTES, serialisedBytes, storableJson } from '../engine/json-size.js';
 import { ThrottledFlush } from './throttled-flush.js';
 
 /** The coalesced state a flush writes; `metadata` only once the handler set some. */
@@ -43,11 +43,14 @@ export class ProgressReporter {
   }
 
   /**
-   * Merges `patch` into the job's metadata (shallow: a key given replaces the old value). Refused,
-   * returning false, when the result would exceed MAX_METADATA_BYTES serialised.
+   * Merges `patch` into the job's metadata (shallow: a key given replaces the old value), as plain
+   * JSON PostgreSQL stores. Refused, returning false, when the result would exceed
+   * MAX_METADATA_BYTES serialised or the patch has no JSON object form.
    */
   setMetadata(patch: Record<string, unknown>): boolean {
-    const merged = { ...this.metadata, ...patch };
+    const stored = storableJson(patch);
+    if (stored === null || typeof stored !== 'object' || Array.isArray(stored)) return false;
+    const merged = { ...this.metadata, ...(stored as Record<string, unknown>) };
     if (serialisedBytes(merged) > MAX_METADATA_BYTES) return false;
     this.metadata = merged;
     this.state = { ...this.state, metadata: merged };

@@ -4,7 +4,8 @@ import type { JobRecord } from '../db/entities/job.entity.js';
 import { type AnyJobDeclaration, releaseJobInput } from '../engine/define-job.js';
 import { queueOptions } from '../engine/enqueue.js';
 import { pruneStatusChanges } from '../engine/job-changes.js';
-import { rowToJob, STALLED_ERROR, toEventMessage, updateJob } from '../engine/job-store.js';
+import { applyJobTypePauses } from '../engine/job-type-control.js';
+import { closeOrphanedAttempts, rowToJob, STALLED_ERROR, toEventMessage, updateJob } from '../engine/job-store.js';
 import type { Services } from '../services.js';
 
 /** Rows changed more recently than this are left alone: their enqueue or progress is in flight. */
@@ -18,7 +19,8 @@ const stalled = { outcome: 'STALLED', error: STALLED_ERROR } as const;
  * decides which) looks for PENDING, DELAYED or ACTIVE rows whose BullMQ job no longer exists
  * (Redis flushed or failed over) and re-enqueues each under the same id, or fails it with a clear
  * error when it has no attempt left, or cancels it when that was asked. It also forgets status
- * changes older than stream cursors may be.
+ * changes older than stream cursors may be, closes attempts a race left open on ended jobs, and
+ * pauses (or resumes) each type's queue as PostgreSQL records it.
  */
 export class Reconciler {
   private timer: NodeJS.Timeout | null = null;
@@ -59,6 +61,14 @@ export class Reconciler {
     const em = orm.em.fork() as EntityManager;
     // The status log serves stream cursors up to STREAM_RETENTION_HOURS old (an hour's margin).
     await pruneStatusChanges(em, (config.STREAM_RETENTION_HOURS + 1) * 3_600_000);
+    await closeOrphanedAttempts(em, GRACE_MS);
+    const repausedTypes = await applyJobTypePauses(
+      em,
+      queues,
+      this.declarations.map((declaration) => declaration.name),
+      GRACE_MS,
+    );
+    if (repausedTypes) logger.warn({ count: repausedTypes }, 'reconciled the paused state of job types');
     let repaired = 0;
     let after = '00000000-0000-0000-0000-000000000000';
     for (;;) {

@@ -1,11 +1,12 @@
 import type { AnyJobDeclaration } from '../engine/define-job.js';
 import { topics } from '../pubsub/topics.js';
 import type { Services } from '../services.js';
+import { ExpirySweeper } from './expiry-sweeper.js';
 import { JobRunner } from './job-runner.js';
 import { Reconciler } from './reconciler.js';
 import { Scheduler } from './scheduler.js';
 
-/** The worker process as a value: job runners, the scheduler, the reconciler and the cancel listener. */
+/** The worker process as a value: job runners, the scheduler, the reconciler, the expiry sweep and the cancel listener. */
 export interface Sidecar {
   runner: JobRunner;
   reconciler: Reconciler;
@@ -24,12 +25,15 @@ export async function startSidecar(services: Services, declarations: readonly An
   if (config.SCHEDULER_ENABLED) await scheduler.start();
   const reconciler = new Reconciler(services, declarations);
   reconciler.start();
+  const expirySweeper = new ExpirySweeper(services, declarations);
+  expirySweeper.start();
   logger.info({ types: declarations.map((d) => d.name) }, 'worker sidecar started');
 
   return {
     runner,
     reconciler,
     async close() {
+      await expirySweeper.close();
       await reconciler.close();
       await scheduler.close();
       await runner.close(config.SHUTDOWN_TIMEOUT_MS);

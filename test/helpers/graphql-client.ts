@@ -90,10 +90,12 @@ export function subscribe<T = Record<string, any>>(
       },
     );
   });
-  done.catch(() => {});
+  const settled = done.finally(() => client.dispose());
+  // A caller that closes the subscription itself need not await it.
+  settled.catch(() => {});
   return {
     results,
-    done: done.finally(() => client.dispose()),
+    done: settled,
     close: () => {
       dispose();
       void client.dispose();

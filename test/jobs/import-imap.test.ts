@@ -247,6 +247,7 @@ describe('import_imap', () => {
         logger: services.logger,
         storage: services.storage,
         config: services.config,
+        jobs: { cancel: () => Promise.reject(new Error('unused')), retry: () => Promise.reject(new Error('unused')) },
       },
     );
     await expect(crash).rejects.toThrow('simulated crash');

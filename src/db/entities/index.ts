@@ -6,6 +6,7 @@ import { SystemConfigSchema } from './system-config.entity.js';
 import { FindingSchema, ImapSyncStateSchema, NewsletterSchema } from './finding.entity.js';
 import { RetentionPolicySchema } from './retention-policy.entity.js';
 import { RuleSchema } from './rule.entity.js';
+import { JobTypeStateSchema } from './job-type-state.entity.js';
 
 export * from './account.entity.js';
 export * from './archive.entity.js';
@@ -15,6 +16,7 @@ export * from './system-config.entity.js';
 export * from './finding.entity.js';
 export * from './retention-policy.entity.js';
 export * from './rule.entity.js';
+export * from './job-type-state.entity.js';
 
 /** Every entity the ORM knows; migrations are generated from this list. */
 export const entities = [
@@ -22,6 +24,7 @@ export const entities = [
   JobStatusChangeSchema,
   JobAttemptSchema,
   JobLogLineSchema,
+  JobTypeStateSchema,
   SystemConfigSchema,
   AccountSchema,
   MessageSchema,

@@ -48,6 +48,10 @@ export class JobRecord {
   metadata: Record<string, unknown> = {};
   /** Log lines dropped from the start of the job's log to keep it within JOB_LOG_MAX_LINES. */
   logLinesDropped = 0;
+  /** A job not started by then ends CANCELLED, "expired before it started" (`options.expiresInMs`). */
+  expiresAt: Date | null = null;
+  /** After this, `idempotencyKey` no longer answers a repeated enqueue (`options.idempotencyTtlMs`); null: never. */
+  idempotencyExpiresAt: Date | null = null;
   /** Writer of the row's insert and of its last change (`xid8` text); read by the change feed, never sent. */
   createdXid?: string;
   changeXid?: string;
@@ -121,8 +125,15 @@ export const JobAttemptSchema = new EntitySchema<JobAttempt>({
     error: { type: 'text', nullable: true },
     worker: { type: 'string', length: 255 },
   },
-  // A job's attempts in order; closing the open one finds it through the same index.
-  indexes: [{ name: 'job_attempt_job_idx', properties: ['jobId', 'id'] }],
+  // A job's attempts in order; closing the open one finds it through the same index. The open ones
+  // alone, for the reconciler's sweep of attempts a race left open.
+  indexes: [
+    { name: 'job_attempt_job_idx', properties: ['jobId', 'id'] },
+    {
+      name: 'job_attempt_open_idx',
+      expression: 'create index "job_attempt_open_idx" on "job_attempt" ("job_id") where "finished_at" is null',
+    },
+  ],
 });
 
 export const LOG_LEVELS = ['INFO', 'WARN', 'ERROR'] as const;
@@ -190,6 +201,8 @@ export const JobSchema = new EntitySchema<JobRecord>({
     tags: { type: 'string[]', columnType: 'text[]', defaultRaw: `'{}'` },
     metadata: { type: 'json', defaultRaw: `'{}'` },
     logLinesDropped: { type: 'integer', default: 0 },
+    expiresAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
+    idempotencyExpiresAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     createdXid: { ...WRITER_XID, hidden: true },
     changeXid: { ...WRITER_XID, hidden: true },
   },
@@ -212,6 +225,11 @@ export const JobSchema = new EntitySchema<JobRecord>({
     // `JobFilter.tags` (jobs holding all the given tags) is an array containment test; with the owner
     // in the same GIN index (btree_gin), a user's tag query reads only that user's entries, and an
     // admin's, without an owner, uses the same index.
+    // The expiry sweep's candidates only: jobs with an expiry that have not started yet.
+    {
+      name: 'job_expires_idx',
+      expression: `create index "job_expires_idx" on "job" ("expires_at") where "expires_at" is not null and "started_at" is null and "status" in ('PENDING', 'DELAYED')`,
+    },
     { name: 'job_owner_tags_idx', expression: 'create index "job_owner_tags_idx" on "job" using gin ("owner_id", "tags")' },
   ],
   uniques: [{ name: 'job_owner_idempotency_key_unique', properties: ['ownerId', 'idempotencyKey'] }],

@@ -11,15 +11,26 @@ import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError } from '../errors.js';
 import { fieldType, stripNulls } from '../zod-to-graphql.js';
-import { concreteJobTypes, JobRef, loadVisibleJob } from './job.js';
+import { type BulkJobActionInput, bulkJobActionJob } from '../../jobs/bulk-job-action.job.js';
+import { checkJobFilter, concreteJobTypes, type JobFilterInput, JobFilterRef, JobRef, loadVisibleJob } from './job.js';
 
-const EnqueueOptionsRef = builder.inputType('EnqueueOptions', {
+export const EnqueueOptionsRef = builder.inputType('EnqueueOptions', {
   fields: (t) => ({
     priority: t.int({ required: false, description: "BullMQ priority, 1 = highest, up to 2097151. Default: the type's." }),
     delayMs: t.int({ required: false, description: 'Run no earlier than this many milliseconds from now (status DELAYED).' }),
     idempotencyKey: t.string({
       required: false,
       description: 'A second call with the same key by the same owner returns the first job instead of a new one.',
+    }),
+    expiresInMs: t.int({
+      required: false,
+      description:
+        'Not started this many milliseconds after the enqueue, the job ends CANCELLED with message "expired before it started" (must exceed `delayMs`). A `retryJob` clears it. Default: never.',
+    }),
+    idempotencyTtlMs: t.int({
+      required: false,
+      description:
+        'How long `idempotencyKey` answers a repeated call with the first job; after it, the same key enqueues a new job (the old one keeps its history, without the key). Default: forever.',
     }),
     tags: t.stringList({
       required: false,
@@ -51,6 +62,7 @@ export function enqueueDeps(ctx: GraphQLContext): EnqueueDeps & { requestAbort(j
 
 // One mutation per declared job type, its arguments built from the declaration's zod schema.
 for (const declaration of jobCatalogue) {
+  if (declaration.graphql.handWrittenMutations) continue;
   builder.mutationField(declaration.graphql.mutation, (t) => {
     const args = Object.fromEntries(
       Object.entries(declaration.args.shape as Record<string, z.core.$ZodType>).map(([name, schema]) => {
@@ -91,6 +103,7 @@ builder.mutationFields((t) => ({
       return cancelJob(enqueueDeps(ctx), String(id));
     },
   }),
+  ...bulkJobActionMutations(t),
   retryJob: t.field({
     type: JobRef,
     description: 'Runs a FAILED or CANCELLED job again under the same id, with trigger RETRY.',
@@ -103,3 +116,37 @@ builder.mutationFields((t) => ({
     },
   }),
 }));
+
+/** `cancelJobs` and `retryJobs`: each enqueues one `bulk_job_action` job that acts on every matching job the caller may see. */
+function bulkJobActionMutations(t: Parameters<Parameters<typeof builder.mutationFields>[0]>[0]) {
+  const mutation = (action: BulkJobActionInput['action'], description: string) =>
+    t.field({
+      type: concreteJobTypes.get(bulkJobActionJob.name)!,
+      description: `${description} Returns the bulk job at once: follow it like any job (progress counts jobs; \`output\` has matched, affected and skipped with reasons); cancelling it stops it between jobs. A user acts on their own jobs, an admin on everyone's. An empty filter is refused unless \`all: true\`.`,
+      args: {
+        filter: t.arg({ type: JobFilterRef, required: true }),
+        all: t.arg.boolean({
+          required: false,
+          defaultValue: false,
+          description: 'Required with an empty filter: act on every job you may see.',
+        }),
+        options: t.arg({ type: EnqueueOptionsRef, required: false }),
+      },
+      resolve: async (_root, { filter, all, options }, ctx) => {
+        const caller = callerOf(ctx.viewer);
+        return enqueueJob(enqueueDeps(ctx), {
+          declaration: bulkJobActionJob,
+          args: { action, filter: checkJobFilter(filter as JobFilterInput) ?? {}, all: all ?? false },
+          ownerId: caller.ownerId,
+          isAdmin: caller.isAdmin,
+          trigger: 'API',
+          options: (options ?? {}) as never,
+          admit: () => ctx.services.quotas.checkEnqueue(ctx.em, caller),
+        });
+      },
+    });
+  return {
+    cancelJobs: mutation('CANCEL', 'Cancels every job matching `filter` that has not ended, as `cancelJob` would.'),
+    retryJobs: mutation('RETRY', 'Retries every FAILED or CANCELLED job matching `filter`, as `retryJob` would.'),
+  };
+}

@@ -47,7 +47,9 @@ builder.interfaceField(JobRef, 'attemptHistory', (t) =>
     type: JobAttemptRef,
     description:
       'Every attempt of the job, oldest first, across its runs: kept through retries (`retryJob` starts a new run), worker crashes (STALLED) and reconciliation.',
-    // One query for every job of a list that selects it.
+    // One query for every job of a list that selects it. Not cached: a subscription keeps its
+    // context across events, and each event must show the attempts as they are then.
+    loaderOptions: { cache: false },
     load: (jobIds: string[], ctx) => listAttemptsOfJobs(ctx.em, jobIds),
     group: (attempt) => attempt.jobId,
     resolve: (job: JobRecord) => job.id,

@@ -85,11 +85,15 @@ builder.interfaceField(JobRef, 'logs', (t) =>
   }),
 );
 
+/** A job not running writes no lines: its fallback read (for a lost bell) comes this many times less often. */
+const IDLE_POLL_FACTOR = 10;
+
 /**
  * A job's log lines after `afterId`, then each new one, ending once the job is final and every
  * line is sent. PostgreSQL holds the lines; pub/sub (a flush of the job's log, or a change of the
- * job) only rings the bell, and a timer reads anyway, so a lost message delays a line, never
- * loses it. Lines are read only as the client takes them, so a slow client holds no queue.
+ * job) only rings the bell, and a fallback read every STREAM_POLL_INTERVAL_MS (less often while
+ * the job is not running) means a lost message delays a line, never loses it. Lines are read
+ * only as the transport takes them, a page at a time.
  */
 async function* followJobLog(ctx: GraphQLContext, jobId: string, afterId: string | null, signal: AbortSignal) {
   const { pubsub, orm, config } = ctx.services;
@@ -101,8 +105,8 @@ async function* followJobLog(ctx: GraphQLContext, jobId: string, afterId: string
   };
   // Listening before the first read: a line flushed in between still rings.
   const stops = await Promise.all([pubsub.listen(topics.jobLog(jobId), ring), pubsub.listen(topics.job(jobId), ring)]);
-  const timer = setInterval(ring, config.STREAM_POLL_INTERVAL_MS);
   signal.addEventListener('abort', ring);
+  let timer: NodeJS.Timeout | undefined;
   try {
     let cursor = afterId;
     while (!signal.aborted) {
@@ -116,14 +120,17 @@ async function* followJobLog(ctx: GraphQLContext, jobId: string, afterId: string
       // Read in one snapshot with the lines: a final job has flushed its last line before it ended.
       if (!page.job || isTerminal(page.job.status)) return;
       if (!rang) {
+        const pollMs = config.STREAM_POLL_INTERVAL_MS * (page.job.status === 'ACTIVE' ? 1 : IDLE_POLL_FACTOR);
         await new Promise<void>((resolve) => {
           wake = resolve;
+          timer = setTimeout(resolve, pollMs);
         });
+        clearTimeout(timer);
         wake = null;
       }
     }
   } finally {
-    clearInterval(timer);
+    clearTimeout(timer);
     signal.removeEventListener('abort', ring);
     for (const stop of stops) stop();
   }

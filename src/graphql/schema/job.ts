@@ -82,6 +82,12 @@ export const JobRef = builder.interfaceRef<JobRecord>('Job').implement({
       description: 'Set by cancelJob at once; the status follows when the worker stops.',
       resolve: (job) => job.cancelRequestedAt,
     }),
+    expiresAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'Not started by then, the job ends CANCELLED, "expired before it started" (`options.expiresInMs`).',
+      resolve: (job) => job.expiresAt,
+    }),
     run: t.exposeInt('run', { description: '1, plus one per `retryJob`: `attempts` counts the attempts of this run.' }),
     tags: t.exposeStringList('tags', {
       description: `Labels given at enqueue (\`options.tags\`): at most ${MAX_TAGS}, each ${TAG_RULE.replace('a tag is ', '')}. Find jobs by them with \`JobFilter.tags\`.`,
