@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { z } from 'zod';
 import type { Config } from '../config/env.js';
 import type { JobRecord, JobTrigger } from '../db/entities/job.entity.js';
+import type { OverlapPolicy } from '../db/entities/schedule-setting.entity.js';
 import type { Logger } from '../observability/logger.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
 
@@ -132,6 +133,8 @@ export interface JobSchedule<Input> {
   /** Cron pattern, in SCHEDULE_TZ. */
   cron: string;
   input: Input;
+  /** A tick while the previous run is queued or running: skipped, or run beside it. (Default: ALLOW) */
+  overlap?: OverlapPolicy;
 }
 
 export interface JobDeclarationSpec<Args extends z.ZodRawShape, Input, Output> {

@@ -60,7 +60,7 @@ export const applyRetentionJob = defineJob({
     })
     .meta({ id: 'ApplyRetentionOutput' }),
   options: MAINTENANCE_OPTIONS,
-  schedules: [{ id: 'apply-retention-daily', cron: '0 3 * * *', input: { allOwners: true } }],
+  schedules: [{ id: 'apply-retention-daily', cron: '0 3 * * *', input: { allOwners: true }, overlap: 'SKIP_IF_RUNNING' }],
   async prepare(args, ctx) {
     if (args.allOwners && !ctx.isAdmin) throw new ForbiddenError('applyRetention with allOwners needs the admin role');
     if (args.policyId) {

@@ -25,7 +25,7 @@ export const purgeArchiveTrashJob = defineJob({
     })
     .meta({ id: 'PurgeArchiveTrashOutput' }),
   options: MAINTENANCE_OPTIONS,
-  schedules: [{ id: 'purge-archive-trash-daily', cron: '0 4 * * *', input: {} }],
+  schedules: [{ id: 'purge-archive-trash-daily', cron: '0 4 * * *', input: {}, overlap: 'SKIP_IF_RUNNING' }],
   async prepare() {
     return { input: {}, accountId: null };
   },

@@ -49,6 +49,8 @@ export const topics = {
   jobLog: (jobId: string) => ({ channel: `log:${jobId}`, payload: undefined as unknown as JobLogMessage }),
   /** Job types paused or resumed, for `jobTypeChanged`. */
   jobTypes: () => ({ channel: 'job-types', payload: undefined as unknown as JobTypeChangeMessage }),
+  /** A schedule changed: every sidecar syncs its job schedulers now. */
+  schedules: () => ({ channel: 'schedules', payload: undefined as unknown as { scheduleId: string } }),
   /** Cancellation requests, for every sidecar. */
   cancel: () => ({ channel: 'cancel', payload: undefined as unknown as CancelRequestMessage }),
 } as const;

@@ -1,11 +1,12 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { Queue, Worker, type Job as BullJob } from 'bullmq';
-import { scheduleOverrides } from '../config/env.js';
 import { Rule } from '../db/entities/rule.entity.js';
 import type { AnyJobDeclaration } from '../engine/define-job.js';
 import { enqueueJob, type EnqueueDeps } from '../engine/enqueue.js';
 import { NotFoundError } from '../engine/errors.js';
 import { toEventMessage } from '../engine/job-store.js';
+import { hasUnfinishedRun, loadSystemSchedules, scheduleTag } from '../engine/schedules.js';
+import { topics } from '../pubsub/topics.js';
 import {
   RULE_SCHEDULER_PREFIX,
   RUN_RULE_TYPE,
@@ -41,6 +42,7 @@ export class Scheduler {
   private worker: Worker<TickData> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private syncing: Promise<unknown> | null = null;
+  private stopListening: (() => void) | null = null;
 
   constructor(
     private readonly services: Services,
@@ -51,31 +53,7 @@ export class Scheduler {
     const { config, logger } = this.services;
     const connection = createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler` });
     this.queue = new Queue<TickData>(SCHEDULE_QUEUE, { connection, prefix: config.REDIS_PREFIX });
-    const overrides = scheduleOverrides(config);
-
-    const wanted = new Set<string>();
-    for (const declaration of this.declarations) {
-      for (const schedule of declaration.schedules ?? []) {
-        const pattern = overrides.get(schedule.id) ?? schedule.cron;
-        wanted.add(schedule.id);
-        await this.queue.upsertJobScheduler(
-          schedule.id,
-          { pattern, tz: config.SCHEDULE_TZ },
-          {
-            name: declaration.name,
-            data: { type: declaration.name, input: schedule.input as Record<string, unknown> },
-            opts: { ...TICK_JOB_OPTIONS, backoff: { ...TICK_JOB_OPTIONS.backoff } },
-          },
-        );
-        logger.info({ schedule: schedule.id, pattern, tz: config.SCHEDULE_TZ }, 'schedule registered');
-      }
-    }
-    for (const existing of await this.queue.getJobSchedulers()) {
-      if (existing.key && !wanted.has(existing.key) && !existing.key.startsWith(RULE_SCHEDULER_PREFIX)) {
-        await this.queue.removeJobScheduler(existing.key);
-        logger.info({ schedule: existing.key }, 'stale schedule removed');
-      }
-    }
+    await this.syncSystemSchedules({ force: true });
     await this.syncRuleSchedules().catch((error) => logger.warn({ err: error }, 'rule schedules not synced at start'));
 
     this.worker = new Worker<TickData>(SCHEDULE_QUEUE, (tick) => this.fire(tick), {
@@ -85,9 +63,16 @@ export class Scheduler {
     });
     this.worker.on('error', (error) => logger.error({ err: error }, 'scheduler error'));
 
+    // A change made through the API reaches every sidecar at once; the timer heals what a lost message or a failed write left.
+    const resyncNow = () => {
+      this.syncing = Promise.all([this.syncSystemSchedules(), this.syncRuleSchedules()]).catch((error) =>
+        logger.warn({ err: error }, 'schedule sync failed'),
+      );
+    };
+    this.stopListening = await this.services.pubsub.listen(topics.schedules(), () => resyncNow());
     const resync = () => {
-      this.syncing = this.syncRuleSchedules()
-        .catch((error) => logger.warn({ err: error }, 'rule schedule sync failed'))
+      this.syncing = Promise.all([this.syncSystemSchedules(), this.syncRuleSchedules()])
+        .catch((error) => logger.warn({ err: error }, 'schedule sync failed'))
         .finally(() => {
           this.syncing = null;
           if (this.timer) this.timer = setTimeout(resync, config.RECONCILE_INTERVAL_MS);
@@ -96,9 +81,59 @@ export class Scheduler {
     this.timer = setTimeout(resync, config.RECONCILE_INTERVAL_MS);
   }
 
+  /**
+   * Makes the job schedulers of the catalogue's schedules match their settings in effect: one per
+   * enabled schedule with its current pattern and time zone, none for a disabled one, and none
+   * for a schedule no longer declared. `force` writes every enabled one even when Redis already
+   * agrees (at start: a sidecar registers what it runs).
+   */
+  async syncSystemSchedules({ force = false } = {}): Promise<void> {
+    const queue = this.queue;
+    if (!queue) return;
+    const { logger } = this.services;
+    const schedules = await loadSystemSchedules(
+      this.services.orm.em.fork() as EntityManager,
+      this.declarations,
+      this.services.config,
+      SYSTEM_OWNER,
+    );
+    const existing = new Map<string, { pattern: string | null; tz: string | null }>();
+    for (const scheduler of await queue.getJobSchedulers()) {
+      if (scheduler.key && !ruleIdOfScheduler(scheduler.key))
+        existing.set(scheduler.key, { pattern: scheduler.pattern ?? null, tz: scheduler.tz ?? null });
+    }
+    for (const schedule of schedules) {
+      const current = existing.get(schedule.id);
+      existing.delete(schedule.id);
+      if (!schedule.enabled) {
+        if (current) {
+          await queue.removeJobScheduler(schedule.id);
+          logger.info({ schedule: schedule.id }, 'schedule disabled');
+        }
+        continue;
+      }
+      if (!force && current && current.pattern === schedule.cron && current.tz === schedule.timezone) continue;
+      await queue.upsertJobScheduler(
+        schedule.id,
+        { pattern: schedule.cron, tz: schedule.timezone },
+        {
+          name: schedule.jobType,
+          data: { type: schedule.jobType, input: schedule.input },
+          opts: { ...TICK_JOB_OPTIONS, backoff: { ...TICK_JOB_OPTIONS.backoff } },
+        },
+      );
+      logger.info({ schedule: schedule.id, pattern: schedule.cron, tz: schedule.timezone }, 'schedule registered');
+    }
+    for (const stale of existing.keys()) {
+      await queue.removeJobScheduler(stale);
+      logger.info({ schedule: stale }, 'stale schedule removed');
+    }
+  }
+
   async close(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.stopListening?.();
     await this.syncing;
     await this.worker?.close();
     await this.queue?.close();
@@ -172,20 +207,36 @@ export class Scheduler {
     return declaration;
   }
 
+  /**
+   * A system schedule's tick: enqueues its job as the system, with trigger SCHEDULE, unless the
+   * schedule was disabled meanwhile or (SKIP_IF_RUNNING) its previous run is still going.
+   */
   private async fire(tick: BullJob<TickData>): Promise<string | null> {
     const ruleId = tick.data.ruleId ?? ruleIdOfScheduler(tick.repeatJobKey);
     if (ruleId) return this.fireRule(tick, ruleId);
 
+    const { logger } = this.services;
+    const em = this.services.orm.em.fork() as EntityManager;
+    const schedules = await loadSystemSchedules(em, this.declarations, this.services.config, SYSTEM_OWNER);
+    const schedule = schedules.find((candidate) => candidate.id === tick.repeatJobKey);
+    if (schedule && !schedule.enabled) {
+      logger.info({ schedule: schedule.id, tick: tick.id }, 'tick of a disabled schedule; skipped');
+      return null;
+    }
+    if (schedule?.overlap === 'SKIP_IF_RUNNING' && (await hasUnfinishedRun(em, schedule))) {
+      logger.info({ schedule: schedule.id, tick: tick.id }, 'previous run still queued or running; tick skipped');
+      return null;
+    }
     const declaration = this.declaration(tick.data.type);
-    const job = await enqueueJob(this.deps(this.services.orm.em.fork() as EntityManager), {
+    const job = await enqueueJob(this.deps(em), {
       declaration,
       args: tick.data.input,
       ownerId: SYSTEM_OWNER,
       isAdmin: true,
       trigger: 'SCHEDULE',
-      options: { idempotencyKey: `schedule:${tick.id}` },
+      options: { idempotencyKey: `schedule:${tick.id}`, tags: tick.repeatJobKey ? [scheduleTag(tick.repeatJobKey)] : [] },
     });
-    this.services.logger.info({ jobId: job.id, type: declaration.name, tick: tick.id }, 'scheduled job enqueued');
+    logger.info({ jobId: job.id, type: declaration.name, tick: tick.id }, 'scheduled job enqueued');
     return job.id;
   }
 
@@ -231,7 +282,7 @@ export class Scheduler {
         ownerId: rule.ownerId,
         isAdmin: false,
         trigger: 'RULE',
-        options: { idempotencyKey: `schedule:${tick.id}` },
+        options: { idempotencyKey: `schedule:${tick.id}`, tags: [scheduleTag(ruleSchedulerId(rule.id))] },
       });
       logger.info({ jobId: job.id, ruleId, tick: tick.id }, 'scheduled rule run enqueued');
       return job.id;

@@ -7,6 +7,7 @@ import { FindingSchema, ImapSyncStateSchema, NewsletterSchema } from './finding.
 import { RetentionPolicySchema } from './retention-policy.entity.js';
 import { RuleSchema } from './rule.entity.js';
 import { JobTypeStateSchema } from './job-type-state.entity.js';
+import { ScheduleSettingSchema } from './schedule-setting.entity.js';
 
 export * from './account.entity.js';
 export * from './archive.entity.js';
@@ -17,6 +18,7 @@ export * from './finding.entity.js';
 export * from './retention-policy.entity.js';
 export * from './rule.entity.js';
 export * from './job-type-state.entity.js';
+export * from './schedule-setting.entity.js';
 
 /** Every entity the ORM knows; migrations are generated from this list. */
 export const entities = [
@@ -25,6 +27,7 @@ export const entities = [
   JobAttemptSchema,
   JobLogLineSchema,
   JobTypeStateSchema,
+  ScheduleSettingSchema,
   SystemConfigSchema,
   AccountSchema,
   MessageSchema,

@@ -3,6 +3,7 @@ import { builder } from '../builder.js';
 import './scalars.js';
 import './job.js';
 import './job-types.js';
+import './schedules.js';
 import './enqueue.js';
 import './subscriptions.js';
 import './job-logs.js';

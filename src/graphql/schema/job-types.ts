@@ -1,13 +1,14 @@
 import type { JobTypeState } from '../../db/entities/job-type-state.entity.js';
 import type { AnyJobDeclaration } from '../../engine/define-job.js';
 import { loadJobTypeStates, setJobTypePaused } from '../../engine/job-type-control.js';
+import { loadSystemSchedules } from '../../engine/schedules.js';
+import { SYSTEM_OWNER } from '../../jobs/rule-schedules.js';
 import { findJobType, jobCatalogue } from '../../jobs/registry.js';
 import { type JobTypeChangeMessage, topics } from '../../pubsub/topics.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError } from '../errors.js';
 import { JobTypeNameRef } from './job.js';
 import { eventOrExpiry, guardSubscription, takeSubscriptionSlot } from './subscriptions.js';
-import { scheduleOverrides } from '../../config/env.js';
 import { builder } from '../builder.js';
 
 const BackoffRef = builder.objectRef<{ type: string; delayMs: number }>('Backoff').implement({
@@ -59,14 +60,8 @@ const JobTypeInfoRef = builder.objectRef<AnyJobDeclaration>('JobTypeInfo').imple
     }),
     schedules: t.field({
       type: [ScheduleRef],
-      resolve: (d, _args, ctx) => {
-        const overrides = scheduleOverrides(ctx.services.config);
-        return (d.schedules ?? []).map((s) => ({
-          id: s.id,
-          cron: overrides.get(s.id) ?? s.cron,
-          timezone: ctx.services.config.SCHEDULE_TZ,
-        }));
-      },
+      description: 'Its schedules with the settings in effect (see `schedules` for more).',
+      resolve: (d, _args, ctx) => loadSystemSchedules(ctx.em, [d], ctx.services.config, SYSTEM_OWNER),
     }),
   }),
 });
