@@ -8,7 +8,6 @@ import { toEventMessage } from '../engine/job-store.js';
 import { hasUnfinishedRun, loadSystemSchedules, scheduleTag } from '../engine/schedules.js';
 import { topics } from '../pubsub/topics.js';
 import {
-  RULE_SCHEDULER_PREFIX,
   RUN_RULE_TYPE,
   SCHEDULE_QUEUE,
   SYSTEM_OWNER,
