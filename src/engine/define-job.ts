@@ -18,6 +18,11 @@ export interface JobTypeOptions {
   concurrency: number;
   /** Jobs of this type running at once across every sidecar. (Default: unlimited) */
   globalConcurrency: number | null;
+  /**
+   * Jobs of this type one owner may have running at once, across every sidecar; the owner's next
+   * one waits (PENDING, no attempt used) while other owners' jobs run. (Default: unlimited)
+   */
+  ownerConcurrency: number | null;
   /** At most `max` jobs started per `durationMs`. (Default: none) */
   rateLimit: { max: number; durationMs: number } | null;
   /** An attempt running longer is aborted and counts as a failure. (Default: 1 hour) */
@@ -34,6 +39,7 @@ export const DEFAULT_JOB_OPTIONS: JobTypeOptions = {
   priority: null,
   concurrency: 3,
   globalConcurrency: null,
+  ownerConcurrency: null,
   rateLimit: null,
   timeoutMs: 60 * 60 * 1000,
   removeOnComplete: 100,

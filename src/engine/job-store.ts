@@ -321,19 +321,21 @@ export async function updateJob(
 
 /**
  * Marks a job ACTIVE for an attempt in one statement, unless it is final, its cancellation was
- * asked, or it expired before it started; returns null then, and the caller reads the row to see which. The same statement opens
+ * asked, or it expired before it started; returns null then, and the caller reads the row to see which.
+ * The attempt is the row's next (`attempts + 1`): a failure, a stall, a hand-back and a lost queue
+ * entry each count once, however BullMQ counted them. The same statement opens
  * the attempt's `job_attempt` row (run by `worker`) and closes one left open as STALLED: its worker
  * died, or BullMQ found it stalled and handed the job on.
  */
-export async function startJob(em: EntityManager, id: string, attempt: number, worker: string): Promise<JobRecord | null> {
+export async function startJob(em: EntityManager, id: string, worker: string): Promise<JobRecord | null> {
   const statement = withStatusLog(
-    `UPDATE job SET status = 'ACTIVE', attempts = ?, started_at = clock_timestamp(), run_at = NULL, ${CHANGE_MARKS.join(', ')}
+    `UPDATE job SET status = 'ACTIVE', attempts = attempts + 1, started_at = clock_timestamp(), run_at = NULL, ${CHANGE_MARKS.join(', ')}
       WHERE id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL
         AND (expires_at IS NULL OR started_at IS NOT NULL OR expires_at > clock_timestamp())`,
     { outcome: 'STALLED', error: STALLED_ERROR },
     'opened AS (INSERT INTO job_attempt (job_id, run, number, started_at, worker) SELECT id, run, attempts, started_at, ? FROM changed)',
   );
-  const rows: Row[] = await em.getConnection().execute(statement.sql, [attempt, id, ...statement.params, worker], 'all');
+  const rows: Row[] = await em.getConnection().execute(statement.sql, [id, ...statement.params, worker], 'all');
   return rows[0] ? rowToJob(rows[0]) : null;
 }
 

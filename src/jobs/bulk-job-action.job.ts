@@ -85,7 +85,8 @@ export const bulkJobActionJob = defineJob({
     })
     .meta({ id: 'BulkJobActionOutput' }),
   // A second run finds the jobs it already handled ended or retried, and skips them.
-  options: { attempts: 3 },
+  // One bulk action per owner at a time: two over the same jobs would only skip each other's.
+  options: { attempts: 3, ownerConcurrency: 1 },
   async prepare(args, ctx) {
     const filter = storedFilter(args.filter);
     if (Object.keys(filter).length === 0 && !args.all) {

@@ -22,6 +22,9 @@ export const importMboxJob = defineJob({
   description: 'Imports an uploaded mbox file into an account, skipping messages it already holds.',
   graphql: { mutation: 'importMbox', typeName: 'ImportMboxJob' },
   unit: 'messages',
+  // The heaviest job per message (parsing, blob writes), and users enqueue a folder of files at
+  // once: one running per owner leaves the type's other slots to other owners.
+  options: { ownerConcurrency: 1 },
   args: z.object({
     accountId: z.guid().describe('The account to import into.'),
     file: uploadSchema.describe('The mbox file (multipart upload).'),

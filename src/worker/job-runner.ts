@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'bullmq';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isDatabaseError } from '../db/sql.js';
 import type { JobRecord } from '../db/entities/job.entity.js';
@@ -8,7 +8,17 @@ import { cancelJob, retryJob } from '../engine/enqueue.js';
 import { InvalidInputError, JobCancelledError, NotFoundError, PermanentJobError, toError } from '../engine/errors.js';
 import { appendJobLog } from '../engine/job-log.js';
 import { MAX_METADATA_BYTES } from '../engine/json-size.js';
-import { type AttemptEnd, expireJobs, findJob, STALLED_ERROR, startJob, toEventMessage, updateJob } from '../engine/job-store.js';
+import {
+  type AttemptEnd,
+  expireJobs,
+  findJob,
+  isTerminal,
+  STALLED_ERROR,
+  startJob,
+  toEventMessage,
+  updateJob,
+} from '../engine/job-store.js';
+import { CountedLeases } from '../queue/counted-leases.js';
 import { topics } from '../pubsub/topics.js';
 import { jobDuration, jobTransitions } from '../observability/metrics.js';
 import { createRedis } from '../queue/redis.js';
@@ -17,6 +27,9 @@ import { JobLogWriter } from './job-log-writer.js';
 import { ProgressReporter } from './progress-reporter.js';
 
 const MAX_ERROR_LENGTH = 2_000;
+
+/** A job whose owner has no slot free is tried again after this (plus up to as much again, so deferred jobs spread out). */
+const OWNER_SLOT_RECHECK_MS = 250;
 
 /** Past the shutdown deadline, handlers get this long to reach a checkpoint and hand their job back. */
 const HAND_BACK_GRACE_MS = 5_000;
@@ -47,11 +60,16 @@ export class JobRunner {
   private readonly shutdown = new AbortController();
   /** Which worker ran an attempt, as its history shows it. */
   private readonly workerLabel = `${hostname()}:${process.pid}`;
+  /** Each owner's running jobs per type, for types with `ownerConcurrency`. */
+  private readonly ownerSlots: CountedLeases;
 
   constructor(
     private readonly services: Services,
     private readonly declarations: readonly AnyJobDeclaration[],
-  ) {}
+  ) {
+    const { config, queues } = services;
+    this.ownerSlots = new CountedLeases(queues.connection, `${config.REDIS_PREFIX}:owner-slots`, { ttlMs: 2 * config.STALLED_INTERVAL_MS });
+  }
 
   async start(): Promise<void> {
     const { config, logger } = this.services;
@@ -120,7 +138,49 @@ export class JobRunner {
     }
   }
 
+  /** Runs a job, first taking one of its owner's slots for the type when the type limits them. */
   private async process(
+    declaration: AnyJobDeclaration,
+    bullJob: BullJob,
+    token: string | undefined,
+    cancelSignal?: AbortSignal,
+  ): Promise<unknown> {
+    const limit = declaration.options.ownerConcurrency;
+    if (limit === null) return this.run(declaration, bullJob, token, cancelSignal);
+    const slot = await this.takeOwnerSlot(declaration, bullJob, token, limit);
+    try {
+      return await this.run(declaration, bullJob, token, cancelSignal);
+    } finally {
+      await slot?.release();
+    }
+  }
+
+  /**
+   * One of the job's owner's `limit` slots for its type, held (and kept alive) while it runs; a
+   * crashed worker's slot lapses after twice the stall interval. With none free, the job goes back
+   * to the queue for OWNER_SLOT_RECHECK_MS: no attempt used, its row still waiting, other owners'
+   * jobs free to run meanwhile. Null when the row is gone or final (the run explains it).
+   */
+  private async takeOwnerSlot(declaration: AnyJobDeclaration, bullJob: BullJob, token: string | undefined, limit: number) {
+    const jobId = bullJob.id!;
+    const em = this.services.orm.em.fork() as EntityManager;
+    const row = await findJob(em, jobId);
+    if (!row || isTerminal(row.status)) return null;
+    const outcome = await this.ownerSlots.acquire(`${declaration.name}:${row.ownerId}`, limit);
+    if (outcome.granted) {
+      outcome.lease.keepAlive();
+      return outcome.lease;
+    }
+    const waiting = `waiting: its owner already runs ${limit} ${declaration.name} job${limit === 1 ? '' : 's'} (ownerConcurrency)`;
+    if (row.message !== waiting) {
+      const updated = await updateJob(em, jobId, { message: waiting }, ['PENDING', 'DELAYED']);
+      if (updated) await this.publish(updated);
+    }
+    await bullJob.moveToDelayed(Date.now() + OWNER_SLOT_RECHECK_MS + Math.floor(Math.random() * OWNER_SLOT_RECHECK_MS), token);
+    throw new DelayedError();
+  }
+
+  private async run(
     declaration: AnyJobDeclaration,
     bullJob: BullJob,
     token: string | undefined,
@@ -130,10 +190,9 @@ export class JobRunner {
     const jobId = bullJob.id!;
     const logger = this.services.logger.child({ jobId, type: declaration.name });
     const em = orm.em.fork() as EntityManager;
-    const attempt = Math.max(bullJob.attemptsStarted ?? 0, bullJob.attemptsMade + 1);
 
     // One statement in the common case; the row is read only to explain a refusal.
-    const active = await startJob(em, jobId, attempt, this.workerLabel);
+    const active = await startJob(em, jobId, this.workerLabel);
     if (!active) {
       const row = await findJob(em, jobId);
       if (!row) throw new UnrecoverableError(`job row ${jobId} does not exist`);
@@ -155,6 +214,7 @@ export class JobRunner {
       await this.release(declaration, row, logger);
       return undefined;
     }
+    const attempt = active.attempts;
     await this.publish(active);
     logger.info({ attempt }, 'job started');
 

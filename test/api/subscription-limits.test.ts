@@ -7,7 +7,7 @@ import { gqlOk, subscribe } from '../helpers/graphql-client.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
 import { createTestEnv, waitFor, type TestEnv } from '../helpers/test-env.js';
 import { redisUrl } from '../helpers/urls.js';
-import { SubscriptionLeases } from '../../src/pubsub/subscription-leases.js';
+import { CountedLeases } from '../../src/queue/counted-leases.js';
 
 const PER_CONNECTION = 2;
 const PER_USER = 3;
@@ -196,8 +196,8 @@ describe('subscription leases', () => {
     const live = new Redis(redisUrl());
     const crashing = new Redis(redisUrl());
     const prefix = `${env.vars.REDIS_PREFIX}:lease-test`;
-    const survivor = new SubscriptionLeases(live, prefix, { ttlMs, refreshMs: 50 });
-    const doomed = new SubscriptionLeases(crashing, prefix, { ttlMs, refreshMs: 50 });
+    const survivor = new CountedLeases(live, `${prefix}:subs`, { ttlMs, refreshMs: 50 });
+    const doomed = new CountedLeases(crashing, `${prefix}:subs`, { ttlMs, refreshMs: 50 });
     const held = await survivor.acquire('erin', 2);
     const lost = await doomed.acquire('erin', 2);
     expect([held.granted, lost.granted]).toEqual([true, true]);

@@ -55,10 +55,11 @@ describe('Redis flushed while jobs are PENDING, DELAYED and ACTIVE', () => {
     const fixture = buildMbox({ count: 1500, seed: 4505 });
     const accounts: string[] = [];
     const imports: { id: string }[] = [];
-    // import_mbox runs 3 at a time: three become ACTIVE, two stay PENDING in the queue.
+    // import_mbox runs 3 at a time (one per owner): three become ACTIVE, two stay PENDING in the queue.
     for (let i = 0; i < 5; i++) {
-      accounts.push(await createAccount(api.url, token, `flush-${i}`));
-      imports.push(await importMbox(api.url, token, accounts[i]!, fixture.mbox));
+      const owner = await env.token(`flush-owner-${i}`);
+      accounts.push(await createAccount(api.url, owner, `flush-${i}`));
+      imports.push(await importMbox(api.url, owner, accounts[i]!, fixture.mbox));
     }
     const small = buildMbox({ count: 5, seed: 4506 }).mbox;
     // Delayed an hour by its owner: must still wait after the flush, not run at once.
@@ -132,7 +133,7 @@ describe('Redis flushed while jobs are PENDING, DELAYED and ACTIVE', () => {
     // History is PostgreSQL's: every job is still listed.
     const page = await gqlOk<{ jobs: { edges: { node: { id: string } }[] } }>(
       api.url,
-      token,
+      await env.token('flush-admin', 'admin'),
       'query { jobs(first: 100) { edges { node { id } } } }',
     );
     expect(page.jobs.edges).toHaveLength(historyBefore.count);

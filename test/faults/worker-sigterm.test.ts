@@ -44,12 +44,13 @@ async function stalls(jobId: string): Promise<number> {
 describe('a worker stopped with SIGTERM mid-job', () => {
   it('fetches no new job, lets the running ones complete, and records no stall', async () => {
     const first = await worker('worker-1');
-    // import_mbox runs 3 at a time per worker: three run, the fourth waits.
+    // import_mbox runs 3 at a time per worker (one per owner): three run, the fourth waits.
     const fixture = buildMbox({ count: 1500, malformed: 2, duplicates: 10, seed: 4202 });
     const jobs: { id: string; status: string }[] = [];
     for (let i = 0; i < 4; i++) {
-      const accountId = await createAccount(api.url, token, `sigterm-${i}`);
-      jobs.push(await importMbox(api.url, token, accountId, fixture.mbox));
+      const owner = await env.token(`sigterm-owner-${i}`);
+      const accountId = await createAccount(api.url, owner, `sigterm-${i}`);
+      jobs.push(await importMbox(api.url, owner, accountId, fixture.mbox));
     }
     const running = await waitFor(
       'three imports to be under way',

@@ -40,6 +40,12 @@ const JobTypeInfoRef = builder.objectRef<AnyJobDeclaration>('JobTypeInfo').imple
       description: 'Jobs running at once across all workers.',
       resolve: (d) => d.options.globalConcurrency,
     }),
+    ownerConcurrency: t.int({
+      nullable: true,
+      description:
+        "Jobs of this type one owner may have running at once across all workers; an owner's next one waits PENDING (no attempt used) while other owners' jobs run. Null: no limit.",
+      resolve: (d) => d.options.ownerConcurrency,
+    }),
     rateLimit: t.field({ type: RateLimitRef, nullable: true, resolve: (d) => d.options.rateLimit }),
     timeoutMs: t.int({ resolve: (d) => d.options.timeoutMs }),
     removeOnComplete: t.int({

@@ -2,7 +2,7 @@ import { callerOf, mayAccess, ownerFilter } from '../../auth/access.js';
 import { readJobNow } from '../../engine/job-changes.js';
 import { isUuid } from '../../engine/validation.js';
 import { eventJob, isTerminal, toEventMessage } from '../../engine/job-store.js';
-import { SubscriptionLeases, type SubscriptionLease } from '../../pubsub/subscription-leases.js';
+import { CountedLeases, type Lease } from '../../queue/counted-leases.js';
 import { checkResumable, type FollowJobChanges, followJobChanges } from '../../realtime/follow-job-changes.js';
 import type { StreamEvent } from '../../realtime/job-change-feed.js';
 import { hasSeen, positionAt, type StreamPosition } from '../../realtime/stream-position.js';
@@ -51,7 +51,7 @@ export const JobProgressEventRef = builder.objectRef<StreamEvent>('JobProgressEv
 });
 
 /** One lease store per process (per services object), so its refresh timer covers every subscription. */
-const leaseStores = new WeakMap<Services, SubscriptionLeases>();
+const leaseStores = new WeakMap<Services, CountedLeases>();
 
 /**
  * Takes one of the caller's MAX_SUBSCRIPTIONS_PER_USER slots, shared by every replica and both
@@ -59,16 +59,16 @@ const leaseStores = new WeakMap<Services, SubscriptionLeases>();
  * asked, the subscription goes ahead uncounted: the cap protects the system, it is not a reason
  * to lose live views while Redis is away.
  */
-export async function takeSubscriptionSlot(ctx: GraphQLContext, kind: string): Promise<SubscriptionLease | null> {
+export async function takeSubscriptionSlot(ctx: GraphQLContext, kind: string): Promise<Lease | null> {
   const { config, logger, queues } = ctx.services;
   const max = config.MAX_SUBSCRIPTIONS_PER_USER;
   if (max === 0 || callerOf(ctx.viewer).isAdmin) return null;
   let store = leaseStores.get(ctx.services);
   if (!store) {
-    store = new SubscriptionLeases(queues.connection, config.REDIS_PREFIX);
+    store = new CountedLeases(queues.connection, `${config.REDIS_PREFIX}:subs`);
     leaseStores.set(ctx.services, store);
   }
-  let outcome: Awaited<ReturnType<SubscriptionLeases['acquire']>>;
+  let outcome: Awaited<ReturnType<CountedLeases['acquire']>>;
   try {
     outcome = await store.acquire(ctx.viewer.id, max);
   } catch (error) {
@@ -106,7 +106,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export function guardSubscription<T>(
   ctx: GraphQLContext,
   kind: string,
-  lease: SubscriptionLease | null,
+  lease: Lease | null,
   open: (signal: AbortSignal) => AsyncIterableIterator<T>,
 ): AsyncIterableIterator<Expirable<T>> {
   let source: AsyncIterableIterator<T> | null = null;
@@ -203,7 +203,7 @@ async function resumePosition(ctx: GraphQLContext, after: string | null | undefi
 }
 
 /** `resumePosition`, checked only once the caller holds a subscription slot, which a refusal gives back. */
-async function resumeWithin(ctx: GraphQLContext, after: string | null | undefined, lease: SubscriptionLease | null) {
+async function resumeWithin(ctx: GraphQLContext, after: string | null | undefined, lease: Lease | null) {
   try {
     return await resumePosition(ctx, after);
   } catch (error) {

@@ -1,26 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 
-/** Options of {@link SubscriptionLeases}. */
-export interface SubscriptionLeasesOptions {
-  /** How long a lease lasts without being refreshed, in milliseconds: how long a crashed replica's subscriptions still count. (Default: 30000) */
+/** Options of {@link CountedLeases}. */
+export interface CountedLeasesOptions {
+  /** How long a lease lasts without being refreshed, in milliseconds: how long a crashed process's leases still count. (Default: 30000) */
   ttlMs?: number;
   /** How often this process refreshes its live leases, in milliseconds. (Default: ttlMs / 3) */
   refreshMs?: number;
 }
 
-/** One open subscription counted against its owner's cap. */
-export interface SubscriptionLease {
-  /** Starts refreshing the lease; until then it lapses by itself after the TTL (a stream never started holds no slot for long). */
+/** One slot held against its group's cap (an open subscription, a running job). */
+export interface Lease {
+  /** Starts refreshing the lease; until then it lapses by itself after the TTL (a slot taken but never used is not held for long). */
   keepAlive(): void;
   /** Frees the slot at once; safe to call more than once. */
   release(): Promise<void>;
 }
 
-export type LeaseOutcome = { granted: true; lease: SubscriptionLease } | { granted: false; open: number; retryAfterMs: number };
+export type LeaseOutcome = { granted: true; lease: Lease } | { granted: false; open: number; retryAfterMs: number };
 
-// KEYS[1] the owner's ZSET; ARGV: ttl ms, max, member. Scores are expiry times on Redis's clock, so
-// replicas with skewed clocks agree. Returns {1, open} or {0, open, ms until the earliest lease lapses}.
+// KEYS[1] the group's ZSET; ARGV: ttl ms, max, member. Scores are expiry times on Redis's clock, so
+// processes with skewed clocks agree. Returns {1, open} or {0, open, ms until the earliest lease lapses}.
 const ACQUIRE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -35,7 +35,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return {1, open + 1}
 `;
 
-// KEYS[1] the owner's ZSET; ARGV: ttl ms, members... Only members still present are extended (XX):
+// KEYS[1] the group's ZSET; ARGV: ttl ms, members... Only members still present are extended (XX):
 // a lease that already lapsed stays gone rather than coming back over the cap.
 const REFRESH = `
 local t = redis.call('TIME')
@@ -46,11 +46,13 @@ return 0
 `;
 
 /**
- * Open subscriptions per owner, counted across every API replica: one Redis sorted set per owner
- * (`<prefix>:subs:<owner>`), one member per subscription, scored by its lease expiry. Each process
- * refreshes the leases it holds; a crashed process's leases lapse after the TTL.
+ * Slots counted per group across every process: one Redis sorted set per group
+ * (`<namespace>:<group>`), one member per slot, scored by its lease expiry. Each process refreshes
+ * the leases it holds; a crashed process's leases lapse after the TTL. Used for each user's open
+ * subscriptions (`<prefix>:subs:<user>`) and each owner's running jobs of a type
+ * (`<prefix>:owner-slots:<type>:<owner>`).
  */
-export class SubscriptionLeases {
+export class CountedLeases {
   private readonly ttlMs: number;
   private readonly refreshMs: number;
   /** Live (kept-alive) leases of this process: key → members. */
@@ -59,16 +61,16 @@ export class SubscriptionLeases {
 
   constructor(
     private readonly redis: Redis,
-    private readonly prefix: string,
-    options: SubscriptionLeasesOptions = {},
+    private readonly namespace: string,
+    options: CountedLeasesOptions = {},
   ) {
     this.ttlMs = options.ttlMs ?? 30_000;
     this.refreshMs = options.refreshMs ?? Math.max(100, Math.floor(this.ttlMs / 3));
   }
 
-  /** Takes a slot for `owner` if fewer than `max` are open; otherwise says how many are and when one may lapse. */
-  async acquire(owner: string, max: number): Promise<LeaseOutcome> {
-    const key = `${this.prefix}:subs:${owner}`;
+  /** Takes a slot of `group` if fewer than `max` are held; otherwise says how many are and when one may lapse. */
+  async acquire(group: string, max: number): Promise<LeaseOutcome> {
+    const key = `${this.namespace}:${group}`;
     const member = randomUUID();
     const reply = (await this.redis.eval(ACQUIRE, 1, key, this.ttlMs, max, member)) as number[];
     if (reply[0] !== 1) return { granted: false, open: Number(reply[1]), retryAfterMs: Math.max(0, Number(reply[2] ?? this.ttlMs)) };
@@ -103,7 +105,7 @@ export class SubscriptionLeases {
     };
   }
 
-  /** Extends every live lease of this process, one script per owner, in one round trip. */
+  /** Extends every live lease of this process, one script per group, in one round trip. */
   private async refresh(): Promise<void> {
     if (this.live.size === 0) return;
     const pipeline = this.redis.pipeline();
