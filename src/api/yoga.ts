@@ -9,6 +9,7 @@ import { useInputGuards, useRequestParseErrors } from '../graphql/input-guards.j
 import { buildSchema } from '../graphql/schema/index.js';
 import { listSetting } from '../config/env.js';
 import { serializeError } from '../observability/logger.js';
+import { GRAPHIQL_EXAMPLE, GRAPHIQL_VERSION, renderJobwireGraphiQL } from './graphiql.js';
 import { useGraphQLSSE } from './graphql-sse.js';
 import { useSseEventIds } from './sse-event-ids.js';
 import { useSharedSubscriptionExecution } from '../graphql/shared-subscription-execution.js';
@@ -37,12 +38,8 @@ export function createJobwireYoga(services: Services): JobwireYoga {
     landingPage: false,
     fetchAPI: createFetch({ formDataLimits: { fileSize: config.MAX_UPLOAD_BYTES, files: 1, fieldSize: 1_000_000 } }),
     maxRequestBodySize: config.MAX_UPLOAD_BYTES + 2_000_000, // yoga's own 25 MB body cap would undercut MAX_UPLOAD_BYTES; the margin is for the operations/map fields
-    graphiql: config.GRAPHIQL
-      ? {
-          title: 'Jobwire',
-          headers: JSON.stringify({ Authorization: 'Bearer <paste the output of: npm run token -- --sub alice --role user>' }),
-        }
-      : false,
+    graphiql: config.GRAPHIQL ? { title: 'Jobwire', defaultQuery: GRAPHIQL_EXAMPLE, subscriptionsProtocol: 'SSE' } : false,
+    renderGraphiQL: (options) => renderJobwireGraphiQL(options, GRAPHIQL_VERSION),
     context: async ({ request, connectionParams }: { request: Request; connectionParams?: Record<string, unknown> }) => {
       const header =
         request.headers.get('authorization') ??

@@ -1,0 +1,164 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import type { GraphiQLOptions } from 'graphql-yoga';
+
+/**
+ * GraphiQL served by Jobwire itself, from `@graphql-yoga/render-graphiql` in the lock file: no
+ * request leaves the host (yoga's default page loads it from a CDN). The page is small; the
+ * bundle (about 9 MB: GraphiQL, Monaco and its workers) is served once per version under
+ * ASSET_PATH with an immutable cache header, and loaded only when someone opens the page.
+ *
+ * The caller's token is given in a field on the page or in the URL fragment (`#token=…`, which
+ * never reaches the server); it is kept in the browser's localStorage and sent as the
+ * Authorization header of every request GraphiQL makes, subscriptions (over SSE) included.
+ */
+
+/** Where the bundle's files are served; the version in the path makes them cacheable forever. */
+export const GRAPHIQL_ASSET_PATH = '/graphiql/assets/';
+
+/** The bundle's package version, as the asset path names it. */
+export const GRAPHIQL_VERSION: string = createRequire(import.meta.url)('@graphql-yoga/render-graphiql/package.json').version;
+
+interface Asset {
+  body: Buffer;
+  type: string;
+  etag: string;
+}
+
+let assets: Promise<Map<string, Asset>> | null = null;
+
+/** The bundle's files by name, read from the package on first use (not at start: it is large). */
+function loadAssets(): Promise<Map<string, Asset>> {
+  assets ??= import('@graphql-yoga/render-graphiql/graphiql').then((bundle) => {
+    const asset = (text: string, type: string): Asset => {
+      const body = Buffer.from(text, 'utf8');
+      return { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` };
+    };
+    const js = 'text/javascript; charset=utf-8';
+    return new Map([
+      ['graphiql.js', asset(bundle.js, js)],
+      ['graphiql.css', asset(bundle.css, 'text/css; charset=utf-8')],
+      ['editorWorkerService.js', asset(bundle.editorWorkerService, js)],
+      ['json.js', asset(bundle.jsonWorker, js)],
+      ['graphql.js', asset(bundle.graphqlWorker, js)],
+    ]);
+  });
+  return assets;
+}
+
+/** Serves one file of the bundle (GET or HEAD under GRAPHIQL_ASSET_PATH). */
+export async function serveGraphiQLAsset(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+  const name = path.slice(GRAPHIQL_ASSET_PATH.length).split('/').at(-1) ?? '';
+  let asset: Asset | undefined;
+  try {
+    asset = (await loadAssets()).get(name);
+  } catch {
+    assets = null;
+    res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('GraphiQL could not be loaded');
+    return;
+  }
+  if (!asset || (req.method !== 'GET' && req.method !== 'HEAD')) {
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found');
+    return;
+  }
+  const headers = { 'content-type': asset.type, 'cache-control': 'public, max-age=31536000, immutable', etag: asset.etag };
+  if (req.headers['if-none-match'] === asset.etag) {
+    res.writeHead(304, headers).end();
+    return;
+  }
+  res.writeHead(200, { ...headers, 'content-length': asset.body.length });
+  res.end(req.method === 'HEAD' ? undefined : asset.body);
+}
+
+/** The operation GraphiQL opens with: it runs as is for any user with a token. */
+export const GRAPHIQL_EXAMPLE = `# Jobwire: background jobs with live progress. Paste a token above (or open /graphql#token=...),
+# then run this. Start a job with a mutation (e.g. scanPii), then watch it:
+#   subscription { jobProgress(jobId: "<id>") { status progress message job { id } } }
+query RecentJobs {
+  jobs(first: 10) {
+    nodes { id type status progress message createdAt tags }
+    totalCount
+  }
+  jobCounts { type status count }
+  jobTypes { name mutation description }
+}
+`;
+
+/** JSON for an inline script: `<` escaped, so no value can close the script element. */
+function inlineJson(value: unknown): string {
+  return JSON.stringify(value).replace(/</g, '\\u003c');
+}
+
+/**
+ * The GraphiQL page (yoga's `renderGraphiQL`). `version` names the bundle's path, so a new
+ * release's page never loads an old cached bundle.
+ */
+export function renderJobwireGraphiQL(options: GraphiQLOptions, version: string): string {
+  const assetsAt = `${GRAPHIQL_ASSET_PATH}${encodeURIComponent(version)}/`;
+  return `<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <title>Jobwire GraphiQL</title>
+    <link rel="icon" href="data:," />
+    <link rel="stylesheet" href="${assetsAt}graphiql.css" />
+    <style>
+      html, body { height: 100%; margin: 0; }
+      body { display: flex; flex-direction: column; }
+      #token-bar { display: flex; gap: 0.5rem; align-items: center; padding: 0.4rem 0.75rem; font: 14px system-ui, sans-serif;
+        border-bottom: 1px solid #ccc; background: #f6f7f9; color: #222; }
+      #token-bar input { flex: 1; max-width: 40rem; font: inherit; padding: 0.2rem 0.4rem; }
+      #token-bar output { color: #555; }
+      #root { flex: 1; min-height: 0; }
+    </style>
+  </head>
+  <body>
+    <form id="token-bar" aria-label="Authentication">
+      <label for="token">Token</label>
+      <input id="token" name="token" type="password" autocomplete="off" spellcheck="false"
+        placeholder="a JWT from: npm run token -- --sub alice --role user" />
+      <button type="submit">Use token</button>
+      <button type="button" id="forget">Forget</button>
+      <output id="token-state" aria-live="polite"></output>
+    </form>
+    <div id="root"></div>
+    <script>
+      // The fragment never reaches the server; it is taken off the address bar once read.
+      const KEY = 'jobwire.graphiql.token';
+      const fragment = new URLSearchParams(location.hash.slice(1));
+      if (fragment.get('token')) {
+        localStorage.setItem(KEY, fragment.get('token'));
+        history.replaceState(null, '', location.pathname + location.search);
+      }
+      const token = localStorage.getItem(KEY) || '';
+      const field = document.getElementById('token');
+      field.value = token;
+      document.getElementById('token-state').textContent = token ? 'sent as the Authorization header' : 'no token: requests will be refused';
+      document.getElementById('token-bar').addEventListener('submit', (event) => {
+        event.preventDefault();
+        if (field.value.trim()) localStorage.setItem(KEY, field.value.trim().replace(/^Bearer\\s+/i, ''));
+        else localStorage.removeItem(KEY);
+        location.reload();
+      });
+      document.getElementById('forget').addEventListener('click', () => {
+        localStorage.removeItem(KEY);
+        location.reload();
+      });
+      const workers = {
+        editorWorkerService: '${assetsAt}editorWorkerService.js',
+        json: '${assetsAt}json.js',
+        graphql: '${assetsAt}graphql.js',
+      };
+      self.MonacoEnvironment = { globalAPI: false, getWorkerUrl: (_moduleId, label) => workers[label] };
+    </script>
+    <script src="${assetsAt}graphiql.js"></script>
+    <script>
+      const options = ${inlineJson(options)};
+      if (token) options.additionalHeaders = { Authorization: 'Bearer ' + token };
+      YogaGraphiQL.renderYogaGraphiQL(document.getElementById('root'), options);
+    </script>
+  </body>
+</html>`;
+}

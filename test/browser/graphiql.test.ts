@@ -1,0 +1,116 @@
+/**
+ * GraphiQL served by Jobwire itself (issue 12), in real Chromium: it renders its editor with the
+ * example operation and runs it with the token from the URL fragment, runs a subscription over
+ * SSE, and no request leaves the host. Chromium is Debian's (`.ci/run` installs it), driven by
+ * playwright-core.
+ */
+import { type Browser, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gql, gqlOk } from '../helpers/graphql-client.js';
+import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
+import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
+
+/** Chromium as this machine's closed network needs it: nothing in the background reaches out. */
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+let env: TestEnv;
+let system: InProcessSystem;
+let browser: Browser;
+let origin: string;
+
+beforeAll(async () => {
+  env = await createTestEnv();
+  system = await startInProcess(env, { worker: false, vars: { GRAPHIQL: 'true' } });
+  origin = new URL(system.url).origin;
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await system?.stop();
+  await env?.cleanup();
+});
+
+describe('GraphiQL', () => {
+  it('renders from this host only, runs the example with the fragment token, and streams a subscription over SSE', async () => {
+    const admin = await env.token('root', 'admin');
+    const page = await (await browser.newContext()).newPage();
+    const requested: string[] = [];
+    page.on('request', (request) => requested.push(request.url()));
+    const sentTokens: (string | undefined)[] = [];
+    page.on('request', (request) => {
+      if (new URL(request.url()).pathname === '/graphql' && request.method() === 'POST') sentTokens.push(request.headers().authorization);
+    });
+
+    await page.goto(`${origin}/graphql#token=${admin}`);
+    // The fragment is read, kept in the browser, and taken off the address bar.
+    await waitFor('the token to leave the address bar', () => !page.url().includes('#token'));
+    expect(await page.getByRole('textbox', { name: 'Token' }).inputValue()).toBe(admin);
+
+    const run = page.getByRole('button', { name: /execute/i }).first();
+    await run.waitFor({ timeout: 30_000 });
+    await waitFor('the example operation in the editor', async () => (await page.content()).includes('RecentJobs'), 30_000);
+    await run.click();
+    await page.getByText('"import_mbox"').first().waitFor({ timeout: 30_000 });
+    expect(sentTokens.length).toBeGreaterThan(0);
+    expect(sentTokens.every((header) => header === `Bearer ${admin}`)).toBe(true);
+
+    // A subscription typed into the editor streams over SSE as the server sends.
+    await page.locator('.graphiql-query-editor .view-lines').first().click();
+    await page.keyboard.press('ControlOrMeta+A');
+    await page.keyboard.press('Delete');
+    await page.keyboard.insertText('subscription Watch { jobTypeChanged { name paused } }');
+    await run.click();
+    // Once the stream is open, a pause made elsewhere shows up in the result pane.
+    await waitFor(
+      'the subscription to show a pause',
+      async () => {
+        await gqlOk(system.url, admin, 'mutation { pauseJobType(type: scan_tracking) { paused } }');
+        await gqlOk(system.url, admin, 'mutation { resumeJobType(type: scan_tracking) { paused } }');
+        const result = (await page.locator('.graphiql-response').first().textContent()) ?? '';
+        return result.includes('"jobTypeChanged"') && result.includes('"scan_tracking"');
+      },
+      30_000,
+      500,
+    );
+
+    const offHost = requested.filter((url) => !url.startsWith(`${origin}/`) && !url.startsWith('data:') && !url.startsWith('blob:'));
+    expect(offHost).toEqual([]);
+    await page.close();
+  }, 120_000);
+
+  it('keeps the token across a reload, and forgets it on request', async () => {
+    const token = await env.token('alice');
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${origin}/graphql`);
+    await page.getByRole('textbox', { name: 'Token' }).fill(token);
+    await page.getByRole('button', { name: 'Use token' }).click();
+    await page.waitForLoadState('load');
+    expect(await page.getByRole('textbox', { name: 'Token' }).inputValue()).toBe(token);
+    await page.getByRole('button', { name: 'Forget' }).click();
+    await page.waitForLoadState('load');
+    expect(await page.getByRole('textbox', { name: 'Token' }).inputValue()).toBe('');
+    await page.close();
+  }, 60_000);
+
+  it('is off with GRAPHIQL=false', async () => {
+    const off = await startInProcess(env, { worker: false, vars: { GRAPHIQL: 'false' } });
+    try {
+      const page = await fetch(off.url, { headers: { accept: 'text/html' } });
+      expect(await page.text()).not.toContain('YogaGraphiQL');
+      const asset = await fetch(`${new URL(off.url).origin}/graphiql/assets/x/graphiql.js`);
+      expect(asset.status).not.toBe(200);
+      expect((await gql(off.url, await env.token('alice'), '{ __typename }')).data).toEqual({ __typename: 'Query' });
+    } finally {
+      await off.stop();
+    }
+  });
+});
