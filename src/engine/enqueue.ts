@@ -250,11 +250,14 @@ export async function retryJob(
     throw new InvalidStateError(`only a FAILED or CANCELLED job can be retried; this one is ${current.status}`);
   }
   await admit?.();
-  // BullMQ may still keep the finished job under this id, and would ignore a new add with it.
-  await deps.queues
-    .get(declaration.name)
-    .remove(jobId)
-    .catch(() => 0);
+  // BullMQ may still keep the finished job under this id, and would ignore a new add with it. It
+  // refuses to remove one a worker still holds (the row ended, the worker is finishing up): then
+  // the retry must wait, or the new run would be lost behind the old one.
+  const queue = deps.queues.get(declaration.name);
+  const removed = await queue.remove(jobId).catch(() => 0);
+  if (removed !== 1 && (await (await queue.getJob(jobId).catch(() => undefined))?.getState().catch(() => null)) === 'active') {
+    throw new InvalidStateError('the job is still finishing its last attempt; try again in a moment');
+  }
   const reset = await updateJob(
     deps.em,
     jobId,

@@ -329,7 +329,8 @@ export async function updateJob(
  */
 export async function startJob(em: EntityManager, id: string, worker: string): Promise<JobRecord | null> {
   const statement = withStatusLog(
-    `UPDATE job SET status = 'ACTIVE', attempts = attempts + 1, started_at = clock_timestamp(), run_at = NULL, ${CHANGE_MARKS.join(', ')}
+    `UPDATE job SET status = 'ACTIVE', attempts = attempts + 1, started_at = clock_timestamp(), run_at = NULL,
+        message = CASE WHEN starts_with(message, '${OWNER_SLOT_WAITING}') THEN NULL ELSE message END, ${CHANGE_MARKS.join(', ')}
       WHERE id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL
         AND (expires_at IS NULL OR started_at IS NOT NULL OR expires_at > clock_timestamp())`,
     { outcome: 'STALLED', error: STALLED_ERROR },
@@ -338,6 +339,9 @@ export async function startJob(em: EntityManager, id: string, worker: string): P
   const rows: Row[] = await em.getConnection().execute(statement.sql, [id, ...statement.params, worker], 'all');
   return rows[0] ? rowToJob(rows[0]) : null;
 }
+
+/** How the message of a job waiting for its owner's slot (`ownerConcurrency`) starts; its start clears it. */
+export const OWNER_SLOT_WAITING = 'waiting:';
 
 /** The error of an attempt closed as STALLED. */
 export const STALLED_ERROR = 'the worker running this attempt stopped responding (it crashed, was killed or lost its lock)';

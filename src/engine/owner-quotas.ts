@@ -48,12 +48,16 @@ export class OwnerQuotas {
         : null;
   }
 
-  /** Throws QuotaExceededError when `subject` may not enqueue one more job now. */
-  async checkEnqueue(em: EntityManager, subject: QuotaSubject): Promise<void> {
+  /**
+   * Throws QuotaExceededError when `subject` may not enqueue one more job now. `unfinishedCap:
+   * false` checks the rate only: for a job that only ends others (`cancelJobs`), which an owner at
+   * the cap must still be able to start.
+   */
+  async checkEnqueue(em: EntityManager, subject: QuotaSubject, { unfinishedCap = true } = {}): Promise<void> {
     if (subject.isAdmin) return;
     await this.consumeEnqueueRate(subject.ownerId);
     const max = this.config.MAX_UNFINISHED_JOBS_PER_OWNER;
-    if (max > 0 && (await this.unfinishedJobs(em, subject.ownerId, max)) >= max) {
+    if (unfinishedCap && max > 0 && (await this.unfinishedJobs(em, subject.ownerId, max)) >= max) {
       throw new QuotaExceededError(
         `you have ${max} jobs that are not finished yet (MAX_UNFINISHED_JOBS_PER_OWNER); wait for some to finish or cancel them`,
         UNFINISHED_RETRY_AFTER_SECONDS,

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { JOB_STATUSES, type JobRecord } from '../db/entities/job.entity.js';
 import { defineJob, type JobControl } from '../engine/define-job.js';
 import { InvalidInputError, InvalidStateError } from '../engine/errors.js';
+import { QuotaExceededError } from '../engine/owner-quotas.js';
 import { type JobHistoryFilter, listJobHistory, countJobHistory, MAX_FILTER_IDS } from '../engine/job-history.js';
 import { isTerminal } from '../engine/job-store.js';
 
@@ -43,6 +44,8 @@ const SKIP_REASONS = {
   ALREADY_ENDED: 'already ended (cancel)',
   NOT_FAILED_OR_CANCELLED: 'not FAILED or CANCELLED (retry)',
   TYPE_REMOVED: 'its type is no longer in the catalogue',
+  OWNER_AT_CAP: 'its owner has MAX_UNFINISHED_JOBS_PER_OWNER jobs not finished (retry)',
+  STILL_FINISHING: 'its last attempt was still finishing (retry)',
   ITSELF: 'the bulk job itself',
 } as const;
 
@@ -51,6 +54,8 @@ export function storedFilter(filter: Record<string, unknown>): z.infer<typeof st
   const stored: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(filter)) {
     if (value === null || value === undefined) continue;
+    // An empty list of types, statuses or tags narrows nothing (an empty `ids` matches nothing, and stays).
+    if (Array.isArray(value) && value.length === 0 && key !== 'ids') continue;
     stored[key] = value instanceof Date ? value.toISOString() : value;
   }
   return stored;
@@ -92,7 +97,8 @@ export const bulkJobActionJob = defineJob({
     if (Object.keys(filter).length === 0 && !args.all) {
       throw new InvalidInputError('filter: an empty filter matches every job you may see; say `all: true` if that is meant');
     }
-    return { input: { action: args.action, filter, all: args.all, asAdmin: ctx.isAdmin }, accountId: filter.accountId ?? null };
+    // Not the filter's account: it is the caller's to name, unchecked, and this job does not work on it.
+    return { input: { action: args.action, filter, all: args.all, asAdmin: ctx.isAdmin }, accountId: null };
   },
   async handler(input, ctx) {
     const em = ctx.em as EntityManager;
@@ -154,8 +160,10 @@ async function act(action: BulkJobActionInput['action'], job: JobRecord, selfId:
     return 'affected';
   } catch (error) {
     if (error instanceof InvalidInputError && /no longer in the catalogue/.test(error.message)) return SKIP_REASONS.TYPE_REMOVED;
-    // Retried or cancelled by someone else meanwhile.
-    if (error instanceof InvalidStateError) return SKIP_REASONS.NOT_FAILED_OR_CANCELLED;
+    if (error instanceof QuotaExceededError) return SKIP_REASONS.OWNER_AT_CAP;
+    if (error instanceof InvalidStateError) {
+      return /still finishing/.test(error.message) ? SKIP_REASONS.STILL_FINISHING : SKIP_REASONS.NOT_FAILED_OR_CANCELLED;
+    }
     throw error;
   }
 }

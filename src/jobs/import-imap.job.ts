@@ -162,8 +162,6 @@ export const importImapJob = defineJob({
     // dashboard syncing every account at once) would trip its anti-abuse limits. At most 5 per
     // second across every sidecar; the rest wait in the queue.
     rateLimit: { max: 5, durationMs: 1_000 },
-    // One mailbox download per owner at a time: their accounts often share a provider, and others' imports need not wait behind them.
-    ownerConcurrency: 1,
   },
   async prepare(args, ctx) {
     const account = await loadOwnedAccount(ctx.em, args.accountId, ctx);

@@ -45,6 +45,14 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0
 `;
 
+// KEYS[1] the group's ZSET. Lapsed leases are dropped first, so what is left is held.
+const HELD = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+`;
+
 /**
  * Slots counted per group across every process: one Redis sorted set per group
  * (`<namespace>:<group>`), one member per slot, scored by its lease expiry. Each process refreshes
@@ -103,6 +111,11 @@ export class CountedLeases {
         },
       },
     };
+  }
+
+  /** How many slots of `group` are held now. */
+  async held(group: string): Promise<number> {
+    return Number(await this.redis.eval(HELD, 1, `${this.namespace}:${group}`));
   }
 
   /** Extends every live lease of this process, one script per group, in one round trip. */

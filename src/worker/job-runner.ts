@@ -13,12 +13,15 @@ import {
   expireJobs,
   findJob,
   isTerminal,
+  OWNER_SLOT_WAITING,
   STALLED_ERROR,
   startJob,
   toEventMessage,
   updateJob,
 } from '../engine/job-store.js';
 import { CountedLeases } from '../queue/counted-leases.js';
+import { QuotaExceededError } from '../engine/owner-quotas.js';
+import { SYSTEM_OWNER } from '../jobs/rule-schedules.js';
 import { topics } from '../pubsub/topics.js';
 import { jobDuration, jobTransitions } from '../observability/metrics.js';
 import { createRedis } from '../queue/redis.js';
@@ -28,8 +31,8 @@ import { ProgressReporter } from './progress-reporter.js';
 
 const MAX_ERROR_LENGTH = 2_000;
 
-/** A job whose owner has no slot free is tried again after this (plus up to as much again, so deferred jobs spread out). */
-const OWNER_SLOT_RECHECK_MS = 250;
+/** The longest a job parked for its owner's slot waits before it looks again by itself. */
+const OWNER_SLOT_MAX_PARK_MS = 30_000;
 
 /** Past the shutdown deadline, handlers get this long to reach a checkpoint and hand their job back. */
 const HAND_BACK_GRACE_MS = 5_000;
@@ -151,33 +154,75 @@ export class JobRunner {
     try {
       return await this.run(declaration, bullJob, token, cancelSignal);
     } finally {
-      await slot?.release();
+      if (slot) {
+        await slot.lease.release();
+        await this.wakeParked(declaration.name, slot.ownerId).catch((error) =>
+          this.services.logger.warn({ err: error, type: declaration.name }, 'could not wake a job waiting for its owner slot'),
+        );
+      }
     }
   }
 
   /**
    * One of the job's owner's `limit` slots for its type, held (and kept alive) while it runs; a
-   * crashed worker's slot lapses after twice the stall interval. With none free, the job goes back
-   * to the queue for OWNER_SLOT_RECHECK_MS: no attempt used, its row still waiting, other owners'
-   * jobs free to run meanwhile. Null when the row is gone or final (the run explains it).
+   * crashed worker's slot lapses after twice the stall interval. With none free, the job is parked:
+   * back in the queue, delayed (no attempt used, its row still waiting, other owners' jobs free to
+   * run), and listed for its owner, so the job that frees a slot wakes the oldest parked one; the
+   * delay only covers a slot that lapsed instead. Null when the row is gone or final (the run
+   * explains it).
    */
   private async takeOwnerSlot(declaration: AnyJobDeclaration, bullJob: BullJob, token: string | undefined, limit: number) {
     const jobId = bullJob.id!;
     const em = this.services.orm.em.fork() as EntityManager;
     const row = await findJob(em, jobId);
     if (!row || isTerminal(row.status)) return null;
-    const outcome = await this.ownerSlots.acquire(`${declaration.name}:${row.ownerId}`, limit);
+    const group = `${declaration.name}:${row.ownerId}`;
+    const outcome = await this.ownerSlots.acquire(group, limit);
     if (outcome.granted) {
       outcome.lease.keepAlive();
-      return outcome.lease;
+      return { lease: outcome.lease, ownerId: row.ownerId };
     }
-    const waiting = `waiting: its owner already runs ${limit} ${declaration.name} job${limit === 1 ? '' : 's'} (ownerConcurrency)`;
-    if (row.message !== waiting) {
-      const updated = await updateJob(em, jobId, { message: waiting }, ['PENDING', 'DELAYED']);
+    if (!row.message?.startsWith(OWNER_SLOT_WAITING)) {
+      const message = `${OWNER_SLOT_WAITING} its owner already runs ${limit} ${declaration.name} job${limit === 1 ? '' : 's'} (ownerConcurrency)`;
+      const updated = await updateJob(em, jobId, { message }, ['PENDING', 'DELAYED']);
       if (updated) await this.publish(updated);
     }
-    await bullJob.moveToDelayed(Date.now() + OWNER_SLOT_RECHECK_MS + Math.floor(Math.random() * OWNER_SLOT_RECHECK_MS), token);
+    const parked = this.parkedKey(declaration.name, row.ownerId);
+    const redis = this.services.queues.connection;
+    await redis
+      .multi()
+      .lrem(parked, 0, jobId)
+      .rpush(parked, jobId)
+      .pexpire(parked, this.parkMs * 4)
+      .exec();
+    await bullJob.moveToDelayed(Date.now() + this.parkMs, token);
+    // A slot freed between the refusal and the parking woke nobody: take the turn now.
+    if ((await this.ownerSlots.held(group)) < limit) await this.wakeParked(declaration.name, row.ownerId);
     throw new DelayedError();
+  }
+
+  /** Moves the owner's oldest parked job of the type (still waiting) back to the queue now. */
+  private async wakeParked(type: string, ownerId: string): Promise<void> {
+    const redis = this.services.queues.connection;
+    const queue = this.services.queues.get(type);
+    for (;;) {
+      const jobId = await redis.lpop(this.parkedKey(type, ownerId));
+      if (!jobId) return;
+      const job = await queue.getJob(jobId);
+      // Cancelled, or already woken by its delay: try the next one.
+      if (!job || !(await job.isDelayed())) continue;
+      await job.promote();
+      return;
+    }
+  }
+
+  private parkedKey(type: string, ownerId: string): string {
+    return `${this.services.config.REDIS_PREFIX}:owner-parked:${type}:${ownerId}`;
+  }
+
+  /** How long a parked job waits at most: a slot that lapsed (its worker crashed) wakes nobody. */
+  private get parkMs(): number {
+    return Math.min(OWNER_SLOT_MAX_PARK_MS, 2 * this.services.config.STALLED_INTERVAL_MS);
   }
 
   private async run(
@@ -368,6 +413,11 @@ export class JobRunner {
         if (!job) throw new NotFoundError('job', jobId);
         const declaration = this.declarationOf(job.type);
         if (!declaration) throw new InvalidInputError(`job type ${job.type} is no longer in the catalogue`);
+        // Each owner's cap on unfinished jobs holds for retries by the hundred too (the rate is the bulk job's own).
+        const max = services.config.MAX_UNFINISHED_JOBS_PER_OWNER;
+        if (max > 0 && job.ownerId !== SYSTEM_OWNER && (await services.quotas.unfinishedJobs(em, job.ownerId, max)) >= max) {
+          throw new QuotaExceededError(`owner ${job.ownerId} is at MAX_UNFINISHED_JOBS_PER_OWNER`, 30);
+        }
         return retryJob(deps, declaration, jobId);
       },
     };

@@ -11,7 +11,7 @@ import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError } from '../errors.js';
 import { fieldType, stripNulls } from '../zod-to-graphql.js';
-import { type BulkJobActionInput, bulkJobActionJob } from '../../jobs/bulk-job-action.job.js';
+import { type BulkJobActionInput, bulkJobActionJob, storedFilter } from '../../jobs/bulk-job-action.job.js';
 import { checkJobFilter, concreteJobTypes, type JobFilterInput, JobFilterRef, JobRef, loadVisibleJob } from './job.js';
 
 export const EnqueueOptionsRef = builder.inputType('EnqueueOptions', {
@@ -110,6 +110,10 @@ builder.mutationFields((t) => ({
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, { id }, ctx) => {
       const job = await loadVisibleJob(ctx, String(id));
+      // A bulk action enqueued by an admin acts on everyone's jobs: only an admin may run it again.
+      if (job.type === bulkJobActionJob.name && job.payload.asAdmin === true && !callerOf(ctx.viewer).isAdmin) {
+        throw graphqlError('FORBIDDEN', 'this bulk action was started by an admin, on every owner’s jobs: only an admin may retry it');
+      }
       const declaration = findJobType(job.type);
       if (!declaration) throw graphqlError('BAD_USER_INPUT', `job type ${job.type} is no longer in the catalogue`);
       return retryJob(enqueueDeps(ctx), declaration, job.id, () => ctx.services.quotas.checkEnqueue(ctx.em, callerOf(ctx.viewer)));
@@ -134,14 +138,17 @@ function bulkJobActionMutations(t: Parameters<Parameters<typeof builder.mutation
       },
       resolve: async (_root, { filter, all, options }, ctx) => {
         const caller = callerOf(ctx.viewer);
+        const checked = checkJobFilter(filter as JobFilterInput) ?? {};
         return enqueueJob(enqueueDeps(ctx), {
           declaration: bulkJobActionJob,
-          args: { action, filter: checkJobFilter(filter as JobFilterInput) ?? {}, all: all ?? false },
+          // Stored as the payload keeps it: dates as ISO text, empty lists left out.
+          args: { action, filter: storedFilter(checked as Record<string, unknown>), all: all ?? false },
           ownerId: caller.ownerId,
           isAdmin: caller.isAdmin,
           trigger: 'API',
           options: (options ?? {}) as never,
-          admit: () => ctx.services.quotas.checkEnqueue(ctx.em, caller),
+          // Cancelling is how an owner at the unfinished-jobs cap gets below it: only the rate applies.
+          admit: () => ctx.services.quotas.checkEnqueue(ctx.em, caller, { unfinishedCap: action !== 'CANCEL' }),
         });
       },
     });

@@ -145,6 +145,8 @@ builder.mutationFields((t) => ({
         isAdmin: schedule.ownerId === SYSTEM_OWNER,
         trigger: 'SCHEDULE',
         options: { tags: [scheduleTag(schedule.id)] },
+        // Started by hand: a user's run counts against their quotas like any enqueue.
+        admit: () => ctx.services.quotas.checkEnqueue(ctx.em, callerOf(ctx.viewer)),
       });
     },
   }),
