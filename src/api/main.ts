@@ -1,19 +1,6 @@
-// Entry point of an API replica: `npm run start:api`.
-import { loadConfig } from '../config/env.js';
-import { runUntilSignal } from '../process/run-until-signal.js';
-import { createServices } from '../services.js';
-import { createApiServer } from './server.js';
+// Entry point of an API replica: `npm run start:api`. Tracing starts before the modules it
+// instruments are loaded (a no-op without OTEL_EXPORTER_OTLP_ENDPOINT).
+import { startTracing } from '../observability/tracing.js';
 
-await runUntilSignal('api', async () => {
-  const services = await createServices(loadConfig(), 'api');
-  const api = createApiServer(services);
-  const port = await api.listen(services.config.PORT);
-  services.logger.info({ port }, `GraphQL on http://localhost:${port}/graphql`);
-  return {
-    logger: services.logger,
-    async stop() {
-      await api.close();
-      await services.close();
-    },
-  };
-});
+await startTracing('jobwire-api');
+await import('./run-api.js');

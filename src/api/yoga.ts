@@ -9,11 +9,15 @@ import { useInputGuards, useRequestParseErrors } from '../graphql/input-guards.j
 import { buildSchema } from '../graphql/schema/index.js';
 import { listSetting } from '../config/env.js';
 import { serializeError } from '../observability/logger.js';
+import { operationSpans } from '../observability/tracing.js';
 import { GRAPHIQL_EXAMPLE, GRAPHIQL_VERSION, renderJobwireGraphiQL } from './graphiql.js';
 import { useGraphQLSSE } from './graphql-sse.js';
 import { useSseEventIds } from './sse-event-ids.js';
 import { useSharedSubscriptionExecution } from '../graphql/shared-subscription-execution.js';
 import type { Services } from '../services.js';
+
+/** Operation spans, when tracing is on (see src/observability/tracing.ts). */
+const tracingPlugin = await operationSpans();
 
 /** Resolves the caller from a bearer token; every operation needs one. */
 export async function authenticate(services: Services, authorization: string | null | undefined): Promise<Viewer> {
@@ -56,6 +60,7 @@ export function createJobwireYoga(services: Services): JobwireYoga {
     // isDev off: yoga would otherwise attach the original error (and the input it quotes) to responses.
     maskedErrors: { maskError: (error, message) => toClientError(error, message, logger), isDev: false },
     plugins: [
+      ...(tracingPlugin ? [tracingPlugin] : []),
       // An Authorization header already forces a CORS preflight, so it counts as the CSRF header.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'authorization'] }),
       useGraphQLSSE(services),

@@ -1,5 +1,6 @@
 import { ConfigError } from '../config/env.js';
 import type { Logger } from '../observability/logger.js';
+import { stopTracing } from '../observability/tracing.js';
 
 interface Running {
   logger: Logger;
@@ -29,6 +30,7 @@ export async function runUntilSignal(name: string, start: () => Promise<Running>
     running.logger.info({ signal }, `${name} shutting down`);
     try {
       await running.stop();
+      await stopTracing();
       running.logger.info(`${name} stopped`);
       process.exit(0);
     } catch (error) {

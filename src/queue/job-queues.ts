@@ -1,5 +1,6 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { bullTelemetry } from '../observability/tracing.js';
 import { createRedis } from './redis.js';
 
 /** How long an enqueue waits for Redis before it gives up and reports the queue unavailable. */
@@ -54,7 +55,7 @@ export class JobQueues {
   get(name: string): Queue {
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, { connection: this.connection, prefix: this.prefix });
+      queue = new Queue(name, { connection: this.connection, prefix: this.prefix, ...bullTelemetry() });
       queue.on('error', () => {});
       this.queues.set(name, queue);
     }

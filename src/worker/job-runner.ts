@@ -24,6 +24,7 @@ import { QuotaExceededError } from '../engine/owner-quotas.js';
 import { SYSTEM_OWNER } from '../jobs/rule-schedules.js';
 import { topics } from '../pubsub/topics.js';
 import { jobDuration, jobTransitions } from '../observability/metrics.js';
+import { bullTelemetry } from '../observability/tracing.js';
 import { createRedis } from '../queue/redis.js';
 import type { Services } from '../services.js';
 import { JobLogWriter } from './job-log-writer.js';
@@ -87,6 +88,7 @@ export class JobRunner {
         maxStalledCount: options.attempts,
         ...(options.rateLimit ? { limiter: { max: options.rateLimit.max, duration: options.rateLimit.durationMs } } : {}),
         autorun: false,
+        ...bullTelemetry(),
       });
       worker.on('error', (error) => logger.error({ err: error, type: declaration.name }, 'worker error'));
       if (options.globalConcurrency !== null) {
