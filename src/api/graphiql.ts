@@ -49,7 +49,12 @@ function loadAssets(): Promise<Map<string, Asset>> {
 
 /** Serves one file of the bundle (GET or HEAD under GRAPHIQL_ASSET_PATH). */
 export async function serveGraphiQLAsset(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-  const name = path.slice(GRAPHIQL_ASSET_PATH.length).split('/').at(-1) ?? '';
+  // Only this version's files: an old page asking a new replica (or the reverse) must not cache the wrong bundle forever.
+  const [version, name = '', extra] = path.slice(GRAPHIQL_ASSET_PATH.length).split('/');
+  if (version !== encodeURIComponent(GRAPHIQL_VERSION) || extra !== undefined) {
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found');
+    return;
+  }
   let asset: Asset | undefined;
   try {
     asset = (await loadAssets()).get(name);
@@ -62,7 +67,12 @@ export async function serveGraphiQLAsset(req: IncomingMessage, res: ServerRespon
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found');
     return;
   }
-  const headers = { 'content-type': asset.type, 'cache-control': 'public, max-age=31536000, immutable', etag: asset.etag };
+  const headers = {
+    'content-type': asset.type,
+    'cache-control': 'public, max-age=31536000, immutable',
+    etag: asset.etag,
+    'x-content-type-options': 'nosniff',
+  };
   if (req.headers['if-none-match'] === asset.etag) {
     res.writeHead(304, headers).end();
     return;
@@ -127,15 +137,28 @@ export function renderJobwireGraphiQL(options: GraphiQLOptions, version: string)
     <script>
       // The fragment never reaches the server; it is taken off the address bar once read.
       const KEY = 'jobwire.graphiql.token';
-      const fragment = new URLSearchParams(location.hash.slice(1));
-      if (fragment.get('token')) {
-        localStorage.setItem(KEY, fragment.get('token'));
+      const fragment = new URLSearchParams(location.hash.slice(1)).get('token');
+      /** Who a token says it is: its subject and role, read (not verified) from its payload. */
+      const who = (jwt) => {
+        try {
+          const claims = JSON.parse(atob(jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+          return String(claims.sub) + ' (' + String(claims.role || 'user') + ')';
+        } catch {
+          return 'an unreadable token';
+        }
+      };
+      if (fragment) {
         history.replaceState(null, '', location.pathname + location.search);
+        const stored = localStorage.getItem(KEY);
+        // A link must not swap the token in silently: someone could send one with theirs.
+        if (!stored || stored === fragment || confirm('This link carries a token for ' + who(fragment) + '. Use it instead of yours (' + who(stored) + ')?')) {
+          localStorage.setItem(KEY, fragment);
+        }
       }
       const token = localStorage.getItem(KEY) || '';
       const field = document.getElementById('token');
       field.value = token;
-      document.getElementById('token-state').textContent = token ? 'sent as the Authorization header' : 'no token: requests will be refused';
+      document.getElementById('token-state').textContent = token ? 'signed in as ' + who(token) : 'no token: requests will be refused';
       document.getElementById('token-bar').addEventListener('submit', (event) => {
         event.preventDefault();
         if (field.value.trim()) localStorage.setItem(KEY, field.value.trim().replace(/^Bearer\\s+/i, ''));

@@ -27,7 +27,7 @@ export async function startTracing(serviceName: string): Promise<void> {
     { NodeTracerProvider },
     { BatchSpanProcessor },
     { OTLPTraceExporter },
-    { resourceFromAttributes },
+    { detectResources, envDetector, resourceFromAttributes },
     instrumentation,
     pg,
     ioredis,
@@ -43,22 +43,45 @@ export async function startTracing(serviceName: string): Promise<void> {
     import('bullmq-otel'),
   ]);
   const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': process.env.OTEL_SERVICE_NAME || serviceName }),
+    // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the default name.
+    resource: resourceFromAttributes({ 'service.name': serviceName }).merge(detectResources({ detectors: [envDetector] })),
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
   });
   // The global provider, AsyncLocalStorage context and W3C propagation, for every library that asks the API.
   provider.register();
   instrumentation.registerInstrumentations({
     tracerProvider: provider,
-    instrumentations: [new pg.PgInstrumentation(), new ioredis.IORedisInstrumentation()],
+    instrumentations: [
+      // The ORM inlines values into the SQL text, and BullMQ's scripts carry job payloads: spans keep
+      // the kind of statement and the command name, never the data (as the logs do).
+      new pg.PgInstrumentation({
+        requestHook: (span, info) => {
+          const kind = info.query.text.trimStart().split(/\s/, 1)[0]?.toUpperCase() ?? '';
+          span.setAttribute('db.statement', kind);
+          span.setAttribute('db.query.text', kind);
+        },
+      }),
+      new ioredis.IORedisInstrumentation({ dbStatementSerializer: (command) => command }),
+    ],
   });
   telemetry = new bullmq.BullMQOtel('jobwire') as unknown as Telemetry;
   shutdown = () => provider.shutdown();
 }
 
-/** Flushes and stops the exporter (at shutdown); a no-op when tracing is off. */
+/** Longest a shutdown waits for the last spans to be exported: a collector away must not hold it up. */
+const FLUSH_DEADLINE_MS = 2_000;
+
+/** Flushes and stops the exporter (at shutdown), within FLUSH_DEADLINE_MS; a no-op when tracing is off. */
 export async function stopTracing(): Promise<void> {
-  await shutdown?.().catch(() => {});
+  if (!shutdown) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    shutdown().catch(() => {}),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, FLUSH_DEADLINE_MS);
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 /** BullMQ's telemetry for queues and workers, when tracing is on. */
@@ -84,8 +107,9 @@ export async function operationSpans(): Promise<Plugin | null> {
     tracer.startActiveSpan(name, async (span): Promise<T> => {
       try {
         const result = await work();
-        const errors = (result as { errors?: readonly { message: string }[] } | null)?.errors;
-        if (errors?.length) span.setStatus({ code: SpanStatusCode.ERROR, message: errors[0]!.message });
+        // The code only: messages are masked after this point, and an unexpected one may quote data.
+        const errors = (result as { errors?: readonly { extensions?: { code?: unknown } }[] } | null)?.errors;
+        if (errors?.length) span.setStatus({ code: SpanStatusCode.ERROR, message: String(errors[0]!.extensions?.code ?? 'error') });
         return result;
       } finally {
         span.end();

@@ -28,15 +28,17 @@ export async function runUntilSignal(name: string, start: () => Promise<Running>
     if (stopping) process.exit(1);
     stopping = true;
     running.logger.info({ signal }, `${name} shutting down`);
+    let code = 0;
     try {
       await running.stop();
-      await stopTracing();
       running.logger.info(`${name} stopped`);
-      process.exit(0);
     } catch (error) {
       running.logger.error({ err: error }, `${name} did not stop cleanly`);
-      process.exit(1);
+      code = 1;
+    } finally {
+      await stopTracing();
     }
+    process.exit(code);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));

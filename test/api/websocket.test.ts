@@ -151,11 +151,12 @@ describe('one bad operation on a WebSocket', () => {
   });
 
   it('refuses a subscribe after the token has expired with UNAUTHENTICATED for that operation, not by closing the socket', async () => {
-    const shortLived = await env.token('alice', 'user', 1);
+    // Long enough for the first operation on a loaded machine (exp is in whole seconds), short enough to wait out.
+    const shortLived = await env.token('alice', 'user', 4);
     const exp = (JSON.parse(Buffer.from(shortLived.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp;
     const { client, state } = wsClient(shortLived);
     expect(await operate(client, '{ jobs(first: 1) { nodes { id } } }').ended).toEqual({ kind: 'complete' });
-    await waitFor('the token to expire', () => Date.now() > exp * 1000, 5_000);
+    await waitFor('the token to expire', () => Date.now() > exp * 1000, 10_000);
     const late = await operate(client, 'subscription { jobEvents { jobId } }').ended;
     expect(late.kind).toBe('error');
     expect((late as { error: any[] }).error[0].extensions.code).toBe('UNAUTHENTICATED');
