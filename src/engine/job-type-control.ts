@@ -49,7 +49,7 @@ export async function setJobTypePaused(em: EntityManager, queues: JobQueues, typ
 }
 
 /**
- * Makes each type's queue paused exactly when PostgreSQL says so; returns how many it changed. A
+ * Makes each type's queue paused exactly when PostgreSQL says so; returns the types it changed. A
  * type changed less than `settleMs` ago is left alone: its pause or resume may still be on its
  * way to Redis. Redis is read before PostgreSQL, so the record read is never older than the queue state.
  */
@@ -58,11 +58,11 @@ export async function applyJobTypePauses(
   queues: JobQueues,
   types: readonly string[],
   settleMs: number,
-): Promise<number> {
+): Promise<string[]> {
   const pausedInRedis = new Map<string, boolean>();
   for (const type of types) pausedInRedis.set(type, await queues.get(type).isPaused());
   const states = await loadJobTypeStates(em, types);
-  let changed = 0;
+  const changed: string[] = [];
   for (const type of types) {
     const state = states.get(type);
     if (state && Date.now() - state.changedAt.getTime() < settleMs) continue;
@@ -70,7 +70,7 @@ export async function applyJobTypePauses(
     if (pausedInRedis.get(type) === paused) continue;
     const queue = queues.get(type);
     await (paused ? queue.pause() : queue.resume());
-    changed++;
+    changed.push(type);
   }
   return changed;
 }

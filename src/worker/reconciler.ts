@@ -6,6 +6,7 @@ import { queueOptions } from '../engine/enqueue.js';
 import { pruneStatusChanges } from '../engine/job-changes.js';
 import { applyJobTypePauses } from '../engine/job-type-control.js';
 import { closeOrphanedAttempts, rowToJob, STALLED_ERROR, toEventMessage, updateJob } from '../engine/job-store.js';
+import { topics } from '../pubsub/topics.js';
 import type { Services } from '../services.js';
 
 /** Rows changed more recently than this are left alone: their enqueue or progress is in flight. */
@@ -68,7 +69,11 @@ export class Reconciler {
       this.declarations.map((declaration) => declaration.name),
       GRACE_MS,
     );
-    if (repausedTypes) logger.warn({ count: repausedTypes }, 'reconciled the paused state of job types');
+    for (const type of repausedTypes) {
+      logger.warn({ type }, 'reconciled the paused state of a job type');
+      // Dashboards learn of a pause that reached the queue only now (Redis was away when it was made).
+      await this.services.pubsub.publish(topics.jobTypes(), { type }).catch(() => {});
+    }
     let repaired = 0;
     let after = '00000000-0000-0000-0000-000000000000';
     for (;;) {
