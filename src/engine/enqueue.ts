@@ -8,7 +8,7 @@ import type { BlobStorage } from '../storage/blob-storage.js';
 import type { AnyJobDeclaration, PreparedJob } from './define-job.js';
 import { InvalidInputError, InvalidStateError, NotFoundError } from './errors.js';
 import { parseInput } from './validation.js';
-import { MAX_METADATA_BYTES, serialisedBytes } from './json-size.js';
+import { MAX_METADATA_BYTES, serialisedBytes } from './json-values.js';
 import { findJob, findJobByIdempotencyKey, insertJob, isTerminal, updateJob } from './job-store.js';
 
 /** Per-call options of every enqueue mutation. */

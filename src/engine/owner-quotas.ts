@@ -56,8 +56,13 @@ export class OwnerQuotas {
   async checkEnqueue(em: EntityManager, subject: QuotaSubject, { unfinishedCap = true } = {}): Promise<void> {
     if (subject.isAdmin) return;
     await this.consumeEnqueueRate(subject.ownerId);
+    if (unfinishedCap) await this.checkUnfinished(em, subject.ownerId);
+  }
+
+  /** Throws QuotaExceededError when the owner has MAX_UNFINISHED_JOBS_PER_OWNER jobs not finished yet. */
+  async checkUnfinished(em: EntityManager, ownerId: string): Promise<void> {
     const max = this.config.MAX_UNFINISHED_JOBS_PER_OWNER;
-    if (unfinishedCap && max > 0 && (await this.unfinishedJobs(em, subject.ownerId, max)) >= max) {
+    if (max > 0 && (await this.unfinishedJobs(em, ownerId, max)) >= max) {
       throw new QuotaExceededError(
         `you have ${max} jobs that are not finished yet (MAX_UNFINISHED_JOBS_PER_OWNER); wait for some to finish or cancel them`,
         UNFINISHED_RETRY_AFTER_SECONDS,

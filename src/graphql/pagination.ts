@@ -93,6 +93,31 @@ export interface PageOptions {
 }
 
 /**
+ * Turns `first + 1` fetched rows into a page whose cursors `cursorOf` makes: the extra row only says
+ * there is a next page. A page fetched `after` a cursor has rows before it: that cursor came from one.
+ */
+export function pageOf<T, N>(
+  rows: T[],
+  size: number,
+  toNode: (row: T) => N,
+  cursorOf: (row: T) => string,
+  after?: string | null,
+  count?: () => Promise<number>,
+): Page<N> {
+  const edges = rows.slice(0, size).map((row) => ({ cursor: cursorOf(row), node: toNode(row) }));
+  return {
+    ...(count ? { count } : {}),
+    edges,
+    pageInfo: {
+      hasNextPage: rows.length > size,
+      hasPreviousPage: Boolean(after),
+      startCursor: edges[0]?.cursor ?? null,
+      endCursor: edges.at(-1)?.cursor ?? null,
+    },
+  };
+}
+
+/**
  * Turns `first + 1` fetched rows into a page: the extra row only says there is a next page. A page
  * fetched `after` a cursor has rows before it: that cursor came from one.
  */
@@ -103,19 +128,8 @@ export function toPage<T extends { cursor_ts: string; id: string }, N>(
   after?: string | null,
   options: PageOptions = {},
 ): Page<N> {
-  const edges = rows
-    .slice(0, size)
-    .map((row) => ({ cursor: encodeCursor({ createdAt: row.cursor_ts, id: row.id }, options.order), node: toNode(row) }));
-  return {
-    ...(options.count ? { count: options.count } : {}),
-    edges,
-    pageInfo: {
-      hasNextPage: rows.length > size,
-      hasPreviousPage: Boolean(after),
-      startCursor: edges[0]?.cursor ?? null,
-      endCursor: edges.at(-1)?.cursor ?? null,
-    },
-  };
+  const cursorOf = (row: T) => encodeCursor({ createdAt: row.cursor_ts, id: row.id }, options.order);
+  return pageOf(rows, size, toNode, cursorOf, after, options.count);
 }
 
 /** Options of `keysetConnection`. */

@@ -3,7 +3,7 @@ import type { JobLog, LogFields } from '../engine/define-job.js';
 import type { NewJobLogEntry } from '../engine/job-log.js';
 import type { Logger } from '../observability/logger.js';
 import { SECRET_FIELD_NAMES } from '../observability/logger.js';
-import { serialisedBytes, storableJson, storableText } from '../engine/json-size.js';
+import { serialisedBytes, storableJson, storableText } from '../engine/json-values.js';
 import { ThrottledFlush } from './throttled-flush.js';
 
 /** Longest message kept; longer ones are cut. */

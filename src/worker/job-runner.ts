@@ -7,7 +7,7 @@ import { type AnyJobDeclaration, type JobContext, type JobControl, releaseJobInp
 import { cancelJob, retryJob } from '../engine/enqueue.js';
 import { InvalidInputError, JobCancelledError, NotFoundError, PermanentJobError, toError } from '../engine/errors.js';
 import { appendJobLog } from '../engine/job-log.js';
-import { MAX_METADATA_BYTES } from '../engine/json-size.js';
+import { MAX_METADATA_BYTES } from '../engine/json-values.js';
 import {
   type AttemptEnd,
   expireJobs,
@@ -20,7 +20,6 @@ import {
   updateJob,
 } from '../engine/job-store.js';
 import { CountedLeases } from '../queue/counted-leases.js';
-import { QuotaExceededError } from '../engine/owner-quotas.js';
 import { SYSTEM_OWNER } from '../jobs/rule-schedules.js';
 import { topics } from '../pubsub/topics.js';
 import { jobDuration, jobTransitions } from '../observability/metrics.js';
@@ -416,10 +415,7 @@ export class JobRunner {
         const declaration = this.declarationOf(job.type);
         if (!declaration) throw new InvalidInputError(`job type ${job.type} is no longer in the catalogue`);
         // Each owner's cap on unfinished jobs holds for retries by the hundred too (the rate is the bulk job's own).
-        const max = services.config.MAX_UNFINISHED_JOBS_PER_OWNER;
-        if (max > 0 && job.ownerId !== SYSTEM_OWNER && (await services.quotas.unfinishedJobs(em, job.ownerId, max)) >= max) {
-          throw new QuotaExceededError(`owner ${job.ownerId} is at MAX_UNFINISHED_JOBS_PER_OWNER`, 30);
-        }
+        if (job.ownerId !== SYSTEM_OWNER) await services.quotas.checkUnfinished(em, job.ownerId);
         return retryJob(deps, declaration, jobId);
       },
     };

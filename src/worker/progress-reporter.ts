@@ -1,5 +1,5 @@
 import type { ProgressReport } from '../engine/define-job.js';
-import { MAX_METADATA_BYTES, serialisedBytes, storableJson } from '../engine/json-size.js';
+import { MAX_METADATA_BYTES, serialisedBytes, storableJson } from '../engine/json-values.js';
 import { ThrottledFlush } from './throttled-flush.js';
 
 /** The coalesced state a flush writes; `metadata` only once the handler set some. */

@@ -3,7 +3,7 @@ import { callerOf } from '../../auth/access.js';
 import { releaseJobInput } from '../../engine/define-job.js';
 import type { EnqueueDeps } from '../../engine/enqueue.js';
 import { cancelJob, enqueueJob, MAX_TAGS, retryJob, TAG_RULE } from '../../engine/enqueue.js';
-import { MAX_METADATA_BYTES } from '../../engine/json-size.js';
+import { MAX_METADATA_BYTES } from '../../engine/json-values.js';
 import { toEventMessage } from '../../engine/job-store.js';
 import { findJobType, jobCatalogue } from '../../jobs/registry.js';
 import { topics } from '../../pubsub/topics.js';

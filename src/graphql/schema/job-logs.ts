@@ -7,7 +7,7 @@ import { topics } from '../../pubsub/topics.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError } from '../errors.js';
-import { keysetConnection, type Page, pageSize } from '../pagination.js';
+import { keysetConnection, pageOf, pageSize } from '../pagination.js';
 import { JobRef } from './job.js';
 import { eventOrExpiry, guardSubscription, takeSubscriptionSlot } from './subscriptions.js';
 
@@ -69,17 +69,14 @@ builder.interfaceField(JobRef, 'logs', (t) =>
       const size = pageSize(args.first);
       const afterId = args.after ? decodeLogCursor(args.after) : null;
       const page = await readJobLog(ctx.em, job.id, afterId, size + 1);
-      const edges = page.lines.slice(0, size).map((line) => ({ cursor: encodeLogCursor(line.id), node: line }));
-      const connection: Page<JobLogEntry> & { droppedCount: number } = {
-        edges,
-        pageInfo: {
-          hasNextPage: page.lines.length > size,
-          hasPreviousPage: Boolean(args.after),
-          startCursor: edges[0]?.cursor ?? null,
-          endCursor: edges.at(-1)?.cursor ?? null,
-        },
-        droppedCount: page.job?.logLinesDropped ?? job.logLinesDropped,
-      };
+      const lines = pageOf(
+        page.lines,
+        size,
+        (line) => line,
+        (line) => encodeLogCursor(line.id),
+        args.after,
+      );
+      const connection = { ...lines, droppedCount: page.job?.logLinesDropped ?? job.logLinesDropped };
       return connection as never;
     },
   }),

@@ -4,7 +4,7 @@ import { callerOf, mayAccess, ownerFilter } from '../../auth/access.js';
 import { JOB_STATUSES, JOB_TRIGGERS, type JobRecord } from '../../db/entities/job.entity.js';
 import type { AnyJobDeclaration } from '../../engine/define-job.js';
 import { MAX_TAGS, TAG_PATTERN, TAG_RULE } from '../../engine/enqueue.js';
-import { MAX_METADATA_BYTES } from '../../engine/json-size.js';
+import { MAX_METADATA_BYTES } from '../../engine/json-values.js';
 import {
   countJobHistory,
   countJobsByTypeAndStatus,

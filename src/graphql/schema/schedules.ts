@@ -29,6 +29,17 @@ const OverlapPolicyRef = builder.enumType('OverlapPolicy', {
   } satisfies Record<(typeof OVERLAP_POLICIES)[number], unknown>,
 });
 
+/** A schedule's last run, read once for `lastJob` and `lastRunAt` alike (schedules are loaded per request). */
+const lastRuns = new WeakMap<EffectiveSchedule, ReturnType<typeof lastRunOf>>();
+function lastRun(ctx: GraphQLContext, schedule: EffectiveSchedule): ReturnType<typeof lastRunOf> {
+  let run = lastRuns.get(schedule);
+  if (!run) {
+    run = lastRunOf(ctx.em, schedule);
+    lastRuns.set(schedule, run);
+  }
+  return run;
+}
+
 const ScheduleRef = builder.objectRef<EffectiveSchedule>('Schedule').implement({
   description:
     "A cron schedule that starts jobs: one of the catalogue's (id as declared, e.g. `apply-retention-daily`; runs owned by the system) or a saved rule's (`rule:<ruleId>`; runs owned by the rule's owner). Every run it starts carries the tag `schedule:<id>`.",
@@ -50,13 +61,13 @@ const ScheduleRef = builder.objectRef<EffectiveSchedule>('Schedule').implement({
       type: JobRef,
       nullable: true,
       description: 'The newest run it started (by a tick or by hand).',
-      resolve: (schedule, _args, ctx) => lastRunOf(ctx.em, schedule),
+      resolve: (schedule, _args, ctx) => lastRun(ctx, schedule),
     }),
     lastRunAt: t.field({
       type: 'DateTime',
       nullable: true,
       description: 'When its newest run was started.',
-      resolve: async (schedule, _args, ctx) => (await lastRunOf(ctx.em, schedule))?.createdAt ?? null,
+      resolve: async (schedule, _args, ctx) => (await lastRun(ctx, schedule))?.createdAt ?? null,
     }),
   }),
 });
