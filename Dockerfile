@@ -1,13 +1,15 @@
 # One image for every Jobwire process; the compose file picks the command.
 
-# Build: every dependency, then TypeScript compiled to dist/ (dist/src/..., dist/migrations/...).
+# Build: every dependency, then TypeScript compiled to dist/ (dist/src/..., dist/migrations/...) and the
+# dashboard built into dist/dashboard (its GraphQL checked against schema.graphql).
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json schema.graphql ./
 COPY src ./src
 COPY migrations ./migrations
+COPY dashboard ./dashboard
 RUN npm run build
 
 # Runtime: production dependencies and the compiled JavaScript only.

@@ -1,12 +1,16 @@
-// `npm run dev`: migrates, then runs one API replica and one worker sidecar, for local work.
+// `npm run dev`: migrates, then runs one API replica and one worker sidecar, for local work (the
+// dashboard is built first by the `predev` script).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
 
+// The dashboard's "dev token" buttons: only here, never in a deployment (refused with NODE_ENV=production).
+const env = { DEV_TOKENS: 'true', ...process.env };
+
 function run(script: string): ChildProcess {
-  return spawn(tsx, [script], { cwd: root, stdio: 'inherit', env: process.env });
+  return spawn(tsx, [script], { cwd: root, stdio: 'inherit', env });
 }
 
 const migrate = run('src/db/migrate.ts');

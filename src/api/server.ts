@@ -13,6 +13,7 @@ import type { Services } from '../services.js';
 import { createJobwireYoga, type JobwireYoga } from './yoga.js';
 import { attachGraphQLWebSocket } from './graphql-ws.js';
 import { handleArchiveDownload } from './archive-download.js';
+import { DASHBOARD_PATH, serveDashboard } from './dashboard.js';
 import { GRAPHIQL_ASSET_PATH, serveGraphiQLAsset } from './graphiql.js';
 import { collectQueueMetrics } from './queue-metrics.js';
 
@@ -43,6 +44,8 @@ export function createApiServer(services: Services): ApiServer {
     if (path.startsWith('/archives/')) return void handleArchiveDownload(services, req, res);
     if (path === '/admin/queues' || path.startsWith('/admin/queues/')) return void board(req, res);
     if (services.config.GRAPHIQL && path.startsWith(GRAPHIQL_ASSET_PATH)) return void serveGraphiQLAsset(req, res, path);
+    if (services.config.DASHBOARD && (path === DASHBOARD_PATH || path.startsWith(`${DASHBOARD_PATH}/`)))
+      return void serveDashboard(services.config, req, res, path);
     const bodyProblem = jsonBodyProblem(req);
     if (bodyProblem)
       return sendJson(res, bodyProblem.status, { errors: [{ message: bodyProblem.message, extensions: { code: bodyProblem.code } }] });

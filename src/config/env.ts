@@ -63,6 +63,13 @@ const configSchema = z.object({
   SCHEDULER_ENABLED: booleanFromString.default(true),
   /** Serve GraphiQL on GET /graphql. (Default: true) */
   GRAPHIQL: booleanFromString.default(true),
+  /** Serve the dashboard at /dashboard (built into dist/dashboard by `npm run build`). (Default: true) */
+  DASHBOARD: booleanFromString.default(true),
+  /**
+   * The dashboard's "dev token" buttons: anyone who can reach the API gets a token for `dev-user`
+   * or `dev-admin`. Set by `npm run dev` only; refused when NODE_ENV=production. (Default: false)
+   */
+  DEV_TOKENS: booleanFromString.default(false),
   /** pino log level. (Default: info) */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Milliseconds SIGTERM waits for running jobs before handing them back. (Default: 25000) */
@@ -138,6 +145,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config = parsed.data;
   if (config.NODE_ENV === 'production' && config.JWT_SECRET === configSchema.shape.JWT_SECRET.parse(undefined)) {
     throw new ConfigError(['JWT_SECRET: the development default is refused when NODE_ENV=production']);
+  }
+  if (config.NODE_ENV === 'production' && config.DEV_TOKENS) {
+    throw new ConfigError(['DEV_TOKENS: hands out admin tokens to anyone, refused when NODE_ENV=production']);
   }
   return config;
 }

@@ -1,7 +1,7 @@
 /**
  * Job history through the real HTTP API (issue 8, filters and counts): `ids`, `updatedAfter` and
  * the `JobTypeName` enum in `JobFilter`, `orderBy: UPDATED_AT` with its own keyset cursor,
- * `totalCount` and `jobCounts` — for a user (their own jobs only) and an admin (everyone's).
+ * `totalCount`, `jobCounts` and `jobThroughput` — for a user (their own jobs only) and an admin (everyone's).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countJobHistory } from '../../src/engine/job-history.js';
@@ -276,6 +276,47 @@ describe('counts', () => {
       filter: { ids: [...enqueued.alice, ...enqueued.bob] },
     });
     expect(filtered.jobCounts).toEqual([{ type: 'scan_pii', status: 'PENDING', count: 3 }]);
+  });
+});
+
+describe('throughput', () => {
+  const THROUGHPUT =
+    'query($minutes: Int, $filter: JobFilter) { jobThroughput(minutes: $minutes, filter: $filter) { minute completed failed } }';
+
+  it("jobThroughput: completed and failed per minute of finishedAt, in the window, a user's own and an admin's all", async () => {
+    // Owners of their own, so the other tests' counts stay as they were. Five minutes ago: gail 2
+    // completed and 1 failed, hank 1 completed; two hours ago: gail 1 completed.
+    const gail = await env.token('gail');
+    const { minute } = await env.one<{ minute: Date }>("SELECT date_trunc('minute', now()) - interval '5 minutes' AS minute");
+    const finished = [
+      ['gail', 'COMPLETED', "interval '5 minutes'"],
+      ['gail', 'COMPLETED', "interval '5 minutes'"],
+      ['gail', 'FAILED', "interval '5 minutes'"],
+      ['hank', 'COMPLETED', "interval '5 minutes'"],
+      ['gail', 'COMPLETED', "interval '2 hours'"],
+    ];
+    for (const [owner, status, ago] of finished) {
+      await env.sql(
+        `INSERT INTO job (id, type, status, progress, attempts, max_attempts, payload, trigger, owner_id, created_at, updated_at, finished_at, version)
+         VALUES (gen_random_uuid(), 'bulk_operation', $2, 100, 1, 3, '{}', 'API', $1, now() - interval '3 hours',
+                 date_trunc('minute', now()) - ${ago} + interval '10 seconds', date_trunc('minute', now()) - ${ago} + interval '10 seconds', 1)`,
+        [owner, status],
+      );
+    }
+    const filter = { types: ['bulk_operation'] };
+    const forGail = await gqlOk<{ jobThroughput: unknown[] }>(system.url, gail, THROUGHPUT, { minutes: 60, filter });
+    expect(forGail.jobThroughput).toEqual([{ minute: minute.toISOString(), completed: 2, failed: 1 }]);
+    const forAdmin = await gqlOk<{ jobThroughput: unknown[] }>(system.url, admin, THROUGHPUT, { minutes: 60, filter });
+    expect(forAdmin.jobThroughput).toEqual([{ minute: minute.toISOString(), completed: 3, failed: 1 }]);
+    const wider = await gqlOk<{ jobThroughput: { completed: number }[] }>(system.url, gail, THROUGHPUT, { minutes: 180, filter });
+    expect(wider.jobThroughput.map((row) => row.completed)).toEqual([1, 2]);
+  });
+
+  it('refuses a window outside 1 to 1440 minutes with BAD_USER_INPUT', async () => {
+    for (const minutes of [0, 1441]) {
+      const response = await gql(system.url, alice, THROUGHPUT, { minutes });
+      expect(response.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    }
   });
 });
 

@@ -4,22 +4,12 @@
  * SSE, and no request leaves the host. Chromium is Debian's (`.ci/run` installs it), driven by
  * playwright-core.
  */
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, offHost, recordRequests, screenshot } from '../helpers/browser.js';
 import { gql, gqlOk } from '../helpers/graphql-client.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
 import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
-
-/** Chromium as this machine's closed network needs it: nothing in the background reaches out. */
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 let env: TestEnv;
 let system: InProcessSystem;
@@ -30,7 +20,7 @@ beforeAll(async () => {
   env = await createTestEnv();
   system = await startInProcess(env, { worker: false, vars: { GRAPHIQL: 'true' } });
   origin = new URL(system.url).origin;
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
@@ -43,8 +33,7 @@ describe('GraphiQL', () => {
   it('renders from this host only, runs the example with the fragment token, and streams a subscription over SSE', async () => {
     const admin = await env.token('root', 'admin');
     const page = await (await browser.newContext()).newPage();
-    const requested: string[] = [];
-    page.on('request', (request) => requested.push(request.url()));
+    const requested = recordRequests(page);
     const sentTokens: (string | undefined)[] = [];
     page.on('request', (request) => {
       if (new URL(request.url()).pathname === '/graphql' && request.method() === 'POST') sentTokens.push(request.headers().authorization);
@@ -82,8 +71,8 @@ describe('GraphiQL', () => {
       500,
     );
 
-    const offHost = requested.filter((url) => !url.startsWith(`${origin}/`) && !url.startsWith('data:') && !url.startsWith('blob:'));
-    expect(offHost).toEqual([]);
+    await screenshot(page, 'graphiql');
+    expect(offHost(requested, origin)).toEqual([]);
     await page.close();
   }, 120_000);
 

@@ -62,6 +62,8 @@ export interface ApiOptions extends StartOptions {
   name?: string;
   /** Load the heap probe, so that `heap()` works. (Default: false) */
   heapProbe?: boolean;
+  /** Listen on this port, e.g. to restart a replica where its clients reconnect. (Default: a free one) */
+  port?: number;
 }
 
 export interface WorkerOptions extends StartOptions {
@@ -191,7 +193,7 @@ async function whenReady<P extends Proc>(
 /** An API replica on a free port, ready (`/ready` answers 200). */
 export async function startApi(env: Record<string, string>, options: ApiOptions = {}): Promise<ApiProc> {
   assertBuilt();
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const nodeArgs = [...(options.nodeArgs ?? []), ...(options.heapProbe ? ['--expose-gc', '--import', HEAP_PROBE] : [])];
   const proc = startNode(entryPoints.api, { ...env, PORT: String(port) }, options.name ?? `api:${port}`, { ...options, nodeArgs });
   const baseUrl = `http://127.0.0.1:${port}`;

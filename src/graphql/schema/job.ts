@@ -6,12 +6,15 @@ import type { AnyJobDeclaration } from '../../engine/define-job.js';
 import { MAX_TAGS, TAG_PATTERN, TAG_RULE } from '../../engine/enqueue.js';
 import { MAX_METADATA_BYTES } from '../../engine/json-values.js';
 import {
+  countFinishedPerMinute,
   countJobHistory,
   countJobsByTypeAndStatus,
   type JobCountRow,
   type JobHistoryFilter,
   listJobHistory,
   MAX_FILTER_IDS,
+  MAX_THROUGHPUT_MINUTES,
+  type ThroughputRow,
   TOTAL_COUNT_CAP,
 } from '../../engine/job-history.js';
 import { parseInput } from '../../engine/validation.js';
@@ -231,6 +234,19 @@ export const JobCountRef = builder.objectRef<JobCountRow>('JobCount').implement(
   }),
 });
 
+export const JobThroughputRef = builder.objectRef<ThroughputRow>('JobThroughput').implement({
+  description: 'Jobs that ended in one minute.',
+  fields: (t) => ({
+    minute: t.expose('minute', { type: 'DateTime', description: "The minute's start." }),
+    completed: t.exposeInt('completed'),
+    failed: t.exposeInt('failed'),
+  }),
+});
+
+const throughputRules = z.object({
+  minutes: z.number().int().min(1, 'at least 1 minute').max(MAX_THROUGHPUT_MINUTES, `at most ${MAX_THROUGHPUT_MINUTES} minutes (a day)`),
+});
+
 /** What GraphQL types cannot say about a filter. */
 const jobFilterRules = z.object({
   ids: z.array(z.string()).max(MAX_FILTER_IDS, `at most ${MAX_FILTER_IDS} ids`).nullish(),
@@ -286,6 +302,16 @@ builder.queryFields((t) => ({
       const scope = { ownerId: ownerFilter(callerOf(ctx.viewer)), filter: checkJobFilter(args.filter as JobFilterInput | null) };
       // Rows of a type since removed from the catalogue have no JobTypeName to report them under.
       return (await countJobsByTypeAndStatus(ctx.em, scope)).filter((row) => findJobType(row.type));
+    },
+  }),
+  jobThroughput: t.field({
+    type: [JobThroughputRef],
+    description: `Jobs the caller may see (a user: their own; an admin: everyone's) matching the filter that completed or failed, per minute of \`finishedAt\`, over the last \`minutes\` minutes (1 to ${MAX_THROUGHPUT_MINUTES}, the current one included), oldest first. Minutes when none ended are left out. Keep it live from \`jobEvents\`: an event whose status is COMPLETED or FAILED and differs from its \`previousStatus\` is one more.`,
+    args: { minutes: t.arg.int({ required: false, defaultValue: 60 }), filter: t.arg({ type: JobFilterRef, required: false }) },
+    resolve: async (_root, args, ctx) => {
+      const { minutes } = parseInput(throughputRules, { minutes: args.minutes ?? 60 });
+      const scope = { ownerId: ownerFilter(callerOf(ctx.viewer)), filter: checkJobFilter(args.filter as JobFilterInput | null) };
+      return countFinishedPerMinute(ctx.em, scope, minutes);
     },
   }),
 }));

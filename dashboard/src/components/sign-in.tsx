@@ -1,0 +1,73 @@
+import { useEffect, useState } from 'preact/hooks';
+import { saveSession, type Session } from '../api/session';
+
+/**
+ * Sign in with a bearer token (from `npm run token -- --sub alice`), or follow a link carrying
+ * `#token=…`. Under `npm run dev` the API also offers dev tokens, one click each.
+ */
+export function SignIn({ notice, onSignIn }: { notice: string | null; onSignIn(session: Session): void }) {
+  const [token, setToken] = useState('');
+  const [problem, setProblem] = useState<string | null>(null);
+  const [devTokens, setDevTokens] = useState(false);
+
+  useEffect(() => {
+    fetch('/dashboard/settings.json')
+      .then((response) => (response.ok ? response.json() : null))
+      .then((settings: { devTokens?: boolean } | null) => setDevTokens(settings?.devTokens === true))
+      .catch(() => setDevTokens(false));
+  }, []);
+
+  const submit = (event: Event) => {
+    event.preventDefault();
+    const session = saveSession(token);
+    if (session) onSignIn(session);
+    else setProblem('That is not a token: paste the JWT that `npm run token` printed.');
+  };
+
+  const devSignIn = async (role: 'user' | 'admin') => {
+    const response = await fetch(`/dashboard/dev-token?role=${role}`, { method: 'POST' }).catch(() => null);
+    const body = response?.ok ? ((await response.json()) as { token: string }) : null;
+    const session = body && saveSession(body.token);
+    if (session) onSignIn(session);
+    else setProblem('The API did not hand out a dev token.');
+  };
+
+  return (
+    <main class="sign-in">
+      <h1>Jobwire dashboard</h1>
+      <p>Watch your background jobs live, start new ones, and see what happens inside them.</p>
+      {notice && <p role="alert">{notice}</p>}
+      <form onSubmit={submit} aria-label="Sign in">
+        <label for="token">Token</label>
+        <input
+          id="token"
+          name="token"
+          type="password"
+          autocomplete="off"
+          spellcheck={false}
+          value={token}
+          onInput={(event) => setToken((event.target as HTMLInputElement).value)}
+          placeholder="a JWT from: npm run token -- --sub alice"
+          required
+        />
+        <button type="submit">Sign in</button>
+      </form>
+      {problem && <p role="alert">{problem}</p>}
+      {devTokens && (
+        <div class="dev-tokens">
+          <p>Development server: sign in without a token.</p>
+          <button type="button" onClick={() => devSignIn('user')}>
+            Dev token: user
+          </button>{' '}
+          <button type="button" onClick={() => devSignIn('admin')}>
+            Dev token: admin
+          </button>
+        </div>
+      )}
+      <p class="hint">
+        The token stays in this browser (localStorage) and is sent only to this server. A link may carry one as <code>#token=…</code>; the
+        part after <code>#</code> never reaches a server.
+      </p>
+    </main>
+  );
+}

@@ -1,0 +1,343 @@
+import { jobForms } from 'virtual:job-catalogue';
+import type { ArgumentSpec, JobForm } from '../../build/graphql-documents';
+import { useState } from 'preact/hooks';
+import { type GraphQLRequestError, request } from '../api/graphql';
+import type { Session } from '../api/session';
+import type { Account } from '../model/types';
+
+type Values = Record<string, unknown>;
+
+/**
+ * Starts any catalogue job from a form generated from its mutation's arguments in schema.graphql
+ * (at build time): text, numbers, switches, choices for enums, a file picker for uploads (sent as
+ * a GraphQL multipart request), and the caller's accounts for `accountId`. Optional groups such as
+ * `options` fold away. Once started, the job opens beside the list.
+ */
+export function StartJob({
+  session,
+  accounts,
+  onStarted,
+}: {
+  session: Session;
+  accounts: Account[];
+  onStarted(jobId: string, typename: string): void;
+}) {
+  const [mutation, setMutation] = useState(jobForms[0]?.mutation ?? '');
+  const form = jobForms.find((candidate) => candidate.mutation === mutation);
+  return (
+    <div class="start-job">
+      <label for="start-job-type">Job</label>{' '}
+      <select id="start-job-type" name="job" value={mutation} onChange={(event) => setMutation((event.target as HTMLSelectElement).value)}>
+        {jobForms.map((candidate) => (
+          <option key={candidate.mutation} value={candidate.mutation}>
+            {candidate.mutation}
+          </option>
+        ))}
+      </select>
+      {form && <JobFormView key={form.mutation} form={form} session={session} accounts={accounts} onStarted={onStarted} />}
+    </div>
+  );
+}
+
+function JobFormView({
+  form,
+  session,
+  accounts,
+  onStarted,
+}: {
+  form: JobForm;
+  session: Session;
+  accounts: Account[];
+  onStarted(jobId: string, typename: string): void;
+}) {
+  const [values, setValues] = useState<Values>({});
+  const [files, setFiles] = useState<Map<string, File>>(new Map());
+  const [problem, setProblem] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    setProblem(null);
+    let variables: Values;
+    try {
+      variables = variablesOf(form.args, values, files, 'variables');
+    } catch (error) {
+      setProblem((error as Error).message);
+      return;
+    }
+    setBusy(true);
+    try {
+      const data = await request<Record<string, { id: string }>>(session.token, form.document, variables, files);
+      const job = data[form.mutation]!;
+      setValues({});
+      setFiles(new Map());
+      (event.target as HTMLFormElement).reset();
+      onStarted(job.id, form.graphqlType);
+    } catch (error) {
+      const refused = error as GraphQLRequestError;
+      setProblem(`${refused.message} (${refused.code})`);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <form class="job-form" onSubmit={submit} aria-label={`Start ${form.mutation}`}>
+      {form.description && <p class="description">{form.description}</p>}
+      {form.args.map((spec) => (
+        <ArgumentField
+          key={spec.name}
+          spec={spec}
+          path={`variables.${spec.name}`}
+          value={values[spec.name]}
+          onChange={(value) => setValues({ ...values, [spec.name]: value })}
+          onFile={(path, file) => {
+            const next = new Map(files);
+            if (file) next.set(path, file);
+            else next.delete(path);
+            setFiles(next);
+          }}
+          accounts={accounts}
+        />
+      ))}
+      {problem && (
+        <p role="alert" class="error">
+          {problem}
+        </p>
+      )}
+      <button type="submit" disabled={busy}>
+        {busy ? 'Starting…' : `Start ${form.mutation}`}
+      </button>
+    </form>
+  );
+}
+
+interface FieldProps {
+  spec: ArgumentSpec;
+  /** Where the value goes in the request (`variables.options.tags`): a file is mapped by it. */
+  path: string;
+  value: unknown;
+  onChange(value: unknown): void;
+  onFile(path: string, file: File | null): void;
+  accounts: Account[];
+}
+
+const fieldId = (path: string) => `field-${path.replace(/\W/g, '-')}`;
+
+function ArgumentField({ spec, path, value, onChange, onFile, accounts }: FieldProps) {
+  const id = fieldId(path);
+  const label = (
+    <label for={id}>
+      {spec.name}
+      {spec.required ? ' (required)' : ''}
+    </label>
+  );
+  const hint = spec.description ? <small id={`${id}-hint`}>{spec.description}</small> : null;
+  const described = spec.description ? `${id}-hint` : undefined;
+
+  if (spec.kind === 'INPUT_OBJECT') {
+    const nested = (value as Values | undefined) ?? {};
+    const fields = (spec.fields ?? []).map((field) => (
+      <ArgumentField
+        key={field.name}
+        spec={field}
+        path={`${path}.${field.name}`}
+        value={nested[field.name]}
+        onChange={(next) => onChange({ ...nested, [field.name]: next })}
+        onFile={onFile}
+        accounts={accounts}
+      />
+    ));
+    const group = (
+      <fieldset>
+        <legend>{spec.name}</legend>
+        {hint}
+        {fields}
+      </fieldset>
+    );
+    return spec.required ? (
+      group
+    ) : (
+      <details class="optional-group">
+        <summary>{spec.name} (optional)</summary>
+        {group}
+      </details>
+    );
+  }
+
+  let control: preact.JSX.Element;
+  if (spec.type === 'File') {
+    control = (
+      <input
+        id={id}
+        type="file"
+        required={spec.required}
+        aria-describedby={described}
+        onChange={(event) => onFile(path, (event.target as HTMLInputElement).files?.[0] ?? null)}
+      />
+    );
+  } else if (spec.name === 'accountId' && spec.type === 'ID' && !spec.list && accounts.length > 0) {
+    control = (
+      <select
+        id={id}
+        required={spec.required}
+        aria-describedby={described}
+        value={String(value ?? '')}
+        onChange={(event) => onChange((event.target as HTMLSelectElement).value || undefined)}
+      >
+        <option value="">{spec.required ? 'Choose an account' : 'None'}</option>
+        {accounts.map((account) => (
+          <option key={account.id} value={account.id}>
+            {account.name}
+            {account.email ? ` <${account.email}>` : ''}
+          </option>
+        ))}
+      </select>
+    );
+  } else if (spec.kind === 'ENUM' && spec.list) {
+    const chosen = new Set((value as string[] | undefined) ?? []);
+    return (
+      <fieldset>
+        <legend>{spec.name}</legend>
+        {hint}
+        {spec.values!.map((option) => (
+          <label key={option} class="inline">
+            <input
+              type="checkbox"
+              checked={chosen.has(option)}
+              onChange={(event) => {
+                const next = new Set(chosen);
+                if ((event.target as HTMLInputElement).checked) next.add(option);
+                else next.delete(option);
+                onChange(next.size ? [...next] : undefined);
+              }}
+            />
+            {option}
+          </label>
+        ))}
+      </fieldset>
+    );
+  } else if (spec.kind === 'ENUM') {
+    control = (
+      <select
+        id={id}
+        required={spec.required}
+        aria-describedby={described}
+        value={String(value ?? '')}
+        onChange={(event) => onChange((event.target as HTMLSelectElement).value || undefined)}
+      >
+        <option value="">{spec.required ? `Choose ${spec.name}` : 'Default'}</option>
+        {spec.values!.map((option) => (
+          <option key={option} value={option}>
+            {option}
+          </option>
+        ))}
+      </select>
+    );
+  } else if (spec.type === 'Boolean' && !spec.list) {
+    control = (
+      <select
+        id={id}
+        aria-describedby={described}
+        value={value === undefined ? '' : String(value)}
+        onChange={(event) => {
+          const text = (event.target as HTMLSelectElement).value;
+          onChange(text === '' ? undefined : text === 'true');
+        }}
+      >
+        <option value="">{spec.required ? 'Choose' : 'Default'}</option>
+        <option value="true">yes</option>
+        <option value="false">no</option>
+      </select>
+    );
+  } else if (spec.type === 'JSON') {
+    control = (
+      <textarea
+        id={id}
+        rows={3}
+        required={spec.required}
+        aria-describedby={described}
+        placeholder='{"key": "value"}'
+        onInput={(event) => onChange((event.target as HTMLTextAreaElement).value || undefined)}
+      />
+    );
+  } else {
+    const numeric = spec.type === 'Int' || spec.type === 'Float';
+    control = (
+      <input
+        id={id}
+        type={spec.type === 'DateTime' ? 'datetime-local' : numeric && !spec.list ? 'number' : 'text'}
+        step={spec.type === 'Int' ? 1 : spec.type === 'Float' ? 'any' : undefined}
+        required={spec.required}
+        aria-describedby={described}
+        placeholder={spec.list ? 'comma-separated' : undefined}
+        value={String(value ?? '')}
+        onInput={(event) => onChange((event.target as HTMLInputElement).value || undefined)}
+      />
+    );
+  }
+  return (
+    <div class="field">
+      {label}
+      {control}
+      {hint}
+    </div>
+  );
+}
+
+/** The form's values as the mutation's variables: typed, empty optional ones left out, files as null. */
+function variablesOf(specs: ArgumentSpec[], values: Values, files: Map<string, File>, path: string): Values {
+  const variables: Values = {};
+  for (const spec of specs) {
+    const at = `${path}.${spec.name}`;
+    const raw = values[spec.name];
+    if (spec.type === 'File') {
+      if (files.has(at)) variables[spec.name] = null;
+      else if (spec.required) throw new Error(`${spec.name}: choose a file`);
+      continue;
+    }
+    if (raw === undefined || raw === '') {
+      if (spec.required && spec.kind !== 'INPUT_OBJECT') throw new Error(`${spec.name} is required`);
+      if (spec.kind !== 'INPUT_OBJECT' || !spec.required) continue;
+    }
+    if (spec.kind === 'INPUT_OBJECT') {
+      const nested = variablesOf(spec.fields ?? [], (raw as Values | undefined) ?? {}, files, at);
+      if (Object.keys(nested).length || spec.required) variables[spec.name] = nested;
+      continue;
+    }
+    variables[spec.name] = typedValue(spec, raw);
+  }
+  return variables;
+}
+
+function typedValue(spec: ArgumentSpec, raw: unknown): unknown {
+  if (spec.kind === 'ENUM' || typeof raw !== 'string') return raw;
+  const one = (text: string): unknown => {
+    if (spec.type === 'Int') {
+      const number = Number(text);
+      if (!Number.isInteger(number)) throw new Error(`${spec.name}: ${text} is not a whole number`);
+      return number;
+    }
+    if (spec.type === 'Float') {
+      const number = Number(text);
+      if (!Number.isFinite(number)) throw new Error(`${spec.name}: ${text} is not a number`);
+      return number;
+    }
+    if (spec.type === 'DateTime') return new Date(text).toISOString();
+    if (spec.type === 'JSON') {
+      try {
+        return JSON.parse(text);
+      } catch {
+        throw new Error(`${spec.name}: not valid JSON`);
+      }
+    }
+    return text;
+  };
+  return spec.list
+    ? raw
+        .split(',')
+        .map((part) => part.trim())
+        .filter(Boolean)
+        .map(one)
+    : one(raw);
+}

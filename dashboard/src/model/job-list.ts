@@ -1,0 +1,226 @@
+import { JobChanges, JobList, RetryJobs } from '../api/documents';
+import { type GraphQLRequestError, request } from '../api/graphql';
+import { type ConnectionState, resumableStream } from '../api/resumable-stream';
+import type { Session } from '../api/session';
+import { Store } from './store';
+import {
+  FINAL_STATUSES,
+  type JobCount,
+  type JobEvent,
+  type JobListFilter,
+  type JobRow,
+  type JobStatus,
+  type ThroughputMinute,
+} from './types';
+
+/** Rows fetched per page of history. */
+export const PAGE_SIZE = 50;
+/** Minutes the throughput chart covers. */
+export const THROUGHPUT_MINUTES = 60;
+
+interface JobListData {
+  jobs: { nodes: JobRow[]; pageInfo: { hasNextPage: boolean; endCursor: string | null }; totalCount: number; streamCursor: string };
+  jobCounts?: JobCount[];
+  jobThroughput?: ThroughputMinute[];
+}
+
+const newestFirst = (a: JobRow, b: JobRow) => (a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1);
+const countKey = (type: string, status: JobStatus) => `${type}\u0000${status}`;
+const minuteOf = (iso: string) => Math.floor(Date.parse(iso) / 60_000) * 60_000;
+
+/** The filter as `JobFilter` takes it: empty parts left out. */
+export function jobFilterOf(filter: JobListFilter): Record<string, unknown> | null {
+  const value: Record<string, unknown> = {};
+  if (filter.types.length) value.types = filter.types;
+  if (filter.statuses.length) value.statuses = filter.statuses;
+  if (filter.tags.length) value.tags = filter.tags;
+  return Object.keys(value).length ? value : null;
+}
+
+/**
+ * The job list, live: a page of history (newest first) with the counts per type and status and
+ * the throughput per minute, all from one query, then every change after that query's position
+ * from `jobEvents`. A change updates its row in place or adds a new one at its place; counts and
+ * throughput follow from each event's `previousStatus`, the status this page last knew. When the
+ * connection drops, the stream resumes from the last event's cursor: nothing is missed or doubled.
+ *
+ * Rows accumulate as the user loads older pages and as new jobs arrive; the table renders only
+ * the visible ones (see JobTable), so ten thousand rows stay cheap.
+ */
+export class JobListModel extends Store {
+  rows: JobRow[] = [];
+  private readonly byId = new Map<string, JobRow>();
+  private readonly counts = new Map<string, number>();
+  private readonly throughput = new Map<number, { completed: number; failed: number }>();
+  totalCount = 0;
+  hasMore = false;
+  private endCursor: string | null = null;
+  loading = true;
+  loadingMore = false;
+  connection: ConnectionState = 'connecting';
+  error: GraphQLRequestError | null = null;
+  private stopStream: (() => void) | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly session: Session,
+    readonly filter: JobListFilter,
+  ) {
+    super();
+  }
+
+  async start(): Promise<void> {
+    try {
+      const data = await this.fetchPage(null, true);
+      if (this.stopped) return;
+      for (const row of data.jobCounts ?? []) this.counts.set(countKey(row.type, row.status), row.count);
+      for (const minute of data.jobThroughput ?? [])
+        this.throughput.set(minuteOf(minute.minute), { completed: minute.completed, failed: minute.failed });
+      this.totalCount = data.jobs.totalCount;
+      this.addPage(data);
+      this.loading = false;
+      this.changed();
+      this.stopStream = resumableStream<{ jobEvents: JobEvent<JobRow> }>({
+        token: this.session.token,
+        document: JobChanges,
+        after: data.jobs.streamCursor,
+        variables: (after) => ({ filter: jobFilterOf(this.filter), after }),
+        cursorOf: (event) => event.jobEvents.cursor,
+        onEvent: (event) => this.apply(event.jobEvents),
+        onState: (state) => {
+          this.connection = state;
+          this.changed();
+        },
+        onRefused: (error) => this.fail(error),
+      });
+    } catch (error) {
+      this.fail(error as GraphQLRequestError);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.stopStream?.();
+  }
+
+  /** The next page of older jobs. */
+  async loadMore(): Promise<void> {
+    if (!this.hasMore || this.loadingMore) return;
+    this.loadingMore = true;
+    this.changed();
+    try {
+      this.addPage(await this.fetchPage(this.endCursor, false));
+    } catch (error) {
+      this.error = error as GraphQLRequestError;
+    } finally {
+      this.loadingMore = false;
+      this.changed();
+    }
+  }
+
+  /** Retries the given failed or cancelled jobs with one bulk action; returns the bulk job's id. */
+  async retry(ids: string[]): Promise<string> {
+    const data = await request<{ retryJobs: { id: string } }>(this.session.token, RetryJobs, { ids });
+    return data.retryJobs.id;
+  }
+
+  count(type: string | null, status: JobStatus | null): number {
+    let sum = 0;
+    for (const [key, value] of this.counts) {
+      const [rowType, rowStatus] = key.split('\u0000');
+      if ((type === null || rowType === type) && (status === null || rowStatus === status)) sum += value;
+    }
+    return sum;
+  }
+
+  /** Job types with at least one job counted, by name. */
+  countedTypes(): string[] {
+    const types = new Set<string>();
+    for (const [key, value] of this.counts) if (value > 0) types.add(key.split('\u0000')[0]!);
+    return [...types].sort();
+  }
+
+  /** Completed and failed per minute over the last THROUGHPUT_MINUTES minutes, oldest first, gaps as zeros. */
+  throughputSeries(now = Date.now()): { minutes: number[]; completed: number[]; failed: number[] } {
+    const last = Math.floor(now / 60_000) * 60_000;
+    const minutes: number[] = [];
+    const completed: number[] = [];
+    const failed: number[] = [];
+    for (let at = last - (THROUGHPUT_MINUTES - 1) * 60_000; at <= last; at += 60_000) {
+      const bucket = this.throughput.get(at);
+      minutes.push(at / 1000);
+      completed.push(bucket?.completed ?? 0);
+      failed.push(bucket?.failed ?? 0);
+    }
+    return { minutes, completed, failed };
+  }
+
+  private fetchPage(after: string | null, withSummary: boolean): Promise<JobListData> {
+    return request<JobListData>(this.session.token, JobList, {
+      filter: jobFilterOf(this.filter),
+      first: PAGE_SIZE,
+      after,
+      withSummary,
+      minutes: THROUGHPUT_MINUTES,
+    });
+  }
+
+  private addPage(data: JobListData): void {
+    for (const row of data.jobs.nodes) this.upsert(row);
+    this.hasMore = data.jobs.pageInfo.hasNextPage;
+    this.endCursor = data.jobs.pageInfo.endCursor;
+  }
+
+  private apply(event: JobEvent<JobRow>): void {
+    const { job } = event;
+    const before = event.previousStatus ?? null;
+    if (before !== job.status) {
+      if (before) this.bump(job.type, before, -1);
+      this.bump(job.type, job.status, +1);
+      if (!before) this.totalCount += 1;
+      if (FINAL_STATUSES.includes(job.status) && (job.status === 'COMPLETED' || job.status === 'FAILED') && job.finishedAt) {
+        const minute = minuteOf(job.finishedAt);
+        const bucket = this.throughput.get(minute) ?? { completed: 0, failed: 0 };
+        if (job.status === 'COMPLETED') bucket.completed += 1;
+        else bucket.failed += 1;
+        this.throughput.set(minute, bucket);
+      }
+    }
+    this.upsert(job);
+    this.changed();
+  }
+
+  private bump(type: string, status: JobStatus, by: number): void {
+    const key = countKey(type, status);
+    this.counts.set(key, Math.max(0, (this.counts.get(key) ?? 0) + by));
+  }
+
+  /** Puts a job's latest state in its place (newest first); a job older than every loaded page waits for its page. */
+  private upsert(job: JobRow): void {
+    const known = this.byId.get(job.id);
+    if (known) {
+      // An event can be older than the page that brought the row: keep the newer state.
+      if (known.updatedAt > job.updatedAt) return;
+      this.rows[this.rows.indexOf(known)] = job;
+      this.byId.set(job.id, job);
+      return;
+    }
+    const oldest = this.rows[this.rows.length - 1];
+    if (this.hasMore && oldest && newestFirst(job, oldest) > 0) return;
+    let low = 0;
+    let high = this.rows.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (newestFirst(this.rows[middle]!, job) < 0) low = middle + 1;
+      else high = middle;
+    }
+    this.rows.splice(low, 0, job);
+    this.byId.set(job.id, job);
+  }
+
+  private fail(error: GraphQLRequestError): void {
+    this.error = error;
+    this.loading = false;
+    this.changed();
+  }
+}

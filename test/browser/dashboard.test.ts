@@ -1,0 +1,236 @@
+/**
+ * The dashboard at /dashboard (issue 12), in real Chromium against two real API replicas and a
+ * worker sidecar: a user uploads an mbox through the generated form and watches the row reach
+ * COMPLETED at 100%; cancels a running job from its detail view; sees only their own jobs while an
+ * admin sees everyone's; and, when the replica the page is connected to is killed, sees
+ * "reconnecting", then every change made meanwhile once it is back. No request leaves the host.
+ */
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, offHost, recordRequests, screenshot } from '../helpers/browser.js';
+import { gqlOk, gqlUpload } from '../helpers/graphql-client.js';
+import { CREATE_ACCOUNT, IMPORT_MBOX } from '../helpers/fragments.js';
+import { buildMbox } from '../helpers/mbox-fixture.js';
+import { type ApiProc, type Proc, startApi, startWorker } from '../helpers/processes.js';
+import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
+
+let env: TestEnv;
+let replicaA: ApiProc;
+let replicaB: ApiProc;
+let worker: Proc;
+let browser: Browser;
+
+beforeAll(async () => {
+  env = await createTestEnv();
+  [replicaA, replicaB, worker] = await Promise.all([startApi(env.vars), startApi(env.vars), startWorker(env.vars)]);
+  browser = await launchChromium();
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await Promise.all([replicaA, replicaB, worker].filter(Boolean).map((proc) => proc.stop()));
+  await env?.cleanup();
+});
+
+async function createAccount(token: string, name: string): Promise<string> {
+  return (await gqlOk<{ createAccount: { id: string } }>(replicaB.url, token, CREATE_ACCOUNT, { name })).createAccount.id;
+}
+
+async function importMbox(token: string, accountId: string, messages: number, seed: number): Promise<string> {
+  const response = await gqlUpload<{ importMbox: { id: string } }>(
+    replicaB.url,
+    token,
+    IMPORT_MBOX,
+    { accountId, file: null },
+    { path: 'file', content: buildMbox({ count: messages, seed }).mbox, filename: `seed-${seed}.mbox` },
+  );
+  if (!response.data) throw new Error(JSON.stringify(response.errors));
+  return response.data.importMbox.id;
+}
+
+/** Opens the dashboard on a replica signed in by the URL fragment, and waits for the live stream. */
+async function openDashboard(replica: ApiProc, token: string): Promise<{ page: Page; requested: string[] }> {
+  const page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
+  const requested = recordRequests(page);
+  await page.goto(`${replica.baseUrl}/dashboard#token=${token}`);
+  await page.locator('[data-connection="live"]').first().waitFor({ timeout: 30_000 });
+  return { page, requested };
+}
+
+const row = (page: Page, jobId: string) => page.locator(`tr[data-job-id="${jobId}"]`);
+
+async function rowStatus(page: Page, jobId: string): Promise<string | null> {
+  const rows = row(page, jobId);
+  return (await rows.count()) ? rows.first().getAttribute('data-status') : null;
+}
+
+describe('the dashboard', () => {
+  it('starts an import from the generated form with an uploaded mbox and shows its row reach COMPLETED at 100%', async () => {
+    const alice = await env.token('alice');
+    const accountId = await createAccount(alice, 'alice inbox');
+    const { page, requested } = await openDashboard(replicaA, alice);
+    expect(await page.getByText('Signed in as').textContent()).toContain('alice');
+
+    await page.getByLabel('Job', { exact: true }).selectOption('importMbox');
+    await page.getByLabel('accountId (required)').selectOption(accountId);
+    const fixture = buildMbox({ count: 400, seed: 1201 });
+    await page.getByLabel('file (required)').setInputFiles({ name: 'inbox.mbox', mimeType: 'application/mbox', buffer: fixture.mbox });
+    await page.getByRole('button', { name: 'Start importMbox' }).click();
+
+    // The new job opens beside the list, and its row joins the list from the stream.
+    const detail = page.getByRole('dialog');
+    await detail.waitFor();
+    const jobId = (await detail.getAttribute('data-job-id'))!;
+    expect(jobId).toMatch(/^[0-9a-f-]{36}$/);
+    await waitFor('the row to show COMPLETED', async () => (await rowStatus(page, jobId)) === 'COMPLETED', 60_000, 100);
+    expect(await row(page, jobId).locator('progress').getAttribute('value')).toBe('100');
+    // processed / total, all of it.
+    expect(await row(page, jobId).textContent()).toMatch(/(\d[\d,]*) \/ \1/);
+    // The detail view shows the typed output, the attempt and the handler's log.
+    await waitFor('the detail to show COMPLETED', async () => (await detail.getAttribute('data-status')) === 'COMPLETED', 20_000);
+    const detailText = (await detail.textContent()) ?? '';
+    expect(detailText).toContain('imported');
+    expect(detailText).toContain(String(fixture.expected.unique));
+    expect(detailText).toContain('completed');
+    await waitFor('the log to show the import', async () => (await detail.locator('ol.log li').count()) > 0, 20_000);
+    // Counts at the top follow the stream.
+    await waitFor(
+      'the COMPLETED count to be 1',
+      async () => (await page.locator('[data-count-status="COMPLETED"] .value').textContent()) === '1',
+      20_000,
+    );
+    await screenshot(page, 'dashboard-job');
+    // Escape closes the detail and gives the focus back.
+    await page.keyboard.press('Escape');
+    await detail.waitFor({ state: 'detached' });
+    await screenshot(page, 'dashboard');
+    expect(offHost(requested, replicaA.baseUrl)).toEqual([]);
+    await page.context().close();
+  }, 120_000);
+
+  it('cancels a running job from its detail view', async () => {
+    const carol = await env.token('carol');
+    const accountId = await createAccount(carol, 'carol inbox');
+    const { page } = await openDashboard(replicaA, carol);
+    const jobId = await importMbox(carol, accountId, 30_000, 1202);
+    await row(page, jobId)
+      .getByRole('button', { name: /^Open import mbox job/ })
+      .click();
+    const detail = page.getByRole('dialog');
+    await waitFor(
+      'the import to run',
+      async () => {
+        const status = await detail.getAttribute('data-status');
+        if (status === 'COMPLETED') throw new Error('the import completed before it could be cancelled; use a bigger mbox');
+        return status === 'ACTIVE';
+      },
+      60_000,
+      20,
+    );
+    await detail.getByRole('button', { name: 'Cancel job' }).click();
+    await waitFor('the detail to show CANCELLED', async () => (await detail.getAttribute('data-status')) === 'CANCELLED', 60_000);
+    await waitFor('the row to show CANCELLED', async () => (await rowStatus(page, jobId)) === 'CANCELLED', 20_000);
+    const [stored] = await env.sql<{ status: string }>('SELECT status FROM job WHERE id = $1', [jobId]);
+    expect(stored!.status).toBe('CANCELLED');
+    // A cancelled job can be retried from the same place.
+    await detail.getByRole('button', { name: 'Retry job' }).waitFor();
+    await page.context().close();
+  }, 120_000);
+
+  it("shows a user only their own jobs, and an admin everyone's with the owner", async () => {
+    const dave = await env.token('dave');
+    const erin = await env.token('erin');
+    const daveJob = await importMbox(dave, await createAccount(dave, 'dave inbox'), 3, 1203);
+    const erinJob = await importMbox(erin, await createAccount(erin, 'erin inbox'), 3, 1204);
+
+    const asDave = await openDashboard(replicaA, dave);
+    await row(asDave.page, daveJob).waitFor({ timeout: 20_000 });
+    const ownersSeen = await asDave.page.locator('tr[data-job-id]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-job-id')));
+    expect(ownersSeen).toContain(daveJob);
+    expect(ownersSeen).not.toContain(erinJob);
+    // Not even through the detail of a job id that is not theirs.
+    const visibleToDave = await gqlOk<{ job: unknown }>(replicaA.url, dave, 'query($id: ID!) { job(id: $id) { id } }', { id: erinJob });
+    expect(visibleToDave.job).toBeNull();
+    await asDave.page.context().close();
+
+    const admin = await env.token('root', 'admin');
+    const asAdmin = await openDashboard(replicaB, admin);
+    await row(asAdmin.page, daveJob).waitFor({ timeout: 20_000 });
+    await row(asAdmin.page, erinJob).waitFor({ timeout: 20_000 });
+    expect(await row(asAdmin.page, erinJob).locator('td.owner').textContent()).toBe('erin');
+    await screenshot(asAdmin.page, 'dashboard-admin');
+    await asAdmin.page.context().close();
+  }, 120_000);
+
+  it('shows "reconnecting" when its replica dies, then every change made meanwhile once it is back', async () => {
+    const frank = await env.token('frank');
+    const accountId = await createAccount(frank, 'frank inbox');
+    const before = await importMbox(frank, accountId, 3, 1205);
+    const { page } = await openDashboard(replicaA, frank);
+    await waitFor('the first job to complete on the page', async () => (await rowStatus(page, before)) === 'COMPLETED', 60_000, 100);
+
+    const port = replicaA.port;
+    replicaA.kill('SIGKILL');
+    await replicaA.exited;
+    await page.locator('[data-connection="reconnecting"]').first().waitFor({ timeout: 30_000 });
+
+    // Meanwhile, through the other replica: new jobs run to the end, one is cancelled while queued.
+    const meanwhile: string[] = [];
+    for (const seed of [1206, 1207, 1208]) meanwhile.push(await importMbox(frank, accountId, 5, seed));
+    const queued = (
+      await gqlUpload<{ importMbox: { id: string } }>(
+        replicaB.url,
+        frank,
+        IMPORT_MBOX,
+        { accountId, file: null, options: { delayMs: 3_600_000 } },
+        { path: 'file', content: buildMbox({ count: 2, seed: 1209 }).mbox, filename: 'later.mbox' },
+      )
+    ).data!.importMbox.id;
+    await gqlOk(replicaB.url, frank, 'mutation($id: ID!) { cancelJob(id: $id) { id } }', { id: queued });
+    await waitFor(
+      'the imports made meanwhile to complete',
+      async () =>
+        (await env.sql<{ n: number }>("SELECT count(*)::int AS n FROM job WHERE id = ANY($1) AND status = 'COMPLETED'", [meanwhile]))[0]!
+          .n === meanwhile.length,
+      60_000,
+      100,
+    );
+    expect(await page.locator('[data-connection="reconnecting"]').count()).toBeGreaterThan(0);
+
+    replicaA = await startApi(env.vars, { port });
+    await page.locator('[data-connection="live"]').first().waitFor({ timeout: 30_000 });
+    for (const jobId of meanwhile) {
+      await waitFor(`job ${jobId} to show COMPLETED`, async () => (await rowStatus(page, jobId)) === 'COMPLETED', 20_000);
+    }
+    await waitFor('the queued job to show CANCELLED', async () => (await rowStatus(page, queued)) === 'CANCELLED', 20_000);
+    // Counts followed every change, none twice: four completed, one cancelled.
+    await waitFor(
+      'the counts to match',
+      async () =>
+        (await page.locator('[data-count-status="COMPLETED"] .value').textContent()) === '4' &&
+        (await page.locator('[data-count-status="CANCELLED"] .value').textContent()) === '1',
+      20_000,
+    );
+    expect(await page.locator('tr[data-job-id]').count()).toBe(5);
+    await page.context().close();
+  }, 180_000);
+
+  it('signs in with the dev token button only where DEV_TOKENS is on', async () => {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${replicaB.baseUrl}/dashboard`);
+    await page.getByRole('textbox', { name: 'Token' }).waitFor();
+    expect(await page.getByRole('button', { name: /Dev token/ }).count()).toBe(0);
+    expect((await fetch(`${replicaB.baseUrl}/dashboard/dev-token?role=admin`, { method: 'POST' })).status).toBe(404);
+
+    const dev = await startApi({ ...env.vars, DEV_TOKENS: 'true' });
+    try {
+      await page.goto(`${dev.baseUrl}/dashboard`);
+      await page.getByRole('button', { name: 'Dev token: admin' }).click();
+      await page.locator('[data-connection="live"]').first().waitFor({ timeout: 30_000 });
+      expect(await page.getByText('Signed in as').textContent()).toContain('dev-admin');
+    } finally {
+      await page.context().close();
+      await dev.stop();
+    }
+  }, 120_000);
+});
