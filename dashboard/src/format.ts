@@ -18,7 +18,8 @@ export function span(ms: number): string {
 /** How long a job ran: to its end, or so far while it runs; null before it started. */
 export function duration(startedAt: string | null, finishedAt: string | null, now: number): string | null {
   if (!startedAt) return null;
-  return span((finishedAt ? Date.parse(finishedAt) : now) - Date.parse(startedAt));
+  // A running job's clock is the page's, a tick behind the server's at worst: never below zero.
+  return span(Math.max(0, (finishedAt ? Date.parse(finishedAt) : now) - Date.parse(startedAt)));
 }
 
 /** An instant in the reader's locale, to the second. */

@@ -3,7 +3,8 @@
  * worker sidecar: a user uploads an mbox through the generated form and watches the row reach
  * COMPLETED at 100%; cancels a running job from its detail view; sees only their own jobs while an
  * admin sees everyone's; and, when the replica the page is connected to is killed, sees
- * "reconnecting", then every change made meanwhile once it is back. No request leaves the host.
+ * "reconnecting", then every change made meanwhile once it is back; retries failed jobs in bulk; and
+ * stays usable with 10,000 jobs. No request leaves the host.
  */
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,12 +37,12 @@ async function createAccount(token: string, name: string): Promise<string> {
   return (await gqlOk<{ createAccount: { id: string } }>(replicaB.url, token, CREATE_ACCOUNT, { name })).createAccount.id;
 }
 
-async function importMbox(token: string, accountId: string, messages: number, seed: number): Promise<string> {
+async function importMbox(token: string, accountId: string, messages: number, seed: number, options?: object): Promise<string> {
   const response = await gqlUpload<{ importMbox: { id: string } }>(
     replicaB.url,
     token,
     IMPORT_MBOX,
-    { accountId, file: null },
+    { accountId, file: null, options },
     { path: 'file', content: buildMbox({ count: messages, seed }).mbox, filename: `seed-${seed}.mbox` },
   );
   if (!response.data) throw new Error(JSON.stringify(response.errors));
@@ -214,6 +215,64 @@ describe('the dashboard', () => {
     expect(await page.locator('tr[data-job-id]').count()).toBe(5);
     await page.context().close();
   }, 180_000);
+
+  it('retries the selected failed jobs with one bulk action', async () => {
+    const judy = await env.token('judy');
+    const admin = await env.token('root', 'admin');
+    const accountId = await createAccount(judy, 'judy inbox');
+    // Imports whose account is gone before they run fail for good.
+    const failed = await Promise.all([1210, 1211].map((seed) => importMbox(judy, accountId, 2, seed, { delayMs: 1_000 })));
+    await env.sql('DELETE FROM account WHERE id = $1', [accountId]);
+    const { page } = await openDashboard(replicaA, judy);
+    for (const jobId of failed) await waitFor(`job ${jobId} to fail`, async () => (await rowStatus(page, jobId)) === 'FAILED', 60_000, 100);
+
+    // Paused, the retried imports wait PENDING, where the page can see them.
+    await gqlOk(replicaB.url, admin, 'mutation { pauseJobType(type: import_mbox) { paused } }');
+    try {
+      await page.getByRole('button', { name: 'Select failed and cancelled' }).click();
+      await page.getByRole('button', { name: 'Retry selected (2)' }).click();
+      await page.getByText(/Retrying 2 jobs/).waitFor({ timeout: 20_000 });
+      for (const jobId of failed)
+        await waitFor(`job ${jobId} to be retried`, async () => (await rowStatus(page, jobId)) === 'PENDING', 60_000, 100);
+      const bulk = await env.sql<{ id: string; status: string }>(
+        "SELECT id, status FROM job WHERE type = 'bulk_job_action' AND owner_id = 'judy'",
+      );
+      expect(bulk).toHaveLength(1);
+      await waitFor('the bulk job to show on the page', async () => (await rowStatus(page, bulk[0]!.id)) === 'COMPLETED', 30_000, 100);
+    } finally {
+      await gqlOk(replicaB.url, admin, 'mutation { resumeJobType(type: import_mbox) { paused } }');
+    }
+    await page.context().close();
+  }, 120_000);
+
+  it('stays usable at 10,000 jobs: only the rows in view are in the page, older pages load as you scroll', async () => {
+    const ivan = await env.token('ivan');
+    await env.sql(
+      `INSERT INTO job (id, type, status, progress, attempts, max_attempts, payload, trigger, owner_id, created_at, updated_at, finished_at, version)
+       SELECT gen_random_uuid(), 'scan_pii', 'COMPLETED', 100, 1, 3, '{}', 'API', 'ivan',
+              now() - g * interval '1 second', now() - g * interval '1 second', now() - g * interval '1 second', 1
+         FROM generate_series(1, 10000) AS g`,
+    );
+    const { page } = await openDashboard(replicaA, ivan);
+    await page.getByText('10,000 jobs').waitFor({ timeout: 20_000 });
+    const table = page.locator('table.job-table');
+    const scroller = page.locator('.job-scroller');
+    // Scrolling to the end loads older pages, again and again.
+    await waitFor(
+      'four pages to be loaded',
+      async () => {
+        await scroller.evaluate((element) => element.scrollTo(0, element.scrollHeight));
+        return Number(await table.getAttribute('aria-rowcount')) > 200;
+      },
+      60_000,
+      200,
+    );
+    const rendered = await page.locator('tr[data-job-id]').count();
+    expect(rendered).toBeGreaterThan(0);
+    expect(rendered).toBeLessThan(60);
+    expect(await page.locator('[data-count-status="COMPLETED"] .value').textContent()).toBe('10,000');
+    await page.context().close();
+  }, 120_000);
 
   it('signs in with the dev token button only where DEV_TOKENS is on', async () => {
     const page = await (await browser.newContext()).newPage();

@@ -23,7 +23,7 @@ export function JobTable({
   showOwner: boolean;
   onOpen(jobId: string, typename: string | null): void;
 }) {
-  const now = useNow(5_000);
+  const now = useNow(1_000);
   const scroller = useRef<HTMLDivElement>(null);
   const [scrollTop, setScrollTop] = useState(0);
   const [viewport, setViewport] = useState(600);

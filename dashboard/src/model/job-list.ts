@@ -50,6 +50,8 @@ export function jobFilterOf(filter: JobListFilter): Record<string, unknown> | nu
 export class JobListModel extends Store {
   rows: JobRow[] = [];
   private readonly byId = new Map<string, JobRow>();
+  /** Changes of jobs older than every loaded row, until their page arrives. */
+  private readonly awaitingPage = new Map<string, JobRow>();
   private readonly counts = new Map<string, number>();
   private readonly throughput = new Map<number, { completed: number; failed: number }>();
   totalCount = 0;
@@ -166,7 +168,7 @@ export class JobListModel extends Store {
   }
 
   private addPage(data: JobListData): void {
-    for (const row of data.jobs.nodes) this.upsert(row);
+    for (const row of data.jobs.nodes) this.upsert(row, true);
     this.hasMore = data.jobs.pageInfo.hasNextPage;
     this.endCursor = data.jobs.pageInfo.endCursor;
   }
@@ -195,8 +197,11 @@ export class JobListModel extends Store {
     this.counts.set(key, Math.max(0, (this.counts.get(key) ?? 0) + by));
   }
 
-  /** Puts a job's latest state in its place (newest first); a job older than every loaded page waits for its page. */
-  private upsert(job: JobRow): void {
+  /**
+   * Puts a job's latest state in its place (newest first). A streamed job older than every loaded
+   * row is left for the page that will bring it, so the list never has holes.
+   */
+  private upsert(job: JobRow, fromPage = false): void {
     const known = this.byId.get(job.id);
     if (known) {
       // An event can be older than the page that brought the row: keep the newer state.
@@ -206,7 +211,16 @@ export class JobListModel extends Store {
       return;
     }
     const oldest = this.rows[this.rows.length - 1];
-    if (this.hasMore && oldest && newestFirst(job, oldest) > 0) return;
+    if (!fromPage && this.hasMore && oldest && newestFirst(job, oldest) > 0) {
+      // Kept aside: the page may have been read before this change and bring an older state.
+      this.awaitingPage.set(job.id, job);
+      return;
+    }
+    const streamed = fromPage ? this.awaitingPage.get(job.id) : undefined;
+    if (streamed) {
+      this.awaitingPage.delete(job.id);
+      if (streamed.updatedAt > job.updatedAt) job = streamed;
+    }
     let low = 0;
     let high = this.rows.length;
     while (low < high) {
