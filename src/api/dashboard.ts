@@ -20,8 +20,7 @@ export const DASHBOARD_PATH = '/dashboard';
 const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
   "script-src 'self'",
-  // Preact and the chart set element styles; no stylesheet or script comes from elsewhere.
-  "style-src 'self' 'unsafe-inline'",
+  "style-src 'self'",
   "img-src 'self' data:",
   "connect-src 'self'",
   "object-src 'none'",
@@ -135,12 +134,29 @@ export async function serveDashboard(config: Config, req: IncomingMessage, res: 
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
-/** Under `npm run dev` only (DEV_TOKENS): a token for `dev-user` or `dev-admin`, so a newcomer can click in. */
+/**
+ * Under `npm run dev` only (DEV_TOKENS): a token for `dev-user` or `dev-admin`, so a newcomer can
+ * click in. Only for a browser on the same machine, and only from this page: another machine on
+ * the network, or another site's page (a rebound DNS name), gets nothing.
+ */
 async function devToken(config: Config, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (!config.DEV_TOKENS) return sendJson(res, 404, { error: 'dev tokens are off (DEV_TOKENS=false)' });
   if (req.method !== 'POST') return sendJson(res, 405, { error: 'POST ?role=user or ?role=admin' });
+  const host = String(req.headers.host ?? '');
+  const origin = req.headers.origin;
+  if (
+    !isLoopback(req.socket.remoteAddress) ||
+    !/^(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(host) ||
+    (origin !== undefined && origin !== `http://${host}`)
+  ) {
+    return sendJson(res, 403, { error: 'dev tokens are handed out only to a browser on this machine, at localhost' });
+  }
   const role = new URL(req.url ?? '/', 'http://local').searchParams.get('role');
   if (role !== 'user' && role !== 'admin') return sendJson(res, 400, { error: 'role must be user or admin' });
   const token = await mintToken(config.JWT_SECRET, { sub: `dev-${role}`, role, ttlSeconds: 12 * 3600 });
   sendJson(res, 200, { token });
+}
+
+function isLoopback(address: string | undefined): boolean {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
 }

@@ -6,6 +6,7 @@ import { bearerToken, InvalidTokenError, type Viewer } from '../auth/tokens.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import { graphqlError, toClientError } from '../graphql/errors.js';
 import { useInputGuards, useRequestParseErrors } from '../graphql/input-guards.js';
+import { useOneSnapshotPerStreamAnchor } from '../graphql/one-snapshot-per-stream-anchor.js';
 import { buildSchema } from '../graphql/schema/index.js';
 import { listSetting } from '../config/env.js';
 import { serializeError } from '../observability/logger.js';
@@ -68,6 +69,7 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       useSseEventIds(),
       useRequestParseErrors(),
       useInputGuards(),
+      useOneSnapshotPerStreamAnchor(),
       EnvelopArmorPlugin({
         maxDepth: { n: 12 },
         maxAliases: { n: 15 },

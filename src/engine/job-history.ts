@@ -119,7 +119,7 @@ export async function listJobHistory(
     params.push(after.at, after.id);
   }
   const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
-  const rows: (Record<string, unknown> & { snapshot: string; cursor_ts: string; id: string | null })[] = await em.getConnection().execute(
+  const rows: (Record<string, unknown> & { snapshot: string; cursor_ts: string; id: string | null })[] = await em.execute(
     `SELECT s.snapshot, page.* FROM (SELECT pg_current_snapshot()::text AS snapshot) s
        LEFT JOIN LATERAL (SELECT *, ${column}::text AS cursor_ts FROM job ${where} ORDER BY ${column} DESC, id DESC LIMIT ?) page ON true`,
     [...params, limit],
@@ -137,13 +137,11 @@ export async function listJobHistory(
  */
 export async function countJobHistory(em: EntityManager, scope: JobScope, cap = TOTAL_COUNT_CAP): Promise<number> {
   const { where, params } = whereOf(scope);
-  const [row] = await em
-    .getConnection()
-    .execute<{ n: number }[]>(
-      `SELECT count(*)::int AS n FROM (SELECT 1 FROM job ${where ? `WHERE ${where}` : ''} LIMIT ?) AS matching`,
-      [...params, cap],
-      'all',
-    );
+  const [row] = await em.execute<{ n: number }[]>(
+    `SELECT count(*)::int AS n FROM (SELECT 1 FROM job ${where ? `WHERE ${where}` : ''} LIMIT ?) AS matching`,
+    [...params, cap],
+    'all',
+  );
   return row?.n ?? 0;
 }
 
@@ -157,13 +155,11 @@ export interface JobCountRow {
 /** Jobs of a scope grouped by type and status (exact, no cap), ordered by type then status. */
 export async function countJobsByTypeAndStatus(em: EntityManager, scope: JobScope): Promise<JobCountRow[]> {
   const { where, params } = whereOf(scope);
-  const rows = await em
-    .getConnection()
-    .execute<{ type: string; status: JobStatus; count: number }[]>(
-      `SELECT type, status, count(*)::int AS count FROM job ${where ? `WHERE ${where}` : ''} GROUP BY type, status ORDER BY type, status`,
-      params,
-      'all',
-    );
+  const rows = await em.execute<{ type: string; status: JobStatus; count: number }[]>(
+    `SELECT type, status, count(*)::int AS count FROM job ${where ? `WHERE ${where}` : ''} GROUP BY type, status ORDER BY type, status`,
+    params,
+    'all',
+  );
   return rows.map((row) => ({ type: row.type, status: row.status, count: Number(row.count) }));
 }
 
@@ -181,18 +177,19 @@ export const MAX_THROUGHPUT_MINUTES = 1440;
 /**
  * Completed and failed jobs of a scope per minute of `finished_at`, over the last `minutes`
  * minutes (the current one included), oldest first; minutes without any are left out. A finished
- * row's `updated_at` is never before its `finished_at`, so the bound on `updated_at` lets the
- * (owner, updated_at) indexes find the rows instead of every finished job ever.
+ * row's `updated_at` (the database's clock) is not before its `finished_at` (the worker's clock)
+ * but for clock skew, so a bound on `updated_at`, a minute wider, lets the (owner, updated_at)
+ * indexes find the rows instead of every finished job ever.
  */
 export async function countFinishedPerMinute(em: EntityManager, scope: JobScope, minutes: number): Promise<ThroughputRow[]> {
   const { where, params } = whereOf(scope);
-  const rows = await em.getConnection().execute<{ minute: Date; completed: number; failed: number }[]>(
+  const rows = await em.execute<{ minute: Date; completed: number; failed: number }[]>(
     `WITH since AS (SELECT date_trunc('minute', now()) - make_interval(mins => ?) AS at)
      SELECT date_trunc('minute', finished_at) AS minute,
             count(*) FILTER (WHERE status = 'COMPLETED')::int AS completed,
             count(*) FILTER (WHERE status = 'FAILED')::int AS failed
        FROM job, since
-      WHERE ${where ? `${where} AND ` : ''}status IN ('COMPLETED', 'FAILED') AND updated_at >= since.at AND finished_at >= since.at
+      WHERE ${where ? `${where} AND ` : ''}status IN ('COMPLETED', 'FAILED') AND updated_at >= since.at - interval '1 minute' AND finished_at >= since.at
       GROUP BY 1 ORDER BY 1`,
     [minutes - 1, ...params],
     'all',

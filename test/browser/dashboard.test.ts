@@ -6,6 +6,7 @@
  * "reconnecting", then every change made meanwhile once it is back; retries failed jobs in bulk; and
  * stays usable with 10,000 jobs. No request leaves the host.
  */
+import { request as httpRequest } from 'node:http';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, offHost, recordRequests, screenshot } from '../helpers/browser.js';
@@ -33,6 +34,18 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
+/** The dev-token endpoint's answer to a request with these headers. */
+function devTokenStatus(port: number, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/dashboard/dev-token?role=admin', headers }, (res) => {
+      res.resume();
+      resolve(res.statusCode!);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 async function createAccount(token: string, name: string): Promise<string> {
   return (await gqlOk<{ createAccount: { id: string } }>(replicaB.url, token, CREATE_ACCOUNT, { name })).createAccount.id;
 }
@@ -54,7 +67,9 @@ async function openDashboard(replica: ApiProc, token: string): Promise<{ page: P
   const page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
   const requested = recordRequests(page);
   await page.goto(`${replica.baseUrl}/dashboard#token=${token}`);
-  await page.locator('[data-connection="live"]').first().waitFor({ timeout: 30_000 });
+  // A link's token is used only once the reader agrees.
+  await page.getByRole('button', { name: /^Sign in as / }).click();
+  await page.locator('[data-connection="live"]').waitFor({ timeout: 30_000 });
   return { page, requested };
 }
 
@@ -152,6 +167,12 @@ describe('the dashboard', () => {
     // Not even through the detail of a job id that is not theirs.
     const visibleToDave = await gqlOk<{ job: unknown }>(replicaA.url, dave, 'query($id: ID!) { job(id: $id) { id } }', { id: erinJob });
     expect(visibleToDave.job).toBeNull();
+    // A link with someone else's token, while signed in: the page asks, and staying keeps dave.
+    await asDave.page.goto(`${replicaA.baseUrl}/dashboard#token=${erin}`);
+    await asDave.page.getByRole('button', { name: 'Stay dave' }).click();
+    await row(asDave.page, daveJob).waitFor({ timeout: 20_000 });
+    expect(await asDave.page.getByText('Signed in as').textContent()).toContain('dave');
+    expect(await row(asDave.page, erinJob).count()).toBe(0);
     await asDave.page.context().close();
 
     const admin = await env.token('root', 'admin');
@@ -283,6 +304,8 @@ describe('the dashboard', () => {
 
     const dev = await startApi({ ...env.vars, DEV_TOKENS: 'true' });
     try {
+      // Not for a page of another site that a rebound DNS name points here.
+      expect(await devTokenStatus(dev.port, { host: 'rebound.example', origin: 'http://rebound.example' })).toBe(403);
       await page.goto(`${dev.baseUrl}/dashboard`);
       await page.getByRole('button', { name: 'Dev token: admin' }).click();
       await page.locator('[data-connection="live"]').first().waitFor({ timeout: 30_000 });

@@ -57,6 +57,13 @@ describe('GraphiQL', () => {
     await page.keyboard.press('ControlOrMeta+A');
     await page.keyboard.press('Delete');
     await page.keyboard.insertText('subscription Watch { jobTypeChanged { name paused } }');
+    // GraphiQL names the operation it runs after parsing the edit, in its own time (its tab then
+    // takes the name): run it after that, or it runs the previous operation's name.
+    await waitFor(
+      'GraphiQL to take the edited operation',
+      async () => (await page.locator('.graphiql-tab').first().textContent())?.includes('Watch'),
+      20_000,
+    );
     await run.click();
     // Once the stream is open, a pause made elsewhere shows up in the result pane.
     await waitFor(

@@ -9,6 +9,8 @@ export class GraphQLRequestError extends Error {
   constructor(
     message: string,
     readonly code: string,
+    /** RATE_LIMITED: seconds until trying again can succeed. */
+    readonly retryAfter: number | null = null,
   ) {
     super(message);
     this.name = 'GraphQLRequestError';
@@ -17,12 +19,12 @@ export class GraphQLRequestError extends Error {
 
 interface GraphQLResponse<T> {
   data?: T | null;
-  errors?: { message: string; extensions?: { code?: string } }[];
+  errors?: { message: string; extensions?: { code?: string; retryAfter?: number } }[];
 }
 
 function firstError(response: GraphQLResponse<unknown>): GraphQLRequestError | null {
   const error = response.errors?.[0];
-  return error ? new GraphQLRequestError(error.message, error.extensions?.code ?? 'INTERNAL') : null;
+  return error ? new GraphQLRequestError(error.message, error.extensions?.code ?? 'INTERNAL', error.extensions?.retryAfter ?? null) : null;
 }
 
 /**
@@ -102,8 +104,12 @@ export function subscribe<T>(token: string, document: string, variables: Record<
       next: (result) => {
         if (disposed) return;
         const error = firstError(result as GraphQLResponse<unknown>);
-        if (error) sink.error(error);
-        else if (result.data) sink.next(result.data as T);
+        if (error) {
+          // An error result ends the subscription here; the server's `complete` that follows is not a second ending.
+          disposed = true;
+          client.dispose();
+          sink.error(error);
+        } else if (result.data) sink.next(result.data as T);
       },
       error: (error) => {
         if (disposed) return;

@@ -1,7 +1,10 @@
 import { GraphQLRequestError, subscribe } from './graphql';
 
-/** `live`: the stream is open; `reconnecting`: it dropped and the page is getting it back. */
-export type ConnectionState = 'connecting' | 'live' | 'reconnecting';
+/**
+ * `live`: the stream is open; `reconnecting`: it dropped and the page is getting it back (also
+ * before the first connection); `stopped`: the API refused it for good (see `onRefused`).
+ */
+export type ConnectionState = 'connecting' | 'live' | 'reconnecting' | 'stopped';
 
 export interface ResumableStreamOptions<T> {
   token: string;
@@ -14,7 +17,10 @@ export interface ResumableStreamOptions<T> {
   cursorOf(data: T): string;
   onEvent(data: T): void;
   onState?(state: ConnectionState): void;
-  /** The API refused the operation (a coded error other than a dropped connection): no retry. */
+  /**
+   * The API refused the operation for a reason a retry cannot mend (the token, the input, a
+   * cursor too old to resume from): the stream stops.
+   */
   onRefused?(error: GraphQLRequestError): void;
   /**
    * The server ended the stream, as a finished job's log or progress does. Without it, an ended
@@ -25,6 +31,22 @@ export interface ResumableStreamOptions<T> {
 
 /** Waits between reconnection attempts: quick at first, then every few seconds. */
 const RETRY_DELAYS_MS = [250, 500, 1_000, 2_000, 4_000];
+
+/**
+ * Refusals a retry cannot mend. Everything else (a dropped connection, a replica that is starting,
+ * a database blip masked as an internal error, SUBSCRIBER_TOO_SLOW, QUEUE_UNAVAILABLE) is resumed
+ * from the last cursor; RATE_LIMITED after the time it names.
+ */
+const FINAL_CODES = new Set([
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'BAD_USER_INPUT',
+  'NOT_FOUND',
+  'BAD_REQUEST',
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'CURSOR_EXPIRED',
+]);
 
 /**
  * A subscription that survives dropped connections without losing an event: it remembers the
@@ -40,6 +62,7 @@ export function resumableStream<T>(options: ResumableStreamOptions<T>): () => vo
   let timer: ReturnType<typeof setTimeout> | null = null;
 
   const connect = () => {
+    timer = null;
     if (stopped) return;
     dispose = subscribe<T>(options.token, options.document, options.variables(after), {
       connected: () => {
@@ -52,26 +75,28 @@ export function resumableStream<T>(options: ResumableStreamOptions<T>): () => vo
       },
       error: (error) => {
         if (stopped) return;
-        if (error.code !== 'NETWORK' && error.code !== 'SERVICE_UNAVAILABLE' && error.code !== 'QUEUE_UNAVAILABLE') {
+        if (FINAL_CODES.has(error.code)) {
           stopped = true;
+          options.onState?.('stopped');
           options.onRefused?.(error);
           return;
         }
-        retry();
+        retry(error.code === 'RATE_LIMITED' && error.retryAfter ? error.retryAfter * 1_000 : null);
       },
       complete: () => {
         if (stopped) return;
         if (options.onComplete) {
           stopped = true;
           options.onComplete();
-        } else retry();
+        } else retry(null);
       },
     });
   };
 
-  const retry = () => {
+  const retry = (delayMs: number | null) => {
+    if (timer) return;
     options.onState?.('reconnecting');
-    const delay = RETRY_DELAYS_MS[Math.min(failures, RETRY_DELAYS_MS.length - 1)]!;
+    const delay = delayMs ?? RETRY_DELAYS_MS[Math.min(failures, RETRY_DELAYS_MS.length - 1)]!;
     failures += 1;
     timer = setTimeout(connect, delay);
   };

@@ -1,7 +1,7 @@
 /**
  * Who is signed in: a bearer token kept in this browser's localStorage, given in the sign-in form,
- * by the URL fragment `#token=…` (which never reaches the server), or, under `npm run dev`, by the
- * dev token buttons. The claims are read, not verified, to label the page: the API checks the token
+ * by a link's URL fragment `#token=…` (which never reaches the server; the page asks first), or,
+ * under `npm run dev`, by the dev token buttons. The claims are read, not verified, to label the page: the API checks the token
  * on every request and decides what it may see.
  */
 const STORAGE_KEY = 'jobwire.dashboard.token';
@@ -32,29 +32,25 @@ export function sessionOf(token: string): Session | null {
   }
 }
 
-const describe = (session: Session | null) => (session ? `${session.subject} (${session.admin ? 'admin' : 'user'})` : 'nobody');
+/** What the page starts with: the stored session, and a token a link offered (not used yet). */
+export interface RestoredSession {
+  session: Session | null;
+  /** A `#token=` link's session, different from the stored one: the page asks before using it. */
+  offered: Session | null;
+}
 
 /**
- * The stored session, after taking a `#token=` fragment off the address bar. A link must not swap
- * a signed-in user's token silently (someone could send one with theirs), so that asks first.
+ * The stored session, and a `#token=` fragment's, taken off the address bar at once. A link's
+ * token is never used silently, even when nobody is signed in: someone could send a link with
+ * their own token, and whatever the reader then uploads would land in the sender's account.
  */
-export function restoreSession(): Session | null {
+export function restoreSession(): RestoredSession {
   const fragment = new URLSearchParams(location.hash.slice(1)).get('token');
-  if (fragment) {
-    history.replaceState(null, '', location.pathname + location.search);
-    const stored = localStorage.getItem(STORAGE_KEY);
-    const offered = sessionOf(fragment);
-    if (
-      offered &&
-      (!stored ||
-        stored === fragment ||
-        confirm(`This link signs you in as ${describe(offered)}. Use it instead of ${describe(sessionOf(stored))}?`))
-    ) {
-      localStorage.setItem(STORAGE_KEY, fragment);
-    }
-  }
-  const token = localStorage.getItem(STORAGE_KEY);
-  return token ? sessionOf(token) : null;
+  if (fragment) history.replaceState(null, '', location.pathname + location.search);
+  const stored = localStorage.getItem(STORAGE_KEY);
+  const session = stored ? sessionOf(stored) : null;
+  const offered = fragment && fragment !== stored ? sessionOf(fragment) : null;
+  return { session, offered };
 }
 
 export function saveSession(token: string): Session | null {

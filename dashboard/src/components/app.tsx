@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
-import { forgetSession, restoreSession, type Session } from '../api/session';
+import { forgetSession, restoreSession, type Session, saveSession } from '../api/session';
 import { JobListModel } from '../model/job-list';
 import { useStore } from '../model/store';
 import type { JobListFilter } from '../model/types';
@@ -10,14 +10,36 @@ import { JobDetailPanel } from './job-detail-panel';
 import { JobFilters } from './job-filters';
 import { JobTable } from './job-table';
 import { Schedules } from './schedules';
-import { SignIn } from './sign-in';
+import { LinkSignIn, SignIn } from './sign-in';
 import { StartJob } from './start-job';
 import { ThroughputChart } from './throughput-chart';
 
 /** Signed in: the dashboard; otherwise the sign-in form (also after the API refused the token). */
 export function App() {
-  const [session, setSession] = useState<Session | null>(() => restoreSession());
+  const [restored] = useState(restoreSession);
+  const [session, setSession] = useState<Session | null>(restored.session);
+  const [offered, setOffered] = useState<Session | null>(restored.offered);
   const [notice, setNotice] = useState<string | null>(null);
+  // A link opened in this tab changes only the fragment: no page load, so it is read here too.
+  useEffect(() => {
+    const onHashChange = () => {
+      const { offered: linked } = restoreSession();
+      if (linked) setOffered(linked);
+    };
+    window.addEventListener('hashchange', onHashChange);
+    return () => window.removeEventListener('hashchange', onHashChange);
+  }, []);
+  if (offered)
+    return (
+      <LinkSignIn
+        offered={offered}
+        current={session}
+        onChoose={(use) => {
+          if (use) setSession(saveSession(offered.token));
+          setOffered(null);
+        }}
+      />
+    );
   if (!session)
     return (
       <SignIn
@@ -91,7 +113,9 @@ function Dashboard({ session, onSignOut }: { session: Session; onSignOut(reason:
           <ThroughputChart list={list} />
         </section>
         <section class="panel jobs" aria-labelledby="jobs-heading">
-          <h2 id="jobs-heading">Jobs</h2>
+          <h2 id="jobs-heading" tabIndex={-1}>
+            Jobs
+          </h2>
           <JobFilters filter={filter} onChange={setFilter} />
           <JobTable list={list} showOwner={session.admin} onOpen={open} />
         </section>

@@ -1,15 +1,23 @@
 import type { ConnectionState } from '../api/resumable-stream';
 
+const LABELS: Record<ConnectionState, string> = {
+  live: 'Live',
+  connecting: 'Connecting…',
+  reconnecting: 'Reconnecting…',
+  stopped: 'Stopped',
+};
+
 /**
- * Whether the page is following the stream. `data-connection` is `live` or `reconnecting` (also
- * before the first connection), for tests and automation.
+ * Whether the page is following the stream. The page's own indicator carries `data-connection`:
+ * `live`, `reconnecting` (also before the first connection) or `stopped` (refused for good; the
+ * reason is shown beside it), for tests and automation. A job's detail has its own, without it.
  */
-export function ConnectionIndicator({ state }: { state: ConnectionState }) {
-  const live = state === 'live';
+export function ConnectionIndicator({ state, main = true }: { state: ConnectionState; main?: boolean }) {
+  const attribute = state === 'connecting' ? 'reconnecting' : state;
   return (
-    <p class={`connection ${live ? 'is-live' : 'is-reconnecting'}`} role="status" data-connection={live ? 'live' : 'reconnecting'}>
+    <p class={`connection is-${attribute}`} role="status" data-connection={main ? attribute : undefined}>
       <span class="dot" aria-hidden="true" />
-      {live ? 'Live' : state === 'connecting' ? 'Connecting…' : 'Reconnecting…'}
+      {LABELS[state]}
     </p>
   );
 }

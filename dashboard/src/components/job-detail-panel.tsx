@@ -41,7 +41,9 @@ export function JobDetailPanel({
     const returnTo = opener.current;
     return () => {
       document.removeEventListener('keydown', onKey);
-      if (returnTo instanceof HTMLElement && returnTo.isConnected) returnTo.focus();
+      // Back where the user was; if that is gone (a row scrolled out, a form reset), to the list.
+      if (returnTo instanceof HTMLElement && returnTo.isConnected && !returnTo.matches(':disabled')) returnTo.focus();
+      else document.getElementById('jobs-heading')?.focus();
     };
   }, [onClose]);
 
@@ -55,7 +57,7 @@ export function JobDetailPanel({
         <h2 id="detail-heading" tabIndex={-1} ref={heading}>
           {job ? typeLabel(job.type) : 'Job'} <span class="job-id">{jobId}</span>
         </h2>
-        <ConnectionIndicator state={model.connection} />
+        <ConnectionIndicator state={model.connection} main={false} />
         <button type="button" onClick={onClose}>
           Close
         </button>

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { age, duration, typeLabel } from '../format';
 import type { JobListModel } from '../model/job-list';
 import { useNow } from './use-now';
@@ -44,8 +44,22 @@ export function JobTable({
     if (last >= rows.length - OVERSCAN && list.hasMore && !list.loadingMore) void list.loadMore();
   }, [last, rows.length, list.hasMore, list.loadingMore, list]);
 
+  // New jobs arrive above: a reader scrolled down keeps the rows they were reading in place.
+  const anchor = useRef<{ id: string; index: number } | null>(null);
+  useLayoutEffect(() => {
+    const element = scroller.current!;
+    const saved = anchor.current;
+    if (saved && element.scrollTop > 0 && rows[saved.index]?.id !== saved.id) {
+      const index = rows.findIndex((row) => row.id === saved.id);
+      if (index >= 0) element.scrollTop += (index - saved.index) * ROW_HEIGHT;
+    }
+    const top = Math.floor(element.scrollTop / ROW_HEIGHT);
+    anchor.current = rows[top] ? { id: rows[top]!.id, index: top } : null;
+  });
+
   const retryable = rows.filter((row) => row.status === 'FAILED' || row.status === 'CANCELLED');
-  const selection = [...selected].filter((id) => retryable.some((row) => row.id === id));
+  const retryableIds = new Set(retryable.map((row) => row.id));
+  const selection = [...selected].filter((id) => retryableIds.has(id));
   const toggle = (id: string, on: boolean) => {
     const next = new Set(selected);
     if (on) next.add(id);
@@ -66,7 +80,7 @@ export function JobTable({
   return (
     <div class="job-list">
       <div class="bulk-bar">
-        <p class="total" aria-live="polite">
+        <p class="total">
           {list.loading
             ? 'Loading…'
             : `${list.totalCount.toLocaleString()} ${list.totalCount === 1 ? 'job' : 'jobs'}${list.totalCount >= 100_000 ? ' or more' : ''}`}

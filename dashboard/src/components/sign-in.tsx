@@ -71,3 +71,27 @@ export function SignIn({ notice, onSignIn }: { notice: string | null; onSignIn(s
     </main>
   );
 }
+
+const who = (session: Session) => `${session.subject} (${session.admin ? 'admin' : 'user'})`;
+
+/** A link carried a token: the reader decides whether to use it (see restoreSession). */
+export function LinkSignIn({ offered, current, onChoose }: { offered: Session; current: Session | null; onChoose(use: boolean): void }) {
+  return (
+    <main class="sign-in">
+      <h1>Jobwire dashboard</h1>
+      <p role="alert">
+        This link signs you in as <strong>{who(offered)}</strong>. Only use it if you expected to: whatever you start or upload will belong
+        to {offered.subject}.
+      </p>
+      {current && <p>You are signed in as {who(current)}.</p>}
+      <p>
+        <button type="button" onClick={() => onChoose(true)}>
+          Sign in as {offered.subject}
+        </button>{' '}
+        <button type="button" onClick={() => onChoose(false)}>
+          {current ? `Stay ${current.subject}` : 'Ignore the link'}
+        </button>
+      </p>
+    </main>
+  );
+}

@@ -8,6 +8,12 @@ import type { Account } from '../model/types';
 type Values = Record<string, unknown>;
 
 /**
+ * The forms offered: every job mutation but the bulk actions (`cancelJobs`, `retryJobs`), which
+ * the list starts for the jobs you select; a form would let one click cancel everything.
+ */
+const startableForms = jobForms.filter((form) => form.graphqlType !== 'BulkJobActionJob');
+
+/**
  * Starts any catalogue job from a form generated from its mutation's arguments in schema.graphql
  * (at build time): text, numbers, switches, choices for enums, a file picker for uploads (sent as
  * a GraphQL multipart request), and the caller's accounts for `accountId`. Optional groups such as
@@ -22,13 +28,13 @@ export function StartJob({
   accounts: Account[];
   onStarted(jobId: string, typename: string): void;
 }) {
-  const [mutation, setMutation] = useState(jobForms[0]?.mutation ?? '');
-  const form = jobForms.find((candidate) => candidate.mutation === mutation);
+  const [mutation, setMutation] = useState(startableForms[0]?.mutation ?? '');
+  const form = startableForms.find((candidate) => candidate.mutation === mutation);
   return (
     <div class="start-job">
       <label for="start-job-type">Job</label>{' '}
       <select id="start-job-type" name="job" value={mutation} onChange={(event) => setMutation((event.target as HTMLSelectElement).value)}>
-        {jobForms.map((candidate) => (
+        {startableForms.map((candidate) => (
           <option key={candidate.mutation} value={candidate.mutation}>
             {candidate.mutation}
           </option>
@@ -323,7 +329,11 @@ function typedValue(spec: ArgumentSpec, raw: unknown): unknown {
       if (!Number.isFinite(number)) throw new Error(`${spec.name}: ${text} is not a number`);
       return number;
     }
-    if (spec.type === 'DateTime') return new Date(text).toISOString();
+    if (spec.type === 'DateTime') {
+      const at = new Date(text);
+      if (Number.isNaN(at.getTime())) throw new Error(`${spec.name}: not a date and time`);
+      return at.toISOString();
+    }
     if (spec.type === 'JSON') {
       try {
         return JSON.parse(text);

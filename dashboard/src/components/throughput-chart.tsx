@@ -1,6 +1,7 @@
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import type { JobListModel } from '../model/job-list';
+import { useNow } from './use-now';
 
 const HEIGHT = 160;
 
@@ -11,7 +12,9 @@ const HEIGHT = 160;
 export function ThroughputChart({ list }: { list: JobListModel }) {
   const holder = useRef<HTMLDivElement>(null);
   const chart = useRef<uPlot | null>(null);
-  const series = list.throughputSeries();
+  // The window moves on with the clock, not only when a job ends.
+  const now = useNow(15_000);
+  const series = list.throughputSeries(now);
   const completed = series.completed.reduce((sum, n) => sum + n, 0);
   const failed = series.failed.reduce((sum, n) => sum + n, 0);
 

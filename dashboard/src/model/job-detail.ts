@@ -116,6 +116,8 @@ export class JobDetailModel extends Store {
         this.changed();
       },
       onComplete: () => {
+        // The log ends with the job; a replica that shuts down ends it too, and then it goes on.
+        if (this.job && !FINAL_STATUSES.includes(this.job.status)) return this.followLogs();
         this.logsLive = false;
         this.changed();
       },

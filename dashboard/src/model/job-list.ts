@@ -3,15 +3,7 @@ import { type GraphQLRequestError, request } from '../api/graphql';
 import { type ConnectionState, resumableStream } from '../api/resumable-stream';
 import type { Session } from '../api/session';
 import { Store } from './store';
-import {
-  FINAL_STATUSES,
-  type JobCount,
-  type JobEvent,
-  type JobListFilter,
-  type JobRow,
-  type JobStatus,
-  type ThroughputMinute,
-} from './types';
+import type { JobCount, JobEvent, JobListFilter, JobRow, JobStatus, ThroughputMinute } from './types';
 
 /** Rows fetched per page of history. */
 export const PAGE_SIZE = 50;
@@ -75,6 +67,7 @@ export class JobListModel extends Store {
     try {
       const data = await this.fetchPage(null, true);
       if (this.stopped) return;
+      this.reset();
       for (const row of data.jobCounts ?? []) this.counts.set(countKey(row.type, row.status), row.count);
       for (const minute of data.jobThroughput ?? [])
         this.throughput.set(minuteOf(minute.minute), { completed: minute.completed, failed: minute.failed });
@@ -93,11 +86,24 @@ export class JobListModel extends Store {
           this.connection = state;
           this.changed();
         },
-        onRefused: (error) => this.fail(error),
+        onRefused: (error) => {
+          // Away for longer than the stream keeps changes (STREAM_RETENTION_HOURS): read it all again.
+          if (error.code === 'CURSOR_EXPIRED') void this.start();
+          else this.fail(error);
+        },
       });
     } catch (error) {
       this.fail(error as GraphQLRequestError);
     }
+  }
+
+  private reset(): void {
+    this.rows = [];
+    this.byId.clear();
+    this.awaitingPage.clear();
+    this.counts.clear();
+    this.throughput.clear();
+    this.error = null;
   }
 
   stop(): void {
@@ -173,14 +179,26 @@ export class JobListModel extends Store {
     this.endCursor = data.jobs.pageInfo.endCursor;
   }
 
+  /** Whether the list's status filter takes a job in this status (no filter: every status). */
+  private shows(status: JobStatus): boolean {
+    return this.filter.statuses.length === 0 || this.filter.statuses.includes(status);
+  }
+
+  /**
+   * One change: the counts move from the status this page last knew the job in to its new one;
+   * with a status filter, a job that leaves it is taken off the list and out of the counts (the
+   * stream reports that change too, then no more until it comes back).
+   */
   private apply(event: JobEvent<JobRow>): void {
     const { job } = event;
     const before = event.previousStatus ?? null;
+    const wasShown = before !== null && this.shows(before);
+    const isShown = this.shows(job.status);
     if (before !== job.status) {
-      if (before) this.bump(job.type, before, -1);
-      this.bump(job.type, job.status, +1);
-      if (!before) this.totalCount += 1;
-      if (FINAL_STATUSES.includes(job.status) && (job.status === 'COMPLETED' || job.status === 'FAILED') && job.finishedAt) {
+      if (wasShown) this.bump(job.type, before, -1);
+      if (isShown) this.bump(job.type, job.status, +1);
+      this.totalCount += Number(isShown) - Number(wasShown);
+      if (isShown && (job.status === 'COMPLETED' || job.status === 'FAILED') && job.finishedAt) {
         const minute = minuteOf(job.finishedAt);
         const bucket = this.throughput.get(minute) ?? { completed: 0, failed: 0 };
         if (job.status === 'COMPLETED') bucket.completed += 1;
@@ -188,8 +206,17 @@ export class JobListModel extends Store {
         this.throughput.set(minute, bucket);
       }
     }
-    this.upsert(job);
+    if (isShown) this.upsert(job);
+    else this.remove(job.id);
     this.changed();
+  }
+
+  private remove(jobId: string): void {
+    this.awaitingPage.delete(jobId);
+    const known = this.byId.get(jobId);
+    if (!known) return;
+    this.byId.delete(jobId);
+    this.rows.splice(this.rows.indexOf(known), 1);
   }
 
   private bump(type: string, status: JobStatus, by: number): void {
