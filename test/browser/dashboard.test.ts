@@ -63,14 +63,18 @@ async function importMbox(token: string, accountId: string, messages: number, se
 }
 
 /** Opens the dashboard on a replica signed in by the URL fragment, and waits for the live stream. */
-async function openDashboard(replica: ApiProc, token: string): Promise<{ page: Page; requested: string[] }> {
+async function openDashboard(replica: ApiProc, token: string): Promise<{ page: Page; requested: string[]; problems: string[] }> {
   const page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
   const requested = recordRequests(page);
+  // Script errors and console errors (a CSP violation is one) the page ran into.
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(error.message));
+  page.on('console', (message) => message.type() === 'error' && problems.push(message.text()));
   await page.goto(`${replica.baseUrl}/dashboard#token=${token}`);
   // A link's token is used only once the reader agrees.
   await page.getByRole('button', { name: /^Sign in as / }).click();
   await page.locator('[data-connection="live"]').waitFor({ timeout: 30_000 });
-  return { page, requested };
+  return { page, requested, problems };
 }
 
 const row = (page: Page, jobId: string) => page.locator(`tr[data-job-id="${jobId}"]`);
@@ -84,7 +88,7 @@ describe('the dashboard', () => {
   it('starts an import from the generated form with an uploaded mbox and shows its row reach COMPLETED at 100%', async () => {
     const alice = await env.token('alice');
     const accountId = await createAccount(alice, 'alice inbox');
-    const { page, requested } = await openDashboard(replicaA, alice);
+    const { page, requested, problems } = await openDashboard(replicaA, alice);
     expect(await page.getByText('Signed in as').textContent()).toContain('alice');
 
     await page.getByLabel('Job', { exact: true }).selectOption('importMbox');
@@ -121,6 +125,7 @@ describe('the dashboard', () => {
     await detail.waitFor({ state: 'detached' });
     await screenshot(page, 'dashboard');
     expect(offHost(requested, replicaA.baseUrl)).toEqual([]);
+    expect(problems).toEqual([]);
     await page.context().close();
   }, 120_000);
 
