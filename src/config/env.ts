@@ -66,8 +66,8 @@ const configSchema = z.object({
   /** Serve the dashboard at /dashboard (built into dist/dashboard by `npm run build`). (Default: true) */
   DASHBOARD: booleanFromString.default(true),
   /**
-   * The dashboard's "dev token" buttons: anyone who can reach the API gets a token for `dev-user`
-   * or `dev-admin`. Set by `npm run dev` only; refused when NODE_ENV=production. (Default: false)
+   * The dashboard's "dev token" buttons: a browser on the same machine (at localhost) gets a token
+   * for `dev-user` or `dev-admin`. Set by `npm run dev` only; refused when NODE_ENV=production. (Default: false)
    */
   DEV_TOKENS: booleanFromString.default(false),
   /** pino log level. (Default: info) */
