@@ -10,7 +10,12 @@ export default defineConfig({
   root: fileURLToPath(new URL('.', import.meta.url)),
   base: '/dashboard/',
   publicDir: false,
-  plugins: [jobwireGraphQL({ schemaPath: fileURLToPath(new URL('../schema.graphql', import.meta.url)) })],
+  plugins: [
+    jobwireGraphQL({
+      schemaPath: fileURLToPath(new URL('../schema.graphql', import.meta.url)),
+      sharedFragmentsPath: fileURLToPath(new URL('./src/operations/fragments.graphql', import.meta.url)),
+    }),
+  ],
   oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
   build: {
     outDir: fileURLToPath(new URL('../dist/dashboard', import.meta.url)),

@@ -33,13 +33,15 @@ import type { Plugin } from 'vite';
  * - `import docs from './x.graphql'` gives each operation's text by name (with the fragments it
  *   uses); a document that does not validate fails the build, so a renamed field breaks
  *   `npm run build`, not a dashboard in production.
+ * - A document may spread the fragments of the shared file (`fragments.graphql`) as if they were
+ *   its own: the ones it uses are appended.
  * - A document may spread `...TypedJob`: it is then built once per concrete job type, selecting
  *   that type's typed `input` and `output` (`Operation@ImportMboxJob`), and once without.
  * - `virtual:job-catalogue` lists each job mutation with its arguments as the schema declares them,
  *   for the forms that start jobs, and the mutation document each form sends; and the catalogue's
  *   names (`JobTypeName`), for the filters.
  */
-export function jobwireGraphQL(options: { schemaPath: string }): Plugin {
+export function jobwireGraphQL(options: { schemaPath: string; sharedFragmentsPath: string }): Plugin {
   let schema: GraphQLSchema | null = null;
   const load = () => {
     schema ??= buildSchema(readFileSync(options.schemaPath, 'utf8'));
@@ -59,9 +61,10 @@ export function jobwireGraphQL(options: { schemaPath: string }): Plugin {
           `export const jobTypeNames = ${JSON.stringify(jobTypeNames)};`,
         ].join('\n');
       }
-      if (!id.endsWith('.graphql')) return null;
+      if (!id.endsWith('.graphql') || id === options.sharedFragmentsPath) return null;
       this.addWatchFile(options.schemaPath);
-      const source = readFileSync(id, 'utf8');
+      this.addWatchFile(options.sharedFragmentsPath);
+      const source = withSharedFragments(readFileSync(id, 'utf8'), readFileSync(options.sharedFragmentsPath, 'utf8'));
       const operations: [string, string][] = [];
       for (const [suffix, text] of variantsOf(source, load())) {
         checkDocument(load(), text, id);
@@ -82,6 +85,34 @@ function checkDocument(schema: GraphQLSchema, text: string, source: string): voi
   if (problems.length) throw new Error(`${source} does not match schema.graphql:\n${problems.map((problem) => `  ${problem}`).join('\n')}`);
 }
 
+/** The document with the shared fragments it spreads (and the ones those spread) appended. */
+function withSharedFragments(text: string, shared: string): string {
+  const available = new Map<string, FragmentDefinitionNode>();
+  for (const definition of parse(shared).definitions) {
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) available.set(definition.name.value, definition);
+  }
+  const document = parse(text);
+  const own = new Set(
+    document.definitions.flatMap((definition) => (definition.kind === Kind.FRAGMENT_DEFINITION ? [definition.name.value] : [])),
+  );
+  const added = new Map<string, FragmentDefinitionNode>();
+  const pending = spreadsOf(document);
+  while (pending.length) {
+    const name = pending.pop()!;
+    const fragment = available.get(name);
+    if (own.has(name) || added.has(name) || !fragment) continue;
+    added.set(name, fragment);
+    pending.push(...spreadsOf(fragment));
+  }
+  return added.size ? `${text}\n${[...added.values()].map((fragment) => print(fragment)).join('\n')}` : text;
+}
+
+function spreadsOf(node: ASTNode): string[] {
+  const names: string[] = [];
+  visit(node, { FragmentSpread: (spread) => void names.push(spread.name.value) });
+  return names;
+}
+
 /**
  * Each operation of a document as its own text, with just the fragments it uses (transitively),
  * so the page sends one operation per request.
@@ -91,11 +122,6 @@ function operationsOf(text: string): [string, string][] {
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const definition of document.definitions)
     if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
-  const spreadsOf = (node: ASTNode): string[] => {
-    const names: string[] = [];
-    visit(node, { FragmentSpread: (spread) => void names.push(spread.name.value) });
-    return names;
-  };
   return document.definitions.flatMap((definition): [string, string][] => {
     if (definition.kind !== Kind.OPERATION_DEFINITION || !definition.name) return [];
     const used = new Set<string>();

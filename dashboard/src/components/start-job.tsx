@@ -183,23 +183,11 @@ function ArgumentField({ spec, path, value, onChange, onFile, accounts }: FieldP
       />
     );
   } else if (spec.name === 'accountId' && spec.type === 'ID' && !spec.list && accounts.length > 0) {
-    control = (
-      <select
-        id={id}
-        required={spec.required}
-        aria-describedby={described}
-        value={String(value ?? '')}
-        onChange={(event) => onChange((event.target as HTMLSelectElement).value || undefined)}
-      >
-        <option value="">{spec.required ? 'Choose an account' : 'None'}</option>
-        {accounts.map((account) => (
-          <option key={account.id} value={account.id}>
-            {account.name}
-            {account.email ? ` <${account.email}>` : ''}
-          </option>
-        ))}
-      </select>
-    );
+    const options = accounts.map((account): [string, string] => [
+      account.id,
+      account.email ? `${account.name} <${account.email}>` : account.name,
+    ]);
+    control = choice(id, spec, described, value, onChange, spec.required ? 'Choose an account' : 'None', options);
   } else if (spec.kind === 'ENUM' && spec.list) {
     const chosen = new Set((value as string[] | undefined) ?? []);
     return (
@@ -224,22 +212,8 @@ function ArgumentField({ spec, path, value, onChange, onFile, accounts }: FieldP
       </fieldset>
     );
   } else if (spec.kind === 'ENUM') {
-    control = (
-      <select
-        id={id}
-        required={spec.required}
-        aria-describedby={described}
-        value={String(value ?? '')}
-        onChange={(event) => onChange((event.target as HTMLSelectElement).value || undefined)}
-      >
-        <option value="">{spec.required ? `Choose ${spec.name}` : 'Default'}</option>
-        {spec.values!.map((option) => (
-          <option key={option} value={option}>
-            {option}
-          </option>
-        ))}
-      </select>
-    );
+    const options = spec.values!.map((option): [string, string] => [option, option]);
+    control = choice(id, spec, described, value, onChange, spec.required ? `Choose ${spec.name}` : 'Default', options);
   } else if (spec.type === 'Boolean' && !spec.list) {
     control = (
       <select
@@ -288,6 +262,34 @@ function ArgumentField({ spec, path, value, onChange, onFile, accounts }: FieldP
       {control}
       {hint}
     </div>
+  );
+}
+
+/** A choice of `[value, label]` options, with a blank first one (`blank`: what choosing none means). */
+function choice(
+  id: string,
+  spec: ArgumentSpec,
+  described: string | undefined,
+  value: unknown,
+  onChange: (value: unknown) => void,
+  blank: string,
+  options: [string, string][],
+): preact.JSX.Element {
+  return (
+    <select
+      id={id}
+      required={spec.required}
+      aria-describedby={described}
+      value={String(value ?? '')}
+      onChange={(event) => onChange((event.target as HTMLSelectElement).value || undefined)}
+    >
+      <option value="">{blank}</option>
+      {options.map(([optionValue, label]) => (
+        <option key={optionValue} value={optionValue}>
+          {label}
+        </option>
+      ))}
+    </select>
   );
 }
 
