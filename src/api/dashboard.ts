@@ -103,7 +103,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 
 /** Serves everything under /dashboard: the page, its assets, its settings and (in development) dev tokens. */
 export async function serveDashboard(config: Config, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-  if (path === `${DASHBOARD_PATH}/settings.json`) return sendJson(res, 200, { devTokens: config.DEV_TOKENS });
+  if (path === `${DASHBOARD_PATH}/settings.json`) return sendJson(res, 200, { devTokens: config.DEV_TOKENS && isLocalBrowser(req) });
   if (path === `${DASHBOARD_PATH}/dev-token`) return devToken(config, req, res);
   if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed');
 
@@ -142,21 +142,22 @@ export async function serveDashboard(config: Config, req: IncomingMessage, res: 
 async function devToken(config: Config, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (!config.DEV_TOKENS) return sendJson(res, 404, { error: 'dev tokens are off (DEV_TOKENS=false)' });
   if (req.method !== 'POST') return sendJson(res, 405, { error: 'POST ?role=user or ?role=admin' });
-  const host = String(req.headers.host ?? '');
-  const origin = req.headers.origin;
-  if (
-    !isLoopback(req.socket.remoteAddress) ||
-    !/^(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(host) ||
-    (origin !== undefined && origin !== `http://${host}`)
-  ) {
+  if (!isLocalBrowser(req))
     return sendJson(res, 403, { error: 'dev tokens are handed out only to a browser on this machine, at localhost' });
-  }
   const role = new URL(req.url ?? '/', 'http://local').searchParams.get('role');
   if (role !== 'user' && role !== 'admin') return sendJson(res, 400, { error: 'role must be user or admin' });
   const token = await mintToken(config.JWT_SECRET, { sub: `dev-${role}`, role, ttlSeconds: 12 * 3600 });
   sendJson(res, 200, { token });
 }
 
-function isLoopback(address: string | undefined): boolean {
-  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
+/** A request from this machine, to a loopback name, and (when it says) from a page of this origin. */
+function isLocalBrowser(req: IncomingMessage): boolean {
+  const address = req.socket.remoteAddress;
+  const host = String(req.headers.host ?? '');
+  const origin = req.headers.origin;
+  return (
+    (address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1') &&
+    /^(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(host) &&
+    (origin === undefined || origin === `http://${host}`)
+  );
 }

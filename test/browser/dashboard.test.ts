@@ -9,6 +9,7 @@
 import { request as httpRequest } from 'node:http';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintToken } from '../../src/auth/tokens.js';
 import { launchChromium, offHost, recordRequests, screenshot } from '../helpers/browser.js';
 import { gqlOk, gqlUpload } from '../helpers/graphql-client.js';
 import { CREATE_ACCOUNT, IMPORT_MBOX } from '../helpers/fragments.js';
@@ -178,6 +179,13 @@ describe('the dashboard', () => {
     await row(asDave.page, daveJob).waitFor({ timeout: 20_000 });
     expect(await asDave.page.getByText('Signed in as').textContent()).toContain('dave');
     expect(await row(asDave.page, erinJob).count()).toBe(0);
+    // A link with a forged token (claiming admin) is checked by the API before it replaces dave's.
+    const forged = await mintToken('not-the-secret-0123456789abcdefghijklmnop', { sub: 'mallory', role: 'admin' });
+    await asDave.page.goto(`${replicaA.baseUrl}/dashboard#token=${forged}`);
+    await asDave.page.getByRole('button', { name: 'Sign in as mallory' }).click();
+    await asDave.page.getByText(/refused the link's token \(UNAUTHENTICATED\)/).waitFor();
+    await asDave.page.getByRole('button', { name: 'Stay dave' }).click();
+    await row(asDave.page, daveJob).waitFor({ timeout: 20_000 });
     await asDave.page.context().close();
 
     const admin = await env.token('root', 'admin');
@@ -255,7 +263,7 @@ describe('the dashboard', () => {
     // Paused, the retried imports wait PENDING, where the page can see them.
     await gqlOk(replicaB.url, admin, 'mutation { pauseJobType(type: import_mbox) { paused } }');
     try {
-      await page.getByRole('button', { name: 'Select failed and cancelled' }).click();
+      await page.getByRole('button', { name: 'Select loaded failed and cancelled' }).click();
       await page.getByRole('button', { name: 'Retry selected (2)' }).click();
       await page.getByText(/Retrying 2 jobs/).waitFor({ timeout: 20_000 });
       for (const jobId of failed)

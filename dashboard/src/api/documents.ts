@@ -27,3 +27,4 @@ export const JobLogLines = operation(jobDetail, 'JobLogLines');
 export const CancelJob = operation(jobDetail, 'CancelJob');
 export const RetryJob = operation(jobDetail, 'RetryJob');
 export const Overview = operation(overview, 'Overview');
+export const TokenCheck = operation(overview, 'TokenCheck');

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { forgetSession, restoreSession, type Session, saveSession } from '../api/session';
 import { JobListModel } from '../model/job-list';
 import { useStore } from '../model/store';
@@ -74,6 +74,9 @@ function Dashboard({ session, onSignOut }: { session: Session; onSignOut(reason:
   }, [list]);
   useStore(list);
   const overview = useOverview(session);
+  // Signed in: the page's title takes the focus the sign-in form had.
+  const title = useRef<HTMLHeadingElement>(null);
+  useEffect(() => title.current?.focus(), []);
   const [openJob, setOpenJob] = useState<{ id: string; typename: string | null } | null>(null);
   const open = useCallback((id: string, typename: string | null) => setOpenJob({ id, typename }), []);
   const closeJob = useCallback(() => setOpenJob(null), []);
@@ -84,9 +87,11 @@ function Dashboard({ session, onSignOut }: { session: Session; onSignOut(reason:
   }, [refused, onSignOut]);
 
   return (
-    <div class="layout">
+    <div class={openJob ? 'layout has-detail' : 'layout'}>
       <header class="top">
-        <h1>Jobwire</h1>
+        <h1 tabIndex={-1} ref={title}>
+          Jobwire
+        </h1>
         <p class="who">
           Signed in as <strong>{session.subject}</strong> {session.admin ? '(admin: every owner’s jobs)' : '(your jobs)'}
         </p>

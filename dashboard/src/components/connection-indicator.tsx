@@ -15,7 +15,8 @@ const LABELS: Record<ConnectionState, string> = {
 export function ConnectionIndicator({ state, main = true }: { state: ConnectionState; main?: boolean }) {
   const attribute = state === 'connecting' ? 'reconnecting' : state;
   return (
-    <p class={`connection is-${attribute}`} role="status" data-connection={main ? attribute : undefined}>
+    // Only the page's own indicator is a live region: one "Reconnecting…" is enough.
+    <p class={`connection is-${attribute}`} role={main ? 'status' : undefined} data-connection={main ? attribute : undefined}>
       <span class="dot" aria-hidden="true" />
       {LABELS[state]}
     </p>

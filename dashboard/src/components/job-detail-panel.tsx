@@ -36,7 +36,12 @@ export function JobDetailPanel({
 
   useEffect(() => {
     heading.current?.focus();
-    const onKey = (event: KeyboardEvent) => event.key === 'Escape' && onClose();
+    const onKey = (event: KeyboardEvent) => {
+      const target = event.target as HTMLElement | null;
+      // Escape in a field elsewhere on the page (the start form, the filters) belongs to that field.
+      const typingElsewhere = target?.matches('input, textarea, select') && !target.closest('.detail');
+      if (event.key === 'Escape' && !typingElsewhere) onClose();
+    };
     document.addEventListener('keydown', onKey);
     const returnTo = opener.current;
     return () => {
@@ -76,16 +81,25 @@ export function JobDetailPanel({
       {job && (
         <>
           <div class="detail-status">
+            <span class="visually-hidden">Status:</span>
             <span class={`badge status-${job.status.toLowerCase()}`}>{job.status.toLowerCase()}</span>
+            {/* One polite announcement per status, for a job that runs while you read something else. */}
+            <span class="visually-hidden" aria-live="polite">
+              {typeLabel(job.type)} job {job.status.toLowerCase()}
+            </span>
             <JobProgress job={job} />
             <div class="actions">
               {!FINAL_STATUSES.includes(job.status) && (
-                <button type="button" onClick={() => model.cancel()} disabled={job.cancelRequestedAt !== null}>
+                <button
+                  type="button"
+                  onClick={() => model.cancel().then(() => heading.current?.focus())}
+                  disabled={job.cancelRequestedAt !== null}
+                >
                   {job.cancelRequestedAt ? 'Cancelling…' : 'Cancel job'}
                 </button>
               )}
               {(job.status === 'FAILED' || job.status === 'CANCELLED') && (
-                <button type="button" onClick={() => model.retry()}>
+                <button type="button" onClick={() => model.retry().then(() => heading.current?.focus())}>
                   Retry job
                 </button>
               )}

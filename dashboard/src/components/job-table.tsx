@@ -28,7 +28,7 @@ export function JobTable({
   const [scrollTop, setScrollTop] = useState(0);
   const [viewport, setViewport] = useState(600);
   const [selected, setSelected] = useState<Set<string>>(new Set());
-  const [notice, setNotice] = useState<string | null>(null);
+  const [noticeText, setNotice] = useState<string | null>(null);
 
   useEffect(() => {
     const element = scroller.current!;
@@ -76,6 +76,9 @@ export function JobTable({
     }
   };
   const columns = showOwner ? 7 : 6;
+  const filtered = list.filter.types.length + list.filter.statuses.length + list.filter.tags.length > 0;
+  const notice = useRef<HTMLParagraphElement>(null);
+  useEffect(() => notice.current?.focus(), [noticeText]);
 
   return (
     <div class="job-list">
@@ -90,19 +93,19 @@ export function JobTable({
           disabled={retryable.length === 0}
           onClick={() => setSelected(new Set(retryable.slice(0, 100).map((row) => row.id)))}
         >
-          Select failed and cancelled
+          Select loaded failed and cancelled
         </button>
         <button type="button" disabled={selection.length === 0} onClick={retrySelected}>
           Retry selected ({selection.length})
         </button>
-        {notice && (
-          <p role="status" class="notice">
-            {notice}
+        {noticeText && (
+          <p role="status" class="notice" tabIndex={-1} ref={notice}>
+            {noticeText}
           </p>
         )}
       </div>
       <div class="job-scroller" ref={scroller} onScroll={(event) => setScrollTop((event.target as HTMLDivElement).scrollTop)}>
-        <table class="job-table" aria-rowcount={rows.length + 1}>
+        <table class="job-table" aria-label="Jobs, newest first" aria-rowcount={rows.length + 1}>
           <thead>
             <tr aria-rowindex={1}>
               <th scope="col">
@@ -141,12 +144,17 @@ export function JobTable({
                       type="button"
                       class="link"
                       onClick={() => onOpen(job.id, job.__typename ?? null)}
-                      aria-label={`Open ${typeLabel(job.type)} job ${job.id}`}
+                      aria-label={`Open ${typeLabel(job.type)} job ${job.id.slice(0, 8)}`}
                     >
                       {typeLabel(job.type)}
-                    </button>
+                    </button>{' '}
                     <span class="job-id">{job.id.slice(0, 8)}</span>
-                    {job.tags.length > 0 && <span class="tags">{job.tags.join(' ')}</span>}
+                    {job.tags.length > 0 && (
+                      <>
+                        {' '}
+                        <span class="tags">{job.tags.join(' ')}</span>
+                      </>
+                    )}
                   </td>
                   {showOwner && <td class="owner">{job.ownerId ?? 'system'}</td>}
                   <td>
@@ -171,7 +179,9 @@ export function JobTable({
             )}
           </tbody>
         </table>
-        {!list.loading && rows.length === 0 && <p class="empty">No jobs yet. Start one below.</p>}
+        {!list.loading && rows.length === 0 && (
+          <p class="empty">{filtered ? 'No jobs match these filters.' : 'No jobs yet. Start one with the form beside the list.'}</p>
+        )}
       </div>
       {list.hasMore && (
         <button type="button" class="load-more" disabled={list.loadingMore} onClick={() => list.loadMore()}>

@@ -1,4 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
+import { TokenCheck } from '../api/documents';
+import { type GraphQLRequestError, request } from '../api/graphql';
 import { saveSession, type Session } from '../api/session';
 
 /**
@@ -74,20 +76,45 @@ export function SignIn({ notice, onSignIn }: { notice: string | null; onSignIn(s
 
 const who = (session: Session) => `${session.subject} (${session.admin ? 'admin' : 'user'})`;
 
-/** A link carried a token: the reader decides whether to use it (see restoreSession). */
+/**
+ * A link carried a token: the reader decides whether to use it (see restoreSession), and the API
+ * checks it before it replaces the one in use (its claims are only what the link says until then).
+ */
 export function LinkSignIn({ offered, current, onChoose }: { offered: Session; current: Session | null; onChoose(use: boolean): void }) {
+  const [problem, setProblem] = useState<string | null>(null);
+  const [checking, setChecking] = useState(false);
+  const accept = async () => {
+    setChecking(true);
+    try {
+      await request(offered.token, TokenCheck);
+      onChoose(true);
+    } catch (error) {
+      const refused = error as GraphQLRequestError;
+      setProblem(`The API refused the link's token (${refused.code}): ${refused.message}`);
+      setChecking(false);
+    }
+  };
   return (
     <main class="sign-in">
       <h1>Jobwire dashboard</h1>
       <p role="alert">
-        This link signs you in as <strong>{who(offered)}</strong>. Only use it if you expected to: whatever you start or upload will belong
-        to {offered.subject}.
+        This link carries a token for <strong>{who(offered)}</strong>. Only use it if you expected to: whatever you start or upload will
+        belong to {offered.subject}.
       </p>
       {current && <p>You are signed in as {who(current)}.</p>}
+      {problem && (
+        <p role="alert" class="error">
+          {problem}
+        </p>
+      )}
       <p>
-        <button type="button" onClick={() => onChoose(true)}>
-          Sign in as {offered.subject}
-        </button>{' '}
+        {!problem && (
+          <>
+            <button type="button" disabled={checking} onClick={accept}>
+              Sign in as {offered.subject}
+            </button>{' '}
+          </>
+        )}
         <button type="button" onClick={() => onChoose(false)}>
           {current ? `Stay ${current.subject}` : 'Ignore the link'}
         </button>

@@ -28,7 +28,9 @@ export function StartJob({
   accounts: Account[];
   onStarted(jobId: string, typename: string): void;
 }) {
-  const [mutation, setMutation] = useState(startableForms[0]?.mutation ?? '');
+  const [mutation, setMutation] = useState(
+    (startableForms.find((form) => form.mutation === 'importMbox') ?? startableForms[0])?.mutation ?? '',
+  );
   const form = startableForms.find((candidate) => candidate.mutation === mutation);
   return (
     <div class="start-job">
@@ -138,8 +140,12 @@ function ArgumentField({ spec, path, value, onChange, onFile, accounts }: FieldP
       {spec.required ? ' (required)' : ''}
     </label>
   );
-  const hint = spec.description ? <small id={`${id}-hint`}>{spec.description}</small> : null;
-  const described = spec.description ? `${id}-hint` : undefined;
+  const noAccounts = spec.name === 'accountId' && accounts.length === 0;
+  const help = noAccounts
+    ? `${spec.description ?? ''} You have no accounts yet: create one in GraphiQL with createAccount(input: { name }).`.trim()
+    : spec.description;
+  const hint = help ? <small id={`${id}-hint`}>{help}</small> : null;
+  const described = help ? `${id}-hint` : undefined;
 
   if (spec.kind === 'INPUT_OBJECT') {
     const nested = (value as Values | undefined) ?? {};

@@ -25,7 +25,7 @@ export function ThroughputChart({ list }: { list: JobListModel }) {
       {
         width: Math.max(240, element.clientWidth),
         height: HEIGHT,
-        legend: { show: true },
+        legend: { show: false },
         cursor: { drag: { x: false, y: false } },
         scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
         axes: [{}, { size: 40, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }],
@@ -55,7 +55,8 @@ export function ThroughputChart({ list }: { list: JobListModel }) {
     <figure class="throughput" data-completed={completed} data-failed={failed}>
       <div ref={holder} role="img" aria-label={`Last hour: ${completed} jobs completed, ${failed} failed`} />
       <figcaption>
-        {completed.toLocaleString()} completed, {failed.toLocaleString()} failed in the last hour (per minute)
+        <span class="key completed" aria-hidden="true" /> {completed.toLocaleString()} completed,{' '}
+        <span class="key failed" aria-hidden="true" /> {failed.toLocaleString()} failed in the last hour (per minute)
       </figcaption>
     </figure>
   );
