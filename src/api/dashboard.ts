@@ -1,17 +1,16 @@
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
 import { mintToken } from '../auth/tokens.js';
 import type { Config } from '../config/env.js';
+import { type StaticFile, sendStaticFile, sendText, staticFile } from './static-files.js';
 
 /**
  * The dashboard at /dashboard: a static single-page app (sources in `dashboard/`, built into
  * dist/dashboard by `npm run build`) that speaks only the public GraphQL API of the replica that
- * served it. Files are read once and kept in memory (about 100 KB), gzipped for clients that take
+ * served it. Files are read once and kept in memory (about 150 KB), gzipped for clients that take
  * it; hashed assets are cached forever, the page itself is revalidated. Its CSP allows this origin
  * only, so the page cannot load or send anything elsewhere.
  */
@@ -39,14 +38,6 @@ const CONTENT_TYPES: Record<string, string> = {
   '.woff2': 'font/woff2',
 };
 
-interface StaticFile {
-  body: Buffer;
-  gzipped: Buffer | null;
-  type: string;
-  etag: string;
-  immutable: boolean;
-}
-
 /**
  * Where the built app is: dist/dashboard, seen from the sources (src/api, under tsx or vitest) or
  * from the compiled server (dist/src/api). The sources' own `dashboard/` holds an index.html too,
@@ -73,17 +64,10 @@ function loadFiles(): Promise<Map<string, StaticFile> | null> {
     if (!directory) return null;
     const map = new Map<string, StaticFile>();
     for (const path of await filesUnder(directory)) {
-      const body = await readFile(path);
       const urlPath = `${DASHBOARD_PATH}/${relative(directory, path).split(sep).join('/')}`;
       const type = CONTENT_TYPES[extname(path)] ?? 'application/octet-stream';
-      const compressible = /^(text\/|application\/json|image\/svg)/.test(type) && body.length > 1024;
-      map.set(urlPath, {
-        body,
-        gzipped: compressible ? gzipSync(body) : null,
-        type,
-        etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`,
-        immutable: urlPath.startsWith(`${DASHBOARD_PATH}/assets/`),
-      });
+      // Vite names assets by their content's hash: cacheable forever. The page itself is not.
+      map.set(urlPath, await staticFile(await readFile(path), type, urlPath.startsWith(`${DASHBOARD_PATH}/assets/`)));
     }
     return map;
   })().catch((error: unknown) => {
@@ -91,10 +75,6 @@ function loadFiles(): Promise<Map<string, StaticFile> | null> {
     throw error;
   });
   return files;
-}
-
-function sendText(res: ServerResponse, status: number, text: string): void {
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff' }).end(text);
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -117,21 +97,7 @@ export async function serveDashboard(config: Config, req: IncomingMessage, res: 
   const file = built.get(path === DASHBOARD_PATH || path === `${DASHBOARD_PATH}/` ? `${DASHBOARD_PATH}/index.html` : path);
   if (!file) return sendText(res, 404, 'not found');
 
-  const gzip = file.gzipped !== null && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
-  const headers: Record<string, string | number> = {
-    'content-type': file.type,
-    'cache-control': file.immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
-    etag: file.etag,
-    vary: 'accept-encoding',
-    'x-content-type-options': 'nosniff',
-    'referrer-policy': 'no-referrer',
-    'content-security-policy': CONTENT_SECURITY_POLICY,
-  };
-  if (req.headers['if-none-match'] === file.etag) return void res.writeHead(304, headers).end();
-  const body = gzip ? file.gzipped! : file.body;
-  if (gzip) headers['content-encoding'] = 'gzip';
-  res.writeHead(200, { ...headers, 'content-length': body.length });
-  res.end(req.method === 'HEAD' ? undefined : body);
+  sendStaticFile(req, res, file, { 'referrer-policy': 'no-referrer', 'content-security-policy': CONTENT_SECURITY_POLICY });
 }
 
 /**

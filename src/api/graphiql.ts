@@ -1,13 +1,13 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { GraphiQLOptions } from 'graphql-yoga';
+import { type StaticFile, sendStaticFile, sendText, staticFile } from './static-files.js';
 
 /**
  * GraphiQL served by Jobwire itself, from `@graphql-yoga/render-graphiql` in the lock file: no
  * request leaves the host (yoga's default page loads it from a CDN). The page is small; the
- * bundle (about 9 MB: GraphiQL, Monaco and its workers) is served once per version under
- * ASSET_PATH with an immutable cache header, and loaded only when someone opens the page.
+ * bundle (about 9 MB: GraphiQL, Monaco and its workers; about 2 MB gzipped) is served once per
+ * version under ASSET_PATH with an immutable cache header, and loaded only when someone opens the page.
  *
  * The caller's token is given in a field on the page or in the URL fragment (`#token=…`, which
  * never reaches the server); it is kept in the browser's localStorage and sent as the
@@ -20,29 +20,22 @@ export const GRAPHIQL_ASSET_PATH = '/graphiql/assets/';
 /** The bundle's package version, as the asset path names it. */
 export const GRAPHIQL_VERSION: string = createRequire(import.meta.url)('@graphql-yoga/render-graphiql/package.json').version;
 
-interface Asset {
-  body: Buffer;
-  type: string;
-  etag: string;
-}
-
-let assets: Promise<Map<string, Asset>> | null = null;
+let assets: Promise<Map<string, StaticFile>> | null = null;
 
 /** The bundle's files by name, read from the package on first use (not at start: it is large). */
-function loadAssets(): Promise<Map<string, Asset>> {
-  assets ??= import('@graphql-yoga/render-graphiql/graphiql').then((bundle) => {
-    const asset = (text: string, type: string): Asset => {
-      const body = Buffer.from(text, 'utf8');
-      return { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` };
-    };
+function loadAssets(): Promise<Map<string, StaticFile>> {
+  assets ??= import('@graphql-yoga/render-graphiql/graphiql').then(async (bundle) => {
+    // The version is in the path: each file is cacheable forever.
+    const asset = (text: string, type: string) => staticFile(text, type, true);
     const js = 'text/javascript; charset=utf-8';
-    return new Map([
-      ['graphiql.js', asset(bundle.js, js)],
-      ['graphiql.css', asset(bundle.css, 'text/css; charset=utf-8')],
-      ['editorWorkerService.js', asset(bundle.editorWorkerService, js)],
-      ['json.js', asset(bundle.jsonWorker, js)],
-      ['graphql.js', asset(bundle.graphqlWorker, js)],
-    ]);
+    const files: [string, string, string][] = [
+      ['graphiql.js', bundle.js, js],
+      ['graphiql.css', bundle.css, 'text/css; charset=utf-8'],
+      ['editorWorkerService.js', bundle.editorWorkerService, js],
+      ['json.js', bundle.jsonWorker, js],
+      ['graphql.js', bundle.graphqlWorker, js],
+    ];
+    return new Map(await Promise.all(files.map(async ([name, text, type]) => [name, await asset(text, type)] as const)));
   });
   return assets;
 }
@@ -51,34 +44,16 @@ function loadAssets(): Promise<Map<string, Asset>> {
 export async function serveGraphiQLAsset(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
   // Only this version's files: an old page asking a new replica (or the reverse) must not cache the wrong bundle forever.
   const [version, name = '', extra] = path.slice(GRAPHIQL_ASSET_PATH.length).split('/');
-  if (version !== encodeURIComponent(GRAPHIQL_VERSION) || extra !== undefined) {
-    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found');
-    return;
-  }
-  let asset: Asset | undefined;
+  if (version !== encodeURIComponent(GRAPHIQL_VERSION) || extra !== undefined) return sendText(res, 404, 'not found');
+  let asset: StaticFile | undefined;
   try {
     asset = (await loadAssets()).get(name);
   } catch {
     assets = null;
-    res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('GraphiQL could not be loaded');
-    return;
+    return sendText(res, 500, 'GraphiQL could not be loaded');
   }
-  if (!asset || (req.method !== 'GET' && req.method !== 'HEAD')) {
-    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found');
-    return;
-  }
-  const headers = {
-    'content-type': asset.type,
-    'cache-control': 'public, max-age=31536000, immutable',
-    etag: asset.etag,
-    'x-content-type-options': 'nosniff',
-  };
-  if (req.headers['if-none-match'] === asset.etag) {
-    res.writeHead(304, headers).end();
-    return;
-  }
-  res.writeHead(200, { ...headers, 'content-length': asset.body.length });
-  res.end(req.method === 'HEAD' ? undefined : asset.body);
+  if (!asset || (req.method !== 'GET' && req.method !== 'HEAD')) return sendText(res, 404, 'not found');
+  sendStaticFile(req, res, asset);
 }
 
 /** The operation GraphiQL opens with: it runs as is for any user with a token. */

@@ -4,7 +4,10 @@
  * SSE, and no request leaves the host. Chromium is Debian's (`.ci/run` installs it), driven by
  * playwright-core.
  */
+import { get as httpGet, type IncomingHttpHeaders } from 'node:http';
+import { gunzipSync } from 'node:zlib';
 import type { Browser } from 'playwright-core';
+import { GRAPHIQL_VERSION } from '../../src/api/graphiql.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, offHost, recordRequests, screenshot } from '../helpers/browser.js';
 import { gql, gqlOk } from '../helpers/graphql-client.js';
@@ -28,6 +31,17 @@ afterAll(async () => {
   await system?.stop();
   await env?.cleanup();
 });
+
+/** A GET as sent, without a client that decompresses on its own. */
+function rawGet(path: string, headers: Record<string, string>): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    httpGet(`${origin}${path}`, { headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+    }).on('error', reject);
+  });
+}
 
 describe('GraphiQL', () => {
   it('renders from this host only, runs the example with the fragment token, and streams a subscription over SSE', async () => {
@@ -96,6 +110,16 @@ describe('GraphiQL', () => {
     expect(await page.getByRole('textbox', { name: 'Token' }).inputValue()).toBe('');
     await page.close();
   }, 60_000);
+
+  it('sends its bundle gzipped to a client that takes it, and answers 304 to one that holds this version', async () => {
+    const path = `/graphiql/assets/${GRAPHIQL_VERSION}/graphiql.js`;
+    const plain = await rawGet(path, {});
+    const zipped = await rawGet(path, { 'accept-encoding': 'gzip' });
+    expect(zipped.headers['content-encoding']).toBe('gzip');
+    expect(gunzipSync(zipped.body).equals(plain.body)).toBe(true);
+    expect(zipped.body.length).toBeLessThan(plain.body.length / 2);
+    expect((await rawGet(path, { 'if-none-match': String(plain.headers.etag) })).status).toBe(304);
+  });
 
   it('is off with GRAPHIQL=false', async () => {
     const off = await startInProcess(env, { worker: false, vars: { GRAPHIQL: 'false' } });
