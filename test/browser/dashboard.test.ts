@@ -134,7 +134,7 @@ describe('the dashboard', () => {
     const carol = await env.token('carol');
     const accountId = await createAccount(carol, 'carol inbox');
     const { page } = await openDashboard(replicaA, carol);
-    const jobId = await importMbox(carol, accountId, 30_000, 1202);
+    const jobId = await importMbox(carol, accountId, 12_000, 1202);
     await row(page, jobId)
       .getByRole('button', { name: /^Open import mbox job/ })
       .click();
