@@ -125,10 +125,12 @@ export function renderJobwireGraphiQL(options: GraphiQLOptions, version: string)
       if (fragment) {
         history.replaceState(null, '', location.pathname + location.search);
         const stored = localStorage.getItem(KEY);
-        // A link must not swap the token in silently: someone could send one with theirs.
-        if (!stored || stored === fragment || confirm('This link carries a token for ' + who(fragment) + '. Use it instead of yours (' + who(stored) + ')?')) {
-          localStorage.setItem(KEY, fragment);
-        }
+        // A link's token is never taken silently, even with none stored: someone could send one with
+        // theirs, and what you then run would act on their account.
+        const question = stored
+          ? 'This link carries a token for ' + who(fragment) + '. Use it instead of yours (' + who(stored) + ')?'
+          : 'This link signs you in as ' + who(fragment) + '. Use it?';
+        if (stored === fragment || confirm(question)) localStorage.setItem(KEY, fragment);
       }
       const token = localStorage.getItem(KEY) || '';
       const field = document.getElementById('token');

@@ -263,6 +263,8 @@ describe('the dashboard', () => {
     // Paused, the retried imports wait PENDING, where the page can see them.
     await gqlOk(replicaB.url, admin, 'mutation { pauseJobType(type: import_mbox) { paused } }');
     try {
+      // The per-type table marks it paused as it happens (jobTypeChanged), on the other replica.
+      await page.locator('[data-count-type="import_mbox"] .badge.paused').waitFor({ timeout: 20_000 });
       await page.getByRole('button', { name: 'Select loaded failed and cancelled' }).click();
       await page.getByRole('button', { name: 'Retry selected (2)' }).click();
       await page.getByText(/Retrying 2 jobs/).waitFor({ timeout: 20_000 });
@@ -276,6 +278,7 @@ describe('the dashboard', () => {
     } finally {
       await gqlOk(replicaB.url, admin, 'mutation { resumeJobType(type: import_mbox) { paused } }');
     }
+    await page.locator('[data-count-type="import_mbox"] .badge.paused').waitFor({ state: 'detached', timeout: 20_000 });
     await page.context().close();
   }, 120_000);
 

@@ -53,10 +53,17 @@ describe('GraphiQL', () => {
       if (new URL(request.url()).pathname === '/graphql' && request.method() === 'POST') sentTokens.push(request.headers().authorization);
     });
 
+    // The page asks before a link's token signs anyone in.
+    const questions: string[] = [];
+    page.on('dialog', (dialog) => {
+      questions.push(dialog.message());
+      void dialog.accept();
+    });
     await page.goto(`${origin}/graphql#token=${admin}`);
     // The fragment is read, kept in the browser, and taken off the address bar.
     await waitFor('the token to leave the address bar', () => !page.url().includes('#token'));
     expect(await page.getByRole('textbox', { name: 'Token' }).inputValue()).toBe(admin);
+    expect(questions).toEqual(['This link signs you in as root (admin). Use it?']);
 
     const run = page.getByRole('button', { name: /execute/i }).first();
     await run.waitFor({ timeout: 30_000 });

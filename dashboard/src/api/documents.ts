@@ -28,3 +28,4 @@ export const CancelJob = operation(jobDetail, 'CancelJob');
 export const RetryJob = operation(jobDetail, 'RetryJob');
 export const Overview = operation(overview, 'Overview');
 export const TokenCheck = operation(overview, 'TokenCheck');
+export const JobTypeChanges = operation(overview, 'JobTypeChanges');
