@@ -147,7 +147,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(['JWT_SECRET: the development default is refused when NODE_ENV=production']);
   }
   if (config.NODE_ENV === 'production' && config.DEV_TOKENS) {
-    throw new ConfigError(['DEV_TOKENS: hands out admin tokens to anyone, refused when NODE_ENV=production']);
+    throw new ConfigError(['DEV_TOKENS: the dev-token buttons hand out admin tokens; refused when NODE_ENV=production']);
   }
   return config;
 }
