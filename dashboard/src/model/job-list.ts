@@ -7,6 +7,8 @@ import type { JobCount, JobEvent, JobListFilter, JobRow, JobStatus, ThroughputMi
 
 /** Rows fetched per page of history. */
 export const PAGE_SIZE = 50;
+/** How long a first read that found the API away waits before it tries again. */
+const START_RETRY_MS = 2_000;
 /** Minutes the throughput chart covers. */
 export const THROUGHPUT_MINUTES = 60;
 
@@ -93,7 +95,12 @@ export class JobListModel extends Store {
         },
       });
     } catch (error) {
-      this.fail(error as GraphQLRequestError);
+      const refused = error as GraphQLRequestError;
+      if (refused.code !== 'NETWORK' || this.stopped) return this.fail(refused);
+      // The API is away (a replica restarting): try again, as the stream itself would.
+      this.connection = 'reconnecting';
+      this.changed();
+      setTimeout(() => void (this.stopped || this.start()), START_RETRY_MS);
     }
   }
 
@@ -118,6 +125,7 @@ export class JobListModel extends Store {
     this.changed();
     try {
       this.addPage(await this.fetchPage(this.endCursor, false));
+      this.error = null;
     } catch (error) {
       this.error = error as GraphQLRequestError;
     } finally {
