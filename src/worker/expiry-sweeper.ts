@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { type AnyJobDeclaration, releaseJobInput } from '../engine/define-job.js';
 import { expireJobs, toEventMessage } from '../engine/job-store.js';
 import type { Services } from '../services.js';
+import { PeriodicTask } from './periodic-task.js';
 
 /** Jobs one sweep ends at most; a larger backlog is taken in the next sweeps. */
 const SWEEP_LIMIT = 500;
@@ -13,31 +14,25 @@ const SWEEP_LIMIT = 500;
  * never runs after its expiry whether or not a sweep saw it first.
  */
 export class ExpirySweeper {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  private readonly task: PeriodicTask;
 
   constructor(
     private readonly services: Services,
     private readonly declarations: readonly AnyJobDeclaration[],
-  ) {}
-
-  start(): void {
-    const tick = () => {
-      this.running = this.sweepOnce()
-        .then(() => undefined)
-        .catch((error) => this.services.logger.warn({ err: error }, 'expiry sweep failed'))
-        .finally(() => {
-          this.running = null;
-          if (this.timer) this.timer = setTimeout(tick, this.services.config.EXPIRY_SWEEP_INTERVAL_MS);
-        });
-    };
-    this.timer = setTimeout(tick, this.services.config.EXPIRY_SWEEP_INTERVAL_MS);
+  ) {
+    this.task = new PeriodicTask(
+      () => this.sweepOnce(),
+      services.config.EXPIRY_SWEEP_INTERVAL_MS,
+      (error) => services.logger.warn({ err: error }, 'expiry sweep failed'),
+    );
   }
 
-  async close(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running;
+  start(): void {
+    this.task.start();
+  }
+
+  close(): Promise<void> {
+    return this.task.close();
   }
 
   /** One sweep; returns how many jobs it ended. */

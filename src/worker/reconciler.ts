@@ -8,6 +8,7 @@ import { applyJobTypePauses } from '../engine/job-type-control.js';
 import { closeOrphanedAttempts, rowToJob, STALLED_ERROR, toEventMessage, updateJob } from '../engine/job-store.js';
 import { topics } from '../pubsub/topics.js';
 import type { Services } from '../services.js';
+import { PeriodicTask } from './periodic-task.js';
 
 /** Rows changed more recently than this are left alone: their enqueue or progress is in flight. */
 const GRACE_MS = 5_000;
@@ -24,32 +25,26 @@ const stalled = { outcome: 'STALLED', error: STALLED_ERROR } as const;
  * pauses (or resumes) each type's queue as PostgreSQL records it.
  */
 export class Reconciler {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  private readonly task: PeriodicTask;
   private readonly lockValue = randomUUID();
 
   constructor(
     private readonly services: Services,
     private readonly declarations: readonly AnyJobDeclaration[],
-  ) {}
-
-  start(): void {
-    const tick = () => {
-      this.running = this.reconcileOnce()
-        .then(() => undefined)
-        .catch((error) => this.services.logger.warn({ err: error }, 'reconcile pass failed'))
-        .finally(() => {
-          this.running = null;
-          if (this.timer) this.timer = setTimeout(tick, this.services.config.RECONCILE_INTERVAL_MS);
-        });
-    };
-    this.timer = setTimeout(tick, Math.min(1_000, this.services.config.RECONCILE_INTERVAL_MS));
+  ) {
+    this.task = new PeriodicTask(
+      () => this.reconcileOnce(),
+      services.config.RECONCILE_INTERVAL_MS,
+      (error) => services.logger.warn({ err: error }, 'reconcile pass failed'),
+    );
   }
 
-  async close(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running;
+  start(): void {
+    this.task.start(Math.min(1_000, this.services.config.RECONCILE_INTERVAL_MS));
+  }
+
+  close(): Promise<void> {
+    return this.task.close();
   }
 
   /** One pass; returns how many rows it repaired. */

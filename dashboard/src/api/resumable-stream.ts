@@ -1,4 +1,4 @@
-import { GraphQLRequestError, subscribe } from './graphql';
+import { type GraphQLRequestError, subscribe } from './graphql';
 
 /**
  * `live`: the stream is open; `reconnecting`: it dropped and the page is getting it back (also
@@ -109,5 +109,3 @@ export function resumableStream<T>(options: ResumableStreamOptions<T>): () => vo
     dispose?.();
   };
 }
-
-export { GraphQLRequestError };

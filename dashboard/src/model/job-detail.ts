@@ -81,19 +81,20 @@ export class JobDetailModel extends Store {
   }
 
   async cancel(): Promise<void> {
-    await this.act('cancel', () => request(this.session.token, CancelJob, { id: this.jobId }));
+    await this.act(CancelJob, 'Cancel requested.');
   }
 
   async retry(): Promise<void> {
-    await this.act('retry', () => request(this.session.token, RetryJob, { id: this.jobId }));
+    await this.act(RetryJob, 'Retry queued.');
   }
 
-  private async act(name: string, action: () => Promise<unknown>): Promise<void> {
+  /** Runs a mutation on this job; `done` is what the page then says. */
+  private async act(mutation: string, done: string): Promise<void> {
     this.notice = null;
     this.error = null;
     try {
-      await action();
-      this.notice = name === 'cancel' ? 'Cancel requested.' : 'Retry queued.';
+      await request(this.session.token, mutation, { id: this.jobId });
+      this.notice = done;
     } catch (error) {
       this.error = error as GraphQLRequestError;
     }
