@@ -42,7 +42,7 @@ export async function createServices(config: Config, processName: string): Promi
     positions,
     logger,
     pollIntervalMs: config.STREAM_POLL_INTERVAL_MS,
-    doorbell: (ring) => pubsub.listen(topics.allJobs(), ring),
+    doorbell: (ring) => pubsub.listen(topics.jobChanges(), ring),
   });
   return {
     config,

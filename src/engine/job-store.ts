@@ -253,10 +253,10 @@ const CHANGE_MARKS = [
  * open attempt; `alsoCte` is one more step on `changed` (its parameters come last). Returns the
  * statement and the parameters it adds after the UPDATE's own.
  */
-function withStatusLog(update: string, attemptEnd?: AttemptEnd, alsoCte?: string): { sql: string; params: unknown[] } {
+function withStatusLog(update: string, attemptEnd?: AttemptEnd, alsoCte?: string, returning = '*'): { sql: string; params: unknown[] } {
   const closing = attemptEnd ? `, ${closeOpenAttempt(attemptEnd.outcome, attemptEnd.number !== undefined)}` : '';
   return {
-    sql: `WITH changed AS (${update} RETURNING *),
+    sql: `WITH changed AS (${update} RETURNING ${returning}),
     logged AS (INSERT INTO job_status_change (job_id, status_before) SELECT id, previous_status FROM changed WHERE previous_status <> status)${closing}${alsoCte ? `, ${alsoCte}` : ''}
     SELECT * FROM changed`,
     params: attemptEnd
@@ -328,16 +328,57 @@ export async function updateJob(
  * died, or BullMQ found it stalled and handed the job on.
  */
 export async function startJob(em: EntityManager, id: string, worker: string): Promise<JobRecord | null> {
+  return (await startJobs(em, [id], worker)).get(id) ?? null;
+}
+
+/**
+ * `startJob` for many jobs in one statement (the worker's group commit): the jobs that started,
+ * by id; an id missing from the answer was refused, as `startJob` would have refused it.
+ */
+export async function startJobs(em: EntityManager, ids: readonly string[], worker: string): Promise<Map<string, JobRecord>> {
   const statement = withStatusLog(
     `UPDATE job SET status = 'ACTIVE', attempts = attempts + 1, started_at = clock_timestamp(), run_at = NULL,
         message = CASE WHEN starts_with(message, '${OWNER_SLOT_WAITING}') THEN NULL ELSE message END, ${CHANGE_MARKS.join(', ')}
-      WHERE id = ? AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL
+      WHERE id = ANY(?::uuid[]) AND status IN ('PENDING', 'DELAYED', 'ACTIVE') AND cancel_requested_at IS NULL
         AND (expires_at IS NULL OR started_at IS NOT NULL OR expires_at > clock_timestamp())`,
     { outcome: 'STALLED', error: STALLED_ERROR },
     'opened AS (INSERT INTO job_attempt (job_id, run, number, started_at, worker) SELECT id, run, attempts, started_at, ? FROM changed)',
   );
-  const rows: Row[] = await em.getConnection().execute(statement.sql, [id, ...statement.params, worker], 'all');
-  return rows[0] ? rowToJob(rows[0]) : null;
+  const rows: Row[] = await em.getConnection().execute(statement.sql, [pgArray(ids), ...statement.params, worker], 'all');
+  return new Map(rows.map((row) => [String(row.id), rowToJob(row)]));
+}
+
+/** A worker's successful end of its attempt of a job: what `completeJobs` writes for it. */
+export interface Completion {
+  id: string;
+  /** The attempt that ended: only that attempt of the job's current run is closed. */
+  attempt: number;
+  processed: number | null;
+  total: number | null;
+  result: unknown;
+}
+
+/**
+ * Marks jobs COMPLETED in one statement (the worker's group commit), each only while it is still
+ * ACTIVE, closing each one's own attempt: the jobs completed, by id. An id missing from the answer
+ * was not ACTIVE any more (a cancel or a stall got there first), as `updateJob` would have refused it.
+ */
+export async function completeJobs(em: EntityManager, completions: readonly Completion[]): Promise<Map<string, JobRecord>> {
+  // Each row closes its own attempt, `done.attempt`, carried through `changed` as `ended_attempt`.
+  const statement = withStatusLog(
+    `UPDATE job SET status = 'COMPLETED', progress = 100, processed = done.processed, total = done.total, result = done.result,
+        error = NULL, finished_at = clock_timestamp(), ${CHANGE_MARKS.join(', ')}
+       FROM jsonb_to_recordset(?::jsonb) AS done(id uuid, attempt int, processed int, total int, result jsonb)
+      WHERE job.id = done.id AND job.status = 'ACTIVE'`,
+    undefined,
+    `closed AS (UPDATE job_attempt a SET finished_at = clock_timestamp(), outcome = 'COMPLETED', error = NULL
+       FROM changed WHERE a.job_id = changed.id AND a.finished_at IS NULL AND a.run = changed.run AND a.number = changed.ended_attempt)`,
+    'job.*, done.attempt AS ended_attempt',
+  );
+  const rows: Row[] = await em
+    .getConnection()
+    .execute(statement.sql, [JSON.stringify(completions.map((c) => ({ ...c, result: c.result ?? null })))], 'all');
+  return new Map(rows.map((row) => [String(row.id), rowToJob(row)]));
 }
 
 /** How the message of a job waiting for its owner's slot (`ownerConcurrency`) starts; its start clears it. */

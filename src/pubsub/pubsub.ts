@@ -35,11 +35,17 @@ export class JobPubSub {
     await pipeline.exec();
   }
 
-  /** Announces a job's new state to its own subscribers and to every dashboard, in one round trip. */
+  /** Announces a job's new state on its own channel and rings the change feed, in one round trip. */
   async publishJobEvent(event: JobEventMessage): Promise<void> {
+    await this.publishJobEvents([event]);
+  }
+
+  /** Announces several jobs' new states, each on its own channel, with one ring of the change feed, in one round trip. */
+  async publishJobEvents(events: readonly JobEventMessage[]): Promise<void> {
+    if (events.length === 0) return;
     await this.publishMany([
-      [topics.job(event.job.id), event],
-      [topics.allJobs(), event],
+      ...events.map((event): [Topic<unknown>, unknown] => [topics.job(event.job.id), event]),
+      [topics.jobChanges(), { changes: events.length }],
     ]);
   }
 

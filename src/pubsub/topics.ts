@@ -24,6 +24,12 @@ export interface JobEventMessage {
   job: JobWire;
 }
 
+/** Some jobs changed: rings every replica's change feed, which reads what changed from PostgreSQL. */
+export interface JobChangeBell {
+  /** How many job changes this ring announces (one ring may stand for a whole batch). */
+  changes: number;
+}
+
 /** Asks whichever sidecar runs the job to abort it. */
 export interface CancelRequestMessage {
   jobId: string;
@@ -43,8 +49,8 @@ export interface JobTypeChangeMessage {
 export const topics = {
   /** Events of one job, for `jobProgress`. */
   job: (jobId: string) => ({ channel: `job:${jobId}`, payload: undefined as unknown as JobEventMessage }),
-  /** Events of every job, for `jobEvents` dashboards. */
-  allJobs: () => ({ channel: 'jobs', payload: undefined as unknown as JobEventMessage }),
+  /** The change feed's doorbell: some job changed (see `JobChangeBell`). */
+  jobChanges: () => ({ channel: 'jobs', payload: undefined as unknown as JobChangeBell }),
   /** New lines in one job's log, for `jobLogs`. */
   jobLog: (jobId: string) => ({ channel: `log:${jobId}`, payload: undefined as unknown as JobLogMessage }),
   /** Job types paused or resumed, for `jobTypeChanged`. */

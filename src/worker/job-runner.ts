@@ -10,12 +10,14 @@ import { appendJobLog } from '../engine/job-log.js';
 import { MAX_METADATA_BYTES } from '../engine/json-values.js';
 import {
   type AttemptEnd,
+  type Completion,
+  completeJobs,
   expireJobs,
   findJob,
   isTerminal,
   OWNER_SLOT_WAITING,
   STALLED_ERROR,
-  startJob,
+  startJobs,
   toEventMessage,
   updateJob,
 } from '../engine/job-store.js';
@@ -27,6 +29,7 @@ import { bullTelemetry } from '../observability/tracing.js';
 import { createRedis } from '../queue/redis.js';
 import type { Services } from '../services.js';
 import { JobLogWriter } from './job-log-writer.js';
+import { GroupCommit } from './group-commit.js';
 import { ProgressReporter } from './progress-reporter.js';
 
 const MAX_ERROR_LENGTH = 2_000;
@@ -65,6 +68,13 @@ export class JobRunner {
   private readonly workerLabel = `${hostname()}:${process.pid}`;
   /** Each owner's running jobs per type, for types with `ownerConcurrency`. */
   private readonly ownerSlots: CountedLeases;
+  /**
+   * The two transitions every job makes, group-committed across the concurrent jobs of every type:
+   * one statement and one event pipeline per batch (see GroupCommit). A job's own transitions
+   * still happen in order: its completion is asked for only after its start was answered.
+   */
+  private readonly starts: GroupCommit<string, JobRecord | null>;
+  private readonly completions: GroupCommit<Completion, JobRecord | null>;
 
   constructor(
     private readonly services: Services,
@@ -72,6 +82,24 @@ export class JobRunner {
   ) {
     const { config, queues } = services;
     this.ownerSlots = new CountedLeases(queues.connection, `${config.REDIS_PREFIX}:owner-slots`, { ttlMs: 2 * config.STALLED_INTERVAL_MS });
+    this.starts = new GroupCommit(
+      async (ids) => this.publishedInOrder(ids, await startJobs(services.orm.em.fork() as EntityManager, ids, this.workerLabel)),
+      (id) => id,
+    );
+    this.completions = new GroupCommit(
+      async (ends) =>
+        this.publishedInOrder(
+          ends.map((end) => end.id),
+          await completeJobs(services.orm.em.fork() as EntityManager, ends),
+        ),
+      (end) => end.id,
+    );
+  }
+
+  /** The rows a batch wrote, in the order of `ids` (null: refused), once their events are out in one round trip. */
+  private async publishedInOrder(ids: readonly string[], written: Map<string, JobRecord>): Promise<(JobRecord | null)[]> {
+    await this.publishAll([...written.values()]);
+    return ids.map((id) => written.get(id) ?? null);
   }
 
   async start(): Promise<void> {
@@ -128,17 +156,25 @@ export class JobRunner {
   }
 
   private async publish(job: JobRecord): Promise<void> {
-    jobTransitions.labels(job.type, job.status).inc();
-    if (
-      job.startedAt &&
-      (job.status === 'COMPLETED' || job.status === 'FAILED' || job.status === 'CANCELLED' || job.status === 'DELAYED')
-    ) {
-      jobDuration.labels(job.type, job.status).observe((Date.now() - job.startedAt.getTime()) / 1000);
+    await this.publishAll([job]);
+  }
+
+  /** Counts the transitions and announces them, in one round trip; a failed announcement is logged, never thrown. */
+  private async publishAll(jobs: readonly JobRecord[]): Promise<void> {
+    if (jobs.length === 0) return;
+    for (const job of jobs) {
+      jobTransitions.labels(job.type, job.status).inc();
+      if (
+        job.startedAt &&
+        (job.status === 'COMPLETED' || job.status === 'FAILED' || job.status === 'CANCELLED' || job.status === 'DELAYED')
+      ) {
+        jobDuration.labels(job.type, job.status).observe((Date.now() - job.startedAt.getTime()) / 1000);
+      }
     }
     try {
-      await this.services.pubsub.publishJobEvent(toEventMessage(job));
+      await this.services.pubsub.publishJobEvents(jobs.map(toEventMessage));
     } catch (error) {
-      this.services.logger.warn({ jobId: job.id, err: error }, 'could not publish a job event');
+      this.services.logger.warn({ jobIds: jobs.map((job) => job.id), err: error }, 'could not publish job events');
     }
   }
 
@@ -237,8 +273,9 @@ export class JobRunner {
     const logger = this.services.logger.child({ jobId, type: declaration.name });
     const em = orm.em.fork() as EntityManager;
 
-    // One statement in the common case; the row is read only to explain a refusal.
-    const active = await startJob(em, jobId, this.workerLabel);
+    // One statement (shared with other jobs starting now) in the common case, its event published
+    // with it; the row is read only to explain a refusal.
+    const active = await this.starts.submit(jobId);
     if (!active) {
       const row = await findJob(em, jobId);
       if (!row) throw new UnrecoverableError(`job row ${jobId} does not exist`);
@@ -261,7 +298,6 @@ export class JobRunner {
       return undefined;
     }
     const attempt = active.attempts;
-    await this.publish(active);
     logger.info({ attempt }, 'job started');
 
     const timeout = AbortSignal.timeout(declaration.options.timeoutMs);
@@ -325,22 +361,14 @@ export class JobRunner {
       const output = await declaration.handler(parsed.data, ctx);
       await flushWriters();
       const last = reporter.current;
-      const completed = await updateJob(
-        em,
-        jobId,
-        {
-          status: 'COMPLETED',
-          progress: 100,
-          processed: last.processed,
-          total: last.total ?? last.processed,
-          result: output ?? null,
-          error: null,
-          finishedAt: new Date(),
-        },
-        ['ACTIVE'],
-        { outcome: 'COMPLETED', number: attempt },
-      );
-      if (completed) await this.publish(completed);
+      // Published with the rest of its batch; refused (null) when a cancel or a stall got there first.
+      await this.completions.submit({
+        id: jobId,
+        attempt,
+        processed: last.processed,
+        total: last.total ?? last.processed,
+        result: output ?? null,
+      });
       await this.release(declaration, active, logger);
       logger.info('job completed');
       return output;
