@@ -10,10 +10,12 @@ import pg from 'pg';
 import { bulkOperationJob } from '../../src/jobs/bulk-operation.job.js';
 import { gql } from '../clients.js';
 import { size, type BenchContext } from '../context.js';
+import { cpuSeconds } from '../processes.js';
 import { measure, runConcurrent, type ScenarioResult } from '../stats.js';
 
 const CONCURRENCY = 50;
 const ROUNDS = 3;
+const WARM_UP = 2_000;
 const BULK = `mutation($input: BulkOperationInput!) { bulkOperation(input: $input) { id status } }`;
 
 const INSERT = `INSERT INTO job (id, type, status, max_attempts, priority, payload, trigger, idempotency_key, owner_id, account_id, run_at, created_at, updated_at)
@@ -62,18 +64,31 @@ export async function runEnqueue(ctx: BenchContext): Promise<ScenarioResult[]> {
     });
   };
 
+  const perJobMs = (seconds: number) => ((seconds * 1000) / (perRound * ROUNDS)).toFixed(2);
+
   try {
-    // Warm-up: connections opened, code paths compiled, on both sides.
-    await runConcurrent(200, CONCURRENCY, viaGraphql);
-    await runConcurrent(200, CONCURRENCY, viaRaw);
+    // Warm-up: connections opened, code paths compiled (the API's throughput still climbed for a
+    // couple of thousand requests after 200 of them), on both sides.
+    await runConcurrent(WARM_UP, CONCURRENCY, viaGraphql);
+    await runConcurrent(WARM_UP, CONCURRENCY, viaRaw);
     errors = 0;
-    const jobwire = { latencies: [] as number[], durationMs: 0 };
-    const raw = { latencies: [] as number[], durationMs: 0 };
+    const jobwire = { latencies: [] as number[], durationMs: 0, apiCpu: 0, clientCpu: 0 };
+    const raw = { latencies: [] as number[], durationMs: 0, clientCpu: 0 };
+    /** Runs one side's round, adding the API's and this process's (the load generator's) CPU seconds to its tally. */
+    const timed = async (side: { clientCpu: number; apiCpu?: number }, op: () => Promise<void>) => {
+      const api = await cpuSeconds(ctx.api.child.pid!);
+      const client = process.cpuUsage();
+      const result = await runConcurrent(perRound, CONCURRENCY, op);
+      const used = process.cpuUsage(client);
+      side.clientCpu += (used.user + used.system) / 1e6;
+      if (side.apiCpu !== undefined) side.apiCpu += (await cpuSeconds(ctx.api.child.pid!)) - api;
+      return result;
+    };
     for (let round = 0; round < ROUNDS; round++) {
-      const a = await runConcurrent(perRound, CONCURRENCY, viaGraphql);
+      const a = await timed(jobwire, viaGraphql);
       jobwire.latencies.push(...a.latencies);
       jobwire.durationMs += a.durationMs;
-      const b = await runConcurrent(perRound, CONCURRENCY, viaRaw);
+      const b = await timed(raw, viaRaw);
       raw.latencies.push(...b.latencies);
       raw.durationMs += b.durationMs;
       ctx.log(
@@ -94,7 +109,11 @@ export async function runEnqueue(ctx: BenchContext): Promise<ScenarioResult[]> {
         ratio,
         target: '≥ 0.5×',
         pass: ratio >= 0.5 && errors === 0,
-        notes: errors ? [`${errors} mutations returned errors`] : [],
+        notes: [
+          `CPU per job: API ${perJobMs(jobwire.apiCpu)} ms; load generator ${perJobMs(jobwire.clientCpu)} ms (GraphQL over HTTP), ${perJobMs(raw.clientCpu)} ms (raw INSERT + add)`,
+          ...(errors ? [`${errors} mutations returned errors`] : []),
+        ],
+        extra: { apiCpuSeconds: jobwire.apiCpu, clientCpuSeconds: { jobwire: jobwire.clientCpu, raw: raw.clientCpu } },
       },
     ];
   } finally {

@@ -165,23 +165,27 @@ export async function enqueueJob(deps: EnqueueDeps, request: EnqueueRequest): Pr
   const priority = options.priority ?? declaration.options.priority;
   let inserted: { job: JobRecord; created: boolean };
   try {
-    inserted = await insertJob(deps.em, {
-      id,
-      type: declaration.name,
-      status: delayMs > 0 ? 'DELAYED' : 'PENDING',
-      maxAttempts: declaration.options.attempts,
-      priority,
-      payload: prepared.input as Record<string, unknown>,
-      trigger: request.trigger,
-      idempotencyKey,
-      ownerId,
-      accountId: prepared.accountId,
-      runAt: delayMs > 0 ? new Date(Date.now() + delayMs) : null,
-      tags: options.tags ? checkTags(options.tags) : [],
-      expiresAt: options.expiresInMs != null ? new Date(Date.now() + options.expiresInMs) : null,
-      idempotencyExpiresAt: options.idempotencyTtlMs != null ? new Date(Date.now() + options.idempotencyTtlMs) : null,
-      metadata: (options.metadata as Record<string, unknown> | null | undefined) ?? {},
-    });
+    inserted = await insertJob(
+      deps.em,
+      {
+        id,
+        type: declaration.name,
+        status: delayMs > 0 ? 'DELAYED' : 'PENDING',
+        maxAttempts: declaration.options.attempts,
+        priority,
+        payload: prepared.input as Record<string, unknown>,
+        trigger: request.trigger,
+        idempotencyKey,
+        ownerId,
+        accountId: prepared.accountId,
+        runAt: delayMs > 0 ? new Date(Date.now() + delayMs) : null,
+        tags: options.tags ? checkTags(options.tags) : [],
+        expiresAt: options.expiresInMs != null ? new Date(Date.now() + options.expiresInMs) : null,
+        idempotencyExpiresAt: options.idempotencyTtlMs != null ? new Date(Date.now() + options.idempotencyTtlMs) : null,
+        metadata: (options.metadata as Record<string, unknown> | null | undefined) ?? {},
+      },
+      { isAdmin: request.isAdmin },
+    );
   } catch (error) {
     await discard(prepared);
     throw error;

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { type AttemptOutcome, TERMINAL_STATUSES, type JobRecord, type JobStatus } from '../db/entities/job.entity.js';
 import { pgArray } from '../db/sql.js';
+import { NotFoundError } from './errors.js';
 import type { JobEventMessage } from '../pubsub/topics.js';
 
 /**
@@ -152,28 +153,50 @@ export type NewJob = Pick<
  * window, if it has one), nothing is inserted and the holder is returned with `created: false`,
  * whatever its type: the caller decides whether a job of another type under the same key is an
  * answer or an error. A holder whose window has passed gives the key up to the new job.
+ *
+ * A job's account must be one its owner may use (theirs, or any for an admin): the same statement
+ * checks it, so enqueueing on an account costs one round trip, and an account missing, deleted
+ * meanwhile or someone else's is refused with NotFoundError, all alike.
  */
-export async function insertJob(em: EntityManager, job: NewJob): Promise<{ job: JobRecord; created: boolean }> {
+export async function insertJob(
+  em: EntityManager,
+  job: NewJob,
+  owner: { isAdmin: boolean },
+): Promise<{ job: JobRecord; created: boolean }> {
   const fields = Object.keys(job) as (keyof NewJob)[];
   const columns = fields.map((field) => COLUMNS[field]);
   const values = fields.map((field) => encode(field, job[field]));
+  const accountCheck = job.accountId === null ? [] : [job.accountId, job.ownerId, owner.isAdmin];
   // Between the two statements the holder can vanish or its window pass: then the key is free
   // (or freed) and the next round inserts.
   for (let round = 0; round < 3; round++) {
     const rows: Row[] = await em.getConnection().execute(
       `INSERT INTO job (${columns.join(', ')}, created_at, updated_at)
-       VALUES (${fields.map(() => '?').join(', ')}, clock_timestamp(), clock_timestamp())
+       SELECT ${fields.map(() => '?').join(', ')}, clock_timestamp(), clock_timestamp()
+        ${accountCheck.length ? 'WHERE EXISTS (SELECT 1 FROM account WHERE id = ? AND (owner_id = ? OR ?))' : ''}
        ON CONFLICT (owner_id, idempotency_key) DO NOTHING
        RETURNING *`,
-      values,
+      [...values, ...accountCheck],
       'all',
     );
     if (rows[0]) return { job: rowToJob(rows[0]), created: true };
-    const existing = await findJobByIdempotencyKey(em, job.ownerId, job.idempotencyKey!);
+    const existing = job.idempotencyKey === null ? null : await findJobByIdempotencyKey(em, job.ownerId, job.idempotencyKey);
     if (existing) return { job: existing, created: false };
-    await releaseExpiredIdempotencyKey(em, job.ownerId, job.idempotencyKey!);
+    if (job.accountId !== null && !(await mayUseAccount(em, job.accountId, job.ownerId, owner.isAdmin))) {
+      throw new NotFoundError('account', job.accountId);
+    }
+    if (job.idempotencyKey === null) throw new Error('job insert refused for no known reason');
+    await releaseExpiredIdempotencyKey(em, job.ownerId, job.idempotencyKey);
   }
   throw new Error('idempotency conflict but no job holds the key');
+}
+
+/** Whether the account exists and `ownerId` may use it (it is theirs, or they are an admin). */
+async function mayUseAccount(em: EntityManager, accountId: string, ownerId: string, isAdmin: boolean): Promise<boolean> {
+  const rows: Row[] = await em
+    .getConnection()
+    .execute('SELECT 1 FROM account WHERE id = ? AND (owner_id = ? OR ?)', [accountId, ownerId, isAdmin], 'all');
+  return rows.length > 0;
 }
 
 export async function findJob(em: EntityManager, id: string): Promise<JobRecord | null> {

@@ -28,6 +28,17 @@ export async function checkAccountAccess(em: EntityManager, accountId: string, c
   return { id: account.id, ownerId: account.owner_id };
 }
 
+/**
+ * The account a job is enqueued on, checked for form only: the job row's INSERT checks, in the
+ * same statement, that the account exists and the caller may use it (see `insertJob`), and refuses
+ * it as missing otherwise. For a `prepare` that writes nothing before the insert; one that does
+ * (an upload) checks first with `checkAccountAccess`.
+ */
+export function accountOfNewJob(accountId: string): string {
+  if (!isUuid(accountId)) throw new NotFoundError('account', accountId);
+  return accountId.toLowerCase();
+}
+
 /** The accounts of one owner, or of every owner when `ownerId` is null, oldest first (at most 1000). */
 export function listAccounts(em: EntityManager, ownerId: string | null): Promise<Account[]> {
   return em.find(Account, ownerId === null ? {} : { ownerId }, { orderBy: { createdAt: 'asc', id: 'asc' }, limit: 1000 });

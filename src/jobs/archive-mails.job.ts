@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { archiveMessages } from '../mail/archive-store.js';
 import { messageFilterSchema, selectMessageIds } from '../mail/message-filter.js';
-import { checkAccountAccess } from './access.js';
+import { accountOfNewJob } from './access.js';
 import { defineJob } from '../engine/define-job.js';
 import { InvalidInputError, PermanentJobError } from '../engine/errors.js';
 import { loadJobAccount } from './job-subjects.js';
@@ -42,8 +42,7 @@ export const archiveMailsJob = defineJob({
   async prepare({ input }, ctx) {
     const problem = checkInput(input);
     if (problem) throw new InvalidInputError(problem);
-    const account = await checkAccountAccess(ctx.em, input.accountId, ctx);
-    return { input, accountId: account.id };
+    return { input, accountId: accountOfNewJob(input.accountId) };
   },
   async handler(input, ctx) {
     const problem = checkInput(input);

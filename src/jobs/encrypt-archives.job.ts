@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { decodeKey, type Config } from '../config/env.js';
 import type { ArchiveFile } from '../db/entities/archive.entity.js';
 import { seal } from '../storage/encryption.js';
-import { checkAccountAccess } from './access.js';
+import { accountOfNewJob } from './access.js';
 import { defineJob } from '../engine/define-job.js';
 import { InvalidInputError, PermanentJobError } from '../engine/errors.js';
 import { loadJobAccount } from './job-subjects.js';
@@ -41,8 +41,8 @@ export const encryptArchivesJob = defineJob({
     .meta({ id: 'EncryptArchivesOutput' }),
   async prepare(args, ctx) {
     if (!archiveKey(ctx.config)) throw new InvalidInputError(NO_KEY_MESSAGE);
-    const account = await checkAccountAccess(ctx.em, args.accountId, ctx);
-    return { input: { accountId: account.id }, accountId: account.id };
+    const accountId = accountOfNewJob(args.accountId);
+    return { input: { accountId }, accountId };
   },
   async handler(input, ctx) {
     const key = archiveKey(ctx.config);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
 import { pgArray } from '../db/sql.js';
-import { checkAccountAccess } from './access.js';
+import { accountOfNewJob } from './access.js';
 import type { EnqueueContext, JobContext, PreparedJob } from '../engine/define-job.js';
 
 /** The privacy scans that store rows in `finding`. */
@@ -17,10 +17,10 @@ export function accountScanInput(id: string) {
 /** Mutation arguments of every account scan. */
 export const accountScanArgs = z.object({ accountId: z.guid().describe('The account to scan.') });
 
-/** The API-side step every account scan shares: the caller must own the account (or be an admin). */
+/** The API-side step every account scan shares: the caller must own the account (or be an admin), which the insert checks. */
 export async function prepareAccountScan(args: { accountId: string }, ctx: EnqueueContext): Promise<PreparedJob<{ accountId: string }>> {
-  const account = await checkAccountAccess(ctx.em, args.accountId, ctx);
-  return { input: { accountId: account.id }, accountId: account.id };
+  const accountId = accountOfNewJob(args.accountId);
+  return { input: { accountId }, accountId };
 }
 
 /** What a scan covers: the account's non-trashed messages stored up to `at`. */

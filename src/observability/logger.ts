@@ -8,18 +8,25 @@ export const SECRET_FIELD_NAMES = ['password', 'imapPassword', 'authorization', 
 /**
  * Structured JSON logs. Secret-bearing fields are redacted wherever they appear, so a careless
  * `logger.info({ settings })` cannot leak an IMAP password or a token.
+ *
+ * Written to stdout asynchronously: lines logged while a write is in flight go out together in the
+ * next one (a busy worker logs two lines per job; one write each cost more than the job), and pino
+ * flushes what is left when the process exits.
  */
 export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
-  return pino({
-    level,
-    base: { pid: process.pid, ...base },
-    redact: {
-      paths: SECRET_FIELD_NAMES.flatMap((name) => [name, `*.${name}`, `*.*.${name}`]),
-      censor: '[redacted]',
+  return pino(
+    {
+      level,
+      base: { pid: process.pid, ...base },
+      redact: {
+        paths: SECRET_FIELD_NAMES.flatMap((name) => [name, `*.${name}`, `*.*.${name}`]),
+        censor: '[redacted]',
+      },
+      serializers: { err: serializeError },
+      timestamp: pino.stdTimeFunctions.isoTime,
     },
-    serializers: { err: serializeError },
-    timestamp: pino.stdTimeFunctions.isoTime,
-  });
+    pino.destination({ dest: 1, sync: false }),
+  );
 }
 
 /** SQLSTATE-coded errors from the database driver; their messages start with the SQL, values inlined. */

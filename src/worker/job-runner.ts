@@ -326,12 +326,22 @@ export class JobRunner {
     /** Both writers flushed, so a line or a report never lands after the row's next state. */
     const flushWriters = () => Promise.all([reporter.close(), jobLog.close()]);
 
+    let handlerEm: EntityManager | undefined;
+    let jobs: JobControl | undefined;
+    const jobControl = () => {
+      jobs ??= this.jobControl(orm.em.fork() as EntityManager);
+      return jobs;
+    };
     const ctx: JobContext = {
       jobId,
       ownerId: active.ownerId,
       trigger: active.trigger,
       attempt,
-      em: orm.em.fork() as EntityManager,
+      // Forked on first use: most handlers never touch one of them, and a fork costs more than a no-op job.
+      get em(): EntityManager {
+        handlerEm ??= orm.em.fork() as EntityManager;
+        return handlerEm;
+      },
       progress: (report) => reporter.report(report),
       setMetadata: (patch) => {
         if (!reporter.setMetadata(patch)) {
@@ -350,7 +360,9 @@ export class JobRunner {
       logger,
       storage,
       config,
-      jobs: this.jobControl(orm.em.fork() as EntityManager),
+      get jobs(): JobControl {
+        return jobControl();
+      },
     };
 
     try {
