@@ -39,7 +39,7 @@ export const archiveMailsJob = defineJob({
       missing: z.number().int().describe('Messages deleted since they were picked, or whose stored bytes are gone; not archived.'),
     })
     .meta({ id: 'ArchiveMailsOutput' }),
-  async prepare({ input }, ctx) {
+  async prepare({ input }) {
     const problem = checkInput(input);
     if (problem) throw new InvalidInputError(problem);
     return { input, accountId: accountOfNewJob(input.accountId) };

@@ -56,7 +56,7 @@ export const bulkOperationJob = defineJob({
       affected: z.number().int().describe('Messages changed (already-matching ones are not counted).'),
     })
     .meta({ id: 'BulkOperationOutput' }),
-  async prepare({ input }, ctx) {
+  async prepare({ input }) {
     const problem = checkInput(input);
     if (problem) throw new InvalidInputError(problem);
     return { input, accountId: accountOfNewJob(input.accountId) };

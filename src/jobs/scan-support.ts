@@ -3,7 +3,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
 import { pgArray } from '../db/sql.js';
 import { accountOfNewJob } from './access.js';
-import type { EnqueueContext, JobContext, PreparedJob } from '../engine/define-job.js';
+import type { JobContext, PreparedJob } from '../engine/define-job.js';
 
 /** The privacy scans that store rows in `finding`. */
 export const SCAN_KINDS = ['TRACKING', 'PII'] as const;
@@ -18,7 +18,7 @@ export function accountScanInput(id: string) {
 export const accountScanArgs = z.object({ accountId: z.guid().describe('The account to scan.') });
 
 /** The API-side step every account scan shares: the caller must own the account (or be an admin), which the insert checks. */
-export async function prepareAccountScan(args: { accountId: string }, ctx: EnqueueContext): Promise<PreparedJob<{ accountId: string }>> {
+export async function prepareAccountScan(args: { accountId: string }): Promise<PreparedJob<{ accountId: string }>> {
   const accountId = accountOfNewJob(args.accountId);
   return { input: { accountId }, accountId };
 }
