@@ -9,6 +9,8 @@
  *   --quick            smaller counts (a couple of minutes instead of several)
  *   --only a,b         scenarios to run: enqueue, lifecycle, fanout, stream, idle, history, import (Default: all)
  *   --rows N           job rows seeded for `history` (Default: 1,000,000; --quick: 200,000)
+ *   --repeat N         run the scenarios N times; each row shows the median repetition, and the
+ *                      JSON keeps every repetition's figures (Default: 1)
  * Environment: BENCH_ADMIN_DATABASE_URL (Default: postgres://postgres@127.0.0.1:5432/postgres),
  * BENCH_REDIS_URL (Default: redis://127.0.0.1:6379); BENCH_CPU_PROF=<dir> writes a V8 CPU profile
  * of every process the bench starts; BENCH_DEBUG=1 prints their warnings and errors when they stop.
@@ -29,13 +31,14 @@ import { runIdle } from './scenarios/idle.js';
 import { runImport } from './scenarios/import.js';
 import { runLifecycle } from './scenarios/lifecycle.js';
 import { runStream } from './scenarios/stream.js';
-import { formatMarkdown, formatTable, type ScenarioResult } from './stats.js';
+import { combineRepeats, formatMarkdown, formatTable, type ScenarioResult } from './stats.js';
 
 const SCENARIOS = ['history', 'enqueue', 'lifecycle', 'fanout', 'stream', 'import', 'idle'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
-function parseArgs(argv: string[]): { quick: boolean; only: Scenario[]; rows: number | null } {
+function parseArgs(argv: string[]): { quick: boolean; only: Scenario[]; rows: number | null; repeat: number } {
   let quick = false;
+  let repeat = 1;
   let only: Scenario[] = [...SCENARIOS];
   let rows: number | null = null;
   for (let i = 0; i < argv.length; i++) {
@@ -54,12 +57,15 @@ function parseArgs(argv: string[]): { quick: boolean; only: Scenario[]; rows: nu
       if (unknown.length) throw new Error(`unknown scenario(s): ${unknown.join(', ')}; known: ${SCENARIOS.join(', ')}`);
       only = SCENARIOS.filter((name) => wanted.includes(name));
     } else if (arg.startsWith('--rows')) rows = Number(value());
-    else if (arg === '--help' || arg === '-h') {
+    else if (arg.startsWith('--repeat')) {
+      repeat = Number(value());
+      if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat takes a whole number of at least 1');
+    } else if (arg === '--help' || arg === '-h') {
       console.log(readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]);
       process.exit(0);
     } else throw new Error(`unknown option ${arg} (try --help)`);
   }
-  return { quick, only, rows };
+  return { quick, only, rows, repeat };
 }
 
 function packageVersions(): Record<string, string> {
@@ -104,7 +110,9 @@ async function main(): Promise<void> {
   const loadBefore = os.loadavg();
   const log = (message: string) =>
     console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0).padStart(4)} s] ${message}`);
-  log(`scenarios: ${options.only.join(', ')}${options.quick ? ' (quick)' : ''}`);
+  log(
+    `scenarios: ${options.only.join(', ')}${options.quick ? ' (quick)' : ''}${options.repeat > 1 ? `, ${options.repeat} repetitions` : ''}`,
+  );
 
   let env: BenchEnv | null = null;
   let cleaning: Promise<void> | null = null;
@@ -172,15 +180,21 @@ async function main(): Promise<void> {
       import: () => runImport(ctx),
       idle: () => runIdle(ctx),
     };
-    for (const scenario of options.only) {
-      log(`— ${scenario}`);
-      try {
-        results.push(...(await runners[scenario]()));
-      } catch (error) {
-        failures.push(`${scenario}: ${error instanceof Error ? error.message : String(error)}`);
-        log(`${scenario} failed: ${error instanceof Error ? error.stack : String(error)}`);
+    const repetitions: ScenarioResult[][] = [];
+    for (let repetition = 1; repetition <= options.repeat; repetition++) {
+      const round: ScenarioResult[] = [];
+      for (const scenario of options.only) {
+        log(`— ${scenario}${options.repeat > 1 ? ` (repetition ${repetition}/${options.repeat})` : ''}`);
+        try {
+          round.push(...(await runners[scenario]()));
+        } catch (error) {
+          failures.push(`${scenario}: ${error instanceof Error ? error.message : String(error)}`);
+          log(`${scenario} failed: ${error instanceof Error ? error.stack : String(error)}`);
+        }
       }
+      repetitions.push(round);
     }
+    results.push(...combineRepeats(repetitions));
   } finally {
     log('cleaning up: processes, bench database, Redis keys, storage');
     await cleanup();

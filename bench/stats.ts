@@ -26,6 +26,58 @@ export interface ScenarioResult {
   pass: boolean | null;
   notes: string[];
   extra?: Record<string, unknown>;
+  /** With `--repeat N`: every repetition's headline figures (this row is the median one's). */
+  repeats?: RepeatFigures[];
+}
+
+/** One repetition's headline figures of a row. */
+export interface RepeatFigures {
+  ratio: number | null;
+  pass: boolean | null;
+  jobwire: Pick<Measurement, 'throughput' | 'p50' | 'p99'> | null;
+  raw: Pick<Measurement, 'throughput' | 'p50' | 'p99'> | null;
+}
+
+const headline = (m: Measurement | null) => (m ? { throughput: m.throughput, p50: m.p50, p99: m.p99 } : null);
+
+/**
+ * Folds the rows of several repetitions into one row per scenario and variant: the repetition with
+ * the median ratio (the median p50, for rows without one) stands for it, with every repetition's
+ * figures in `repeats` and their spread in a note.
+ */
+export function combineRepeats(repetitions: ScenarioResult[][]): ScenarioResult[] {
+  if (repetitions.length === 1) return repetitions[0]!;
+  const keyOf = (r: ScenarioResult) => `${r.scenario} | ${r.variant}`;
+  const order: string[] = [];
+  const rows = new Map<string, ScenarioResult[]>();
+  for (const repetition of repetitions) {
+    for (const row of repetition) {
+      const key = keyOf(row);
+      if (!rows.has(key)) {
+        order.push(key);
+        rows.set(key, []);
+      }
+      rows.get(key)!.push(row);
+    }
+  }
+  return order.map((key) => {
+    const all = rows.get(key)!;
+    const rank = (r: ScenarioResult) => r.ratio ?? r.jobwire?.p50 ?? 0;
+    const sorted = [...all].sort((a, b) => rank(a) - rank(b));
+    const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+    const spread = (values: number[], digits: number) =>
+      values.length ? `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}` : '—';
+    const ratios = all.map((r) => r.ratio).filter((v): v is number => v !== null && Number.isFinite(v));
+    const p99s = all.map((r) => r.jobwire?.p99).filter((v): v is number => v !== undefined && Number.isFinite(v));
+    const note = `over ${all.length} repetitions (median shown): ratio ${spread(ratios, 2)}, Jobwire p99 ${spread(p99s, 1)} ms, ${
+      all.filter((r) => r.pass).length
+    } of ${all.length} within target`;
+    return {
+      ...median,
+      notes: [...median.notes, note],
+      repeats: all.map((r) => ({ ratio: r.ratio, pass: r.pass, jobwire: headline(r.jobwire), raw: headline(r.raw) })),
+    };
+  });
 }
 
 /** Nearest-rank percentile of ascending `sorted`. */

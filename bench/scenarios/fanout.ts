@@ -1,32 +1,38 @@
 /**
  * Progress fan-out: one job reports progress ~10 times a second; 1,000 `jobProgress` subscribers
- * watch it, half on each of two API replicas, half over SSE and half over WebSocket. Latency is an
- * event's `at` (the row update) to its arrival at the subscriber. A raw Redis subscriber records
- * what was published, so a missing event is counted. The baseline is Redis PUBLISH → SUBSCRIBE of
- * the same payloads at the same pace, to two subscriber connections (one per replica).
+ * watch it, half on each of two API replicas, half over SSE and half over WebSocket (one socket
+ * each), with the real graphql-sse and graphql-ws clients spread over several processes. Latency
+ * is an event's `at` (the row update) to its arrival at the subscriber.
+ *
+ * The baseline is a bare server (bench/raw-fanout-server.ts) that the same clients, in the same
+ * numbers, subscribe to; it writes each Redis message, already serialised, to every socket. Both
+ * sides report their server CPU per delivery.
+ *
+ * The stream folds: a replica that reads two changes of the job at once sends the later state
+ * only. So a subscriber's events are checked against its replica's (every subscriber of a replica
+ * must get what any of them got: a shortfall is lost), and the folded changes are counted apart.
  */
+import { type ChildProcess, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { benchProgressJob } from '../bench-jobs.js';
-import { now, subscribeSse, subscribeWs, wsConnection, type LiveSubscription } from '../clients.js';
+import { now } from '../clients.js';
 import { size, type BenchContext } from '../context.js';
-import { cpuSeconds, startApi, waitFor } from '../processes.js';
+import type { FanoutSpec, SubscriberResults, SubscriberSpec } from '../fanout-subscribers.js';
+import { cpuSeconds, freePort, root, startApi, startWorker, waitFor } from '../processes.js';
 import { measure, type ScenarioResult } from '../stats.js';
 
+const FIELD = 'jobProgress';
 const JOB_PROGRESS = `subscription($jobId: ID!) { jobProgress(jobId: $jobId) { jobId status progress processed total message at } }`;
 const INTERVAL_MS = 100;
-
-interface ProgressEvent {
-  status: string;
-  processed: number | null;
-  at: string;
-}
 
 export async function runFanout(ctx: BenchContext): Promise<ScenarioResult[]> {
   const subscribers = size(ctx, 1_000, 200);
   const steps = size(ctx, 50, 20);
-  await ctx.worker();
+  const clientProcesses = size(ctx, 4, 2);
+  const worker = await ctx.worker();
   const replicaB = await startApi(ctx.env.vars, 'api-b');
   const replicas = [ctx.api, replicaB];
   const jobId = randomUUID();
@@ -37,7 +43,7 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult[]> {
     [jobId, benchProgressJob.name, JSON.stringify(payload), ctx.userId],
   );
 
-  // What was really published on the job's channel, in order.
+  // What the worker announced on the job's channel, in order: the changes the job went through.
   const truth = new Redis(ctx.env.redisUrl);
   const published: { status: string; processed: number | null }[] = [];
   truth.on('message', (_channel, message) => {
@@ -46,145 +52,243 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult[]> {
   });
   await truth.subscribe(`${ctx.env.prefix}:job:${jobId}`);
 
-  const sockets = replicas.map(() => [] as ReturnType<typeof wsConnection>[]);
-  const subs: LiveSubscription<ProgressEvent>[] = [];
-  /** `replica/transport` of each subscriber, for the breakdown. */
-  const groups: string[] = [];
-  try {
-    // Connect in batches; every subscriber first gets the job's current state (PENDING).
-    for (let i = 0; i < subscribers; i += 100) {
-      const batch: LiveSubscription<ProgressEvent>[] = [];
-      for (let j = i; j < Math.min(subscribers, i + 100); j++) {
-        const replica = j % 2;
-        const url = replicas[replica]!.url;
-        groups.push(`${replica ? 'B' : 'A'}/${(j >> 1) % 2 === 0 ? 'SSE' : 'WS'}`);
-        if ((j >> 1) % 2 === 0) {
-          batch.push(subscribeSse<ProgressEvent>(url, ctx.userToken, 'jobProgress', JOB_PROGRESS, { jobId }));
-        } else {
-          // One WebSocket per subscriber, as separate dashboards would have.
-          const socket = wsConnection(url, ctx.userToken);
-          sockets[replica]!.push(socket);
-          batch.push(subscribeWs<ProgressEvent>(socket, 'jobProgress', JOB_PROGRESS, { jobId }));
-        }
-      }
-      await waitFor(
-        'subscribers to get the current state',
-        () => batch.every((sub) => sub.received.length > 0 || sub.errors.length > 0),
-        60_000,
-        20,
-      );
-      subs.push(...batch);
-    }
-    const failedToSubscribe = subs.filter((sub) => sub.errors.length > 0).length;
-    ctx.log(`fan-out: ${subs.length} subscribers connected (${failedToSubscribe} failed)`);
-
-    const connection = new Redis(ctx.env.redisUrl, { maxRetriesPerRequest: null });
-    const queue = new Queue(benchProgressJob.name, { connection, prefix: ctx.env.prefix });
-    const worker = await ctx.worker();
-    const cpuOf = async () => ({
-      'api-a': await cpuSeconds(ctx.api.child.pid!),
-      'api-b': await cpuSeconds(replicaB.child.pid!),
-      worker: await cpuSeconds(worker.child.pid!),
-      'bench clients': process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
+  /** Subscriber i: replica by parity, then transport by the next bit (as SSE A, SSE B, WS A, WS B, ...). */
+  const specsFor = (urlOf: (replica: number) => string): SubscriberSpec[] =>
+    Array.from({ length: subscribers }, (_, i) => {
+      const replica = i % 2;
+      const transport = (i >> 1) % 2 === 0 ? 'SSE' : 'WS';
+      return { url: urlOf(replica), transport, group: `${replica ? 'B' : 'A'}/${transport}` };
     });
-    const cpuBefore = await cpuOf();
-    const started = now();
-    await queue.add(benchProgressJob.name, payload, { jobId, attempts: 1, removeOnComplete: { count: 100 } });
-    await queue.close();
-    connection.disconnect();
-    await waitFor(
-      'every subscription to complete',
-      () => subs.every((sub) => sub.errors.length > 0 || sub.received.at(-1)?.value.status === 'COMPLETED'),
-      60_000 + steps * INTERVAL_MS * 4,
-      50,
+
+  try {
+    // Jobwire.
+    const jobwireClients = await startSubscribers(ctx, clientProcesses, {
+      token: ctx.userToken,
+      field: FIELD,
+      query: JOB_PROGRESS,
+      variables: { jobId },
+      finalStatus: 'COMPLETED',
+      subscribers: specsFor((replica) => replicas[replica]!.url),
+    });
+    ctx.log(`fan-out: ${subscribers} subscribers connected in ${clientProcesses} processes (${jobwireClients.failed} failed)`);
+    const servers = { 'api-a': ctx.api.child.pid!, 'api-b': replicaB.child.pid! };
+    const jobwireRun = await measureRun(jobwireClients, servers, { worker: worker.child.pid! }, async () => {
+      const connection = new Redis(ctx.env.redisUrl, { maxRetriesPerRequest: null });
+      const queue = new Queue(benchProgressJob.name, { connection, prefix: ctx.env.prefix });
+      await queue.add(benchProgressJob.name, payload, { jobId, attempts: 1, removeOnComplete: { count: 100 } });
+      await queue.close();
+      connection.disconnect();
+    });
+    const jobwire = analyse(jobwireRun.results, published.length, jobwireRun.durationMs);
+    ctx.log(
+      `fan-out: ${published.length} changes, ${jobwire.deliveries} deliveries, p99 ${jobwire.latency.p99.toFixed(1)} ms, ${jobwire.lost} lost, ${jobwire.folded} folded; server CPU ${perDelivery(jobwireRun.serverCpu, jobwire.deliveries)} µs per delivery`,
     );
-    const finished = now();
-    const cpuAfter = await cpuOf();
-    const cpu = Object.entries(cpuAfter)
-      .map(([name, seconds]) => `${name} ${(seconds - cpuBefore[name as keyof typeof cpuBefore]).toFixed(1)} s`)
-      .join(', ');
 
-    const latencies: number[] = [];
-    const byGroup = new Map<string, number[]>();
-    let lost = 0;
-    let extra = 0;
-    const expected = published.length;
-    for (const [i, sub] of subs.entries()) {
-      const live = sub.received.slice(1);
-      const group = byGroup.get(groups[i]!) ?? [];
-      byGroup.set(groups[i]!, group);
-      for (const event of live) {
-        const latency = event.receivedAt - Date.parse(event.value.at);
-        latencies.push(latency);
-        group.push(latency);
-      }
-      if (live.length < expected) lost += expected - live.length;
-      if (live.length > expected) extra += live.length - expected;
+    // The bare server, the same clients, the same changes at the same pace.
+    const port = await freePort();
+    const channel = `${ctx.env.prefix}:raw-fanout`;
+    const rawServer = await startWorker(
+      'bench/raw-fanout-server.ts',
+      { ...ctx.env.vars, RAW_FANOUT_PORT: String(port), RAW_FANOUT_CHANNEL: channel, RAW_FANOUT_FIELD: FIELD },
+      'raw-fanout',
+      'raw fan-out ready',
+    );
+    try {
+      const rawClients = await startSubscribers(ctx, clientProcesses, {
+        token: ctx.userToken,
+        field: FIELD,
+        query: JOB_PROGRESS,
+        variables: { jobId },
+        finalStatus: 'COMPLETED',
+        subscribers: specsFor(() => `http://127.0.0.1:${port}/graphql`),
+      });
+      const rawRun = await measureRun(rawClients, { 'raw server': rawServer.child.pid! }, {}, async () => {
+        const publisher = new Redis(ctx.env.redisUrl);
+        for (const change of published) {
+          await publisher.publish(channel, JSON.stringify({ data: { [FIELD]: { ...change, at: new Date().toISOString() } } }));
+          await new Promise((resolve) => setTimeout(resolve, INTERVAL_MS));
+        }
+        publisher.disconnect();
+      });
+      const raw = analyse(rawRun.results, published.length, rawRun.durationMs);
+      const failed = jobwireClients.failed + jobwire.errors;
+      return [
+        {
+          scenario: 'fan-out',
+          variant: `${subscribers} subscribers, 2 replicas, SSE+WS`,
+          unit: 'deliveries',
+          jobwire: jobwire.latency,
+          raw: raw.latency,
+          ratioOf: 'p99 jobwire/raw',
+          ratio: jobwire.latency.p99 / raw.latency.p99,
+          target: 'p99 < 50 ms, none lost; ≤ 20 µs server CPU per delivery',
+          pass: jobwire.latency.p99 < 50 && jobwire.lost === 0 && failed === 0 && jobwireRun.serverCpu / jobwire.deliveries <= 20e-6,
+          notes: [
+            `${published.length} changes to ${subscribers} subscribers: ${jobwire.deliveries} deliveries, ${jobwire.lost} lost, ${jobwire.folded} folded (two changes read at once, sent as the later state)${
+              failed ? `, ${failed} subscriptions failed` : ''
+            }`,
+            `server CPU per delivery: Jobwire ${perDelivery(jobwireRun.serverCpu, jobwire.deliveries)} µs (both replicas); raw ${perDelivery(rawRun.serverCpu, raw.deliveries)} µs (the same frames written to the same number of sockets)`,
+            'latency: event `at` (row update; raw: the PUBLISH) → arrival at the subscriber, real graphql-sse/graphql-ws clients in both runs',
+            `by replica/transport p50/p99 ms: ${jobwire.byGroup}; raw ${raw.byGroup}`,
+            `CPU over the Jobwire run (${(jobwireRun.durationMs / 1000).toFixed(1)} s): ${jobwireRun.cpuText}; raw run: ${rawRun.cpuText}`,
+          ],
+          extra: {
+            published: published.length,
+            lost: jobwire.lost,
+            folded: jobwire.folded,
+            subscribers,
+            serverCpuPerDeliveryUs: {
+              jobwire: (jobwireRun.serverCpu / jobwire.deliveries) * 1e6,
+              raw: (rawRun.serverCpu / raw.deliveries) * 1e6,
+            },
+          },
+        },
+      ];
+    } finally {
+      await rawServer.stop();
     }
-    const jobwire = measure(latencies, finished - started);
-    ctx.log(`fan-out: ${expected} events published, ${latencies.length} deliveries, p99 ${jobwire.p99.toFixed(1)} ms, ${lost} lost`);
-
-    const raw = await rawPubSub(ctx, expected, published);
-    return [
-      {
-        scenario: 'fan-out',
-        variant: `${subs.length} subscribers, 2 replicas, SSE+WS`,
-        unit: 'deliveries',
-        jobwire,
-        raw,
-        ratioOf: 'p99 jobwire/raw',
-        ratio: jobwire.p99 / raw.p99,
-        target: 'p99 < 50 ms, none lost',
-        pass: jobwire.p99 < 50 && lost === 0 && failedToSubscribe === 0,
-        notes: [
-          `${expected} events published to ${subs.length} subscribers; ${lost} deliveries lost${extra ? `, ${extra} unexpected` : ''}${
-            failedToSubscribe ? `, ${failedToSubscribe} subscriptions failed` : ''
-          }`,
-          'latency: event `at` (row update) → arrival at the subscriber; raw: PUBLISH → arrival, 2 subscriber connections',
-          `by replica/transport p50/p99 ms: ${[...byGroup]
-            .sort()
-            .map(([group, values]) => {
-              const m = measure(values, 1);
-              return `${group} ${m.p50.toFixed(0)}/${m.p99.toFixed(0)}`;
-            })
-            .join(', ')}`,
-          `CPU over the ${((finished - started) / 1000).toFixed(1)} s run: ${cpu}`,
-        ],
-        extra: { published: expected, lost, subscribers: subs.length },
-      },
-    ];
   } finally {
-    for (const sub of subs) sub.close();
-    await Promise.all(sockets.flat().map((socket) => socket.dispose()));
     truth.disconnect();
     await replicaB.stop();
   }
 }
 
-/** The same payloads, PUBLISHed at the same pace, to two plain SUBSCRIBE connections. */
-async function rawPubSub(ctx: BenchContext, count: number, published: unknown[]) {
-  const channel = `${ctx.env.prefix}:raw-fanout`;
-  const publisher = new Redis(ctx.env.redisUrl);
-  const listeners = [new Redis(ctx.env.redisUrl), new Redis(ctx.env.redisUrl)];
-  const latencies: number[] = [];
-  let received = 0;
-  for (const listener of listeners) {
-    listener.on('message', (_channel, message: string) => {
-      const sentAt = Number(message.slice(0, message.indexOf('|')));
-      latencies.push(now() - sentAt);
-      received++;
+const perDelivery = (cpuSeconds: number, deliveries: number) => ((cpuSeconds / deliveries) * 1e6).toFixed(1);
+
+interface Subscribers {
+  children: ChildProcess[];
+  failed: number;
+  /** Asks every process for its results once each subscriber reached the final status. */
+  collect(): Promise<SubscriberResults[]>;
+  stop(): void;
+}
+
+/** Forks `count` subscriber processes sharing `spec.subscribers`; resolves once all of them are subscribed. */
+async function startSubscribers(ctx: BenchContext, count: number, spec: FanoutSpec): Promise<Subscribers> {
+  const children = Array.from({ length: count }, (_, k) => {
+    const share = { ...spec, subscribers: spec.subscribers.filter((_, i) => i % count === k) };
+    return fork(join(root, 'bench/fanout-subscribers.ts'), {
+      execArgv: ['--import', 'tsx'],
+      env: { ...process.env, FANOUT_SPEC: JSON.stringify(share) },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
-    await listener.subscribe(channel);
-  }
-  const body = JSON.stringify(published.at(-1) ?? {});
+  });
+  const reply = <T>(child: ChildProcess, type: string) =>
+    new Promise<T>((resolve, reject) => {
+      const onMessage = (message: { type: string } & T) => {
+        if (message.type !== type) return;
+        child.off('exit', onExit);
+        child.off('message', onMessage);
+        resolve(message);
+      };
+      const onExit = (code: number | null) => reject(new Error(`fan-out subscriber process exited (${code}) before "${type}"`));
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+    });
+  const ready = await withTimeout(
+    Promise.all(children.map((child) => reply<{ failed: number }>(child, 'ready'))),
+    120_000,
+    'subscribers to get the current state',
+  );
+  ctx.log(`fan-out: ${spec.subscribers.length} subscriptions open`);
+  return {
+    children,
+    failed: ready.reduce((sum, r) => sum + r.failed, 0),
+    async collect() {
+      const results = children.map((child) => reply<{ subscribers: SubscriberResults[] }>(child, 'results'));
+      for (const child of children) child.send({ type: 'collect' });
+      return (await Promise.all(results)).flatMap((r) => r.subscribers);
+    },
+    stop() {
+      for (const child of children) child.kill();
+    },
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Runs `start` (which sets the changes going) and collects every subscriber's results, with the CPU each process used meanwhile. */
+async function measureRun(
+  clients: Subscribers,
+  servers: Record<string, number>,
+  others: Record<string, number>,
+  start: () => Promise<void>,
+) {
+  const pids: Record<string, number> = { ...servers, ...others };
+  clients.children.forEach((child, i) => {
+    pids[`subscribers ${i + 1}`] = child.pid!;
+  });
+  const before = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([name, pid]) => [name, await cpuSeconds(pid)])));
   const started = now();
-  for (let i = 0; i < count; i++) {
-    await publisher.publish(channel, `${now()}|${body}`);
-    await new Promise((resolve) => setTimeout(resolve, INTERVAL_MS));
+  try {
+    const collecting = clients.collect();
+    await start();
+    const results = await withTimeout(collecting, 120_000, 'every subscription to reach the final status');
+    const durationMs = now() - started;
+    const used = Object.fromEntries(
+      await Promise.all(Object.entries(pids).map(async ([name, pid]) => [name, (await cpuSeconds(pid)) - before[name]!])),
+    ) as Record<string, number>;
+    const serverCpu = Object.keys(servers).reduce((sum, name) => sum + used[name]!, 0);
+    const subscriberCpu = Object.entries(used)
+      .filter(([name]) => name.startsWith('subscribers'))
+      .reduce((sum, [, seconds]) => sum + seconds, 0);
+    const cpuText = [
+      ...Object.entries(used)
+        .filter(([name]) => !name.startsWith('subscribers'))
+        .map(([name, seconds]) => `${name} ${seconds.toFixed(1)} s`),
+      `subscriber processes ${subscriberCpu.toFixed(1)} s`,
+    ].join(', ');
+    return { results, durationMs, serverCpu, cpuText };
+  } finally {
+    clients.stop();
   }
-  await waitFor('raw deliveries', () => received >= count * listeners.length, 10_000, 10);
-  const result = measure(latencies, now() - started);
-  publisher.disconnect();
-  listeners.forEach((listener) => listener.disconnect());
-  return result;
+}
+
+/** Latencies, deliveries, and what was lost (short of the replica's best) or folded (short of the changes). */
+function analyse(results: SubscriberResults[], changes: number, durationMs: number) {
+  const latencies: number[] = [];
+  const groups = new Map<string, number[]>();
+  // Each subscriber's first result is the state it subscribed at, not a change.
+  const live = results.map((sub) => sub.received.slice(1));
+  const replicaOf = (sub: SubscriberResults) => sub.group.split('/')[0]!;
+  const bestOfReplica = new Map<string, number>();
+  results.forEach((sub, i) => {
+    const count = live[i]!.length;
+    bestOfReplica.set(replicaOf(sub), Math.max(bestOfReplica.get(replicaOf(sub)) ?? 0, count));
+    const group = groups.get(sub.group) ?? [];
+    groups.set(sub.group, group);
+    for (const [, , at, arrivedAt] of live[i]!) {
+      latencies.push(arrivedAt - at);
+      group.push(arrivedAt - at);
+    }
+  });
+  let lost = 0;
+  let folded = 0;
+  results.forEach((sub, i) => {
+    const best = bestOfReplica.get(replicaOf(sub))!;
+    lost += best - live[i]!.length;
+    folded += Math.max(0, changes - best);
+  });
+  return {
+    latency: measure(latencies, durationMs),
+    deliveries: latencies.length,
+    lost,
+    folded,
+    errors: results.filter((sub) => sub.errors > 0).length,
+    byGroup: [...groups]
+      .sort()
+      .map(([group, values]) => {
+        const m = measure(values, 1);
+        return `${group} ${m.p50.toFixed(0)}/${m.p99.toFixed(0)}`;
+      })
+      .join(', '),
+  };
 }

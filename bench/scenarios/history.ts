@@ -165,7 +165,8 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
     { name: 'user, no filter, with totalCount', admin: false, filter: {}, totalCount: true },
     { name: 'admin, status FAILED, with totalCount', admin: true, filter: { statuses: ['FAILED'] }, totalCount: true },
   ];
-  const iterations = size(ctx, 200, 40);
+  // At least 2,000 samples per figure: a p99 of 200 is two samples' worth, noise.
+  const iterations = size(ctx, 2_000, 200);
   const raw = new pg.Client({ connectionString: ctx.env.databaseUrl });
   await raw.connect();
   const results: ScenarioResult[] = [];
@@ -208,10 +209,13 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
       for (let i = 0; i < 10; i++) await once(null, false);
       const started = performance.now();
       if (variant.deepPages) {
-        let after: string | null = null;
-        for (let page = 0; page < variant.deepPages; page++) {
-          after = await once(after, true);
-          if (!after) break;
+        // The same walk from the first page again, until there are as many samples as the other variants have.
+        while (jobwireLatencies.length < iterations) {
+          let after: string | null = null;
+          for (let page = 0; page < variant.deepPages; page++) {
+            after = await once(after, true);
+            if (!after) break;
+          }
         }
       } else {
         for (let i = 0; i < iterations; i++) await once(null, true);
@@ -220,6 +224,7 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
       const jobwire = measure(jobwireLatencies, duration * (sum(jobwireLatencies) / (sum(jobwireLatencies) + sum(rawLatencies))));
       const baseline = measure(rawLatencies, duration * (sum(rawLatencies) / (sum(jobwireLatencies) + sum(rawLatencies))));
       const ratio = jobwire.p99 / baseline.p99;
+      const addedMsP50 = jobwire.p50 - baseline.p50;
       results.push({
         scenario: 'history',
         variant: variant.name,
@@ -228,12 +233,17 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
         raw: baseline,
         ratioOf: 'p99 jobwire/raw',
         ratio,
-        target: 'p99 < 20 ms, ≤ 1.5× raw',
-        pass: jobwire.p99 < 20 && ratio <= 1.5,
-        notes: variant.deepPages ? [`${jobwireLatencies.length} pages walked, ${rowsSeen} rows deep`] : [],
-        extra: { rows: seededRows, avgRowsPerPage: rowsSeen / jobwireLatencies.length, addedMsP50: jobwire.p50 - baseline.p50 },
+        target: 'p99 < 20 ms, ≤ 1 ms added at p50',
+        pass: jobwire.p99 < 20 && addedMsP50 <= 1,
+        notes: [
+          `added at p50: ${addedMsP50.toFixed(2)} ms over the same SQL sent directly (${jobwireLatencies.length} queries each)`,
+          ...(variant.deepPages ? [`walks of ${variant.deepPages} pages by cursor, ${rowsSeen} rows in all`] : []),
+        ],
+        extra: { rows: seededRows, avgRowsPerPage: rowsSeen / jobwireLatencies.length, addedMsP50 },
       });
-      ctx.log(`history ${variant.name}: p99 ${jobwire.p99.toFixed(1)} ms vs raw ${baseline.p99.toFixed(1)} ms`);
+      ctx.log(
+        `history ${variant.name}: p50 +${addedMsP50.toFixed(2)} ms, p99 ${jobwire.p99.toFixed(1)} ms vs raw ${baseline.p99.toFixed(1)} ms`,
+      );
     }
   } finally {
     await raw.end();
