@@ -21,7 +21,7 @@ import { benchProgressJob } from '../bench-jobs.js';
 import { now } from '../clients.js';
 import { size, type BenchContext } from '../context.js';
 import type { FanoutSpec, SubscriberResults, SubscriberSpec } from '../fanout-subscribers.js';
-import { cpuSeconds, freePort, root, startApi, startWorker, waitFor } from '../processes.js';
+import { cpuSeconds, freePort, root, startApi, startWorker } from '../processes.js';
 import { measure, type ScenarioResult } from '../stats.js';
 
 const FIELD = 'jobProgress';
