@@ -3,7 +3,7 @@
  * use (test/helpers/processes.ts, free of vitest), plus what only the bench needs: a record of every
  * child so a failed run still stops them, CPU profiles, bounded output and CPU time.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import {
   startApi as startApiProcess,
   startWorker as startWorkerProcess,
@@ -65,4 +65,24 @@ export async function cpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * CPU seconds used so far by every running process of PostgreSQL (`postgres`) and Redis
+ * (`redis-server`) on this machine, from /proc: what a scenario costs the services, beside what it
+ * costs Jobwire's processes. A backend that exits in between takes its share with it.
+ */
+export async function serviceCpuSeconds(): Promise<{ postgres: number; redis: number }> {
+  const totals = { postgres: 0, redis: 0 };
+  for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+    if (!stat) continue;
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const service = name === 'postgres' ? 'postgres' : name === 'redis-server' ? 'redis' : null;
+    if (!service) continue;
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    totals[service] += (Number(fields[11]) + Number(fields[12])) / 100;
+  }
+  return totals;
 }

@@ -14,6 +14,7 @@ import { operationSpans } from '../observability/tracing.js';
 import { GRAPHIQL_EXAMPLE, GRAPHIQL_VERSION, renderJobwireGraphiQL } from './graphiql.js';
 import { useGraphQLSSE } from './graphql-sse.js';
 import { useSseEventIds } from './sse-event-ids.js';
+import { useUploadBodyLimit } from './upload-body-limit.js';
 import { useSharedSubscriptionExecution } from '../graphql/shared-subscription-execution.js';
 import type { Services } from '../services.js';
 
@@ -42,7 +43,8 @@ export function createJobwireYoga(services: Services): JobwireYoga {
     cors: corsPolicy(listSetting(config.CORS_ORIGINS)),
     landingPage: false,
     fetchAPI: createFetch({ formDataLimits: { fileSize: config.MAX_UPLOAD_BYTES, files: 1, fieldSize: 1_000_000 } }),
-    maxRequestBodySize: config.MAX_UPLOAD_BYTES + 2_000_000, // yoga's own 25 MB body cap would undercut MAX_UPLOAD_BYTES; the margin is for the operations/map fields
+    // Uploads only, by our own plugin below (yoga's applies to every request; see useUploadBodyLimit).
+    maxRequestBodySize: false,
     graphiql: config.GRAPHIQL ? { title: 'Jobwire', defaultQuery: GRAPHIQL_EXAMPLE, subscriptionsProtocol: 'SSE' } : false,
     renderGraphiQL: (options) => renderJobwireGraphiQL(options, GRAPHIQL_VERSION),
     context: async ({ request, connectionParams }: { request: Request; connectionParams?: Record<string, unknown> }) => {
@@ -64,6 +66,8 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       ...(tracingPlugin ? [tracingPlugin] : []),
       // An Authorization header already forces a CORS preflight, so it counts as the CSRF header.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'authorization'] }),
+      // yoga's own 25 MB cap would undercut MAX_UPLOAD_BYTES; the margin is for the operations and map fields.
+      useUploadBodyLimit(config.MAX_UPLOAD_BYTES + 2_000_000),
       useGraphQLSSE(services),
       useSharedSubscriptionExecution(),
       useSseEventIds(),

@@ -223,9 +223,9 @@ function sameTypeOrRefuse(existing: JobRecord, type: string, key: string): JobRe
 }
 
 async function addToQueue(deps: EnqueueDeps, declaration: AnyJobDeclaration, job: JobRecord, delayMs: number): Promise<JobRecord> {
-  // Announced before the add: once queued, a fast worker's ACTIVE event could otherwise arrive
-  // first, and a dashboard would never see the job as new.
-  await deps.publish(job).catch(() => {});
+  // Not waited for: subscribers read the row itself from PostgreSQL (the announcement only rings
+  // their feed), so a worker's ACTIVE ring arriving first changes nothing they see.
+  void deps.publish(job).catch(() => {});
   try {
     await deps.queues.add(declaration.name, job.id, job.payload, queueOptions(declaration, deps.config, job, delayMs));
   } catch (error) {

@@ -10,6 +10,9 @@ import { topics, type JobEventMessage, type Topic } from './topics.js';
  */
 export class JobPubSub {
   private readonly engine: RedisPubSub;
+  /** Job events announced while a pipeline is in flight: they go out together in the next one. */
+  private waiting: { events: readonly JobEventMessage[]; settle: (error?: unknown) => void }[] = [];
+  private announcing = false;
 
   constructor(
     redisUrl: string,
@@ -40,13 +43,37 @@ export class JobPubSub {
     await this.publishJobEvents([event]);
   }
 
-  /** Announces several jobs' new states, each on its own channel, with one ring of the change feed, in one round trip. */
-  async publishJobEvents(events: readonly JobEventMessage[]): Promise<void> {
-    if (events.length === 0) return;
-    await this.publishMany([
-      ...events.map((event): [Topic<unknown>, unknown] => [topics.job(event.job.id), event]),
-      [topics.jobChanges(), { changes: events.length }],
-    ]);
+  /**
+   * Announces jobs' new states, each on its own channel, and rings the change feed. One pipeline
+   * is in flight at a time; what is announced meanwhile goes out in the next, with one ring for
+   * all of it: a busy process sends one write every round trip, not one per change, and every
+   * announcement leaves in the order it was made. Resolves once its pipeline was answered.
+   */
+  publishJobEvents(events: readonly JobEventMessage[]): Promise<void> {
+    if (events.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ events, settle: (error) => (error === undefined ? resolve() : reject(error)) });
+      if (!this.announcing) void this.announceWaiting();
+    });
+  }
+
+  private async announceWaiting(): Promise<void> {
+    this.announcing = true;
+    while (this.waiting.length > 0) {
+      const batch = this.waiting;
+      this.waiting = [];
+      const events = batch.flatMap((entry) => entry.events);
+      try {
+        await this.publishMany([
+          ...events.map((event): [Topic<unknown>, unknown] => [topics.job(event.job.id), event]),
+          [topics.jobChanges(), { changes: events.length }],
+        ]);
+        for (const entry of batch) entry.settle();
+      } catch (error) {
+        for (const entry of batch) entry.settle(error ?? new Error('publish failed'));
+      }
+    }
+    this.announcing = false;
   }
 
   /** Calls `onMessage` for each message until the returned function is called. */

@@ -1,55 +1,76 @@
 /**
- * Group commit: requests made while a write is in flight go out together in the next one. A quiet
+ * Group commit: requests made while writes are in flight go out together in the next one. A quiet
  * worker's request is written at once (after the current turn of the event loop, which gathers
  * what that turn asked for); a busy worker's concurrent jobs share one statement and one round trip
- * instead of one each. Requests with the same key never share a batch, so each key's requests are
- * written one after another, in the order they were made.
+ * instead of one each. Up to `maxInFlight` writes run at once, so a batch never waits behind a
+ * slow one while the database has a core to spare. Requests with the same key never share a
+ * batch and are written one after another, in the order they were made.
  */
 export class GroupCommit<Request, Answer> {
-  private pending: { request: Request; resolve: (answer: Answer) => void; reject: (error: unknown) => void }[] = [];
-  private writing = false;
+  private pending: Entry<Request, Answer>[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+  /** Keys in a write now: their next request waits for it. */
+  private readonly writingKeys = new Set<string>();
 
   /**
    * @param write writes a batch and answers each request, in order (a throw fails the whole batch)
-   * @param keyOf requests with equal keys go in different batches
-   * @param maxBatch the most requests one write takes
+   * @param keyOf requests with equal keys go in different batches, one after the other
+   * @param options.maxBatch the most requests one write takes; options.maxInFlight the most writes at once
    */
   constructor(
     private readonly write: (requests: Request[]) => Promise<Answer[]>,
     private readonly keyOf: (request: Request) => string,
-    private readonly maxBatch = 200,
+    private readonly options: { maxBatch?: number; maxInFlight?: number } = {},
   ) {}
 
   submit(request: Request): Promise<Answer> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ request, resolve, reject });
-      if (!this.writing) {
-        this.writing = true;
-        setImmediate(() => void this.drain());
-      }
+      this.pending.push({ request, key: this.keyOf(request), resolve, reject });
+      this.schedule();
     });
   }
 
-  private async drain(): Promise<void> {
-    while (this.pending.length > 0) {
-      const batch: typeof this.pending = [];
-      const keys = new Set<string>();
-      const later: typeof this.pending = [];
-      for (const entry of this.pending) {
-        const key = this.keyOf(entry.request);
-        if (batch.length < this.maxBatch && !keys.has(key)) {
-          keys.add(key);
-          batch.push(entry);
-        } else later.push(entry);
-      }
-      this.pending = later;
-      try {
-        const answers = await this.write(batch.map((entry) => entry.request));
-        batch.forEach((entry, i) => entry.resolve(answers[i]!));
-      } catch (error) {
-        for (const entry of batch) entry.reject(error);
-      }
-    }
-    this.writing = false;
+  private schedule(): void {
+    if (this.scheduled || this.pending.length === 0 || this.inFlight >= (this.options.maxInFlight ?? 2)) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.writeNext();
+    });
   }
+
+  private async writeNext(): Promise<void> {
+    const batch: Entry<Request, Answer>[] = [];
+    const later: Entry<Request, Answer>[] = [];
+    const keys = new Set<string>();
+    for (const entry of this.pending) {
+      if (batch.length < (this.options.maxBatch ?? 200) && !keys.has(entry.key) && !this.writingKeys.has(entry.key)) {
+        keys.add(entry.key);
+        batch.push(entry);
+      } else later.push(entry);
+    }
+    this.pending = later;
+    if (batch.length === 0) return;
+    this.inFlight++;
+    for (const key of keys) this.writingKeys.add(key);
+    try {
+      const answers = await this.write(batch.map((entry) => entry.request));
+      batch.forEach((entry, i) => entry.resolve(answers[i] as Answer));
+    } catch (error) {
+      for (const entry of batch) entry.reject(error);
+    } finally {
+      this.inFlight--;
+      for (const key of keys) this.writingKeys.delete(key);
+      // More may have arrived meanwhile, and a write slot is free now.
+      this.schedule();
+    }
+  }
+}
+
+interface Entry<Request, Answer> {
+  request: Request;
+  key: string;
+  resolve: (answer: Answer) => void;
+  reject: (error: unknown) => void;
 }

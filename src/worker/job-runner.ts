@@ -82,23 +82,29 @@ export class JobRunner {
   ) {
     const { config, queues } = services;
     this.ownerSlots = new CountedLeases(queues.connection, `${config.REDIS_PREFIX}:owner-slots`, { ttlMs: 2 * config.STALLED_INTERVAL_MS });
+    // Plain statements on the shared connection pool: no entity is loaded, so no EntityManager fork is needed.
+    const em = services.orm.em as EntityManager;
     this.starts = new GroupCommit(
-      async (ids) => this.publishedInOrder(ids, await startJobs(services.orm.em.fork() as EntityManager, ids, this.workerLabel)),
+      async (ids) => this.announced(ids, await startJobs(em, ids, this.workerLabel)),
       (id) => id,
     );
     this.completions = new GroupCommit(
       async (ends) =>
-        this.publishedInOrder(
+        this.announced(
           ends.map((end) => end.id),
-          await completeJobs(services.orm.em.fork() as EntityManager, ends),
+          await completeJobs(em, ends),
         ),
       (end) => end.id,
     );
   }
 
-  /** The rows a batch wrote, in the order of `ids` (null: refused), once their events are out in one round trip. */
-  private async publishedInOrder(ids: readonly string[], written: Map<string, JobRecord>): Promise<(JobRecord | null)[]> {
-    await this.publishAll([...written.values()]);
+  /**
+   * The rows a batch wrote, in the order of `ids` (null: refused), with their events sent. The
+   * jobs go on without waiting for Redis: every event leaves on the one publisher connection in
+   * the order it was sent, so a job's next event still follows this one.
+   */
+  private announced(ids: readonly string[], written: Map<string, JobRecord>): (JobRecord | null)[] {
+    void this.publishAll([...written.values()]);
     return ids.map((id) => written.get(id) ?? null);
   }
 
@@ -300,9 +306,10 @@ export class JobRunner {
     const attempt = active.attempts;
     logger.info({ attempt }, 'job started');
 
-    const timeout = AbortSignal.timeout(declaration.options.timeoutMs);
     const shutdown = this.shutdown.signal;
-    const signal = AbortSignal.any(cancelSignal ? [cancelSignal, timeout, shutdown] : [timeout, shutdown]);
+    const attemptEnds = new AttemptSignal(declaration.options.timeoutMs, [cancelSignal, shutdown]);
+    const timeout = attemptEnds.timeout;
+    const signal = attemptEnds.signal;
     const reporter = new ProgressReporter(
       async (state) => {
         const updated = await updateJob(em, jobId, state, ['ACTIVE']);
@@ -429,6 +436,8 @@ export class JobRunner {
       if (waiting) await this.publish(waiting);
       logger.warn({ err: loggable(error), attempt, retryInMs: delay }, 'attempt failed; will retry');
       throw error;
+    } finally {
+      attemptEnds.dispose();
     }
   }
 
@@ -512,6 +521,42 @@ function backoffDelay(declaration: AnyJobDeclaration, scale: number, attempt: nu
 }
 
 /** Whether `promise` settles within `ms`. */
+/**
+ * The signal a handler gets: aborted by a cancel, the attempt's timeout or the shutdown deadline,
+ * whichever comes first. One controller and one timer: AbortSignal.timeout with AbortSignal.any
+ * cost a no-op job more than its row writes (weak references, a registry, a signal each).
+ */
+class AttemptSignal {
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  private readonly sources: AbortSignal[];
+  private readonly follow = (event: Event) => this.controller.abort((event.target as AbortSignal).reason);
+  /** Whether the timeout is what ended the attempt (`aborted`, as AbortSignal.timeout's would say). */
+  readonly timeout = { aborted: false };
+
+  constructor(timeoutMs: number, sources: (AbortSignal | undefined)[]) {
+    this.sources = sources.filter((source): source is AbortSignal => source !== undefined);
+    this.timer = setTimeout(() => {
+      this.timeout.aborted = true;
+      this.controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+    }, timeoutMs).unref();
+    for (const source of this.sources) {
+      if (source.aborted) this.controller.abort(source.reason);
+      else source.addEventListener('abort', this.follow, { once: true });
+    }
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Stops the timer and the listening, once the attempt is over. */
+  dispose(): void {
+    clearTimeout(this.timer);
+    for (const source of this.sources) source.removeEventListener('abort', this.follow);
+  }
+}
+
 async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => {
