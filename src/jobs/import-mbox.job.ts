@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { Account } from '../db/entities/account.entity.js';
 import { countMboxMessages, splitMbox } from '../mail/mbox.js';
 import { storeMessages, type IncomingMessage } from '../mail/message-store.js';
-import { MalformedMessageError, parseMessage } from '../mail/parse-message.js';
+import { MessageParserPool } from '../mail/message-parser-pool.js';
+import { MalformedMessageError, type ParsedMessage } from '../mail/parse-message.js';
 import { checkAccountAccess, uploadSchema } from './access.js';
 import { defineJob } from '../engine/define-job.js';
 import { InvalidInputError, PermanentJobError } from '../engine/errors.js';
@@ -16,6 +17,9 @@ const BATCH_SIZE = 200;
 const BATCH_BYTES = 32 * 1024 * 1024;
 /** Per-message errors kept in the result; the counts cover all of them. */
 const MAX_REPORTED_ERRORS = 20;
+/** Messages sent to the parser thread ahead of the one being handled, and their bytes at most. */
+const PARSE_AHEAD = 64;
+const PARSE_AHEAD_BYTES = 16 * 1024 * 1024;
 
 export const importMboxJob = defineJob({
   name: 'import_mbox',
@@ -114,22 +118,26 @@ export const importMboxJob = defineJob({
     let batchBytes = 0;
     let index = 0;
     let bytesRead = 0;
-    for await (const entry of splitMbox(ctx.storage.stream(input.uploadKey), { maxMessageBytes })) {
-      ctx.checkpoint();
-      bytesRead += Buffer.isBuffer(entry) ? entry.length : entry.size;
+    // Parsing runs on a thread of its own, a window of messages ahead of the one handled here,
+    // which are handled in file order.
+    const parser = new MessageParserPool();
+    const ahead: { index: number; entry: Buffer | { size: number }; parsed: Promise<ParsedMessage> | null }[] = [];
+    let aheadBytes = 0;
+    const handleOldest = async () => {
+      const { index, entry, parsed } = ahead.shift()!;
       if (!Buffer.isBuffer(entry)) {
         malformed(index, `Message is larger than the ${maxMessageBytes}-byte limit (MAX_MESSAGE_BYTES): ${entry.size} bytes`);
-      } else {
+      } else if (parsed) {
+        aheadBytes -= entry.length;
         try {
-          const parsed = await parseMessage(entry);
-          batch.push({ raw: entry, parsed });
-          batchBytes += entry.length + parsed.attachments.reduce((sum, attachment) => sum + attachment.size, 0);
+          const message = await parsed;
+          batch.push({ raw: entry, parsed: message });
+          batchBytes += entry.length + message.attachments.reduce((sum, attachment) => sum + attachment.size, 0);
         } catch (error) {
           if (!(error instanceof MalformedMessageError)) throw error;
           malformed(index, error.message);
         }
       }
-      index++;
       if (batch.length >= BATCH_SIZE || batchBytes >= BATCH_BYTES) {
         // At most one batch is stored while the next is parsed, which bounds memory.
         await storing;
@@ -138,6 +146,22 @@ export const importMboxJob = defineJob({
         batch = [];
         batchBytes = 0;
       }
+    };
+    try {
+      for await (const entry of splitMbox(ctx.storage.stream(input.uploadKey), { maxMessageBytes })) {
+        ctx.checkpoint();
+        bytesRead += Buffer.isBuffer(entry) ? entry.length : entry.size;
+        const parsed = Buffer.isBuffer(entry) ? parser.parse(entry) : null;
+        // Awaited in turn by handleOldest; until then a malformed message must not count as unhandled.
+        parsed?.catch(() => {});
+        ahead.push({ index, entry, parsed });
+        if (Buffer.isBuffer(entry)) aheadBytes += entry.length;
+        index++;
+        while (ahead.length >= PARSE_AHEAD || aheadBytes >= PARSE_AHEAD_BYTES) await handleOldest();
+      }
+      while (ahead.length > 0) await handleOldest();
+    } finally {
+      await parser.close();
     }
     store(batch);
     await storing;
