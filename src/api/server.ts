@@ -79,8 +79,8 @@ export function createApiServer(services: Services): ApiServer {
 const MAX_JSON_BODY_BYTES = 1024 * 1024;
 
 /**
- * Yoga's body limit is MAX_UPLOAD_BYTES so that uploads fit; a plain JSON request gets a much
- * smaller one, checked from Content-Length before anything is read. A streamed (chunked) JSON body
+ * Uploads are limited to MAX_UPLOAD_BYTES plus a margin (useUploadBodyLimit); a plain JSON request
+ * gets a much smaller limit, checked from Content-Length before anything is read. A streamed (chunked) JSON body
  * has none to check, and GraphQL clients always send one, so it is refused.
  */
 function jsonBodyProblem(req: IncomingMessage): { status: number; code: string; message: string } | null {

@@ -2,9 +2,9 @@ import { GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 
 /**
- * yoga's request body limit (its `maxRequestBodySize`), for uploads only. Every other request
- * with a body is capped before yoga sees it (server.ts: a Content-Length is required, at most
- * 1 MiB, and Node's HTTP parser reads no byte past it), so streaming its body through yoga's
+ * yoga's request body limit (its `maxRequestBodySize`), for uploads only. Every other POST is
+ * capped before yoga sees it (server.ts: a Content-Length is required, at most 1 MiB, and Node's
+ * HTTP parser reads no byte past it; yoga reads no other method's body), so streaming its body through yoga's
  * counting transform cost each request one more stream pipeline, an AbortSignal and, when it
  * ended, a DOMException, for nothing. An upload with a Content-Length is checked from it; only a
  * streamed (chunked) one is counted as it is read.
@@ -22,8 +22,10 @@ export function useUploadBodyLimit(limit: number): Plugin {
       if (!requestParser || !request.body) return;
       setRequestParser((req) => {
         let bytesRead = 0;
+        // As yoga does: a native body needs the native TransformStream (graphql-yoga#4583).
+        const Transform = req.body instanceof ReadableStream ? globalThis.TransformStream : fetchAPI.TransformStream;
         const counted = req.body!.pipeThrough(
-          new fetchAPI.TransformStream({
+          new Transform({
             transform(chunk: Uint8Array, controller) {
               bytesRead += chunk.byteLength;
               if (bytesRead > limit) controller.error(tooLarge());

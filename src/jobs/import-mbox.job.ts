@@ -121,6 +121,9 @@ export const importMboxJob = defineJob({
     // Parsing runs on a thread of its own, a window of messages ahead of the one handled here,
     // which are handled in file order.
     const parser = new MessageParserPool();
+    // A cancel, the timeout or the shutdown ends the parsing too, even while a parse is awaited.
+    const stopParsing = () => void parser.close();
+    ctx.signal.addEventListener('abort', stopParsing, { once: true });
     const ahead: { index: number; entry: Buffer | { size: number }; parsed: Promise<ParsedMessage> | null }[] = [];
     let aheadBytes = 0;
     const handleOldest = async () => {
@@ -161,6 +164,7 @@ export const importMboxJob = defineJob({
       }
       while (ahead.length > 0) await handleOldest();
     } finally {
+      ctx.signal.removeEventListener('abort', stopParsing);
       await parser.close();
     }
     store(batch);

@@ -33,8 +33,10 @@ export class MessageParserPool {
     });
   }
 
+  /** Stops the thread; whatever was not parsed yet is rejected. */
   async close(): Promise<void> {
     this.thread.removeAllListeners('exit');
+    this.fail(new Error('the message parser was closed'));
     await this.thread.terminate();
   }
 

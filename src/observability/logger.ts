@@ -15,8 +15,7 @@ export const SECRET_FIELD_NAMES = ['password', 'imapPassword', 'authorization', 
  * last FLUSH_INTERVAL_MS of lines.
  */
 export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
-  setInterval(() => destination.flush(), FLUSH_INTERVAL_MS).unref();
+  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: FLUSH_INTERVAL_MS });
   return pino(
     {
       level,

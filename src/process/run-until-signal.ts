@@ -38,6 +38,8 @@ export async function runUntilSignal(name: string, start: () => Promise<Running>
     } finally {
       await stopTracing();
     }
+    // The log goes out in blocks: the last one written before exiting, whole and in order.
+    await new Promise<void>((resolve) => running.logger.flush(() => resolve()));
     process.exit(code);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

@@ -82,7 +82,9 @@ export class JobPubSub {
     return () => this.engine.unsubscribe(id);
   }
 
+  /** Closes the connections once the announcements made so far have gone out (or failed). */
   async close(): Promise<void> {
+    while (this.announcing) await new Promise((resolve) => setImmediate(resolve));
     await this.engine.close();
   }
 

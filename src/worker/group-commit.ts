@@ -4,7 +4,8 @@
  * what that turn asked for); a busy worker's concurrent jobs share one statement and one round trip
  * instead of one each. Up to `maxInFlight` writes run at once, so a batch never waits behind a
  * slow one while the database has a core to spare. Requests with the same key never share a
- * batch and are written one after another, in the order they were made.
+ * batch and are written one after another, in the order they were made. A batch that fails is
+ * written again request by request, so only the request at fault fails.
  */
 export class GroupCommit<Request, Answer> {
   private pending: Entry<Request, Answer>[] = [];
@@ -58,7 +59,9 @@ export class GroupCommit<Request, Answer> {
       const answers = await this.write(batch.map((entry) => entry.request));
       batch.forEach((entry, i) => entry.resolve(answers[i] as Answer));
     } catch (error) {
-      for (const entry of batch) entry.reject(error);
+      if (batch.length === 1) batch[0]!.reject(error);
+      // One bad request (a value the statement refuses) must not fail the others: each goes again alone.
+      else for (const entry of batch) await this.write([entry.request]).then(([answer]) => entry.resolve(answer as Answer), entry.reject);
     } finally {
       this.inFlight--;
       for (const key of keys) this.writingKeys.delete(key);

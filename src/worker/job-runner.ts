@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { DelayedError, UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'bullmq';
 import type { EntityManager } from '@mikro-orm/postgresql';
@@ -81,6 +82,8 @@ export class JobRunner {
     private readonly declarations: readonly AnyJobDeclaration[],
   ) {
     const { config, queues } = services;
+    // Every running attempt listens to it (see AttemptSignal): more than Node's default of 10 is no leak.
+    setMaxListeners(0, this.shutdown.signal);
     this.ownerSlots = new CountedLeases(queues.connection, `${config.REDIS_PREFIX}:owner-slots`, { ttlMs: 2 * config.STALLED_INTERVAL_MS });
     // Plain statements on the shared connection pool: no entity is loaded, so no EntityManager fork is needed.
     const em = services.orm.em as EntityManager;
@@ -168,16 +171,16 @@ export class JobRunner {
   /** Counts the transitions and announces them, in one round trip; a failed announcement is logged, never thrown. */
   private async publishAll(jobs: readonly JobRecord[]): Promise<void> {
     if (jobs.length === 0) return;
-    for (const job of jobs) {
-      jobTransitions.labels(job.type, job.status).inc();
-      if (
-        job.startedAt &&
-        (job.status === 'COMPLETED' || job.status === 'FAILED' || job.status === 'CANCELLED' || job.status === 'DELAYED')
-      ) {
-        jobDuration.labels(job.type, job.status).observe((Date.now() - job.startedAt.getTime()) / 1000);
-      }
-    }
     try {
+      for (const job of jobs) {
+        jobTransitions.labels(job.type, job.status).inc();
+        if (
+          job.startedAt &&
+          (job.status === 'COMPLETED' || job.status === 'FAILED' || job.status === 'CANCELLED' || job.status === 'DELAYED')
+        ) {
+          jobDuration.labels(job.type, job.status).observe((Date.now() - job.startedAt.getTime()) / 1000);
+        }
+      }
       await this.services.pubsub.publishJobEvents(jobs.map(toEventMessage));
     } catch (error) {
       this.services.logger.warn({ jobIds: jobs.map((job) => job.id), err: error }, 'could not publish job events');
@@ -520,7 +523,6 @@ function backoffDelay(declaration: AnyJobDeclaration, scale: number, attempt: nu
   return declaration.options.backoff.type === 'fixed' ? base : base * 2 ** (attempt - 1);
 }
 
-/** Whether `promise` settles within `ms`. */
 /**
  * The signal a handler gets: aborted by a cancel, the attempt's timeout or the shutdown deadline,
  * whichever comes first. One controller and one timer: AbortSignal.timeout with AbortSignal.any
@@ -557,6 +559,7 @@ class AttemptSignal {
   }
 }
 
+/** Whether `promise` settles within `ms`. */
 async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => {
