@@ -6,6 +6,7 @@
  * Parent → child: `FANOUT_SPEC` in the environment, then `{ type: 'collect' }`.
  * Child → parent: `{ type: 'ready', failed }` once every subscription got its first result, then
  * `{ type: 'results', subscribers }` once each one got a result with `finalStatus` (or failed).
+ * The parent ends the process (its IPC channel keeps it alive until then).
  */
 import { type LiveSubscription, subscribeSse, subscribeWs, wsConnection } from './clients.js';
 
@@ -69,9 +70,9 @@ process.on('message', (message: { type: string }) => {
         errors: sub.errors.length,
       }));
       await send({ type: 'results', subscribers });
+      // The parent reads this process's CPU time next and then ends it: it must still be there.
       for (const sub of subscriptions) sub.close();
       await Promise.all([...sockets.values()].map((socket) => socket.dispose()));
-      process.disconnect();
     },
   );
 });

@@ -67,13 +67,15 @@ export async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** CPU seconds used so far by each running process of PostgreSQL (`postgres`) and Redis (`redis-server`), by pid. */
+export type ServiceCpu = Map<string, { service: 'postgres' | 'redis'; seconds: number }>;
+
 /**
- * CPU seconds used so far by every running process of PostgreSQL (`postgres`) and Redis
- * (`redis-server`) on this machine, from /proc: what a scenario costs the services, beside what it
- * costs Jobwire's processes. A backend that exits in between takes its share with it.
+ * What PostgreSQL and Redis cost a scenario, beside what it costs Jobwire's processes: read with
+ * `serviceCpu()` before and after, and compare with `serviceCpuUsed`.
  */
-export async function serviceCpuSeconds(): Promise<{ postgres: number; redis: number }> {
-  const totals = { postgres: 0, redis: 0 };
+export async function serviceCpu(): Promise<ServiceCpu> {
+  const found: ServiceCpu = new Map();
   for (const pid of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(pid)) continue;
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
@@ -82,7 +84,17 @@ export async function serviceCpuSeconds(): Promise<{ postgres: number; redis: nu
     const service = name === 'postgres' ? 'postgres' : name === 'redis-server' ? 'redis' : null;
     if (!service) continue;
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    totals[service] += (Number(fields[11]) + Number(fields[12])) / 100;
+    found.set(pid, { service, seconds: (Number(fields[11]) + Number(fields[12])) / 100 });
   }
-  return totals;
+  return found;
+}
+
+/** The CPU seconds each service used between two readings, over the processes alive at both (a backend that exited in between is left out). */
+export function serviceCpuUsed(before: ServiceCpu, after: ServiceCpu): { postgres: number; redis: number } {
+  const used = { postgres: 0, redis: 0 };
+  for (const [pid, later] of after) {
+    const earlier = before.get(pid);
+    if (earlier) used[later.service] += later.seconds - earlier.seconds;
+  }
+  return used;
 }

@@ -8,7 +8,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { benchNoopJob } from '../bench-jobs.js';
 import { size, type BenchContext } from '../context.js';
-import { cpuSeconds, serviceCpuSeconds, startWorker, waitFor } from '../processes.js';
+import { cpuSeconds, serviceCpu, serviceCpuUsed, startWorker, waitFor } from '../processes.js';
 import { measure, type ScenarioResult } from '../stats.js';
 
 const RAW_QUEUE = 'bench_raw_noop';
@@ -82,12 +82,12 @@ export async function runLifecycle(ctx: BenchContext): Promise<ScenarioResult[]>
     /** Drains one side's round, adding its worker's (and PostgreSQL's and Redis's) CPU seconds to the side's tally. */
     const timed = async (side: typeof jobwire, pid: number, queue: Queue, type: string) => {
       const before = await cpuSeconds(pid);
-      const services = await serviceCpuSeconds();
+      const services = await serviceCpu();
       const result = await drain(ctx, queue, type, perRound);
       side.cpu += (await cpuSeconds(pid)) - before;
-      const after = await serviceCpuSeconds();
-      side.postgres += after.postgres - services.postgres;
-      side.redis += after.redis - services.redis;
+      const used = serviceCpuUsed(services, await serviceCpu());
+      side.postgres += used.postgres;
+      side.redis += used.redis;
       return result;
     };
     for (let round = 0; round < ROUNDS; round++) {

@@ -15,7 +15,7 @@ export class GroupCommit<Request, Answer> {
   private readonly writingKeys = new Set<string>();
 
   /**
-   * @param write writes a batch and answers each request, in order (a throw fails the whole batch)
+   * @param write writes a batch and answers each request, in order (after a throw, each request is written again alone)
    * @param keyOf requests with equal keys go in different batches, one after the other
    * @param options.maxBatch the most requests one write takes; options.maxInFlight the most writes at once
    */
