@@ -118,7 +118,7 @@ describe('ownership', () => {
     const bobDash = subscribe<{ jobEvents: any }>('sse', system.url, bob, 'subscription { jobEvents { jobId type status } }');
     const adminDash = subscribe<{ jobEvents: any }>('ws', system.url, admin, 'subscription { jobEvents { jobId type status } }');
     const bobAccount = (await gqlOk<{ createAccount: { id: string } }>(system.url, bob, CREATE_ACCOUNT, { name: 'bob' })).createAccount.id;
-    // Give both subscriptions time to be registered with Redis: wait until the admin sees a marker job.
+    // Both subscriptions are live once each has seen a marker job of bob's (jobEvents without `after` starts from now).
     const upload = (token: string, accountId: string) =>
       gqlUpload<{ importMbox: { id: string } }>(
         system.url,
@@ -134,7 +134,11 @@ describe('ownership', () => {
     let bobJob = '';
     await waitFor('dashboards to receive events', async () => {
       bobJob = (await upload(bob, bobAccount)).data!.importMbox.id;
-      return adminDash.results.some((r) => r.data?.jobEvents.jobId === bobJob);
+      const seen = (dashboard: typeof bobDash) => dashboard.results.some((r) => r.data?.jobEvents.jobId === bobJob);
+      return waitFor('the marker on both dashboards', () => seen(adminDash) && seen(bobDash), 2_000, 10).then(
+        () => true,
+        () => false,
+      );
     });
     const aliceJob = (await upload(alice, aliceAccountId)).data!.importMbox.id;
     await waitFor('admin to see alice complete', () =>
