@@ -60,16 +60,23 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult[]> {
       return { url: urlOf(replica), transport, group: `${replica ? 'B' : 'A'}/${transport}` };
     });
 
+  /** The same subscriptions, in the same numbers, to the servers `urlOf` names. */
+  const specFor = (urlOf: (replica: number) => string): FanoutSpec => ({
+    token: ctx.userToken,
+    field: FIELD,
+    query: JOB_PROGRESS,
+    variables: { jobId },
+    finalStatus: 'COMPLETED',
+    subscribers: specsFor(urlOf),
+  });
+
   try {
     // Jobwire.
-    const jobwireClients = await startSubscribers(ctx, clientProcesses, {
-      token: ctx.userToken,
-      field: FIELD,
-      query: JOB_PROGRESS,
-      variables: { jobId },
-      finalStatus: 'COMPLETED',
-      subscribers: specsFor((replica) => replicas[replica]!.url),
-    });
+    const jobwireClients = await startSubscribers(
+      ctx,
+      clientProcesses,
+      specFor((replica) => replicas[replica]!.url),
+    );
     ctx.log(`fan-out: ${subscribers} subscribers connected in ${clientProcesses} processes (${jobwireClients.failed} failed)`);
     const servers = { 'api-a': ctx.api.child.pid!, 'api-b': replicaB.child.pid! };
     const jobwireRun = await measureRun(jobwireClients, servers, { worker: worker.child.pid! }, async () => {
@@ -94,14 +101,11 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult[]> {
       'raw fan-out ready',
     );
     try {
-      const rawClients = await startSubscribers(ctx, clientProcesses, {
-        token: ctx.userToken,
-        field: FIELD,
-        query: JOB_PROGRESS,
-        variables: { jobId },
-        finalStatus: 'COMPLETED',
-        subscribers: specsFor(() => `http://127.0.0.1:${port}/graphql`),
-      });
+      const rawClients = await startSubscribers(
+        ctx,
+        clientProcesses,
+        specFor(() => `http://127.0.0.1:${port}/graphql`),
+      );
       const rawRun = await measureRun(rawClients, { 'raw server': rawServer.child.pid! }, {}, async () => {
         const publisher = new Redis(ctx.env.redisUrl);
         for (const change of published) {

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobAttempt } from '../db/entities/job.entity.js';
 import { toDate } from './job-store.js';
 
-// Attempts are opened by `startJob` and closed by the update that ends them (see `AttemptEnd` in job-store.ts).
+// Attempts are opened by `startJobs` and closed by the update that ends them (see `AttemptEnd` in job-store.ts).
 
 /** Every attempt of these jobs, oldest first, across their runs. */
 export async function listAttemptsOfJobs(em: EntityManager, jobIds: readonly string[]): Promise<JobAttempt[]> {

@@ -343,20 +343,13 @@ export async function updateJob(
 }
 
 /**
- * Marks a job ACTIVE for an attempt in one statement, unless it is final, its cancellation was
- * asked, or it expired before it started; returns null then, and the caller reads the row to see which.
- * The attempt is the row's next (`attempts + 1`): a failure, a stall, a hand-back and a lost queue
- * entry each count once, however BullMQ counted them. The same statement opens
- * the attempt's `job_attempt` row (run by `worker`) and closes one left open as STALLED: its worker
+ * Marks jobs ACTIVE for an attempt, in one statement for all of them (the worker's group commit),
+ * except those that are final, whose cancellation was asked, or that expired before they started:
+ * the jobs that started, by id; for an id missing from the answer, the caller reads the row to
+ * see why. The attempt is the row's next (`attempts + 1`): a failure, a stall, a hand-back and a
+ * lost queue entry each count once, however BullMQ counted them. The same statement opens the
+ * attempt's `job_attempt` row (run by `worker`) and closes one left open as STALLED: its worker
  * died, or BullMQ found it stalled and handed the job on.
- */
-export async function startJob(em: EntityManager, id: string, worker: string): Promise<JobRecord | null> {
-  return (await startJobs(em, [id], worker)).get(id) ?? null;
-}
-
-/**
- * `startJob` for many jobs in one statement (the worker's group commit): the jobs that started,
- * by id; an id missing from the answer was refused, as `startJob` would have refused it.
  */
 export async function startJobs(em: EntityManager, ids: readonly string[], worker: string): Promise<Map<string, JobRecord>> {
   const statement = withStatusLog(
