@@ -1,3 +1,4 @@
+import { type GraphQLResolveInfo, Kind, type SelectionSetNode } from 'graphql';
 import { builder } from './builder.js';
 import { isUuid } from '../engine/validation.js';
 import { graphqlError } from './errors.js';
@@ -130,6 +131,24 @@ export function toPage<T extends { cursor_ts: string; id: string }, N>(
 ): Page<N> {
   const cursorOf = (row: T) => encodeCursor({ createdAt: row.cursor_ts, id: row.id }, options.order);
   return pageOf(rows, size, toNode, cursorOf, after, options.count);
+}
+
+/**
+ * Whether the selection of the field being resolved asks for its child `name` (directly or through
+ * fragments), so a resolver can start that child's work beside its own instead of after it.
+ */
+export function selectsChild(info: GraphQLResolveInfo, name: string): boolean {
+  const seen = new Set<string>();
+  const within = (selectionSet: SelectionSetNode | undefined): boolean =>
+    selectionSet?.selections.some((selection) => {
+      if (selection.kind === Kind.FIELD) return selection.name.value === name;
+      if (selection.kind === Kind.INLINE_FRAGMENT) return within(selection.selectionSet);
+      const fragmentName = selection.name.value;
+      if (seen.has(fragmentName)) return false;
+      seen.add(fragmentName);
+      return within(info.fragments[fragmentName]?.selectionSet);
+    }) ?? false;
+  return info.fieldNodes.some((node) => within(node.selectionSet));
 }
 
 /** Options of `keysetConnection`. */

@@ -280,13 +280,18 @@ export class JobRunner {
     const { orm, config, storage } = this.services;
     const jobId = bullJob.id!;
     const logger = this.services.logger.child({ jobId, type: declaration.name });
-    const em = orm.em.fork() as EntityManager;
+    let runnerEm: EntityManager | undefined;
+    // Forked on first use: a job that starts and completes in the group commits never needs one.
+    const em = () => {
+      runnerEm ??= orm.em.fork() as EntityManager;
+      return runnerEm;
+    };
 
     // One statement (shared with other jobs starting now) in the common case, its event published
     // with it; the row is read only to explain a refusal.
     const active = await this.starts.submit(jobId);
     if (!active) {
-      const row = await findJob(em, jobId);
+      const row = await findJob(em(), jobId);
       if (!row) throw new UnrecoverableError(`job row ${jobId} does not exist`);
       if (row.status === 'COMPLETED' || row.status === 'FAILED' || row.status === 'CANCELLED') {
         logger.info({ status: row.status }, 'row already final; skipping');
@@ -294,7 +299,7 @@ export class JobRunner {
       }
       if (!row.cancelRequestedAt) {
         // Not started before its expiry: the sweep would have ended it soon; this worker does it now.
-        for (const expired of await expireJobs(em, { id: jobId })) {
+        for (const expired of await expireJobs(em(), { id: jobId })) {
           await this.publish(expired);
           await this.release(declaration, expired, logger);
           logger.info('job expired before it started');
@@ -302,7 +307,7 @@ export class JobRunner {
         return undefined;
       }
       // Cancelled while queued after a stall: the attempt left open is the stalled one.
-      await this.finishCancelled(em, jobId, logger, { outcome: 'STALLED', error: STALLED_ERROR });
+      await this.finishCancelled(em(), jobId, logger, { outcome: 'STALLED', error: STALLED_ERROR });
       await this.release(declaration, row, logger);
       return undefined;
     }
@@ -315,7 +320,7 @@ export class JobRunner {
     const signal = attemptEnds.signal;
     const reporter = new ProgressReporter(
       async (state) => {
-        const updated = await updateJob(em, jobId, state, ['ACTIVE']);
+        const updated = await updateJob(em(), jobId, state, ['ACTIVE']);
         if (updated) await this.publish(updated);
       },
       config.PROGRESS_INTERVAL_MS,
@@ -325,7 +330,7 @@ export class JobRunner {
     const jobLog = new JobLogWriter(
       { run: active.run, attempt },
       async (lines, alreadyDropped) => {
-        await appendJobLog(em, jobId, lines, config.JOB_LOG_MAX_LINES, alreadyDropped);
+        await appendJobLog(em(), jobId, lines, config.JOB_LOG_MAX_LINES, alreadyDropped);
         await this.services.pubsub.publish(topics.jobLog(jobId), { jobId }).catch(() => {});
       },
       logger,
@@ -398,12 +403,12 @@ export class JobRunner {
       await flushWriters();
       const error = toError(thrown);
       if (cancelSignal?.aborted || error instanceof JobCancelledError) {
-        await this.finishCancelled(em, jobId, logger, { outcome: 'CANCELLED', number: attempt });
+        await this.finishCancelled(em(), jobId, logger, { outcome: 'CANCELLED', number: attempt });
         await this.release(declaration, active, logger);
         return undefined;
       }
       if (shutdown.aborted && !timeout.aborted) {
-        const pending = await updateJob(em, jobId, { status: 'PENDING', message: 'handed back: the worker shut down' }, ['ACTIVE'], {
+        const pending = await updateJob(em(), jobId, { status: 'PENDING', message: 'handed back: the worker shut down' }, ['ACTIVE'], {
           outcome: 'HANDED_BACK',
           number: attempt,
         });
@@ -422,7 +427,7 @@ export class JobRunner {
         number: attempt,
       };
       if (last) {
-        const failed = await updateJob(em, jobId, { status: 'FAILED', error: message, finishedAt: new Date() }, ['ACTIVE'], attemptEnd);
+        const failed = await updateJob(em(), jobId, { status: 'FAILED', error: message, finishedAt: new Date() }, ['ACTIVE'], attemptEnd);
         if (failed) await this.publish(failed);
         await this.release(declaration, active, logger);
         logger.warn({ err: loggable(error), attempt }, 'job failed');
@@ -430,7 +435,7 @@ export class JobRunner {
       }
       const delay = backoffDelay(declaration, config.BACKOFF_SCALE, attempt);
       const waiting = await updateJob(
-        em,
+        em(),
         jobId,
         { status: 'DELAYED', error: message, runAt: new Date(Date.now() + delay) },
         ['ACTIVE'],

@@ -24,7 +24,7 @@ import { findJobType, jobCatalogue } from '../../jobs/registry.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { graphqlError } from '../errors.js';
-import { decodeCursor, keysetConnection, pageSize, toPage } from '../pagination.js';
+import { decodeCursor, keysetConnection, pageSize, selectsChild, toPage } from '../pagination.js';
 import { fieldType, hasPublicFields, internalKeys } from '../zod-to-graphql.js';
 
 export const JobStatusRef = builder.enumType('JobStatus', {
@@ -276,20 +276,27 @@ builder.queryFields((t) => ({
       first: t.arg.int({ required: false, defaultValue: 50 }),
       after: t.arg.string({ required: false }),
     },
-    resolve: async (_root, args, ctx) => {
+    resolve: async (_root, args, ctx, info) => {
       const size = pageSize(args.first);
       const scope = { ownerId: ownerFilter(callerOf(ctx.viewer)), filter: checkJobFilter(args.filter as JobFilterInput | null) };
       const order = args.orderBy ?? 'CREATED_AT';
       // CREATED_AT is the default order: its cursors stay those issued before `orderBy` existed.
       const cursorOrder = order === 'CREATED_AT' ? undefined : order;
       const after = args.after ? decodeCursor(args.after, cursorOrder) : null;
+      // A selected count runs beside the page, on a second connection, not after it.
+      const counting = selectsChild(info, 'totalCount') ? countJobHistory(ctx.em, scope) : null;
+      // Should the page fail first, the count's own failure has no field left to report it.
+      counting?.catch(() => {});
       const { rows, snapshot } = await listJobHistory(ctx.em, {
         ...scope,
         order,
         after: after && { at: after.createdAt, id: after.id },
         limit: size + 1,
       });
-      const page = toPage(rows, size, (row) => row.node, args.after, { order: cursorOrder, count: () => countJobHistory(ctx.em, scope) });
+      const page = toPage(rows, size, (row) => row.node, args.after, {
+        order: cursorOrder,
+        count: () => counting ?? countJobHistory(ctx.em, scope),
+      });
       return Object.assign(page, { streamCursor: streamCursorOf(ctx.services.positions, snapshot) });
     },
   }),
