@@ -1,7 +1,8 @@
-import type { MikroORM } from '@mikro-orm/postgresql';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Config } from './config/env.js';
 import { initOrm } from './db/orm.js';
 import { TokenVerifier } from './auth/tokens.js';
+import { JobInserts } from './engine/job-inserts.js';
 import { OwnerQuotas } from './engine/owner-quotas.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { JobPubSub } from './pubsub/pubsub.js';
@@ -27,6 +28,8 @@ export interface Services {
   changeFeed: JobChangeFeed;
   /** Signs and checks stream cursors. */
   positions: PositionCodec;
+  /** The API's enqueues, their row inserts group-committed. */
+  jobInserts: JobInserts;
   close(): Promise<void>;
 }
 
@@ -55,6 +58,7 @@ export async function createServices(config: Config, processName: string): Promi
     tokens: new TokenVerifier(config.JWT_SECRET),
     changeFeed,
     positions,
+    jobInserts: new JobInserts(orm.em as EntityManager),
     async close() {
       changeFeed.close();
       await Promise.allSettled([queues.close(), pubsub.close()]);

@@ -9,6 +9,7 @@ import type { AnyJobDeclaration, PreparedJob } from './define-job.js';
 import { InvalidInputError, InvalidStateError, NotFoundError } from './errors.js';
 import { parseInput } from './validation.js';
 import { MAX_METADATA_BYTES, serialisedBytes } from './json-values.js';
+import type { JobInserts } from './job-inserts.js';
 import { findJob, findJobByIdempotencyKey, insertJob, isTerminal, updateJob } from './job-store.js';
 
 /** Per-call options of every enqueue mutation. */
@@ -58,6 +59,8 @@ export interface EnqueueDeps {
   publish(job: JobRecord): Promise<void>;
   /** Frees what a job's input holds once it ended for good (see `release` on the declaration). */
   release?(job: JobRecord): Promise<void>;
+  /** Group-commits the row inserts of concurrent enqueues (the API's); without it, each job is inserted alone. */
+  inserts?: JobInserts;
 }
 
 export interface EnqueueRequest {
@@ -165,7 +168,8 @@ export async function enqueueJob(deps: EnqueueDeps, request: EnqueueRequest): Pr
   const priority = options.priority ?? declaration.options.priority;
   let inserted: { job: JobRecord; created: boolean };
   try {
-    inserted = await insertJob(
+    const insert = deps.inserts ? deps.inserts.insert.bind(deps.inserts) : insertJob;
+    inserted = await insert(
       deps.em,
       {
         id,

@@ -191,6 +191,54 @@ export async function insertJob(
   throw new Error('idempotency conflict but no job holds the key');
 }
 
+/** One job of `insertJobs`, with whether its owner is an admin (who may use any account). */
+export interface JobInsert {
+  job: NewJob;
+  isAdmin: boolean;
+}
+
+/**
+ * Inserts many jobs in one statement (the API's group commit), each on `insertJob`'s conditions:
+ * its account must be one its owner may use, and an idempotency key its owner holds refuses it.
+ * Answers the rows inserted, by id; a job missing from the answer was refused, and `insertJob`
+ * alone says why (or inserts it, if what refused it has gone since).
+ */
+export async function insertJobs(em: EntityManager, inserts: readonly JobInsert[]): Promise<Map<string, JobRecord>> {
+  const records = inserts.map(({ job, isAdmin }) => ({
+    id: job.id,
+    type: job.type,
+    status: job.status,
+    max_attempts: job.maxAttempts,
+    priority: job.priority,
+    payload: job.payload,
+    trigger: job.trigger,
+    idempotency_key: job.idempotencyKey,
+    owner_id: job.ownerId,
+    account_id: job.accountId,
+    run_at: job.runAt,
+    tags: job.tags ?? [],
+    metadata: job.metadata ?? {},
+    expires_at: job.expiresAt ?? null,
+    idempotency_expires_at: job.idempotencyExpiresAt ?? null,
+    is_admin: isAdmin,
+  }));
+  const rows: Row[] = await em.getConnection().execute(
+    `INSERT INTO job (id, type, status, max_attempts, priority, payload, trigger, idempotency_key, owner_id, account_id, run_at,
+                      tags, metadata, expires_at, idempotency_expires_at, created_at, updated_at)
+     SELECT n.id, n.type, n.status, n.max_attempts, n.priority, n.payload, n.trigger, n.idempotency_key, n.owner_id, n.account_id,
+            n.run_at, n.tags, n.metadata, n.expires_at, n.idempotency_expires_at, clock_timestamp(), clock_timestamp()
+       FROM jsonb_to_recordset(?::jsonb) AS n(id uuid, type text, status text, max_attempts int, priority int, payload jsonb, trigger text,
+              idempotency_key text, owner_id text, account_id uuid, run_at timestamptz, tags text[], metadata jsonb,
+              expires_at timestamptz, idempotency_expires_at timestamptz, is_admin boolean)
+      WHERE n.account_id IS NULL OR EXISTS (SELECT 1 FROM account WHERE id = n.account_id AND (owner_id = n.owner_id OR n.is_admin))
+     ON CONFLICT (owner_id, idempotency_key) DO NOTHING
+     RETURNING *`,
+    [JSON.stringify(records)],
+    'all',
+  );
+  return new Map(rows.map((row) => [String(row.id), rowToJob(row)]));
+}
+
 /** Whether the account exists and `ownerId` may use it (it is theirs, or they are an admin). */
 async function mayUseAccount(em: EntityManager, accountId: string, ownerId: string, isAdmin: boolean): Promise<boolean> {
   const rows: Row[] = await em

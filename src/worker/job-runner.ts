@@ -30,7 +30,7 @@ import { bullTelemetry } from '../observability/tracing.js';
 import { createRedis } from '../queue/redis.js';
 import type { Services } from '../services.js';
 import { JobLogWriter } from './job-log-writer.js';
-import { GroupCommit } from './group-commit.js';
+import { GroupCommit } from '../db/group-commit.js';
 import { ProgressReporter } from './progress-reporter.js';
 
 const MAX_ERROR_LENGTH = 2_000;

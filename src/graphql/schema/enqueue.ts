@@ -51,6 +51,7 @@ export function enqueueDeps(ctx: GraphQLContext): EnqueueDeps & { requestAbort(j
     queues: services.queues,
     storage: services.storage,
     config: services.config,
+    inserts: services.jobInserts,
     publish: (job) => services.pubsub.publishJobEvent(toEventMessage(job)),
     release: (job) =>
       releaseJobInput(findJobType(job.type), job.payload, services.storage, (error) =>
