@@ -12,7 +12,6 @@ import { listSetting } from '../config/env.js';
 import { serializeError } from '../observability/logger.js';
 import { operationSpans } from '../observability/tracing.js';
 import { GRAPHIQL_EXAMPLE, GRAPHIQL_VERSION, renderJobwireGraphiQL } from './graphiql.js';
-import { useCompiledExecution } from '../graphql/compiled-execution.js';
 import { useGraphQLSSE } from './graphql-sse.js';
 import { useSseEventIds } from './sse-event-ids.js';
 import { useUploadBodyLimit } from './upload-body-limit.js';
@@ -64,8 +63,6 @@ export function createJobwireYoga(services: Services): JobwireYoga {
     // isDev off: yoga would otherwise attach the original error (and the input it quotes) to responses.
     maskedErrors: { maskError: (error, message) => toClientError(error, message, logger), isDev: false },
     plugins: [
-      // First, so the plugins after it (spans, the stream anchor's transaction) wrap the compiled one.
-      useCompiledExecution(),
       ...(tracingPlugin ? [tracingPlugin] : []),
       // An Authorization header already forces a CORS preflight, so it counts as the CSRF header.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'authorization'] }),

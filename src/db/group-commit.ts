@@ -1,11 +1,14 @@
+import { isValueError } from './sql.js';
+
 /**
- * Group commit: requests made while writes are in flight go out together in the next one. A quiet
- * worker's request is written at once (after the current turn of the event loop, which gathers
+ * Group commit: requests made while writes are in flight go out together in the next one. A lone
+ * request is written at once (after the current turn of the event loop, which gathers
  * what that turn asked for); a busy worker's concurrent jobs share one statement and one round trip
  * instead of one each. Up to `maxInFlight` writes run at once, so a batch never waits behind a
  * slow one while the database has a core to spare. Requests with the same key never share a
- * batch and are written one after another, in the order they were made. A batch that fails is
- * written again request by request, so only the request at fault fails.
+ * batch and are written one after another, in the order they were made. A batch refused for a
+ * value in it is written again request by request, so only the request at fault fails; any other
+ * failure fails the whole batch at once.
  */
 export class GroupCommit<Request, Answer> {
   private pending: Entry<Request, Answer>[] = [];
@@ -15,7 +18,7 @@ export class GroupCommit<Request, Answer> {
   private readonly writingKeys = new Set<string>();
 
   /**
-   * @param write writes a batch and answers each request, in order (after a throw, each request is written again alone)
+   * @param write writes a batch and answers each request, in order (after a value error, each request is written again alone)
    * @param keyOf requests with equal keys go in different batches, one after the other
    * @param options.maxBatch the most requests one write takes; options.maxInFlight the most writes at once
    */
@@ -59,8 +62,9 @@ export class GroupCommit<Request, Answer> {
       const answers = await this.write(batch.map((entry) => entry.request));
       batch.forEach((entry, i) => entry.resolve(answers[i] as Answer));
     } catch (error) {
-      if (batch.length === 1) batch[0]!.reject(error);
-      // One bad request (a value the statement refuses) must not fail the others: each goes again alone.
+      // One bad request (a value the statement refuses) must not fail the others: each goes again
+      // alone. Any other failure (the database unreachable, a timeout) is every request's.
+      if (batch.length === 1 || !isValueError(error)) for (const entry of batch) entry.reject(error);
       else for (const entry of batch) await this.write([entry.request]).then(([answer]) => entry.resolve(answer as Answer), entry.reject);
     } finally {
       this.inFlight--;

@@ -1,4 +1,12 @@
-import { type GraphQLResolveInfo, Kind, type SelectionSetNode } from 'graphql';
+import {
+  GraphQLIncludeDirective,
+  type GraphQLResolveInfo,
+  GraphQLSkipDirective,
+  getDirectiveValues,
+  Kind,
+  type SelectionNode,
+  type SelectionSetNode,
+} from 'graphql';
 import { builder } from './builder.js';
 import { isUuid } from '../engine/validation.js';
 import { graphqlError } from './errors.js';
@@ -135,12 +143,17 @@ export function toPage<T extends { cursor_ts: string; id: string }, N>(
 
 /**
  * Whether the selection of the field being resolved asks for its child `name` (directly or through
- * fragments), so a resolver can start that child's work beside its own instead of after it.
+ * fragments, `@skip` and `@include` applied), so a resolver can start that child's work beside its
+ * own instead of after it.
  */
 export function selectsChild(info: GraphQLResolveInfo, name: string): boolean {
   const seen = new Set<string>();
+  const included = (node: SelectionNode) =>
+    !getDirectiveValues(GraphQLSkipDirective, node, info.variableValues)?.if &&
+    getDirectiveValues(GraphQLIncludeDirective, node, info.variableValues)?.if !== false;
   const within = (selectionSet: SelectionSetNode | undefined): boolean =>
     selectionSet?.selections.some((selection) => {
+      if (!included(selection)) return false;
       if (selection.kind === Kind.FIELD) return selection.name.value === name;
       if (selection.kind === Kind.INLINE_FRAGMENT) return within(selection.selectionSet);
       const fragmentName = selection.name.value;

@@ -48,6 +48,9 @@ describe('concurrent enqueues', () => {
     for (let i = 0; i < 5; i++) calls.push({ token: alice, name: `foreign ${i}`, variables: { a: bobAccount } });
     // An admin may use any account.
     for (let i = 0; i < 5; i++) calls.push({ token: admin, name: `admin ${i}`, variables: { a: bobAccount } });
+    // A value PostgreSQL refuses (a lone surrogate in JSON) fails its own request, not its batch's.
+    for (let i = 0; i < 3; i++)
+      calls.push({ token: alice, name: `refused ${i}`, variables: { a: aliceAccount, o: { metadata: { x: '\ud800' } } } });
     const answers = await Promise.all(calls.map((call) => gql<Scan>(system.url, call.token, SCAN, call.variables)));
     const byName = new Map(calls.map((call, i) => [call.name, answers[i]!]));
 
@@ -62,6 +65,7 @@ describe('concurrent enqueues', () => {
       expect(byName.get(`foreign ${i}`)!.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
       expect(byName.get(`admin ${i}`)!.data!.scanPii.ownerId).toBe('root');
     }
+    for (let i = 0; i < 3; i++) expect(byName.get(`refused ${i}`)!.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
 
     const rows = await env.sql<{ owner_id: string; statement: string; jobs: number }>(
       `SELECT owner_id, created_xid::text AS statement, count(*)::int AS jobs FROM job GROUP BY owner_id, created_xid`,
