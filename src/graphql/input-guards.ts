@@ -32,7 +32,8 @@ function badInput(message: string): GraphQLError {
  * Rules every input of the API obeys, checked once before any resolver runs, so no field has to
  * repeat them and nothing is written when they fail:
  * - every `ID` argument or input field is a UUID (every id in Jobwire is a database UUID);
- * - no string anywhere in the input, JSON included, holds a NUL character (PostgreSQL text cannot).
+ * - no string anywhere in the input, JSON included, holds a NUL character or a lone surrogate
+ *   (PostgreSQL text and jsonb can store neither).
  * IDs are then lower-cased, as the API prints them, so `AAAA…` and `aaaa…` name the same job
  * everywhere (pub/sub channels and filters compare strings, not UUIDs).
  */
@@ -99,7 +100,8 @@ function checkLiterals(args: ExecutionArgs, operation: OperationDefinitionNode):
     visitWithTypeInfo(typeInfo, {
       StringValue(node) {
         if (problem) return undefined;
-        if (node.value.includes('\u0000')) problem = badInput('strings may not contain NUL (\\u0000) characters');
+        const unstorable = whyUnstorable(node.value);
+        if (unstorable) problem = badInput(unstorable);
         else if (isIdType(typeInfo.getInputType())) {
           if (!isUuid(node.value)) problem = badInput('an ID argument is not a UUID');
           else if (node.value !== node.value.toLowerCase()) return { ...node, value: node.value.toLowerCase() };
@@ -166,26 +168,36 @@ function guardedValue(type: GraphQLInputType, value: unknown, path: string, dept
     if (!isUuid(String(value))) throw badInput(`${path}: not a UUID`);
     return typeof value === 'string' ? value.toLowerCase() : value;
   }
-  const problem = findNul(value, path, depth);
+  const problem = findUnstorable(value, path, depth);
   if (problem) throw problem;
   return value;
 }
 
+/** Why PostgreSQL could not store a string, or null when it can. */
+function whyUnstorable(text: string): string | null {
+  if (text.includes('\u0000')) return 'strings may not contain NUL (\\u0000) characters';
+  if (!text.isWellFormed()) return 'strings may not contain lone surrogates (\\uD800 to \\uDFFF without their pair)';
+  return null;
+}
+
 /** Walks plain JSON (strings, arrays, plain objects); uploads and other objects are left alone. */
-function findNul(value: unknown, path: string, depth: number): GraphQLError | null {
+function findUnstorable(value: unknown, path: string, depth: number): GraphQLError | null {
   if (depth > MAX_DEPTH) return badInput(`${path}: nested too deeply`);
-  if (typeof value === 'string')
-    return value.includes('\u0000') ? badInput(`${path}: strings may not contain NUL (\\u0000) characters`) : null;
+  if (typeof value === 'string') {
+    const unstorable = whyUnstorable(value);
+    return unstorable ? badInput(`${path}: ${unstorable}`) : null;
+  }
   if (Array.isArray(value)) {
     for (const item of value) {
-      const problem = findNul(item, path, depth + 1);
+      const problem = findUnstorable(item, path, depth + 1);
       if (problem) return problem;
     }
     return null;
   }
   if (isPlainObject(value)) {
     for (const [key, item] of Object.entries(value)) {
-      const problem = key.includes('\u0000') ? badInput(`${path}: keys may not contain NUL characters`) : findNul(item, path, depth + 1);
+      const unstorableKey = whyUnstorable(key);
+      const problem = unstorableKey ? badInput(`${path}: keys: ${unstorableKey}`) : findUnstorable(item, path, depth + 1);
       if (problem) return problem;
     }
   }

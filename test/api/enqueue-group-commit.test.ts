@@ -3,7 +3,11 @@
  * requests, one INSERT. What each caller gets must not change: its own job, the first job for a
  * repeated idempotency key, NOT_FOUND for an account it may not use, and nothing else written.
  */
+import { randomUUID } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobStatus } from '../../src/db/entities/job.entity.js';
+import type { NewJob } from '../../src/engine/job-store.js';
 import { CREATE_ACCOUNT } from '../helpers/fragments.js';
 import { gql, gqlOk } from '../helpers/graphql-client.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
@@ -48,7 +52,7 @@ describe('concurrent enqueues', () => {
     for (let i = 0; i < 5; i++) calls.push({ token: alice, name: `foreign ${i}`, variables: { a: bobAccount } });
     // An admin may use any account.
     for (let i = 0; i < 5; i++) calls.push({ token: admin, name: `admin ${i}`, variables: { a: bobAccount } });
-    // A value PostgreSQL refuses (a lone surrogate in JSON) fails its own request, not its batch's.
+    // A value that cannot be stored (a lone surrogate) fails its own request, not its neighbours'.
     for (let i = 0; i < 3; i++)
       calls.push({ token: alice, name: `refused ${i}`, variables: { a: aliceAccount, o: { metadata: { x: '\ud800' } } } });
     const answers = await Promise.all(calls.map((call) => gql<Scan>(system.url, call.token, SCAN, call.variables)));
@@ -80,5 +84,29 @@ describe('concurrent enqueues', () => {
     const queue = system.apiServices.queues.get('scan_pii');
     const queued = await Promise.all([...new Set(ids)].map((id) => queue.getJob(id)));
     expect(queued.every((job) => job !== undefined)).toBe(true);
+  });
+
+  it('writes a batch again job by job when PostgreSQL refuses a value in one, so only that job fails', async () => {
+    const em = system.apiServices.orm.em.fork() as EntityManager;
+    const job = (status: string): NewJob => ({
+      id: randomUUID(),
+      type: 'scan_pii',
+      status: status as JobStatus,
+      maxAttempts: 1,
+      priority: null,
+      payload: {},
+      trigger: 'API',
+      idempotencyKey: null,
+      ownerId: 'carol',
+      accountId: null,
+      runAt: null,
+    });
+    // Asked for in one turn of the event loop: one batch, which the too-long status makes PostgreSQL refuse.
+    const jobs = [job('PENDING'), job('PENDING'), job('A_STATUS_TOO_LONG_FOR_ITS_COLUMN'), job('PENDING')];
+    const outcomes = await Promise.allSettled(jobs.map((one) => system.apiServices.jobInserts.insert(em, one, { isAdmin: false })));
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect(((outcomes[2] as PromiseRejectedResult).reason as { code?: string }).code).toBe('22001');
+    const carol = await env.sql<{ id: string }>(`SELECT id FROM job WHERE owner_id = 'carol'`);
+    expect(carol.map((row) => row.id).sort()).toEqual([jobs[0]!.id, jobs[1]!.id, jobs[3]!.id].sort());
   });
 });

@@ -125,7 +125,7 @@ describe('malformed cursors and dates', () => {
   });
 });
 
-describe('NUL bytes', () => {
+describe('unstorable characters', () => {
   it('refuses NUL in stored and filtered strings, in variables and in literals', async () => {
     await expectCode(CREATE_ACCOUNT, { name: 'in\u0000box' }, 'BAD_USER_INPUT');
     await expectCode('mutation { createAccount(input: { name: "in\\u0000box" }) { id } }', {}, 'BAD_USER_INPUT');
@@ -139,6 +139,16 @@ describe('NUL bytes', () => {
       { a: accountId, o: { idempotencyKey: 'k\u0000' } },
       'BAD_USER_INPUT',
     );
+  });
+
+  it('refuses lone surrogates, which PostgreSQL cannot store either, wherever they are', async () => {
+    const scan = 'mutation($a: ID!, $o: EnqueueOptions) { scanPii(accountId: $a, options: $o) { id } }';
+    const response = await expectCode(scan, { a: accountId, o: { metadata: { note: 'half \ud800 a pair' } } }, 'BAD_USER_INPUT');
+    expect(response.errors![0]!.message).toMatch(/lone surrogates/);
+    await expectCode(scan, { a: accountId, o: { metadata: { '\udfff': 1 } } }, 'BAD_USER_INPUT');
+    await expectCode(scan, { a: accountId, o: { tags: ['a\ud83d'] } }, 'BAD_USER_INPUT');
+    // A whole pair is a character like any other.
+    await gqlOk(system.url, alice, scan, { a: accountId, o: { metadata: { note: 'a pair: \ud83d\ude00' } } });
   });
 });
 
