@@ -6,7 +6,6 @@ export function pgArray(values: readonly string[]): string {
   return `{${values.map((value) => `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`).join(',')}}`;
 }
 
-/** True for errors raised by the database driver; their messages hold SQL and data, so they are never stored or returned. */
 /**
  * Whether PostgreSQL refused a statement for a value in it (SQLSTATE classes 22, data exception;
  * 23, integrity constraint; 54, a limit exceeded), rather than for being unreachable or failing.
@@ -16,6 +15,7 @@ export function isValueError(error: unknown): boolean {
   return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
 }
 
+/** True for errors raised by the database driver; their messages hold SQL and data, so they are never stored or returned. */
 export function isDatabaseError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const candidate = error as Error & { code?: unknown; sqlState?: unknown };

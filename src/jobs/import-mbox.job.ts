@@ -122,21 +122,22 @@ export const importMboxJob = defineJob({
     let index = 0;
     let bytesRead = 0;
     // Messages are parsed a window ahead of the one handled here, and handled in file order.
-    const ahead: { index: number; entry: Buffer | { size: number }; parsed: Promise<ParsedMessage> | null }[] = [];
+    // An entry over MAX_MESSAGE_BYTES is not parsed: only its size is known.
+    const ahead: ({ index: number; raw: Buffer; parsed: Promise<ParsedMessage> } | { index: number; size: number })[] = [];
     let aheadBytes = 0;
     const handleOldest = async () => {
-      const { index, entry, parsed } = ahead.shift()!;
-      if (!Buffer.isBuffer(entry)) {
-        malformed(index, `Message is larger than the ${maxMessageBytes}-byte limit (MAX_MESSAGE_BYTES): ${entry.size} bytes`);
-      } else if (parsed) {
-        aheadBytes -= entry.length;
+      const oldest = ahead.shift()!;
+      if ('size' in oldest) {
+        malformed(oldest.index, `Message is larger than the ${maxMessageBytes}-byte limit (MAX_MESSAGE_BYTES): ${oldest.size} bytes`);
+      } else {
+        aheadBytes -= oldest.raw.length;
         try {
-          const message = await parsed;
-          batch.push({ raw: entry, parsed: message });
-          batchBytes += entry.length + message.attachments.reduce((sum, attachment) => sum + attachment.size, 0);
+          const message = await oldest.parsed;
+          batch.push({ raw: oldest.raw, parsed: message });
+          batchBytes += oldest.raw.length + message.attachments.reduce((sum, attachment) => sum + attachment.size, 0);
         } catch (error) {
           if (!(error instanceof MalformedMessageError)) throw error;
-          malformed(index, error.message);
+          malformed(oldest.index, error.message);
         }
       }
       if (batch.length >= BATCH_SIZE || batchBytes >= BATCH_BYTES) {
@@ -151,11 +152,15 @@ export const importMboxJob = defineJob({
     for await (const entry of splitMbox(ctx.storage.stream(input.uploadKey), { maxMessageBytes })) {
       ctx.checkpoint();
       bytesRead += Buffer.isBuffer(entry) ? entry.length : entry.size;
-      const parsed = Buffer.isBuffer(entry) ? parseMessage(entry) : null;
-      // Awaited in turn by handleOldest; until then a malformed message must not count as unhandled.
-      parsed?.catch(() => {});
-      ahead.push({ index, entry, parsed });
-      if (Buffer.isBuffer(entry)) aheadBytes += entry.length;
+      if (Buffer.isBuffer(entry)) {
+        const parsed = parseMessage(entry);
+        // Awaited in turn by handleOldest; until then a malformed message must not count as unhandled.
+        parsed.catch(() => {});
+        ahead.push({ index, raw: entry, parsed });
+        aheadBytes += entry.length;
+      } else {
+        ahead.push({ index, size: entry.size });
+      }
       index++;
       while (ahead.length >= PARSE_AHEAD || aheadBytes >= PARSE_AHEAD_BYTES) await handleOldest();
     }
