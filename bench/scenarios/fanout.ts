@@ -4,9 +4,11 @@
  * each), with the real graphql-sse and graphql-ws clients spread over several processes. Latency
  * is an event's `at` (the row update) to its arrival at the subscriber.
  *
- * The baseline is a bare server (bench/raw-fanout-server.ts) that the same clients, in the same
- * numbers, subscribe to; it writes each Redis message, already serialised, to every socket. Both
- * sides report their server CPU per delivery.
+ * The baseline is a bare server (bench/raw-fanout-server.ts), two of them as there are two
+ * replicas, that the same clients, in the same numbers, subscribe to; they write each Redis
+ * message, already serialised, to every socket: the very results Jobwire sent (recorded by one
+ * more subscriber), with the SSE `id:` Jobwire's frames carry. Both sides report their server CPU
+ * per delivery.
  *
  * The stream folds: a replica that reads two changes of the job at once sends the later state
  * only. So a subscriber's events are checked against its replica's (every subscriber of a replica
@@ -18,7 +20,7 @@ import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { benchProgressJob } from '../bench-jobs.js';
-import { now } from '../clients.js';
+import { now, wsConnection } from '../clients.js';
 import { size, type BenchContext } from '../context.js';
 import type { FanoutSpec, SubscriberResults, SubscriberSpec } from '../fanout-subscribers.js';
 import { cpuSeconds, freePort, root, startApi, startWorker } from '../processes.js';
@@ -78,6 +80,22 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult[]> {
       specFor((replica) => replicas[replica]!.url),
     );
     ctx.log(`fan-out: ${subscribers} subscribers connected in ${clientProcesses} processes (${jobwireClients.failed} failed)`);
+    // One more subscriber on replica A records Jobwire's results as they were sent, for the baseline to send.
+    const spy = wsConnection(ctx.api.url, ctx.userToken);
+    const sent: string[] = [];
+    await new Promise<void>((resolve, reject) =>
+      spy.subscribe(
+        { query: JOB_PROGRESS, variables: { jobId } },
+        {
+          next: (result) => {
+            sent.push(JSON.stringify(result));
+            resolve();
+          },
+          error: reject,
+          complete: () => {},
+        },
+      ),
+    );
     const servers = { 'api-a': ctx.api.child.pid!, 'api-b': replicaB.child.pid! };
     const jobwireRun = await measureRun(jobwireClients, servers, { worker: worker.child.pid! }, async () => {
       const connection = new Redis(ctx.env.redisUrl, { maxRetriesPerRequest: null });
@@ -91,30 +109,44 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult[]> {
       `fan-out: ${published.length} changes, ${jobwire.deliveries} deliveries, p99 ${jobwire.latency.p99.toFixed(1)} ms, ${jobwire.lost} lost, ${jobwire.folded} folded; server CPU ${perDelivery(jobwireRun.serverCpu, jobwire.deliveries)} µs per delivery`,
     );
 
-    // The bare server, the same clients, the same changes at the same pace.
-    const port = await freePort();
+    await spy.dispose();
+
+    // Two bare servers, the same clients, the same results at the same pace.
     const channel = `${ctx.env.prefix}:raw-fanout`;
-    const rawServer = await startWorker(
-      'bench/raw-fanout-server.ts',
-      { ...ctx.env.vars, RAW_FANOUT_PORT: String(port), RAW_FANOUT_CHANNEL: channel, RAW_FANOUT_FIELD: FIELD },
-      'raw-fanout',
-      'raw fan-out ready',
+    const [first, ...changes] = sent.map(
+      (json) => JSON.parse(json) as { data: Record<string, { at: string }>; extensions?: { cursor?: string } },
+    );
+    /** A message for the bare servers: the SSE id line, then the result, `at` set to now. */
+    const message = (result: NonNullable<typeof first>) =>
+      `${result.extensions?.cursor ?? ''}\n${JSON.stringify({ ...result, data: { [FIELD]: { ...result.data[FIELD], at: new Date().toISOString() } } })}`;
+    const rawServers = await Promise.all(
+      ['a', 'b'].map(async (name) => {
+        const port = await freePort();
+        const server = await startWorker(
+          'bench/raw-fanout-server.ts',
+          { ...ctx.env.vars, RAW_FANOUT_PORT: String(port), RAW_FANOUT_CHANNEL: channel, RAW_FANOUT_FIRST: message(first!) },
+          `raw-fanout-${name}`,
+          'raw fan-out ready',
+        );
+        return { name, port, server };
+      }),
     );
     try {
       const rawClients = await startSubscribers(
         ctx,
         clientProcesses,
-        specFor(() => `http://127.0.0.1:${port}/graphql`),
+        specFor((replica) => `http://127.0.0.1:${rawServers[replica]!.port}/graphql`),
       );
-      const rawRun = await measureRun(rawClients, { 'raw server': rawServer.child.pid! }, {}, async () => {
+      const rawPids = Object.fromEntries(rawServers.map(({ name, server }) => [`raw ${name}`, server.child.pid!]));
+      const rawRun = await measureRun(rawClients, rawPids, {}, async () => {
         const publisher = new Redis(ctx.env.redisUrl);
-        for (const change of published) {
-          await publisher.publish(channel, JSON.stringify({ data: { [FIELD]: { ...change, at: new Date().toISOString() } } }));
+        for (const change of changes) {
+          await publisher.publish(channel, message(change));
           await new Promise((resolve) => setTimeout(resolve, INTERVAL_MS));
         }
         publisher.disconnect();
       });
-      const raw = analyse(rawRun.results, published.length, rawRun.durationMs);
+      const raw = analyse(rawRun.results, changes.length, rawRun.durationMs);
       const failed = jobwireClients.failed + jobwire.errors;
       return [
         {
@@ -131,7 +163,7 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult[]> {
             `${published.length} changes to ${subscribers} subscribers: ${jobwire.deliveries} deliveries, ${jobwire.lost} lost, ${jobwire.folded} folded (two changes read at once, sent as the later state)${
               failed ? `, ${failed} subscriptions failed` : ''
             }`,
-            `server CPU per delivery: Jobwire ${perDelivery(jobwireRun.serverCpu, jobwire.deliveries)} µs (both replicas); raw ${perDelivery(rawRun.serverCpu, raw.deliveries)} µs (the same frames written to the same number of sockets)`,
+            `server CPU per delivery: Jobwire ${perDelivery(jobwireRun.serverCpu, jobwire.deliveries)} µs (both replicas); raw ${perDelivery(rawRun.serverCpu, raw.deliveries)} µs (two bare servers writing Jobwire's own frames to the same number of sockets)`,
             'latency: event `at` (row update; raw: the PUBLISH) → arrival at the subscriber, real graphql-sse/graphql-ws clients in both runs',
             `by replica/transport p50/p99 ms: ${jobwire.byGroup}; raw ${raw.byGroup}`,
             `CPU over the Jobwire run (${(jobwireRun.durationMs / 1000).toFixed(1)} s): ${jobwireRun.cpuText}; raw run: ${rawRun.cpuText}`,
@@ -149,7 +181,7 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult[]> {
         },
       ];
     } finally {
-      await rawServer.stop();
+      await Promise.all(rawServers.map(({ server }) => server.stop()));
     }
   } finally {
     truth.disconnect();

@@ -5,6 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Viewer } from '../auth/tokens.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import { graphqlError, rateLimitedError, transportError } from '../graphql/errors.js';
+import { pushedResults, type ResultSink, type SubscriptionResults } from '../graphql/shared-subscription-execution.js';
 import type { Services } from '../services.js';
 import { authenticate, type JobwireYoga } from './yoga.js';
 
@@ -45,8 +46,11 @@ const KEEP_ALIVE_MS = 12_000;
  */
 export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, services: Services): GraphQLWebSocket {
   const { config, logger } = services;
-  /** The envelop each operation was prepared with, and a subscription's stream already started in onSubscribe. */
-  const prepared = new WeakMap<object, { enveloped: Enveloped; stream?: AsyncIterable<ExecutionResult> }>();
+  /** The envelop each operation was prepared with, and a subscription's stream already started in onSubscribe (with its id and socket). */
+  const prepared = new WeakMap<
+    object,
+    { enveloped: Enveloped; stream?: AsyncIterable<ExecutionResult>; id?: string; socket?: WebSocket }
+  >();
 
   const refuse = (id: string, errors: readonly GraphQLError[], logged = false): readonly GraphQLError[] => {
     const coded = errors.length ? errors : [graphqlError('INTERNAL_SERVER_ERROR' as never, 'Unexpected error.')];
@@ -93,13 +97,13 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
     execute: (args) => prepared.get(args.contextValue as object)!.enveloped.execute(args) as never,
     subscribe: (args) => {
       const entry = prepared.get(args.contextValue as object)!;
-      return (entry.stream ?? entry.enveloped.subscribe(args)) as never;
+      if (!entry.stream) return entry.enveloped.subscribe(args) as never;
+      // Results are written to the socket as they come; graphql-ws's own iteration then only sends `complete`.
+      const results = pushedResults(args.contextValue as object);
+      if (results) results.push(socketSink(entry.socket!, entry.id!, results, config.SUBSCRIPTION_SEND_BUFFER_BYTES));
+      return entry.stream as never;
     },
-    // Results over a socket have no HTTP status: the `http` extension yoga adds is for HTTP only.
-    onNext: (_ctx, _id, _payload, _args, result) =>
-      result.errors?.some((error) => error.extensions?.http)
-        ? { ...result, errors: result.errors.map((error) => transportError(error, 'BAD_USER_INPUT')) }
-        : undefined,
+    onNext: (_ctx, _id, _payload, _args, result) => forSocket(result),
     onComplete: (ctx, id) => {
       ctx.extra.subscriptions.delete(id);
     },
@@ -163,7 +167,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
       // Quota refusals are logged where they are decided, for both transports.
       return refuse(id, errors, errors.length > 0 && errors.every((e: GraphQLError) => e.extensions.code === 'RATE_LIMITED'));
     }
-    prepared.set(contextValue, { enveloped, stream: result });
+    prepared.set(contextValue, { enveloped, stream: result, id, socket: ctx.extra.socket });
     return args;
   }
 
@@ -221,6 +225,37 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
       for (const client of wsServer.clients) client.close(1001, 'Going away');
       await new Promise<void>((resolve, reject) => wsServer.close((error) => (error ? reject(error) : resolve())));
     },
+  };
+}
+
+/** Results over a socket have no HTTP status: the `http` extension yoga adds is for HTTP only. Undefined: send as it is. */
+function forSocket(result: ExecutionResult): ExecutionResult | undefined {
+  return result.errors?.some((error) => error.extensions?.http)
+    ? { ...result, errors: result.errors.map((error) => transportError(error, 'BAD_USER_INPUT')) }
+    : undefined;
+}
+
+/**
+ * Writes subscription `id`'s results to `socket` as graphql-ws `next` messages, the shared JSON
+ * spliced in. Past `bufferBytes` waiting to go out, it stops until the socket has sent the frame
+ * that crossed the line.
+ */
+function socketSink(socket: WebSocket, id: string, results: SubscriptionResults, bufferBytes: number): ResultSink {
+  const head = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+  const resume = () => results.resume();
+  return {
+    write(result, json) {
+      // A closing socket ends the subscription through graphql-ws; until then its results go nowhere.
+      if (socket.readyState !== socket.OPEN) return true;
+      const own = forSocket(result);
+      const frame = `${head}${own ? JSON.stringify(own) : json}}`;
+      const behind = socket.bufferedAmount + frame.length > bufferBytes;
+      socket.send(frame, behind ? resume : undefined);
+      return !behind;
+    },
+    // graphql-ws learns of both from the iteration it waits on, and answers `complete` or an error.
+    end() {},
+    fail() {},
   };
 }
 

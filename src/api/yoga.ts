@@ -13,7 +13,7 @@ import { serializeError } from '../observability/logger.js';
 import { operationSpans } from '../observability/tracing.js';
 import { GRAPHIQL_EXAMPLE, GRAPHIQL_VERSION, renderJobwireGraphiQL } from './graphiql.js';
 import { useGraphQLSSE } from './graphql-sse.js';
-import { useSseEventIds } from './sse-event-ids.js';
+import { useSseSubscriptions } from './sse-subscriptions.js';
 import { useUploadBodyLimit } from './upload-body-limit.js';
 import { useSharedSubscriptionExecution } from '../graphql/shared-subscription-execution.js';
 import type { Services } from '../services.js';
@@ -37,6 +37,7 @@ export type JobwireYoga = YogaServerInstance<Record<string, unknown>, GraphQLCon
 /** The GraphQL server as a value: tests call `yoga.fetch(...)` without a port. */
 export function createJobwireYoga(services: Services): JobwireYoga {
   const { config, logger } = services;
+  const maskError = (error: unknown, message = 'Unexpected error.') => toClientError(error, message, logger);
   return createYoga<Record<string, unknown>, GraphQLContext>({
     schema: buildSchema(),
     graphqlEndpoint: '/graphql',
@@ -61,7 +62,7 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       };
     },
     // isDev off: yoga would otherwise attach the original error (and the input it quotes) to responses.
-    maskedErrors: { maskError: (error, message) => toClientError(error, message, logger), isDev: false },
+    maskedErrors: { maskError, isDev: false },
     plugins: [
       ...(tracingPlugin ? [tracingPlugin] : []),
       // An Authorization header already forces a CORS preflight, so it counts as the CSRF header.
@@ -69,8 +70,8 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       // yoga's own 25 MB cap would undercut MAX_UPLOAD_BYTES; the margin is for the operations and map fields.
       useUploadBodyLimit(config.MAX_UPLOAD_BYTES + 2_000_000),
       useGraphQLSSE(services),
-      useSharedSubscriptionExecution(),
-      useSseEventIds(),
+      useSharedSubscriptionExecution(maskError),
+      useSseSubscriptions(config.SUBSCRIPTION_SEND_BUFFER_BYTES),
       useRequestParseErrors(),
       useInputGuards(),
       useOneSnapshotPerStreamAnchor(),

@@ -99,6 +99,11 @@ const configSchema = z.object({
   STREAM_POLL_INTERVAL_MS: positiveInt.default(1000),
   /** Events one subscription may have waiting for its client before it is cut off with SUBSCRIBER_TOO_SLOW. (Default: 10000) */
   MAX_QUEUED_EVENTS_PER_SUBSCRIPTION: positiveInt.default(10_000),
+  /**
+   * Bytes a subscriber's connection may have waiting to go out before its events stop being written
+   * and wait in its queue instead (where MAX_QUEUED_EVENTS_PER_SUBSCRIPTION applies). (Default: 256 KiB)
+   */
+  SUBSCRIPTION_SEND_BUFFER_BYTES: positiveInt.default(256 * 1024),
   /** Log lines kept per job (`Job.logs`); past it the oldest are dropped and counted in `droppedCount`. (Default: 1000) */
   JOB_LOG_MAX_LINES: positiveInt.default(1_000),
   /** Open subscriptions on one WebSocket connection (or one SSE request). (Default: 100) */

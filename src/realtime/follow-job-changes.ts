@@ -62,6 +62,19 @@ export interface FollowJobChanges {
 const DONE: IteratorResult<never> = { done: true, value: undefined };
 
 /**
+ * An event stream that can also hand its events over synchronously: while a `next()` is pending
+ * and nothing is queued, each event goes to `take` (when set) instead of settling that `next()`,
+ * which stays pending for the next event `take` refuses (returns false for) or the end.
+ */
+export interface HandsOff<T> {
+  handOffTo(take: ((value: T) => boolean) | null): void;
+}
+
+export function handsOff<T>(iterator: object): iterator is HandsOff<T> {
+  return typeof (iterator as Partial<HandsOff<T>>).handOffTo === 'function';
+}
+
+/**
  * The changes after `from` that the caller may see, then live ones, each once, in the order of
  * their positions. It reads what it missed by itself (the latest state of each changed job,
  * page by page at one snapshot), then joins the replica's feed at exactly the position its reads
@@ -74,9 +87,11 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
   const { feed, signal } = follow;
   const queue: StreamEvent[] = [...(follow.first ?? [])];
   let waiting: ((result: IteratorResult<StreamEvent>) => void) | null = null;
-  let failure: Error | null = null;
+  /** Cut off as too slow; the error is made when the client reads, so it pins nothing of the feed's frames meanwhile. */
+  let tooSlow = false;
   let ended = false;
   let joined = false;
+  let take: ((event: StreamEvent) => boolean) | null = null;
 
   const end = () => {
     if (ended) return;
@@ -95,14 +110,18 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
   };
   const listener: FeedListener = {
     deliver(event) {
-      if (ended || failure || !follow.accepts(event)) return;
+      if (ended || tooSlow || !follow.accepts(event)) return;
       if (waiting && queue.length === 0) {
+        if (take?.(event)) {
+          if (follow.endsAfter?.(event)) end();
+          return;
+        }
         const resolve = waiting;
         waiting = null;
         resolve(emit(event));
       } else if (queue.length >= follow.maxQueued) {
         // What was queued is dropped at once; the client gets the error when it reads again.
-        failure = new SubscriberTooSlowError();
+        tooSlow = true;
         queue.length = 0;
         feed.leave(listener);
         slowSubscribersCutOff.inc();
@@ -156,7 +175,10 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
   }
   const catchUp = catchUpThenJoin();
 
-  const iterator: AsyncIterableIterator<StreamEvent> = {
+  const iterator: AsyncIterableIterator<StreamEvent> & HandsOff<StreamEvent> = {
+    handOffTo(taker) {
+      take = taker;
+    },
     next(): Promise<IteratorResult<StreamEvent>> {
       if (ended) return Promise.resolve(DONE);
       // The first events and what the catch-up reads come before anything the feed hands over.
@@ -177,10 +199,9 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
       }
       const event = queue.shift();
       if (event) return Promise.resolve(emit(event));
-      if (failure) {
-        const error = failure;
+      if (tooSlow) {
         end();
-        return Promise.reject(error);
+        return Promise.reject(new SubscriberTooSlowError());
       }
       return new Promise((resolve) => {
         waiting = resolve;

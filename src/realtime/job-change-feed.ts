@@ -165,25 +165,41 @@ export class JobChangeFeed {
     // A batch a failed read left half done goes on from its last row: what it handed out stays handed out.
     const batch: Batch = this.current?.base === base ? this.current : { base, target: null, events: [], lastKey: null };
     this.current = batch;
-    // One REPEATABLE READ transaction: every page sees the batch's snapshot, so a job changed again
-    // while the pages are read is sent as it was at the snapshot, and its next change in the next batch.
-    const em = this.em.fork();
-    await em.begin({ isolationLevel: IsolationLevel.REPEATABLE_READ, readOnly: true });
-    try {
-      for (;;) {
-        const page = await readJobChanges(em, { ownerId: null, base, target: batch.target, after: batch.lastKey, limit: this.pageSize });
-        if (generation !== this.generation) return; // stopped meanwhile: nobody is owed this read
-        batch.target ??= page.snapshot;
-        for (const change of page.changes) {
-          const event = feedEvent(this.options.positions, change, base, batch.target);
-          batch.events.push(event);
-          batch.lastKey = change.key;
-          for (const listener of this.listeners) listener.deliver(event);
-        }
-        if (page.changes.length < this.pageSize) break;
+    const read = (em: EntityManager) =>
+      readJobChanges(em, { ownerId: null, base, target: batch.target, after: batch.lastKey, limit: this.pageSize });
+    /** Hands a page's changes out; false when the batch has more pages. */
+    const handOut = (page: Awaited<ReturnType<typeof readJobChanges>>): boolean => {
+      batch.target ??= page.snapshot;
+      for (const change of page.changes) {
+        const event = feedEvent(this.options.positions, change, base, batch.target);
+        batch.events.push(event);
+        batch.lastKey = change.key;
+        for (const listener of this.listeners) listener.deliver(event);
       }
-    } finally {
-      await em.rollback();
+      return page.changes.length < this.pageSize;
+    };
+    // Most batches are one page: one statement, whose own snapshot is the batch's.
+    let complete = false;
+    if (batch.target === null) {
+      const page = await read(this.em);
+      if (generation !== this.generation) return; // stopped meanwhile: nobody is owed this read
+      if (page.changes.length < this.pageSize) complete = handOut(page);
+    }
+    if (!complete) {
+      // Several pages: one REPEATABLE READ transaction, so every page sees the batch's snapshot and
+      // a job changed again while the pages are read is sent as it was at the snapshot, and its
+      // next change in the next batch. (The full first page read above is read again in it.)
+      const em = this.em.fork();
+      await em.begin({ isolationLevel: IsolationLevel.REPEATABLE_READ, readOnly: true });
+      try {
+        for (;;) {
+          const page = await read(em);
+          if (generation !== this.generation) return;
+          if (handOut(page)) break;
+        }
+      } finally {
+        await em.rollback();
+      }
     }
     if (this.position !== base) return; // stopped meanwhile
     this.current = null;

@@ -1,10 +1,13 @@
 /**
  * A subscriber whose client stops reading (issue 8): the replica does not buffer its events
- * without bound. Past MAX_QUEUED_EVENTS_PER_SUBSCRIPTION waiting events it drops them, counts the
- * cut in /metrics, and its memory returns to the baseline; when the client reads again it gets
- * SUBSCRIBER_TOO_SLOW and the stream ends. A real API process and a raw SSE reader that pauses.
+ * without bound. Its events are written while its connection keeps up (SUBSCRIPTION_SEND_BUFFER_BYTES),
+ * then wait in its queue; past MAX_QUEUED_EVENTS_PER_SUBSCRIPTION waiting events they are dropped,
+ * the cut is counted in /metrics, and the replica's memory returns to the baseline; when the client
+ * reads again it gets SUBSCRIBER_TOO_SLOW and the stream ends. A real API process, and a raw SSE
+ * reader and a raw graphql-ws socket that stop reading.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { type ApiProc, startApi } from '../helpers/processes.js';
 import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
 
@@ -30,14 +33,73 @@ async function metric(name: string): Promise<number> {
   return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
 }
 
-/** Opens jobEvents over SSE and reads nothing past the first bytes, as a stalled client would. */
-async function stalledReader() {
+/** A subscriber that has stopped reading: `resume` reads everything to the end of the stream. */
+interface StalledReader {
+  /** Reads on to the end; the results it got, in order, and whether the stream ended as the protocol says. */
+  resume(): Promise<{ results: { errors?: { extensions: { code: string } }[] }[]; completed: boolean }>;
+  cancel(): Promise<void>;
+}
+
+/** jobEvents over SSE, reading nothing past the first bytes, as a stalled client would. */
+async function stalledSse(): Promise<StalledReader> {
   const url = new URL(api.url);
   url.searchParams.set('query', EVENTS);
   const response = await fetch(url, { headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` } });
   const reader = response.body!.getReader();
   await reader.read();
-  return reader;
+  return {
+    async resume() {
+      const decoder = new TextDecoder();
+      let text = '';
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+      const results = text
+        .split('\n\n')
+        .filter((frame) => frame.startsWith('event: next'))
+        .map((frame) =>
+          JSON.parse(
+            frame
+              .split('\n')
+              .find((line) => line.startsWith('data: '))!
+              .slice(6),
+          ),
+        );
+      return { results, completed: text.trimEnd().endsWith('event: complete\ndata:') };
+    },
+    cancel: () => reader.cancel(),
+  };
+}
+
+/** jobEvents over graphql-ws, on a socket whose TCP stream is paused once the subscription is acknowledged. */
+async function stalledWs(): Promise<StalledReader> {
+  const socket = new WebSocket(api.url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+  const messages: { type: string; payload?: unknown }[] = [];
+  socket.on('message', (data) => messages.push(JSON.parse(String(data))));
+  await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+  socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } }));
+  await waitFor('the connection to be acknowledged', () => messages.some((m) => m.type === 'connection_ack'));
+  socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: EVENTS } }));
+  await waitFor('the subscription to open', async () => (await metric('jobwire_active_subscriptions')) === 1);
+  // ws reads from its TCP socket; paused, nothing more is read and the server's writes back up.
+  (socket as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
+  return {
+    async resume() {
+      (socket as unknown as { _socket: { resume(): void } })._socket.resume();
+      await waitFor('the stream to end', () => messages.some((m) => m.type === 'complete' || m.type === 'error'), 30_000, 50);
+      socket.close();
+      return {
+        results: messages.filter((m) => m.type === 'next').map((m) => m.payload as never),
+        completed: messages.at(-1)?.type === 'complete',
+      };
+    },
+    // Its TCP stream paused, a closing handshake could not finish: the client drops the connection.
+    async cancel() {
+      socket.terminate();
+    },
+  };
 }
 
 /** `count` new jobs of the reader's owner, each with a 2 KB payload, in one statement. */
@@ -52,54 +114,48 @@ async function insertJobs(count: number): Promise<void> {
 }
 
 describe('a subscriber that stops reading', () => {
-  it('is cut off past its queue limit, frees what it held, and gets SUBSCRIBER_TOO_SLOW when it reads again', async () => {
-    // Warm-up, so the baseline includes compiled code and filled pools.
-    const warm = await stalledReader();
-    await waitFor('the warm-up subscription to open', async () => (await metric('jobwire_active_subscriptions')) === 1);
-    await warm.cancel();
-    await waitFor('the warm-up subscription to end', async () => (await metric('jobwire_active_subscriptions')) === 0);
-    const heapBefore = await api.heap();
+  it.each([
+    ['SSE', stalledSse],
+    ['WebSocket', stalledWs],
+  ])(
+    'is cut off past its queue limit, frees what it held, and gets SUBSCRIBER_TOO_SLOW when it reads again (%s)',
+    async (_transport, stalled) => {
+      const cutBefore = await metric('jobwire_slow_subscribers_cut_off_total');
+      // Warm-up, so the baseline includes compiled code and filled pools.
+      const warm = await stalled();
+      await waitFor('the warm-up subscription to open', async () => (await metric('jobwire_active_subscriptions')) === 1);
+      await warm.cancel();
+      await waitFor('the warm-up subscription to end', async () => (await metric('jobwire_active_subscriptions')) === 0);
+      const heapBefore = await api.heap();
 
-    const reader = await stalledReader();
-    await waitFor('the subscription to open', async () => (await metric('jobwire_active_subscriptions')) === 1);
-    // About 60 MB of events: far more than the sockets' buffers hold while nobody reads.
-    await insertJobs(30_000);
-    await waitFor(
-      'the replica to cut the subscriber off',
-      async () => (await metric('jobwire_slow_subscribers_cut_off_total')) === 1,
-      60_000,
-    );
+      const reader = await stalled();
+      await waitFor('the subscription to open', async () => (await metric('jobwire_active_subscriptions')) === 1);
+      // About 60 MB of events: far more than the sockets' buffers hold while nobody reads.
+      await insertJobs(30_000);
+      await waitFor(
+        'the replica to cut the subscriber off',
+        async () => (await metric('jobwire_slow_subscribers_cut_off_total')) === cutBefore + 1,
+        60_000,
+      );
 
-    const heapAfter = await waitFor(
-      'the heap to return to its baseline',
-      async () => {
-        const heap = await api.heap();
-        return heap.heapUsed - heapBefore.heapUsed < 8 * 1024 * 1024 ? heap : null;
-      },
-      20_000,
-      500,
-    ).catch(async () => api.heap());
-    expect(heapAfter.heapUsed - heapBefore.heapUsed).toBeLessThan(8 * 1024 * 1024);
+      const heapAfter = await waitFor(
+        'the heap to return to its baseline',
+        async () => {
+          const heap = await api.heap();
+          return heap.heapUsed - heapBefore.heapUsed < 8 * 1024 * 1024 ? heap : null;
+        },
+        20_000,
+        500,
+      ).catch(async () => api.heap());
+      expect(heapAfter.heapUsed - heapBefore.heapUsed).toBeLessThan(8 * 1024 * 1024);
 
-    // Reading again: what the sockets held, then the error, then the end of the stream.
-    const decoder = new TextDecoder();
-    let text = '';
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      text += decoder.decode(value, { stream: true });
-    }
-    const frames = text.split('\n\n').filter((frame) => frame.startsWith('event: next'));
-    const last = JSON.parse(
-      frames
-        .at(-1)!
-        .split('\n')
-        .find((line) => line.startsWith('data: '))!
-        .slice(6),
-    );
-    expect(last.errors[0].extensions.code).toBe('SUBSCRIBER_TOO_SLOW');
-    expect(frames.length - 1).toBeLessThan(30_000);
-    expect(text.trimEnd().endsWith('event: complete\ndata:')).toBe(true);
-    await waitFor('the subscription to be closed', async () => (await metric('jobwire_active_subscriptions')) === 0);
-  }, 120_000);
+      // Reading again: what the sockets held, then the error, then the end of the stream.
+      const { results, completed } = await reader.resume();
+      expect(results.at(-1)!.errors?.[0]?.extensions.code).toBe('SUBSCRIBER_TOO_SLOW');
+      expect(results.length - 1).toBeLessThan(30_000);
+      expect(completed).toBe(true);
+      await waitFor('the subscription to be closed', async () => (await metric('jobwire_active_subscriptions')) === 0);
+    },
+    120_000,
+  );
 });

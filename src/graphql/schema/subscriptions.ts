@@ -3,7 +3,7 @@ import { readJobNow } from '../../engine/job-changes.js';
 import { isUuid } from '../../engine/validation.js';
 import { eventJob, isTerminal, toEventMessage } from '../../engine/job-store.js';
 import { CountedLeases, type Lease } from '../../queue/counted-leases.js';
-import { checkResumable, type FollowJobChanges, followJobChanges } from '../../realtime/follow-job-changes.js';
+import { checkResumable, type FollowJobChanges, followJobChanges, type HandsOff, handsOff } from '../../realtime/follow-job-changes.js';
 import type { StreamEvent } from '../../realtime/job-change-feed.js';
 import { hasSeen, positionAt, type StreamPosition } from '../../realtime/stream-position.js';
 import { builder } from '../builder.js';
@@ -108,8 +108,9 @@ export function guardSubscription<T>(
   kind: string,
   lease: Lease | null,
   open: (signal: AbortSignal) => AsyncIterableIterator<T>,
-): AsyncIterableIterator<Expirable<T>> {
+): AsyncIterableIterator<Expirable<T>> & HandsOff<T> {
   let source: AsyncIterableIterator<T> | null = null;
+  let taker: ((value: T) => boolean) | null = null;
   const stop = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   let expired = false;
@@ -134,7 +135,9 @@ export function guardSubscription<T>(
       );
     };
     arm();
-    return open(stop.signal);
+    const opened = open(stop.signal);
+    if (taker && handsOff<T>(opened)) opened.handOffTo(taker);
+    return opened;
   };
   const finish = async () => {
     if (finished) return;
@@ -153,7 +156,12 @@ export function guardSubscription<T>(
     lastDelivered = true;
     return { value, done: false };
   };
-  const iterator: AsyncIterableIterator<Expirable<T>> = {
+  const iterator: AsyncIterableIterator<Expirable<T>> & HandsOff<T> = {
+    // Events pass through as they are; only the end (expiry, failure) goes through `next()`.
+    handOffTo(take) {
+      taker = take;
+      if (source && handsOff<T>(source)) source.handOffTo(take);
+    },
     next() {
       if (finished || lastDelivered) return finish().then(() => done);
       source ??= start();

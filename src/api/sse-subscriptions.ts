@@ -1,0 +1,98 @@
+import { Readable } from 'node:stream';
+import type { ExecutionResult, GraphQLError } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { pushedResults, type ResultSink, type SubscriptionResults } from '../graphql/shared-subscription-execution.js';
+
+/** A comment line sent this often keeps proxies from closing a quiet stream (as yoga's SSE does). */
+const KEEP_ALIVE_MS = 12_000;
+
+/**
+ * Subscriptions over yoga's SSE (`/graphql` with `Accept: text/event-stream`) in place of yoga's
+ * own SSE result processor, in the same format (distinct connections mode of GraphQL over SSE):
+ * - results are written to the response as they come (`SubscriptionResults.push`), the shared JSON
+ *   of each result in one frame, instead of each being pulled through a web stream per subscriber;
+ *   past `bufferBytes` waiting to go out they wait in the subscription's queue instead;
+ * - every frame whose result carries a stream position (`extensions.cursor`) has it as its `id:`,
+ *   so an `EventSource` (or a fetch-based client that keeps the last id) sends it back as
+ *   `Last-Event-ID` when it reconnects, and the subscription resumes there.
+ */
+export function useSseSubscriptions(bufferBytes: number): Plugin {
+  return {
+    onResultProcess({ request, result, resultProcessor, setResultProcessor }) {
+      if (!resultProcessor || !(Symbol.asyncIterator in Object(result))) return;
+      const results = pushedResults(request);
+      // For a subscription's stream of results, yoga's only processor is SSE: this one takes its place.
+      if (!results) return;
+      setResultProcessor(
+        (_result, fetchAPI) => eventStream(result as AsyncIterable<ExecutionResult>, results, fetchAPI, bufferBytes),
+        'text/event-stream',
+      );
+    },
+  };
+}
+
+function eventStream(
+  iterable: AsyncIterable<ExecutionResult>,
+  results: SubscriptionResults,
+  fetchAPI: { Response: typeof Response },
+  bufferBytes: number,
+): Response {
+  let keepAlive: NodeJS.Timeout | undefined;
+  let started = false;
+  const body = new Readable({
+    highWaterMark: bufferBytes,
+    // Nothing starts before the response is read: a client gone before that leaves nothing running.
+    // Later, the client has read what was waiting: write again.
+    read: () => (started ? results.resume() : start()),
+    // The client went away (or the stream failed): the iterator envelop wraps ours in ends it all.
+    destroy: (error, callback) => {
+      clearInterval(keepAlive);
+      Promise.resolve(iterable[Symbol.asyncIterator]().return?.()).then(
+        () => callback(error),
+        () => callback(error),
+      );
+    },
+  });
+  const sink: ResultSink = {
+    write: (result, json) => body.push(`event: next\ndata: ${serialised(result, json)}${idLine(result)}\n\n`),
+    end: () => {
+      clearInterval(keepAlive);
+      body.push('event: complete\ndata:\n\n');
+      body.push(null);
+    },
+    fail: (error) => body.destroy(error instanceof Error ? error : new Error(String(error))),
+  };
+  const start = () => {
+    started = true;
+    // A first comment, because some browsers do not report a response before its first bytes.
+    body.push(':\n\n');
+    keepAlive = setInterval(() => {
+      if (body.readableLength === 0) body.push(':\n\n');
+    }, KEEP_ALIVE_MS);
+    results.push(sink);
+  };
+  return new fetchAPI.Response(body as never, {
+    status: 200,
+    headers: { 'Content-Type': 'text/event-stream', Connection: 'keep-alive', 'Cache-Control': 'no-cache', 'Content-Encoding': 'none' },
+  });
+}
+
+function idLine(result: ExecutionResult): string {
+  const cursor = result.extensions?.cursor;
+  return typeof cursor === 'string' ? `\nid: ${cursor}` : '';
+}
+
+/** The shared JSON, unless the result carries yoga's internal fields (`http`, `unexpected`), which clients never see. */
+function serialised(result: ExecutionResult, json: string): string {
+  const internal = (extensions: Record<string, unknown> | undefined) => extensions && ('http' in extensions || 'unexpected' in extensions);
+  if (!internal(result.extensions) && !result.errors?.some((error) => internal(error.extensions))) return json;
+  const { http: _http, unexpected: _unexpected, ...extensions } = result.extensions ?? {};
+  return JSON.stringify({
+    ...result,
+    errors: result.errors?.map((error: GraphQLError) => {
+      const { http: _h, unexpected: _u, ...rest } = error.extensions ?? {};
+      return { ...error.toJSON(), extensions: Object.keys(rest).length ? rest : undefined };
+    }),
+    extensions: Object.keys(extensions).length ? extensions : undefined,
+  });
+}
