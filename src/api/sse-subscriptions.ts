@@ -54,7 +54,7 @@ function eventStream(
     },
   });
   const sink: ResultSink = {
-    write: (result, json) => body.push(`event: next\ndata: ${serialised(result, json)}${idLine(result)}\n\n`),
+    write: (result, json) => body.push(frameOf(result, json)),
     end: () => {
       clearInterval(keepAlive);
       body.push('event: complete\ndata:\n\n');
@@ -75,6 +75,18 @@ function eventStream(
     status: 200,
     headers: { 'Content-Type': 'text/event-stream', Connection: 'keep-alive', 'Cache-Control': 'no-cache', 'Content-Encoding': 'none' },
   });
+}
+
+const frames = new WeakMap<ExecutionResult, Buffer>();
+
+/** A result's SSE frame, encoded once however many subscribers share the result. */
+function frameOf(result: ExecutionResult, json: string): Buffer {
+  let frame = frames.get(result);
+  if (!frame) {
+    frame = Buffer.from(`event: next\ndata: ${serialised(result, json)}${idLine(result)}\n\n`);
+    frames.set(result, frame);
+  }
+  return frame;
 }
 
 function idLine(result: ExecutionResult): string {

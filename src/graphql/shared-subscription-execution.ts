@@ -154,9 +154,14 @@ export class SubscriptionResults implements AsyncIterableIterator<ExecutionResul
   /** An event handed over while the pump waits: written at once, unless it must wait for its execution or the client is behind. */
   private take(event: unknown): boolean {
     if (this.ended || this.behind) return false;
-    const executed = this.resultOf(event);
-    if (executed instanceof Promise) return false;
-    this.write(executed);
+    // Called from the feed's loop over every subscriber: whatever goes wrong here ends this subscription only.
+    try {
+      const executed = this.resultOf(event);
+      if (executed instanceof Promise) return false;
+      this.write(executed);
+    } catch (error) {
+      this.finish(error ?? new Error('subscription delivery failed'));
+    }
     return true;
   }
 
@@ -196,6 +201,8 @@ export class SubscriptionResults implements AsyncIterableIterator<ExecutionResul
     } else {
       this.sink?.fail(error);
       parked?.reject(error);
+      // A transport whose iteration failed does not end the source; this does.
+      void Promise.resolve(this.events.return?.(undefined)).catch(() => {});
     }
   }
 
