@@ -100,8 +100,10 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
       if (!entry.stream) return entry.enveloped.subscribe(args) as never;
       // Results are written to the socket as they come; graphql-ws's own iteration then only sends `complete`.
       const results = pushedResults(args.contextValue as object);
-      if (results) results.push(socketSink(entry.socket!, entry.id!, results, config.SUBSCRIPTION_SEND_BUFFER_BYTES));
-      return entry.stream as never;
+      if (!results) return entry.stream as never;
+      return pushingFromFirstNext(entry.stream, () =>
+        results.push(socketSink(entry.socket!, entry.id!, results, config.SUBSCRIPTION_SEND_BUFFER_BYTES)),
+      ) as never;
     },
     onNext: (_ctx, _id, _payload, _args, result) => forSocket(result),
     onComplete: (ctx, id) => {
@@ -236,6 +238,27 @@ function forSocket(result: ExecutionResult): ExecutionResult | undefined {
 }
 
 /**
+ * `stream`, with `start` called at its first `next()`: graphql-ws asks for it only once it knows the
+ * client did not complete the operation meanwhile, so nothing is written for a completed one.
+ */
+function pushingFromFirstNext(stream: AsyncIterable<ExecutionResult>, start: () => void): AsyncIterableIterator<ExecutionResult> {
+  const iterator = stream[Symbol.asyncIterator]();
+  let started = false;
+  const pushing: AsyncIterableIterator<ExecutionResult> = {
+    next() {
+      if (!started) {
+        started = true;
+        start();
+      }
+      return iterator.next();
+    },
+    return: async () => (await iterator.return?.()) ?? { done: true, value: undefined },
+    [Symbol.asyncIterator]: () => pushing,
+  };
+  return pushing;
+}
+
+/**
  * Writes subscription `id`'s results to `socket` as graphql-ws `next` messages, the shared JSON
  * spliced in. Past `bufferBytes` waiting to go out, it stops until the socket has sent the frame
  * that crossed the line.
@@ -249,7 +272,7 @@ function socketSink(socket: WebSocket, id: string, results: SubscriptionResults,
       if (socket.readyState !== socket.OPEN) return true;
       const own = forSocket(result);
       const frame = `${head}${own ? JSON.stringify(own) : json}}`;
-      const behind = socket.bufferedAmount + frame.length > bufferBytes;
+      const behind = socket.bufferedAmount + Buffer.byteLength(frame) > bufferBytes;
       socket.send(frame, behind ? resume : undefined);
       return !behind;
     },

@@ -114,6 +114,8 @@ export class SubscriptionResults implements AsyncIterableIterator<ExecutionResul
   private pumping = false;
   /** The sink said the client is behind: nothing is written until it calls `resume()`. */
   private behind = false;
+  /** A result that came while the client was behind: the first written on `resume()`. */
+  private held: ExecutionResult | null = null;
   private ended = false;
   private parked: { resolve: (result: IteratorResult<ExecutionResult>) => void; reject: (error: unknown) => void } | null = null;
 
@@ -148,7 +150,11 @@ export class SubscriptionResults implements AsyncIterableIterator<ExecutionResul
   /** Writes again after the sink said it was behind. */
   resume(): void {
     this.behind = false;
-    if (this.sink && !this.pumping && !this.ended) void this.pump();
+    if (!this.sink || this.pumping || this.ended) return;
+    const held = this.held;
+    this.held = null;
+    if (held) this.write(held);
+    if (!this.behind) void this.pump();
   }
 
   /** An event handed over while the pump waits: written at once, unless it must wait for its execution or the client is behind. */
@@ -181,6 +187,11 @@ export class SubscriptionResults implements AsyncIterableIterator<ExecutionResul
         // Only the first subscriber of a group waits for the execution; the others take its result at once.
         const result = executed instanceof Promise ? await executed : executed;
         if (this.ended) return;
+        // The client fell behind while this one was on its way (the sink refused a handed-over event).
+        if (this.behind) {
+          this.held = result;
+          return;
+        }
         this.write(result);
       }
     } catch (error) {

@@ -165,6 +165,30 @@ describe('one bad operation on a WebSocket', () => {
   });
 });
 
+describe('an operation the client completes while it is being set up', () => {
+  it('gets nothing written for it, while the next operation on the socket is answered', async () => {
+    const jobId = await delayedJob(alice);
+    const socket = new WebSocket(system.url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+    const messages: { id?: string; type: string }[] = [];
+    socket.on('message', (data) => messages.push(JSON.parse(String(data))));
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${alice}` } }));
+    await waitFor('the connection to be acknowledged', () => messages.some((m) => m.type === 'connection_ack'));
+    const subscribe = (id: string) =>
+      socket.send(JSON.stringify({ id, type: 'subscribe', payload: { query: JOB_PROGRESS, variables: { jobId } } }));
+    // Each completed before the server could have read the job: its first event is ready when graphql-ws learns of the complete.
+    for (let i = 0; i < 20; i++) {
+      subscribe(`gone-${i}`);
+      socket.send(JSON.stringify({ id: `gone-${i}`, type: 'complete' }));
+    }
+    // Sent after them, set up the same way: once it has its first event, theirs would have been written too.
+    subscribe('kept');
+    await waitFor('the kept operation to get its first event', () => messages.some((m) => m.id === 'kept' && m.type === 'next'));
+    socket.close();
+    expect(messages.filter((m) => m.id?.startsWith('gone-'))).toEqual([]);
+  });
+});
+
 describe('authentication at connection_init', () => {
   it('closes a socket with no, a bad, a forged or an expired token with 4403 and never acknowledges it', async () => {
     const { mintToken } = await import('../../src/auth/tokens.js');
