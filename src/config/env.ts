@@ -101,9 +101,9 @@ const configSchema = z.object({
   MAX_QUEUED_EVENTS_PER_SUBSCRIPTION: positiveInt.default(10_000),
   /**
    * Bytes a subscriber's connection may have waiting to go out before its events stop being written
-   * and wait in its queue instead (where MAX_QUEUED_EVENTS_PER_SUBSCRIPTION applies). (Default: 256 KiB)
+   * and wait in its queue instead (where MAX_QUEUED_EVENTS_PER_SUBSCRIPTION applies). (Default: 64 KiB)
    */
-  SUBSCRIPTION_SEND_BUFFER_BYTES: positiveInt.default(256 * 1024),
+  SUBSCRIPTION_SEND_BUFFER_BYTES: positiveInt.default(64 * 1024),
   /** Log lines kept per job (`Job.logs`); past it the oldest are dropped and counted in `droppedCount`. (Default: 1000) */
   JOB_LOG_MAX_LINES: positiveInt.default(1_000),
   /** Open subscriptions on one WebSocket connection (or one SSE request). (Default: 100) */
