@@ -221,7 +221,8 @@ builder.objectField(JobConnectionRef, 'streamCursor', (t) =>
   t.string({
     description:
       'The stream position this page reflects: subscribe to `jobEvents(filter, after: streamCursor)` to get every change since, then live, with nothing missed between this query and the subscription.',
-    resolve: (page) => (page as unknown as { streamCursor: string }).streamCursor,
+    // Signed only when selected: most pages are read without it.
+    resolve: (page, _args, ctx) => streamCursorOf(ctx.services.positions, (page as unknown as { snapshot: string }).snapshot),
   }),
 );
 
@@ -297,7 +298,7 @@ builder.queryFields((t) => ({
         order: cursorOrder,
         count: () => counting ?? countJobHistory(ctx.em, scope),
       });
-      return Object.assign(page, { streamCursor: streamCursorOf(ctx.services.positions, snapshot) });
+      return Object.assign(page, { snapshot });
     },
   }),
   jobCounts: t.field({
