@@ -1,11 +1,13 @@
 /**
  * Idle subscribers: 10,000 open `jobProgress` subscriptions on one fresh API replica, over 100
  * WebSocket connections (100 subscriptions each) on 1,000 quiet jobs. Reports resident memory and
- * heap per subscription, both after full garbage collections.
+ * heap per subscription, both after full garbage collections; then what the replica spends on a
+ * change of a job none of them watches (one more subscriber follows it, to know when the replica
+ * has read them all).
  */
 import { size, type BenchContext } from '../context.js';
 import { subscribeWs, wsConnection, type LiveSubscription } from '../clients.js';
-import { startApi, waitFor } from '../processes.js';
+import { cpuSeconds, startApi, waitFor } from '../processes.js';
 import type { ScenarioResult } from '../stats.js';
 
 const JOB_PROGRESS = `subscription($jobId: ID!) { jobProgress(jobId: $jobId) { jobId status progress at } }`;
@@ -51,6 +53,7 @@ export async function runIdle(ctx: BenchContext): Promise<ScenarioResult[]> {
     const channels = ((await ctx.env.redis.pubsub('CHANNELS', `${ctx.env.prefix}:job:*`)) as string[]).length;
     const rssPerSub = (after.rss - before.rss) / total;
     const heapPerSub = (after.heapUsed - before.heapUsed) / total;
+    const unwatched = await changesNobodyWatches(ctx, api, ctx.userToken);
     ctx.log(
       `idle: ${open} open, RSS +${((after.rss - before.rss) / 1048576).toFixed(1)} MiB, heap +${((after.heapUsed - before.heapUsed) / 1048576).toFixed(1)} MiB`,
     );
@@ -71,8 +74,11 @@ export async function runIdle(ctx: BenchContext): Promise<ScenarioResult[]> {
           `${sockets.length} WebSocket connections, ${jobs} jobs, ${channels} Redis channels; opened in ${(openMs / 1000).toFixed(1)} s (${((total / openMs) * 1000).toFixed(0)}/s)${
             failed ? `; ${failed} failed` : ''
           }`,
+          `a change of a job none of them watches: ${unwatched.cpuPerChangeUs.toFixed(0)} µs of API CPU (${unwatched.changes} changes, one subscriber)`,
         ],
         extra: {
+          unwatchedChanges: unwatched.changes,
+          apiCpuPerUnwatchedChangeUs: unwatched.cpuPerChangeUs,
           rssBefore: before.rss,
           rssAfter: after.rss,
           heapBefore: before.heapUsed,
@@ -93,4 +99,41 @@ export async function runIdle(ctx: BenchContext): Promise<ScenarioResult[]> {
 async function openSubscriptions(baseUrl: string, metricsToken: string): Promise<number> {
   const metrics = await (await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${metricsToken}` } })).text();
   return [...metrics.matchAll(/^jobwire_active_subscriptions\{[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
+/**
+ * API CPU per change of a job that one subscriber follows and the 10,000 idle ones do not: each
+ * change is its own UPDATE and rings the change feed, as a worker's would.
+ */
+async function changesNobodyWatches(ctx: BenchContext, api: Awaited<ReturnType<typeof startApi>>, token: string) {
+  const changes = size(ctx, 500, 100);
+  const { rows } = await ctx.env.pool.query<{ id: string }>(
+    `INSERT INTO job (id, type, status, max_attempts, payload, trigger, owner_id, created_at, updated_at)
+     VALUES (gen_random_uuid(), 'bench_noop', 'ACTIVE', 1, '{}'::jsonb, 'API', $1, clock_timestamp(), clock_timestamp()) RETURNING id`,
+    [ctx.userId],
+  );
+  const jobId = rows[0]!.id;
+  const socket = wsConnection(api.url, token);
+  const watcher = subscribeWs<{ status: string }>(socket, 'jobProgress', JOB_PROGRESS, { jobId });
+  try {
+    await waitFor('the watcher to subscribe', () => watcher.received.length > 0, 60_000, 10);
+    const before = await cpuSeconds(api.child.pid!);
+    for (let progress = 1; progress <= changes; progress++) {
+      await ctx.env.pool.query(
+        'UPDATE job SET progress = $2, previous_status = status, version = version + 1, updated_at = clock_timestamp(), change_xid = pg_current_xact_id() WHERE id = $1',
+        [jobId, progress % 100],
+      );
+      await ctx.env.redis.publish(`${ctx.env.prefix}:jobs`, JSON.stringify({ changes: 1 }));
+    }
+    await ctx.env.pool.query(
+      "UPDATE job SET status = 'COMPLETED', progress = 100, previous_status = status, version = version + 1, updated_at = clock_timestamp(), change_xid = pg_current_xact_id() WHERE id = $1",
+      [jobId],
+    );
+    await ctx.env.redis.publish(`${ctx.env.prefix}:jobs`, JSON.stringify({ changes: 1 }));
+    await waitFor('the watcher to see the last change', () => watcher.received.some((r) => r.value.status === 'COMPLETED'), 60_000, 10);
+    return { changes: changes + 1, cpuPerChangeUs: (((await cpuSeconds(api.child.pid!)) - before) / (changes + 1)) * 1e6 };
+  } finally {
+    watcher.close();
+    await socket.dispose();
+  }
 }

@@ -46,6 +46,8 @@ export interface FollowJobChanges {
   scope: JobScope;
   /** Whether the caller gets an event: access and the whole filter. */
   accepts: (event: FeedEvent) => boolean;
+  /** The only jobs `accepts` can say yes to, when the filter names them: the feed offers it no others. */
+  jobIds?: readonly string[];
   /** Where the client is; null: from now. */
   from: StreamPosition | null;
   /** Sent before anything else (a job's current state). */
@@ -109,6 +111,7 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
     return { done: false, value: event };
   };
   const listener: FeedListener = {
+    jobIds: follow.jobIds,
     deliver(event) {
       if (ended || tooSlow || !follow.accepts(event)) return;
       if (waiting && queue.length === 0) {

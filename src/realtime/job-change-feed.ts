@@ -17,6 +17,56 @@ export type FeedEvent = StreamEvent & { previousStatus: JobChange['statusAtBase'
 /** Someone following the feed: it gets every event of every batch after the point it joined at. */
 export interface FeedListener {
   deliver(event: FeedEvent): void;
+  /** Only these jobs' events (a `jobProgress`, or a filter by `ids`); absent: every job's. */
+  readonly jobIds?: readonly string[];
+}
+
+/**
+ * The feed's listeners, indexed by the jobs they watch: an event goes to the listeners of every
+ * job and to those of its own job only, so a replica where thousands each watch their own job
+ * does one lookup per event, not one call per listener.
+ */
+class FeedListeners {
+  private readonly all = new Set<FeedListener>();
+  private readonly ofEveryJob = new Set<FeedListener>();
+  private readonly byJob = new Map<string, Set<FeedListener>>();
+
+  get size(): number {
+    return this.all.size;
+  }
+
+  add(listener: FeedListener): void {
+    if (this.all.has(listener)) return;
+    this.all.add(listener);
+    if (!listener.jobIds) return void this.ofEveryJob.add(listener);
+    for (const id of listener.jobIds) {
+      const watching = this.byJob.get(id);
+      if (watching) watching.add(listener);
+      else this.byJob.set(id, new Set([listener]));
+    }
+  }
+
+  delete(listener: FeedListener): boolean {
+    if (!this.all.delete(listener)) return false;
+    if (!listener.jobIds) return this.ofEveryJob.delete(listener);
+    for (const id of listener.jobIds) {
+      const watching = this.byJob.get(id);
+      if (watching?.delete(listener) && watching.size === 0) this.byJob.delete(id);
+    }
+    return true;
+  }
+
+  deliver(event: FeedEvent): void {
+    for (const listener of this.ofEveryJob) listener.deliver(event);
+    const watching = this.byJob.get(event.job.id);
+    if (watching) for (const listener of watching) listener.deliver(event);
+  }
+
+  clear(): void {
+    this.all.clear();
+    this.ofEveryJob.clear();
+    this.byJob.clear();
+  }
 }
 
 /** One read of the feed: every change its `base` missed and its `target` sees. */
@@ -62,7 +112,7 @@ export class JobChangeFeed {
   private starting: Promise<Snapshot> | null = null;
   private current: Batch | null = null;
   private readonly finished: Batch[] = [];
-  private readonly listeners = new Set<FeedListener>();
+  private readonly listeners = new FeedListeners();
   private reading = false;
   /** Bumped by `stop()`: a read begun before it hands nothing to anyone after it. */
   private generation = 0;
@@ -174,7 +224,7 @@ export class JobChangeFeed {
         const event = feedEvent(this.options.positions, change, base, batch.target);
         batch.events.push(event);
         batch.lastKey = change.key;
-        for (const listener of this.listeners) listener.deliver(event);
+        this.listeners.deliver(event);
       }
       return page.changes.length < this.pageSize;
     };

@@ -153,6 +153,61 @@ describe('jobEvents with ids', () => {
   });
 });
 
+describe('watchers of the same job', () => {
+  it('each get every change of it, whoever else watches it or leaves', async () => {
+    const [watched, other] = await Promise.all([startImport({ delayMs: 400 }), startImport({ delayMs: 400 })]);
+    const both = subscribe<{ jobEvents: any }>(
+      'ws',
+      system.url,
+      alice,
+      'subscription($ids: [ID!]) { jobEvents(filter: { ids: $ids }) { jobId status } }',
+      {
+        ids: [other, watched],
+      },
+    );
+    const leaving = subscribe<{ jobProgress: any }>('sse', system.url, alice, JOB_PROGRESS_WITH_JOB, { jobId: watched });
+    const staying = subscribe<{ jobProgress: any }>('ws', system.url, alice, JOB_PROGRESS_WITH_JOB, { jobId: watched });
+    const everyJob = subscribe<{ jobEvents: any }>('sse', system.url, alice, JOB_EVENTS);
+    await waitFor('the watcher that leaves to see the job start', () =>
+      leaving.results.some((r) => r.data?.jobProgress.status === 'ACTIVE'),
+    );
+    leaving.close();
+    await staying.done;
+    const changesOf = (events: { jobId: string; status: string }[], id: string) =>
+      events.filter((event) => event.jobId === id).map((event) => event.status);
+    await waitFor('both jobs to complete for the subscriber of both', () =>
+      [watched, other].every((id) =>
+        changesOf(
+          both.results.map((r) => r.data!.jobEvents),
+          id,
+        ).includes('COMPLETED'),
+      ),
+    );
+    await waitFor('the watched job to complete for the subscriber of every job', () =>
+      changesOf(
+        everyJob.results.map((r) => r.data!.jobEvents),
+        watched,
+      ).includes('COMPLETED'),
+    );
+    both.close();
+    everyJob.close();
+    const staid = staying.results.map((r) => r.data!.jobProgress.status);
+    expect(staid.at(-1)).toBe('COMPLETED');
+    // Whoever else watched the job, each subscriber saw its progress through to the end, in order.
+    for (const seen of [
+      changesOf(
+        both.results.map((r) => r.data!.jobEvents),
+        watched,
+      ),
+      staid,
+    ]) {
+      expect(seen.indexOf('ACTIVE')).toBeGreaterThanOrEqual(0);
+      expect(seen.indexOf('ACTIVE')).toBeLessThan(seen.indexOf('COMPLETED'));
+    }
+    expect(new Set(both.results.map((r) => r.data!.jobEvents.jobId))).toEqual(new Set([watched, other]));
+  });
+});
+
 describe('jobEvents with statuses', () => {
   it('also reports a job leaving a watched status, so a filtered dashboard can take it out', async () => {
     const sub = subscribe<{ jobEvents: any }>(

@@ -237,6 +237,7 @@ function followVisibleChanges(
     // Statuses are matched in `accepts`, not in SQL: a job that left a watched status is news too.
     scope: { ownerId: ownerFilter(caller), filter: filter ? { ...filter, statuses: null, updatedAfter: null } : null },
     accepts: (event) => matches(ctx, filter, event),
+    jobIds: filter?.ids ? [...filter.ids] : undefined,
     from,
     maxQueued: config.MAX_QUEUED_EVENTS_PER_SUBSCRIPTION,
     signal,
