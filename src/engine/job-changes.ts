@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobRecord, JobStatus } from '../db/entities/job.entity.js';
 import { type RowKey, type Snapshot, parseSnapshot, snapshotParams } from '../realtime/stream-position.js';
+import { pgArray } from '../db/sql.js';
 import { type JobScope, whereOf } from './job-history.js';
 import { rowToJob } from './job-store.js';
 
@@ -26,6 +27,8 @@ export interface JobChangeRead extends JobScope {
   /** Only rows after this key. */
   after: RowKey | null;
   limit: number;
+  /** The position `statusAtBase` is taken at, when not `base`. */
+  statusBase?: Snapshot;
 }
 
 type Row = Record<string, unknown> & {
@@ -38,13 +41,14 @@ type Row = Record<string, unknown> & {
 
 /**
  * Jobs whose current row was written by a transaction `base` does not see, oldest writer first
- * (`change_xid, id`), with each job's status at `base`. The rows a snapshot misses are those
+ * (`change_xid, id`), with each job's status at `base` (or `statusBase`). The rows a snapshot misses are those
  * written from its `xmax` on, plus those of the transactions it lists as running; the two ranges
  * are read as two index scans and merged, so a long-running transaction elsewhere (an old
  * `xmin`) costs nothing. The statement's own snapshot comes back with the rows.
  */
 export async function readJobChanges(em: EntityManager, read: JobChangeRead): Promise<JobChangePage> {
   const [baseXmax, baseXip] = snapshotParams(read.base);
+  const [statusXmax, statusXip] = snapshotParams(read.statusBase ?? read.base);
   const clauses: string[] = [];
   const params: unknown[] = [];
   if (read.target) {
@@ -75,7 +79,7 @@ export async function readJobChanges(em: EntityManager, read: JobChangeRead): Pr
          SELECT * FROM (${branch('change_xid >= ?::xid8')} UNION ALL ${branch('change_xid = ANY(?::xid8[])')}) missed
           ORDER BY change_xid, id LIMIT ?
        ) p ON true`,
-    [baseXmax, baseXip, baseXmax, baseXip, baseXmax, ...params, read.limit, baseXip, ...params, read.limit, read.limit],
+    [statusXmax, statusXip, statusXmax, statusXip, baseXmax, ...params, read.limit, baseXip, ...params, read.limit, read.limit],
     'all',
     em.getTransactionContext(),
   );
@@ -92,6 +96,26 @@ export async function readJobChanges(em: EntityManager, read: JobChangeRead): Pr
     });
   }
   return { snapshot, changes };
+}
+
+/** The writers of the status changes of these jobs that `base` does not see, per job. */
+export async function statusChangesSince(em: EntityManager, jobIds: readonly string[], base: Snapshot): Promise<Map<string, bigint[]>> {
+  const writers = new Map<string, bigint[]>();
+  if (jobIds.length === 0) return writers;
+  const [baseXmax, baseXip] = snapshotParams(base);
+  const rows = await em.getConnection().execute<{ job_id: string; xid: string }[]>(
+    `SELECT job_id, change_xid::text AS xid FROM job_status_change
+        WHERE job_id = ANY(?::uuid[]) AND (change_xid >= ?::xid8 OR change_xid = ANY(?::xid8[]))`,
+    [pgArray(jobIds), baseXmax, baseXip],
+    'all',
+    em.getTransactionContext(),
+  );
+  for (const row of rows) {
+    const list = writers.get(row.job_id);
+    if (list) list.push(BigInt(row.xid));
+    else writers.set(row.job_id, [BigInt(row.xid)]);
+  }
+  return writers;
 }
 
 /** The snapshot PostgreSQL would read at now: the position of "everything committed so far". */

@@ -1,9 +1,9 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobScope } from '../engine/job-history.js';
-import { currentSnapshot, readJobChanges } from '../engine/job-changes.js';
+import { currentSnapshot, readJobChanges, statusChangesSince } from '../engine/job-changes.js';
 import { slowSubscribersCutOff } from '../observability/metrics.js';
 import { feedEvent, type FeedEvent, type FeedListener, type JobChangeFeed, type StreamEvent } from './job-change-feed.js';
-import { includes, type PositionCodec, type RowKey, type Snapshot, type StreamPosition } from './stream-position.js';
+import { hasSeen, includes, isVisible, type PositionCodec, type RowKey, type Snapshot, type StreamPosition } from './stream-position.js';
 
 /** A subscriber that does not read its events fast enough is cut off rather than buffered without bound. */
 export class SubscriberTooSlowError extends Error {
@@ -94,6 +94,20 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
   let ended = false;
   let joined = false;
   let take: ((event: StreamEvent) => boolean) | null = null;
+  /**
+   * Jobs a catch-up read left out because they changed again past the position it read to: the
+   * client still holds their status from before, which the next event about each must give as
+   * `previousStatus` (the feed, or the next read, would give the status at that position, which
+   * the client never saw).
+   */
+  const heldStatus = new Map<string, FeedEvent['previousStatus']>();
+  /** The event with `previousStatus` as this client knows it. */
+  const asKnown = <E extends StreamEvent>(event: E): E => {
+    if (heldStatus.size === 0 || !heldStatus.has(event.job.id)) return event;
+    const previousStatus = heldStatus.get(event.job.id)!;
+    heldStatus.delete(event.job.id);
+    return { ...event, previousStatus };
+  };
 
   const end = () => {
     if (ended) return;
@@ -112,8 +126,10 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
   };
   const listener: FeedListener = {
     jobIds: follow.jobIds,
-    deliver(event) {
-      if (ended || tooSlow || !follow.accepts(event)) return;
+    deliver(shared) {
+      if (ended || tooSlow) return;
+      const event = asKnown(shared);
+      if (!follow.accepts(event)) return;
       if (waiting && queue.length === 0) {
         if (take?.(event)) {
           if (follow.endsAfter?.(event)) end();
@@ -138,11 +154,45 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
   /** Everything `base` missed and `target` sees, after `after`, as events. */
   async function* readMissed(base: Snapshot, target: Snapshot, after: RowKey | null): AsyncGenerator<FeedEvent> {
     const limit = follow.pageSize ?? 500;
+    const from: StreamPosition = { base, partial: after && { target, after } };
+    const read = new Set<string>();
     for (;;) {
       const page = await readJobChanges(follow.em, { ...follow.scope, base, target, after, limit });
       for (const change of page.changes) {
-        const event = feedEvent(follow.positions, change, base, target);
+        read.add(change.job.id);
+        const event = asKnown(feedEvent(follow.positions, change, base, target));
         if (follow.accepts(event)) yield event;
+      }
+      if (page.changes.length < limit) break;
+      after = page.changes[page.changes.length - 1]!.key;
+    }
+    await holdStatusOfJobsPast(from, target, read);
+  }
+
+  /**
+   * A job whose row is already past `target` when read is not in a read up to `target`: its state
+   * at `target` is gone, and what comes next about it (from the next read, or the feed, which
+   * takes over at `target`) says its status at `target`. When its status changed between `from`
+   * and `target` in a change the client has not seen, the client still holds its status at
+   * `from.base` (or an earlier one still held): remembered here, for `asKnown`. (Its state at
+   * `target` may also have been written after a status change the client saw; that case cannot be
+   * told apart, and is taken as seen.)
+   */
+  async function holdStatusOfJobsPast(from: StreamPosition, target: Snapshot, read: ReadonlySet<string>): Promise<void> {
+    const limit = follow.pageSize ?? 500;
+    let after: RowKey | null = null;
+    for (;;) {
+      const page = await readJobChanges(follow.em, { ...follow.scope, base: target, statusBase: from.base, target: null, after, limit });
+      const past = page.changes.filter((change) => !read.has(change.job.id) && !heldStatus.has(change.job.id));
+      const statusWriters = await statusChangesSince(
+        follow.em,
+        past.map((change) => change.job.id),
+        from.base,
+      );
+      for (const change of past) {
+        const id = change.job.id;
+        const unseen = statusWriters.get(id)?.some((xid) => isVisible(xid, target) && !hasSeen(from, { xid, id }));
+        if (unseen) heldStatus.set(id, change.statusAtBase);
       }
       if (page.changes.length < limit) return;
       after = page.changes[page.changes.length - 1]!.key;

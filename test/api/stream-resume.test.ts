@@ -80,6 +80,21 @@ function apply(view: Map<string, JobState>, events: StreamEvent[]): StreamEvent[
   return repeated;
 }
 
+/**
+ * The events whose `previousStatus` is not the status the client held for the job before them
+ * (null for a job new to it): a dashboard keeping counts per status from the stream takes one
+ * from that status.
+ */
+function unknownPreviousStatus(view: Map<string, JobState>, events: StreamEvent[]): StreamEvent[] {
+  const held = new Map([...view].map(([id, state]) => [id, state.status]));
+  const wrong: StreamEvent[] = [];
+  for (const event of events) {
+    if (event.previousStatus !== (held.get(event.job.id) ?? null)) wrong.push(event);
+    held.set(event.job.id, event.job.status);
+  }
+  return wrong;
+}
+
 function sameView(a: Map<string, JobState>, b: Map<string, JobState>): boolean {
   return a.size === b.size && [...a].every(([id, state]) => b.get(id)?.updatedAt === state.updatedAt && b.get(id)?.status === state.status);
 }
@@ -131,6 +146,7 @@ describe('snapshot, then stream', () => {
     live.close();
     const received = events();
     expect(apply(new Map(snapshot), received)).toEqual([]);
+    expect(unknownPreviousStatus(snapshot, received)).toEqual([]);
     expect(received.length).toBeGreaterThan(fresh.size - snapshot.size);
 
     // A client that dropped after any event and resumes from its cursor ends with the same view.
