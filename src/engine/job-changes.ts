@@ -1,7 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobRecord, JobStatus } from '../db/entities/job.entity.js';
 import { type RowKey, type Snapshot, parseSnapshot, snapshotParams } from '../realtime/stream-position.js';
-import { pgArray } from '../db/sql.js';
 import { type JobScope, whereOf } from './job-history.js';
 import { rowToJob } from './job-store.js';
 
@@ -96,26 +95,6 @@ export async function readJobChanges(em: EntityManager, read: JobChangeRead): Pr
     });
   }
   return { snapshot, changes };
-}
-
-/** The writers of the status changes of these jobs that `base` does not see, per job. */
-export async function statusChangesSince(em: EntityManager, jobIds: readonly string[], base: Snapshot): Promise<Map<string, bigint[]>> {
-  const writers = new Map<string, bigint[]>();
-  if (jobIds.length === 0) return writers;
-  const [baseXmax, baseXip] = snapshotParams(base);
-  const rows = await em.getConnection().execute<{ job_id: string; xid: string }[]>(
-    `SELECT job_id, change_xid::text AS xid FROM job_status_change
-        WHERE job_id = ANY(?::uuid[]) AND (change_xid >= ?::xid8 OR change_xid = ANY(?::xid8[]))`,
-    [pgArray(jobIds), baseXmax, baseXip],
-    'all',
-    em.getTransactionContext(),
-  );
-  for (const row of rows) {
-    const list = writers.get(row.job_id);
-    if (list) list.push(BigInt(row.xid));
-    else writers.set(row.job_id, [BigInt(row.xid)]);
-  }
-  return writers;
 }
 
 /** The snapshot PostgreSQL would read at now: the position of "everything committed so far". */

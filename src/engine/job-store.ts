@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { type AttemptOutcome, TERMINAL_STATUSES, type JobRecord, type JobStatus } from '../db/entities/job.entity.js';
 import { pgArray } from '../db/sql.js';
 import { NotFoundError } from './errors.js';
+import { isoString } from './json-values.js';
 import type { JobEventMessage } from '../pubsub/topics.js';
 
 /**
@@ -97,14 +98,14 @@ export function toEventMessage(job: JobRecord): JobEventMessage {
   return {
     job: {
       ...job,
-      createdAt: job.createdAt.toISOString(),
-      updatedAt: job.updatedAt.toISOString(),
-      startedAt: job.startedAt?.toISOString() ?? null,
-      finishedAt: job.finishedAt?.toISOString() ?? null,
-      runAt: job.runAt?.toISOString() ?? null,
-      cancelRequestedAt: job.cancelRequestedAt?.toISOString() ?? null,
-      expiresAt: job.expiresAt?.toISOString() ?? null,
-      idempotencyExpiresAt: job.idempotencyExpiresAt?.toISOString() ?? null,
+      createdAt: isoString(job.createdAt),
+      updatedAt: isoString(job.updatedAt),
+      startedAt: job.startedAt ? isoString(job.startedAt) : null,
+      finishedAt: job.finishedAt ? isoString(job.finishedAt) : null,
+      runAt: job.runAt ? isoString(job.runAt) : null,
+      cancelRequestedAt: job.cancelRequestedAt ? isoString(job.cancelRequestedAt) : null,
+      expiresAt: job.expiresAt ? isoString(job.expiresAt) : null,
+      idempotencyExpiresAt: job.idempotencyExpiresAt ? isoString(job.idempotencyExpiresAt) : null,
     },
   };
 }

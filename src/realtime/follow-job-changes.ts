@@ -1,9 +1,9 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobScope } from '../engine/job-history.js';
-import { currentSnapshot, readJobChanges, statusChangesSince } from '../engine/job-changes.js';
+import { currentSnapshot, readJobChanges } from '../engine/job-changes.js';
 import { slowSubscribersCutOff } from '../observability/metrics.js';
 import { feedEvent, type FeedEvent, type FeedListener, type JobChangeFeed, type StreamEvent } from './job-change-feed.js';
-import { hasSeen, includes, isVisible, type PositionCodec, type RowKey, type Snapshot, type StreamPosition } from './stream-position.js';
+import { includes, type PositionCodec, type RowKey, type Snapshot, type StreamPosition } from './stream-position.js';
 
 /** A subscriber that does not read its events fast enough is cut off rather than buffered without bound. */
 export class SubscriberTooSlowError extends Error {
@@ -62,6 +62,9 @@ export interface FollowJobChanges {
 }
 
 const DONE: IteratorResult<never> = { done: true, value: undefined };
+
+/** Pages of jobs past a catch-up's target read to hold their statuses (500 each). */
+const MAX_HOLD_PAGES = 20;
 
 /**
  * An event stream that can also hand its events over synchronously: while a `next()` is pending
@@ -154,7 +157,8 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
   /** Everything `base` missed and `target` sees, after `after`, as events. */
   async function* readMissed(base: Snapshot, target: Snapshot, after: RowKey | null): AsyncGenerator<FeedEvent> {
     const limit = follow.pageSize ?? 500;
-    const from: StreamPosition = { base, partial: after && { target, after } };
+    // Continuing a read the client dropped out of, the jobs it got before the drop are not known here.
+    const whole = after === null;
     const read = new Set<string>();
     for (;;) {
       const page = await readJobChanges(follow.em, { ...follow.scope, base, target, after, limit });
@@ -166,33 +170,24 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
       if (page.changes.length < limit) break;
       after = page.changes[page.changes.length - 1]!.key;
     }
-    await holdStatusOfJobsPast(from, target, read);
+    if (whole) await holdStatusOfJobsPast(base, target, read);
   }
 
   /**
    * A job whose row is already past `target` when read is not in a read up to `target`: its state
    * at `target` is gone, and what comes next about it (from the next read, or the feed, which
-   * takes over at `target`) says its status at `target`. When its status changed between `from`
-   * and `target` in a change the client has not seen, the client still holds its status at
-   * `from.base` (or an earlier one still held): remembered here, for `asKnown`. (Its state at
-   * `target` may also have been written after a status change the client saw; that case cannot be
-   * told apart, and is taken as seen.)
+   * takes over at `target`) says its status at `target`. The client holds its status at `base`
+   * (null: a job new to it), or an earlier one still held: remembered here, for `asKnown`.
    */
-  async function holdStatusOfJobsPast(from: StreamPosition, target: Snapshot, read: ReadonlySet<string>): Promise<void> {
+  async function holdStatusOfJobsPast(base: Snapshot, target: Snapshot, read: ReadonlySet<string>): Promise<void> {
     const limit = follow.pageSize ?? 500;
     let after: RowKey | null = null;
-    for (;;) {
-      const page = await readJobChanges(follow.em, { ...follow.scope, base: target, statusBase: from.base, target: null, after, limit });
-      const past = page.changes.filter((change) => !read.has(change.job.id) && !heldStatus.has(change.job.id));
-      const statusWriters = await statusChangesSince(
-        follow.em,
-        past.map((change) => change.job.id),
-        from.base,
-      );
-      for (const change of past) {
-        const id = change.job.id;
-        const unseen = statusWriters.get(id)?.some((xid) => isVisible(xid, target) && !hasSeen(from, { xid, id }));
-        if (unseen) heldStatus.set(id, change.statusAtBase);
+    // Each page is read now, and a row written again meanwhile comes again later: a bound, should
+    // writers outpace the reads.
+    for (let pages = 0; pages < MAX_HOLD_PAGES; pages++) {
+      const page = await readJobChanges(follow.em, { ...follow.scope, base: target, statusBase: base, target: null, after, limit });
+      for (const change of page.changes) {
+        if (!read.has(change.job.id) && !heldStatus.has(change.job.id)) heldStatus.set(change.job.id, change.statusAtBase);
       }
       if (page.changes.length < limit) return;
       after = page.changes[page.changes.length - 1]!.key;

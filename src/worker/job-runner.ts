@@ -317,7 +317,6 @@ export class JobRunner {
     const shutdown = this.shutdown.signal;
     const attemptEnds = new AttemptSignal(declaration.options.timeoutMs, [cancelSignal, shutdown]);
     const timeout = attemptEnds.timeout;
-    const signal = attemptEnds.signal;
     const reporter = new ProgressReporter(
       async (state) => {
         const updated = await updateJob(em(), jobId, state, ['ACTIVE']);
@@ -366,7 +365,9 @@ export class JobRunner {
         }
       },
       log: jobLog.log,
-      signal,
+      get signal(): AbortSignal {
+        return attemptEnds.signal;
+      },
       checkpoint: () => {
         if (cancelSignal?.aborted) throw new JobCancelledError();
         if (timeout.aborted) throw new JobTimeoutError(declaration.options.timeoutMs);
@@ -530,14 +531,18 @@ function backoffDelay(declaration: AnyJobDeclaration, scale: number, attempt: nu
 
 /**
  * The signal a handler gets: aborted by a cancel, the attempt's timeout or the shutdown deadline,
- * whichever comes first. One controller and one timer: AbortSignal.timeout with AbortSignal.any
- * cost a no-op job more than its row writes (weak references, a registry, a signal each).
+ * whichever comes first. One timer, and the controller and its listeners only once the handler
+ * asks for the signal: AbortSignal.timeout with AbortSignal.any, or even one eager controller per
+ * attempt, cost a no-op job more than its row writes.
  */
 class AttemptSignal {
-  private readonly controller = new AbortController();
+  private controller: AbortController | null = null;
   private readonly timer: NodeJS.Timeout;
   private readonly sources: AbortSignal[];
-  private readonly follow = (event: Event) => this.controller.abort((event.target as AbortSignal).reason);
+  private listening = false;
+  /** Why the attempt ended, once it did (the first source to abort, or the timeout). */
+  private ended: { reason: unknown } | null = null;
+  private readonly follow = (event: Event) => this.end((event.target as AbortSignal).reason);
   /** Whether the timeout is what ended the attempt (`aborted`, as AbortSignal.timeout's would say). */
   readonly timeout = { aborted: false };
 
@@ -545,22 +550,37 @@ class AttemptSignal {
     this.sources = sources.filter((source): source is AbortSignal => source !== undefined);
     this.timer = setTimeout(() => {
       this.timeout.aborted = true;
-      this.controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+      this.end(this.abortedSource()?.reason ?? new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
     }, timeoutMs).unref();
-    for (const source of this.sources) {
-      if (source.aborted) this.controller.abort(source.reason);
-      else source.addEventListener('abort', this.follow, { once: true });
-    }
   }
 
   get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      this.ended ??= this.abortedSource() ? { reason: this.abortedSource()!.reason } : null;
+      if (this.ended) this.controller.abort(this.ended.reason);
+      else {
+        for (const source of this.sources) source.addEventListener('abort', this.follow, { once: true });
+        this.listening = true;
+      }
+    }
     return this.controller.signal;
   }
 
   /** Stops the timer and the listening, once the attempt is over. */
   dispose(): void {
     clearTimeout(this.timer);
-    for (const source of this.sources) source.removeEventListener('abort', this.follow);
+    if (this.listening) for (const source of this.sources) source.removeEventListener('abort', this.follow);
+  }
+
+  private end(reason: unknown): void {
+    if (this.ended) return;
+    this.ended = { reason };
+    this.controller?.abort(reason);
+  }
+
+  private abortedSource(): AbortSignal | undefined {
+    return this.sources.find((source) => source.aborted);
   }
 }
 
