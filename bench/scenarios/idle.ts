@@ -7,6 +7,7 @@
  */
 import { size, type BenchContext } from '../context.js';
 import { subscribeWs, wsConnection, type LiveSubscription } from '../clients.js';
+import { topics } from '../../src/pubsub/topics.js';
 import { cpuSeconds, startApi, waitFor } from '../processes.js';
 import type { ScenarioResult } from '../stats.js';
 
@@ -123,13 +124,13 @@ async function changesNobodyWatches(ctx: BenchContext, api: Awaited<ReturnType<t
         'UPDATE job SET progress = $2, previous_status = status, version = version + 1, updated_at = clock_timestamp(), change_xid = pg_current_xact_id() WHERE id = $1',
         [jobId, progress % 100],
       );
-      await ctx.env.redis.publish(`${ctx.env.prefix}:jobs`, JSON.stringify({ changes: 1 }));
+      await ctx.env.redis.publish(`${ctx.env.prefix}:${topics.jobChanges().channel}`, JSON.stringify({ changes: 1 }));
     }
     await ctx.env.pool.query(
       "UPDATE job SET status = 'COMPLETED', progress = 100, previous_status = status, version = version + 1, updated_at = clock_timestamp(), change_xid = pg_current_xact_id() WHERE id = $1",
       [jobId],
     );
-    await ctx.env.redis.publish(`${ctx.env.prefix}:jobs`, JSON.stringify({ changes: 1 }));
+    await ctx.env.redis.publish(`${ctx.env.prefix}:${topics.jobChanges().channel}`, JSON.stringify({ changes: 1 }));
     await waitFor('the watcher to see the last change', () => watcher.received.some((r) => r.value.status === 'COMPLETED'), 60_000, 10);
     return { changes: changes + 1, cpuPerChangeUs: (((await cpuSeconds(api.child.pid!)) - before) / (changes + 1)) * 1e6 };
   } finally {

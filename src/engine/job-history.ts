@@ -110,11 +110,8 @@ function inTurn(em: EntityManager): Pick<EntityManager, 'execute'> {
   if (!transaction) return em;
   return {
     execute: ((...args: Parameters<EntityManager['execute']>) => {
-      const previous = transactionTurns.get(transaction) ?? Promise.resolve();
-      const turn = previous.then(
-        () => em.execute(...args),
-        () => em.execute(...args),
-      );
+      const run = () => em.execute(...args);
+      const turn = (transactionTurns.get(transaction) ?? Promise.resolve()).then(run, run);
       transactionTurns.set(
         transaction,
         turn.catch(() => {}),

@@ -555,14 +555,14 @@ class AttemptSignal {
   }
 
   get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      this.ended ??= this.abortedSource() ? { reason: this.abortedSource()!.reason } : null;
-      if (this.ended) this.controller.abort(this.ended.reason);
-      else {
-        for (const source of this.sources) source.addEventListener('abort', this.follow, { once: true });
-        this.listening = true;
-      }
+    if (this.controller) return this.controller.signal;
+    this.controller = new AbortController();
+    const aborted = this.abortedSource();
+    if (aborted) this.end(aborted.reason);
+    if (this.ended) this.controller.abort(this.ended.reason);
+    else {
+      for (const source of this.sources) source.addEventListener('abort', this.follow, { once: true });
+      this.listening = true;
     }
     return this.controller.signal;
   }
