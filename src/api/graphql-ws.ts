@@ -259,27 +259,42 @@ function pushingFromFirstNext(stream: AsyncIterable<ExecutionResult>, start: () 
 }
 
 /**
- * Writes subscription `id`'s results to `socket` as graphql-ws `next` messages, the shared JSON
- * spliced in. Past `bufferBytes` waiting to go out, it stops until the socket has sent the frame
- * that crossed the line.
+ * Writes subscription `id`'s results to `socket` as graphql-ws `next` messages: the shared JSON,
+ * encoded once for every socket, between this subscription's head and closing brace. Past
+ * `bufferBytes` waiting to go out, it stops until the socket has sent the frame that crossed the line.
  */
 function socketSink(socket: WebSocket, id: string, results: SubscriptionResults, bufferBytes: number): ResultSink {
-  const head = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+  const head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
   const resume = () => results.resume();
   return {
     write(result, json) {
       // A closing socket ends the subscription through graphql-ws; until then its results go nowhere.
       if (socket.readyState !== socket.OPEN) return true;
       const own = forSocket(result);
-      const frame = `${head}${own ? JSON.stringify(own) : json}}`;
-      const behind = socket.bufferedAmount + Buffer.byteLength(frame) > bufferBytes;
-      socket.send(frame, behind ? resume : undefined);
+      const payload = own ? Buffer.from(JSON.stringify(own)) : sharedBytes(result, json);
+      const frame = Buffer.concat([head, payload, CLOSING_BRACE], head.length + payload.length + 1);
+      const behind = socket.bufferedAmount + frame.length > bufferBytes;
+      // Bytes go out as a binary frame unless told otherwise; graphql-ws speaks text.
+      socket.send(frame, { binary: false }, behind ? resume : undefined);
       return !behind;
     },
     // graphql-ws learns of both from the iteration it waits on, and answers `complete` or an error.
     end() {},
     fail() {},
   };
+}
+
+const CLOSING_BRACE = Buffer.from('}');
+const encoded = new WeakMap<ExecutionResult, Buffer>();
+
+/** A shared result's JSON as UTF-8, encoded once however many sockets it goes to. */
+function sharedBytes(result: ExecutionResult, json: string): Buffer {
+  let bytes = encoded.get(result);
+  if (!bytes) {
+    bytes = Buffer.from(json);
+    encoded.set(result, bytes);
+  }
+  return bytes;
 }
 
 /** Longest operation id a client may use; graphql-ws clients use UUIDs or counters. */

@@ -189,6 +189,23 @@ describe('an operation the client completes while it is being set up', () => {
   });
 });
 
+describe('messages on the socket', () => {
+  it('are text frames, results included, as a browser needs them', async () => {
+    const jobId = await delayedJob(alice);
+    const socket = new WebSocket(system.url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+    const messages: { type: string; binary: boolean }[] = [];
+    socket.on('message', (data, isBinary) => messages.push({ type: JSON.parse(String(data)).type, binary: isBinary }));
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${alice}` } }));
+    await waitFor('the connection to be acknowledged', () => messages.some((m) => m.type === 'connection_ack'));
+    socket.send(JSON.stringify({ id: 'p', type: 'subscribe', payload: { query: JOB_PROGRESS, variables: { jobId } } }));
+    await waitFor('the first result', () => messages.some((m) => m.type === 'next'));
+    socket.close();
+    expect(messages.map((m) => m.type)).toEqual(['connection_ack', 'next']);
+    expect(messages.filter((m) => m.binary)).toEqual([]);
+  });
+});
+
 describe('authentication at connection_init', () => {
   it('closes a socket with no, a bad, a forged or an expired token with 4403 and never acknowledges it', async () => {
     const { mintToken } = await import('../../src/auth/tokens.js');
