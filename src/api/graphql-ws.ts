@@ -28,9 +28,6 @@ interface SocketExtra {
 type SocketContext = Context<Record<string, unknown>, SocketExtra>;
 type Enveloped = ReturnType<JobwireYoga['getEnveloped']>;
 
-/** Sent to the client every this many milliseconds; a socket that does not answer in as long again is dropped. */
-const KEEP_ALIVE_MS = 12_000;
-
 /**
  * graphql-ws on `/graphql` of `server`, executing through `yoga`'s envelop (schema, graphql-armor
  * limits, error masking), with:
@@ -184,12 +181,20 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
     // Protocol errors (a message over maxPayload: 1009, a bad frame: 1002) are the client's; ws has
     // already closed the socket with the right code.
     socket.on('error', (error) => logger.debug({ reason: error.message }, 'WebSocket closed on a protocol error'));
+    // Pinged every WS_KEEP_ALIVE_MS. A pong travels behind whatever the client has yet to read, so
+    // a client behind on a busy stream answers late: it is alive while it takes what is sent (the
+    // bytes handed to its connection grow), and is dropped once it neither answers nor takes anything.
+    const connection = request.socket;
+    const keepAliveMs = config.WS_KEEP_ALIVE_MS;
     let pongWait: NodeJS.Timeout | null = null;
-    const keepAlive = setInterval(() => {
-      if (socket.readyState !== socket.OPEN) return;
-      pongWait ??= setTimeout(() => socket.terminate(), KEEP_ALIVE_MS);
+    const ping = () => {
       socket.ping();
-    }, KEEP_ALIVE_MS);
+      const sentAtPing = connection.bytesWritten;
+      pongWait = setTimeout(() => (connection.bytesWritten > sentAtPing ? ping() : socket.terminate()), keepAliveMs);
+    };
+    const keepAlive = setInterval(() => {
+      if (socket.readyState === socket.OPEN && pongWait === null) ping();
+    }, keepAliveMs);
     socket.on('pong', () => {
       if (pongWait) clearTimeout(pongWait);
       pongWait = null;

@@ -117,6 +117,11 @@ const configSchema = z.object({
   /** A WebSocket that has not sent a valid `connection_init` within this many milliseconds is closed. (Default: 3000) */
   WS_CONNECTION_INIT_TIMEOUT_MS: positiveInt.default(3_000),
   /**
+   * A WebSocket is pinged this often; one that in as long again neither answers nor takes any of
+   * the data sent to it is dropped. (Default: 12000)
+   */
+  WS_KEEP_ALIVE_MS: positiveInt.default(12_000),
+  /**
    * Origins allowed to call the API from a browser (CORS), comma-separated, e.g. `https://app.example.com`.
    * (Default: none; same origin only)
    */

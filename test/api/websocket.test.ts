@@ -8,6 +8,7 @@ import { createTestEnv, waitFor, type TestEnv } from '../helpers/test-env.js';
 
 const INIT_TIMEOUT_MS = 400;
 const MAX_PAYLOAD = 64 * 1024;
+const KEEP_ALIVE_MS = 500;
 
 let env: TestEnv;
 let system: InProcessSystem;
@@ -15,7 +16,11 @@ let alice: string;
 let bob: string;
 
 beforeAll(async () => {
-  env = await createTestEnv({ WS_CONNECTION_INIT_TIMEOUT_MS: String(INIT_TIMEOUT_MS), WS_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD) });
+  env = await createTestEnv({
+    WS_CONNECTION_INIT_TIMEOUT_MS: String(INIT_TIMEOUT_MS),
+    WS_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
+    WS_KEEP_ALIVE_MS: String(KEEP_ALIVE_MS),
+  });
   // No sidecar: the jobs here are DELAYED for an hour and end by cancelJob, which the API does itself.
   system = await startInProcess(env, { worker: false });
   [alice, bob] = await Promise.all([env.token('alice'), env.token('bob')]);
@@ -203,6 +208,47 @@ describe('messages on the socket', () => {
     socket.close();
     expect(messages.map((m) => m.type)).toEqual(['connection_ack', 'next']);
     expect(messages.filter((m) => m.binary)).toEqual([]);
+  });
+});
+
+describe('keep-alive (WS_KEEP_ALIVE_MS)', () => {
+  /** A raw socket that answers no ping, acknowledged by the server. */
+  async function silentSocket() {
+    const socket = new WebSocket(system.url.replace(/^http/, 'ws'), 'graphql-transport-ws', { autoPong: false });
+    const state = { pings: 0, closedWith: null as number | null, acknowledged: false, answers: 0 };
+    socket.on('ping', () => state.pings++);
+    socket.on('close', (code) => (state.closedWith = code));
+    socket.on('message', (data) => {
+      const type = JSON.parse(String(data)).type;
+      if (type === 'connection_ack') state.acknowledged = true;
+      if (type === 'complete') state.answers++;
+    });
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${alice}` } }));
+    await waitFor('the connection to be acknowledged', () => state.acknowledged);
+    return { socket, state };
+  }
+
+  it('drops a socket that neither answers its pings nor takes anything sent to it', async () => {
+    const { state } = await silentSocket();
+    await waitFor('the server to drop the socket', () => state.closedWith !== null);
+    expect(state.closedWith).toBe(1006);
+    expect(state.pings).toBeGreaterThan(0);
+  });
+
+  it('keeps a socket that answers no ping while it takes what is sent to it, as a client far behind a busy stream does', async () => {
+    const { socket, state } = await silentSocket();
+    // The client keeps asking, and so keeps taking answers; its pongs never come.
+    let asked = 0;
+    const ask = () => socket.send(JSON.stringify({ id: `q${++asked}`, type: 'subscribe', payload: { query: '{ __typename }' } }));
+    socket.on('message', (data) => {
+      if (JSON.parse(String(data)).type === 'complete' && socket.readyState === socket.OPEN) setTimeout(ask, 20);
+    });
+    ask();
+    await waitFor('four pings unanswered', () => state.pings >= 4 || state.closedWith !== null);
+    expect(state.closedWith).toBeNull();
+    expect(state.answers).toBeGreaterThan(0);
+    socket.close();
   });
 });
 
