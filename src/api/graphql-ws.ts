@@ -183,14 +183,17 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
     socket.on('error', (error) => logger.debug({ reason: error.message }, 'WebSocket closed on a protocol error'));
     // Pinged every WS_KEEP_ALIVE_MS. A pong travels behind whatever the client has yet to read, so
     // a client behind on a busy stream answers late: it is alive while it takes what is sent (the
-    // bytes handed to its connection grow), and is dropped once it neither answers nor takes anything.
+    // bytes its connection's kernel buffer accepted grow; Node's own buffer does not count), and is
+    // dropped once it neither answers nor takes anything.
     const connection = request.socket;
+    const accepted = () => connection.bytesWritten - connection.writableLength;
     const keepAliveMs = config.WS_KEEP_ALIVE_MS;
     let pongWait: NodeJS.Timeout | null = null;
     const ping = () => {
       socket.ping();
-      const sentAtPing = connection.bytesWritten;
-      pongWait = setTimeout(() => (connection.bytesWritten > sentAtPing ? ping() : socket.terminate()), keepAliveMs);
+      // Read after the ping: the ping's own bytes are not the client taking anything.
+      const acceptedAtPing = accepted();
+      pongWait = setTimeout(() => (accepted() > acceptedAtPing ? ping() : socket.terminate()), keepAliveMs);
     };
     const keepAlive = setInterval(() => {
       if (socket.readyState === socket.OPEN && pongWait === null) ping();

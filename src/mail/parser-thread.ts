@@ -37,14 +37,19 @@ export class MessageParserThread {
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       this.waiting.set(id, { resolve, reject });
-      thread.postMessage({ id, raw } satisfies ParseRequest);
+      // A copy of exactly its bytes, handed over: a small Buffer is a view of an 8 KiB pool, all of
+      // which a plain postMessage would copy.
+      const bytes = new Uint8Array(raw);
+      thread.postMessage({ id, raw: bytes } satisfies ParseRequest, [bytes.buffer]);
     });
   }
 
-  /** Ends the thread now; parses still waiting fail (a later parse starts another). */
+  /** Ends the thread now; parses still waiting fail, and a later parse starts another. */
   async close(): Promise<void> {
-    clearTimeout(this.idleTimer);
-    await this.thread?.terminate();
+    const thread = this.thread;
+    if (!thread) return;
+    this.stopped(thread, new Error('the message parser thread was closed'));
+    await thread.terminate();
   }
 
   private running(): Worker {
@@ -55,7 +60,7 @@ export class MessageParserThread {
     }
     const thread = startThread();
     thread.on('message', (reply: ParseReply) => this.answer(reply));
-    thread.on('error', (error) => this.stopped(thread, error));
+    thread.on('error', (error) => this.stopped(thread, new Error(`the message parser thread failed: ${error.message}`, { cause: error })));
     thread.on('exit', (code) => this.stopped(thread, new Error(`the message parser thread stopped (exit code ${code})`)));
     this.thread = thread;
     return thread;
@@ -107,6 +112,8 @@ function startThread(): Worker {
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = new URL(`./parser-thread-entry.${fromSource ? 'ts' : 'js'}`, import.meta.url);
   if (!fromSource) return new Worker(entry);
-  const load = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); })`;
+  // Resolved here: the thread's own resolution would start from the working directory.
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const load = `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); })`;
   return new Worker(load, { eval: true });
 }

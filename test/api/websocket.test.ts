@@ -1,6 +1,8 @@
 import { createClient, type Client } from 'graphql-ws';
+import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { subscriptionGauge } from '../../src/observability/metrics.js';
 import { JOB_PROGRESS } from '../helpers/fragments.js';
 import { gqlOk } from '../helpers/graphql-client.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
@@ -250,6 +252,29 @@ describe('keep-alive (WS_KEEP_ALIVE_MS)', () => {
     expect(state.answers).toBeGreaterThan(0);
     socket.close();
   });
+
+  it('drops a socket whose client stopped reading, however much is still sent to it', async () => {
+    const jobId = await delayedJob(alice);
+    const { socket } = await silentSocket();
+    socket.on('error', () => {});
+    const before = await openSubscriptions();
+    socket.send(JSON.stringify({ id: 'p', type: 'subscribe', payload: { query: JOB_PROGRESS, variables: { jobId } } }));
+    await waitFor('the subscription to start', async () => (await openSubscriptions()) === before + 1);
+    // The client stops reading its connection (ws has no public pause). What the server keeps
+    // sending, the pongs of graphql-ws pings that echo their payload, fills the kernel's buffers,
+    // then Node's: the server sends more every interval, and none of it is taken.
+    (socket as unknown as { _socket: Socket })._socket.pause();
+    const ping = JSON.stringify({ type: 'ping', payload: { pad: 'x'.repeat(60_000) } });
+    const flood = setInterval(() => {
+      for (let i = 0; i < 10 && socket.readyState === socket.OPEN; i++) socket.send(ping);
+    }, 20);
+    try {
+      await waitFor('the server to drop the socket, ending its subscription', async () => (await openSubscriptions()) === before);
+    } finally {
+      clearInterval(flood);
+      socket.terminate();
+    }
+  });
 });
 
 describe('authentication at connection_init', () => {
@@ -320,3 +345,8 @@ describe('WS_MAX_PAYLOAD_BYTES', () => {
     await Promise.all([bystander.client.dispose(), big.client.dispose(), fresh.client.dispose()]);
   });
 });
+
+/** Subscriptions open on this process's API. */
+async function openSubscriptions(): Promise<number> {
+  return (await subscriptionGauge.get()).values.reduce((sum, value) => sum + value.value, 0);
+}

@@ -49,6 +49,17 @@ describe('the message parser thread', () => {
     await parser.close();
   });
 
+  it('fails the parses waiting when it is closed, and starts another thread for the next', async () => {
+    const parser = new MessageParserThread();
+    const raw = buildMbox({ count: 1, seed: 5 }).raw[0]!;
+    const waiting = parser.parse(raw);
+    const closing = parser.close();
+    await expect(waiting).rejects.toThrow(/closed/);
+    expect(await parser.parse(raw)).toEqual(await parseMessage(raw));
+    await closing;
+    await parser.close();
+  });
+
   it('ends its thread once idle, and starts another for the next parse', async () => {
     const parser = new MessageParserThread(1);
     const raw = buildMbox({ count: 1, seed: 4 }).raw[0]!;
