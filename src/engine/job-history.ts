@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobRecord, JobStatus } from '../db/entities/job.entity.js';
-import { pgArray } from '../db/sql.js';
+import { pgArray, runBound } from '../db/sql.js';
 import { rowToJob } from './job-store.js';
 
 /** Most ids one filter may name. */
@@ -105,20 +105,17 @@ export function whereOf({ ownerId, filter }: JobScope): { where: string; params:
  */
 const transactionTurns = new WeakMap<object, Promise<unknown>>();
 
-function inTurn(em: EntityManager): Pick<EntityManager, 'execute'> {
+/** Runs a statement (see `runBound`), after the statements its transaction already started, if it is in one. */
+function inTurn<T>(em: EntityManager, sql: string, params: readonly unknown[]): Promise<T[]> {
+  const run = () => runBound<T>(em, sql, params);
   const transaction = em.getTransactionContext();
-  if (!transaction) return em;
-  return {
-    execute: ((...args: Parameters<EntityManager['execute']>) => {
-      const run = () => em.execute(...args);
-      const turn = (transactionTurns.get(transaction) ?? Promise.resolve()).then(run, run);
-      transactionTurns.set(
-        transaction,
-        turn.catch(() => {}),
-      );
-      return turn;
-    }) as EntityManager['execute'],
-  };
+  if (!transaction) return run();
+  const turn = (transactionTurns.get(transaction) ?? Promise.resolve()).then(run, run);
+  transactionTurns.set(
+    transaction,
+    turn.catch(() => {}),
+  );
+  return turn;
 }
 
 /**
@@ -142,11 +139,11 @@ export async function listJobHistory(
     params.push(after.at, after.id);
   }
   const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
-  const rows: (Record<string, unknown> & { snapshot: string; cursor_ts: string; id: string | null })[] = await inTurn(em).execute(
+  const rows: (Record<string, unknown> & { snapshot: string; cursor_ts: string; id: string | null })[] = await inTurn(
+    em,
     `SELECT s.snapshot, page.* FROM (SELECT pg_current_snapshot()::text AS snapshot) s
        LEFT JOIN LATERAL (SELECT *, ${column}::text AS cursor_ts FROM job ${where} ORDER BY ${column} DESC, id DESC LIMIT ?) page ON true`,
     [...params, limit],
-    'all',
   );
   return {
     snapshot: rows[0]!.snapshot,
@@ -160,10 +157,10 @@ export async function listJobHistory(
  */
 export async function countJobHistory(em: EntityManager, scope: JobScope, cap = TOTAL_COUNT_CAP): Promise<number> {
   const { where, params } = whereOf(scope);
-  const [row] = await inTurn(em).execute<{ n: number }[]>(
+  const [row] = await inTurn<{ n: number }>(
+    em,
     `SELECT count(*)::int AS n FROM (SELECT 1 FROM job ${where ? `WHERE ${where}` : ''} LIMIT ?) AS matching`,
     [...params, cap],
-    'all',
   );
   return row?.n ?? 0;
 }
@@ -178,10 +175,10 @@ export interface JobCountRow {
 /** Jobs of a scope grouped by type and status (exact, no cap), ordered by type then status. */
 export async function countJobsByTypeAndStatus(em: EntityManager, scope: JobScope): Promise<JobCountRow[]> {
   const { where, params } = whereOf(scope);
-  const rows = await inTurn(em).execute<{ type: string; status: JobStatus; count: number }[]>(
+  const rows = await inTurn<{ type: string; status: JobStatus; count: number }>(
+    em,
     `SELECT type, status, count(*)::int AS count FROM job ${where ? `WHERE ${where}` : ''} GROUP BY type, status ORDER BY type, status`,
     params,
-    'all',
   );
   return rows.map((row) => ({ type: row.type, status: row.status, count: Number(row.count) }));
 }
@@ -206,7 +203,8 @@ export const MAX_THROUGHPUT_MINUTES = 1440;
  */
 export async function countFinishedPerMinute(em: EntityManager, scope: JobScope, minutes: number): Promise<ThroughputRow[]> {
   const { where, params } = whereOf(scope);
-  const rows = await inTurn(em).execute<{ minute: Date; completed: number; failed: number }[]>(
+  const rows = await inTurn<{ minute: Date; completed: number; failed: number }>(
+    em,
     `WITH since AS (SELECT date_trunc('minute', now()) - make_interval(mins => ?) AS at)
      SELECT date_trunc('minute', finished_at) AS minute,
             count(*) FILTER (WHERE status = 'COMPLETED')::int AS completed,
@@ -215,7 +213,6 @@ export async function countFinishedPerMinute(em: EntityManager, scope: JobScope,
       WHERE ${where ? `${where} AND ` : ''}status IN ('COMPLETED', 'FAILED') AND updated_at >= since.at - interval '1 minute' AND finished_at >= since.at
       GROUP BY 1 ORDER BY 1`,
     [minutes - 1, ...params],
-    'all',
   );
   return rows.map((row) => ({ minute: new Date(row.minute), completed: Number(row.completed), failed: Number(row.failed) }));
 }

@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { type AttemptOutcome, TERMINAL_STATUSES, type JobRecord, type JobStatus } from '../db/entities/job.entity.js';
-import { pgArray } from '../db/sql.js';
+import { pgArray, runBound } from '../db/sql.js';
 import { NotFoundError } from './errors.js';
 import { isoString } from './json-values.js';
 import type { JobEventMessage } from '../pubsub/topics.js';
@@ -171,14 +171,14 @@ export async function insertJob(
   // Between the two statements the holder can vanish or its window pass: then the key is free
   // (or freed) and the next round inserts.
   for (let round = 0; round < 3; round++) {
-    const rows: Row[] = await em.getConnection().execute(
+    const rows: Row[] = await runBound(
+      em,
       `INSERT INTO job (${columns.join(', ')}, created_at, updated_at)
        SELECT ${fields.map(() => '?').join(', ')}, clock_timestamp(), clock_timestamp()
         ${accountCheck.length ? 'WHERE EXISTS (SELECT 1 FROM account WHERE id = ? AND (owner_id = ? OR ?))' : ''}
        ON CONFLICT (owner_id, idempotency_key) DO NOTHING
        RETURNING *`,
       [...values, ...accountCheck],
-      'all',
     );
     if (rows[0]) return { job: rowToJob(rows[0]), created: true };
     const existing = job.idempotencyKey === null ? null : await findJobByIdempotencyKey(em, job.ownerId, job.idempotencyKey);
@@ -223,7 +223,8 @@ export async function insertJobs(em: EntityManager, inserts: readonly JobInsert[
     idempotency_expires_at: job.idempotencyExpiresAt ?? null,
     is_admin: isAdmin,
   }));
-  const rows: Row[] = await em.getConnection().execute(
+  const rows: Row[] = await runBound(
+    em,
     `INSERT INTO job (id, type, status, max_attempts, priority, payload, trigger, idempotency_key, owner_id, account_id, run_at,
                       tags, metadata, expires_at, idempotency_expires_at, created_at, updated_at)
      SELECT n.id, n.type, n.status, n.max_attempts, n.priority, n.payload, n.trigger, n.idempotency_key, n.owner_id, n.account_id,
@@ -235,33 +236,28 @@ export async function insertJobs(em: EntityManager, inserts: readonly JobInsert[
      ON CONFLICT (owner_id, idempotency_key) DO NOTHING
      RETURNING *`,
     [JSON.stringify(records)],
-    'all',
   );
   return new Map(rows.map((row) => [String(row.id), rowToJob(row)]));
 }
 
 /** Whether the account exists and `ownerId` may use it (it is theirs, or they are an admin). */
 async function mayUseAccount(em: EntityManager, accountId: string, ownerId: string, isAdmin: boolean): Promise<boolean> {
-  const rows: Row[] = await em
-    .getConnection()
-    .execute('SELECT 1 FROM account WHERE id = ? AND (owner_id = ? OR ?)', [accountId, ownerId, isAdmin], 'all');
+  const rows: Row[] = await runBound(em, 'SELECT 1 FROM account WHERE id = ? AND (owner_id = ? OR ?)', [accountId, ownerId, isAdmin]);
   return rows.length > 0;
 }
 
 export async function findJob(em: EntityManager, id: string): Promise<JobRecord | null> {
-  const rows: Row[] = await em.getConnection().execute('SELECT * FROM job WHERE id = ?', [id], 'all');
+  const rows: Row[] = await runBound(em, 'SELECT * FROM job WHERE id = ?', [id]);
   return rows[0] ? rowToJob(rows[0]) : null;
 }
 
 /** The job holding an owner's idempotency key, unless the holder's window has passed. */
 export async function findJobByIdempotencyKey(em: EntityManager, ownerId: string, key: string): Promise<JobRecord | null> {
-  const rows: Row[] = await em
-    .getConnection()
-    .execute(
-      'SELECT * FROM job WHERE owner_id = ? AND idempotency_key = ? AND (idempotency_expires_at IS NULL OR idempotency_expires_at > clock_timestamp())',
-      [ownerId, key],
-      'all',
-    );
+  const rows: Row[] = await runBound(
+    em,
+    'SELECT * FROM job WHERE owner_id = ? AND idempotency_key = ? AND (idempotency_expires_at IS NULL OR idempotency_expires_at > clock_timestamp())',
+    [ownerId, key],
+  );
   return rows[0] ? rowToJob(rows[0]) : null;
 }
 
@@ -387,7 +383,7 @@ export async function updateJob(
     values.push(...onlyIf);
   }
   const statement = withStatusLog(sql, attemptEnd);
-  const rows: Row[] = await em.getConnection().execute(statement.sql, [...values, ...statement.params], 'all');
+  const rows: Row[] = await runBound(em, statement.sql, [...values, ...statement.params]);
   return rows[0] ? rowToJob(rows[0]) : null;
 }
 
@@ -409,7 +405,7 @@ export async function startJobs(em: EntityManager, ids: readonly string[], worke
     { outcome: 'STALLED', error: STALLED_ERROR },
     'opened AS (INSERT INTO job_attempt (job_id, run, number, started_at, worker) SELECT id, run, attempts, started_at, ? FROM changed)',
   );
-  const rows: Row[] = await em.getConnection().execute(statement.sql, [pgArray(ids), ...statement.params, worker], 'all');
+  const rows: Row[] = await runBound(em, statement.sql, [pgArray(ids), ...statement.params, worker]);
   return new Map(rows.map((row) => [String(row.id), rowToJob(row)]));
 }
 
@@ -440,9 +436,7 @@ export async function completeJobs(em: EntityManager, completions: readonly Comp
        FROM changed WHERE a.job_id = changed.id AND a.finished_at IS NULL AND a.run = changed.run AND a.number = changed.ended_attempt)`,
     'job.*, done.attempt AS ended_attempt',
   );
-  const rows: Row[] = await em
-    .getConnection()
-    .execute(statement.sql, [JSON.stringify(completions.map((c) => ({ ...c, result: c.result ?? null })))], 'all');
+  const rows: Row[] = await runBound(em, statement.sql, [JSON.stringify(completions.map((c) => ({ ...c, result: c.result ?? null })))]);
   return new Map(rows.map((row) => [String(row.id), rowToJob(row)]));
 }
 
@@ -469,6 +463,6 @@ export async function expireJobs(em: EntityManager, options: { id?: string; limi
         AND ${EXPIRED}`,
   );
   const params = [EXPIRED_MESSAGE, ...(options.id ? [options.id] : []), options.limit ?? 1, ...statement.params];
-  const rows: Row[] = await em.getConnection().execute(statement.sql, params, 'all');
+  const rows: Row[] = await runBound(em, statement.sql, params);
   return rows.map(rowToJob);
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { EntityManager, Knex } from '@mikro-orm/postgresql';
-import { pgArray } from '../db/sql.js';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { pgArray, runBound } from '../db/sql.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
 import { dedupKey, type ParsedMessage } from './parse-message.js';
 
@@ -28,22 +28,6 @@ export function attachmentKey(accountId: string, messageHash: string, index: num
 function clean(text: string | null): string | null {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: PostgreSQL text cannot hold NUL, so it is removed on purpose
   return text === null || !text.includes('\u0000') ? text : text.replace(/\u0000/g, '');
-}
-
-/**
- * Runs a statement with bound parameters. `Connection.execute` would inline every value into the
- * SQL text (escaped, then encoded again by the driver): for a message with a 24 MB body that is
- * several copies of it and hundreds of MB of garbage. Bound parameters travel as they are.
- */
-async function runBound<T>(em: EntityManager, sql: string, params: unknown[]): Promise<T[]> {
-  const query = em
-    .getConnection()
-    .getKnex()
-    .raw(sql, params as Knex.RawBinding[]);
-  const transaction = em.getTransactionContext<Knex.Transaction>();
-  if (transaction) query.transacting(transaction);
-  const result = (await query) as { rows: T[] };
-  return result.rows;
 }
 
 /**

@@ -1,5 +1,5 @@
-import { Worker } from 'node:worker_threads';
-import { MalformedMessageError, type ParsedMessage } from './parse-message.js';
+import { type MessagePort, Worker } from 'node:worker_threads';
+import { MalformedMessageError, parseMessage, type ParsedMessage } from './parse-message.js';
 
 /** A message sent to the thread to parse: its bytes, copied over. */
 export interface ParseRequest {
@@ -7,11 +7,26 @@ export interface ParseRequest {
   raw: Uint8Array;
 }
 
-/** The thread's answer: the parsed message (its Buffers arrive as Uint8Arrays), or why not. */
-export type ParseReply = { id: number; parsed: ParsedMessage } | { id: number; error: { malformed: boolean; message: string } };
+/** The thread's answer: the parsed message (its Buffers arrive as Uint8Arrays), or why not; first, that it is ready. */
+export type ParseReply =
+  | { id: number; parsed: ParsedMessage }
+  | { id: number; error: { malformed: boolean; message: string } }
+  | { ready: true };
 
 /** An idle thread ends after this long; the next parse starts another. */
 const IDLE_MS = 60_000;
+
+/** A thread that answers nothing for this long while parses wait on it is stuck. */
+const STALL_MS = 30_000;
+
+/** The most old-generation heap the thread may use (MB): past it the thread ends, not the process. */
+const MAX_HEAP_MB = 1024;
+
+interface Waiter {
+  raw: Buffer;
+  resolve: (parsed: ParsedMessage) => void;
+  reject: (error: Error) => void;
+}
 
 /**
  * `parseMessage` on a thread of its own, for imports: parsing is the CPU-heavy half of an import,
@@ -20,27 +35,47 @@ const IDLE_MS = 60_000;
  * would give: the same fields, Buffers, Dates and `MalformedMessageError`s.
  *
  * The thread starts with the first parse and stays while imports keep it busy, so the parser's
- * compiled code is kept from one import to the next; idle for IDLE_MS, it ends. It never keeps
- * the process alive by itself. Should it die (out of memory on a monstrous message, say), the
- * parses waiting on it fail, and so do their imports' attempts; the next parse starts another.
+ * compiled code is kept from one import to the next; idle for `idleMs`, it ends. It never keeps
+ * the process alive by itself.
+ *
+ * A hostile message must not take every import of the process with it. A thread that answers
+ * nothing for `stallMs` while parses wait (a parser looping), or that runs out of its `maxHeapMb`,
+ * is ended; the parses it held are then sent to a new thread one at a time, so the next to stall
+ * or run out is the message at fault, exactly: it fails as a `MalformedMessageError` (the import
+ * skips it), and the rest are answered. Should the thread die of anything else, the parses waiting
+ * on it fail (and so do their imports' attempts); the next parse starts another.
  */
 export class MessageParserThread {
   private thread: Worker | null = null;
-  private readonly waiting = new Map<number, { resolve: (parsed: ParsedMessage) => void; reject: (error: Error) => void }>();
+  /** Whether the thread has loaded and listens: its stall watch starts then, not while it loads. */
+  private ready = false;
+  private readonly waiting = new Map<number, Waiter>();
   private nextId = 0;
   private idleTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  /** After a stall or running out of memory: the parses the thread held, sent one at a time (the first is in flight). */
+  private isolating: number[] = [];
+  /** Parses asked for while those are isolated: sent once they are answered. */
+  private held: number[] = [];
+  private readonly idleMs: number;
+  private readonly stallMs: number;
+  private readonly maxHeapMb: number;
+  private readonly entry: URL;
 
-  constructor(private readonly idleMs = IDLE_MS) {}
+  /** `entry`: the module the thread runs (Default: parser-thread-entry, beside this one). */
+  constructor(options: { idleMs?: number; stallMs?: number; maxHeapMb?: number; entry?: URL } = {}) {
+    this.idleMs = options.idleMs ?? IDLE_MS;
+    this.stallMs = options.stallMs ?? STALL_MS;
+    this.maxHeapMb = options.maxHeapMb ?? MAX_HEAP_MB;
+    this.entry = options.entry ?? defaultEntry();
+  }
 
   parse(raw: Buffer): Promise<ParsedMessage> {
-    const thread = this.running();
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
-      this.waiting.set(id, { resolve, reject });
-      // A copy of exactly its bytes, handed over: a small Buffer is a view of an 8 KiB pool, all of
-      // which a plain postMessage would copy.
-      const bytes = new Uint8Array(raw);
-      thread.postMessage({ id, raw: bytes } satisfies ParseRequest, [bytes.buffer]);
+      this.waiting.set(id, { raw, resolve, reject });
+      if (this.isolating.length > 0) this.held.push(id);
+      else this.send(id);
     });
   }
 
@@ -52,24 +87,62 @@ export class MessageParserThread {
     await thread.terminate();
   }
 
+  private send(id: number): void {
+    const thread = this.running();
+    // A copy of exactly its bytes, handed over: a small Buffer is a view of an 8 KiB pool, all of
+    // which a plain postMessage would copy. The caller's Buffer stays, to be sent again if need be.
+    const bytes = new Uint8Array(this.waiting.get(id)!.raw);
+    thread.postMessage({ id, raw: bytes } satisfies ParseRequest, [bytes.buffer]);
+    if (this.stallTimer === undefined) this.watch();
+  }
+
   private running(): Worker {
     clearTimeout(this.idleTimer);
     if (this.thread) {
-      if (this.waiting.size === 0) this.thread.ref();
+      this.thread.ref();
       return this.thread;
     }
-    const thread = startThread();
-    thread.on('message', (reply: ParseReply) => this.answer(reply));
-    thread.on('error', (error) => this.stopped(thread, new Error(`the message parser thread failed: ${error.message}`, { cause: error })));
+    const thread = startThread(this.entry, this.maxHeapMb);
+    this.ready = false;
+    thread.on('message', (reply: ParseReply) => {
+      if (!('ready' in reply)) this.answer(reply);
+      else if (this.thread === thread) {
+        this.ready = true;
+        this.watch();
+      }
+    });
+    thread.on('error', (error) => {
+      if ((error as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY')
+        this.isolate(thread, 'needs more memory to parse than the parser may use');
+      else this.stopped(thread, new Error(`the message parser thread failed: ${error.message}`, { cause: error }));
+    });
     thread.on('exit', (code) => this.stopped(thread, new Error(`the message parser thread stopped (exit code ${code})`)));
     this.thread = thread;
     return thread;
   }
 
-  private answer(reply: ParseReply): void {
+  /** (Re)starts the stall watch, while parses wait: from now, the thread has `stallMs` to answer one. */
+  private watch(): void {
+    this.unwatch();
+    const thread = this.thread;
+    if (!thread || !this.ready || this.waiting.size === 0) return;
+    this.stallTimer = setTimeout(() => this.isolate(thread, `could not be parsed within ${this.stallMs / 1000} s`), this.stallMs).unref();
+  }
+
+  private unwatch(): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+  }
+
+  private answer(reply: Exclude<ParseReply, { ready: true }>): void {
     const waiter = this.waiting.get(reply.id);
     if (!waiter) return;
     this.waiting.delete(reply.id);
+    this.watch();
+    if (this.isolating[0] === reply.id) {
+      this.isolating.shift();
+      this.sendIsolated();
+    }
     if (this.waiting.size === 0) this.idle();
     if ('error' in reply) {
       waiter.reject(reply.error.malformed ? new MalformedMessageError(reply.error.message) : new Error(reply.error.message));
@@ -81,9 +154,42 @@ export class MessageParserThread {
     waiter.resolve({ ...parsed, attachments: parsed.attachments.map((a) => ({ ...a, content: asBuffer(a.content) })) });
   }
 
+  /**
+   * The thread is stuck or out of memory: it is ended. Sent one at a time, the message it held
+   * alone is at fault and fails as malformed; otherwise every parse it held goes, one at a time, to
+   * a new thread.
+   */
+  private isolate(thread: Worker, why: string): void {
+    if (this.thread !== thread) return;
+    this.thread = null;
+    this.unwatch();
+    void thread.terminate();
+    if (this.isolating.length > 0) {
+      const culprit = this.isolating.shift()!;
+      const waiter = this.waiting.get(culprit)!;
+      this.waiting.delete(culprit);
+      waiter.reject(new MalformedMessageError(`Message ${why}`));
+    } else {
+      this.isolating = [...this.waiting.keys()];
+    }
+    this.sendIsolated();
+  }
+
+  /** The next isolated parse, or, once none is left, every parse held meanwhile. */
+  private sendIsolated(): void {
+    if (this.isolating.length > 0) {
+      this.send(this.isolating[0]!);
+      return;
+    }
+    const held = this.held;
+    this.held = [];
+    for (const id of held) this.send(id);
+  }
+
   /** Nothing waits on the thread: it no longer holds the process, and ends unless a parse comes soon. */
   private idle(): void {
     const thread = this.thread!;
+    this.unwatch();
     thread.unref();
     this.idleTimer = setTimeout(() => {
       // Let go of it first: a parse from now on starts another instead of going to one that is ending.
@@ -96,24 +202,59 @@ export class MessageParserThread {
     if (this.thread !== thread) return;
     this.thread = null;
     clearTimeout(this.idleTimer);
+    this.unwatch();
     for (const waiter of this.waiting.values()) waiter.reject(error);
     this.waiting.clear();
+    this.isolating = [];
+    this.held = [];
   }
+}
+
+/**
+ * The thread's side: parses each message sent on `port` with `parse`, several at once as they
+ * come, and answers each by its id; says it is ready first.
+ */
+export function serveParses(port: MessagePort, parse: (raw: Buffer) => Promise<ParsedMessage> = parseMessage): void {
+  port.on('message', ({ id, raw }: ParseRequest) => {
+    parse(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength)).then(
+      (parsed) => {
+        // Each attachment as a copy of exactly its bytes, handed over (a small one is a view of a pool).
+        const attachments = parsed.attachments.map((attachment) => ({
+          ...attachment,
+          content: Buffer.from(new Uint8Array(attachment.content).buffer),
+        }));
+        port.postMessage(
+          { id, parsed: { ...parsed, attachments } } satisfies ParseReply,
+          attachments.map((a) => a.content.buffer),
+        );
+      },
+      (error: unknown) =>
+        port.postMessage({
+          id,
+          error: { malformed: error instanceof MalformedMessageError, message: error instanceof Error ? error.message : String(error) },
+        } satisfies ParseReply),
+    );
+  });
+  port.postMessage({ ready: true } satisfies ParseReply);
 }
 
 /** The process's parser thread, for every import it runs. */
 export const messageParser = new MessageParserThread();
 
+/** The compiled entry beside this module, or its source when this module runs from source (tests, `npm run dev`). */
+function defaultEntry(): URL {
+  return new URL(`./parser-thread-entry.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url);
+}
+
 /**
- * The compiled entry beside this module; run from the TypeScript sources (tests, `npm run dev`),
- * the source entry, through tsx as the rest (a thread does not inherit the loader hooks).
+ * A thread running `entry`, its heap bounded; a TypeScript entry through tsx, as the rest of the
+ * process runs (a thread does not inherit the loader hooks).
  */
-function startThread(): Worker {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const entry = new URL(`./parser-thread-entry.${fromSource ? 'ts' : 'js'}`, import.meta.url);
-  if (!fromSource) return new Worker(entry);
+function startThread(entry: URL, maxHeapMb: number): Worker {
+  const resourceLimits = { maxOldGenerationSizeMb: maxHeapMb };
+  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { resourceLimits });
   // Resolved here: the thread's own resolution would start from the working directory.
   const tsx = import.meta.resolve('tsx/esm/api');
   const load = `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); })`;
-  return new Worker(load, { eval: true });
+  return new Worker(load, { eval: true, resourceLimits });
 }

@@ -83,7 +83,7 @@ describe('malformed ids', () => {
 });
 
 describe('repeated documents', () => {
-  it('answer exactly as their first run did, data, errors and codes alike (whatever is cached per document)', async () => {
+  it('answer exactly as their first run did, data, errors and codes alike (whatever is cached or compiled per document)', async () => {
     await gqlOk(system.url, alice, 'mutation($a: ID!) { scanPii(accountId: $a) { id } }', { a: accountId });
     const missing = '00000000-0000-4000-8000-000000000000';
     const documents: [string, Record<string, unknown>][] = [
@@ -104,6 +104,33 @@ describe('repeated documents', () => {
         JSON.parse(JSON.stringify(response, (key, value) => (key === 'streamCursor' ? typeof value : value)));
       expect(comparable(runs[1]!), query).toEqual(comparable(runs[0]!));
       expect(comparable(runs[2]!), query).toEqual(comparable(runs[0]!));
+    }
+    // Variables that switch parts of the document on and off, and a field only admins may read.
+    const switched = `query($count: Boolean!, $skipIds: Boolean!) { jobs(first: 3) { totalCount @include(if: $count) nodes { id @skip(if: $skipIds) status } } }`;
+    for (const variables of [
+      { count: true, skipIds: false },
+      { count: false, skipIds: true },
+      { count: true, skipIds: false },
+      { count: false, skipIds: true },
+    ]) {
+      const { data } = await gql<any>(system.url, alice, switched, variables);
+      expect(Object.keys(data.jobs).sort(), JSON.stringify(variables)).toEqual(variables.count ? ['nodes', 'totalCount'] : ['nodes']);
+      expect(Object.keys(data.jobs.nodes[0]).sort(), JSON.stringify(variables)).toEqual(variables.skipIds ? ['status'] : ['id', 'status']);
+    }
+    for (let run = 0; run < 3; run++) {
+      const refused = await gql(system.url, alice, '{ queueStats { active } }');
+      expect(refused.errors?.[0]?.extensions?.code, JSON.stringify(refused)).toBe('FORBIDDEN');
+    }
+    // One document, several operations: each run answers the operation it names.
+    const operations = 'query Jobs { jobs(first: 1) { nodes { id } } } query Types { jobTypes { name } }';
+    for (const operationName of ['Jobs', 'Types', 'Jobs', 'Types', 'Types', 'Jobs']) {
+      const response = await fetch(system.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${alice}` },
+        body: JSON.stringify({ query: operations, operationName }),
+      });
+      const { data } = (await response.json()) as { data: Record<string, unknown> };
+      expect(Object.keys(data), operationName).toEqual([operationName === 'Jobs' ? 'jobs' : 'jobTypes']);
     }
     const listed = await gql<any>(system.url, alice, documents[4]![0]);
     expect(listed.data.jobs.totalCount).toBe(1);

@@ -61,13 +61,40 @@ describe('the message parser thread', () => {
   });
 
   it('ends its thread once idle, and starts another for the next parse', async () => {
-    const parser = new MessageParserThread(1);
+    const parser = new MessageParserThread({ idleMs: 1 });
     const raw = buildMbox({ count: 1, seed: 4 }).raw[0]!;
     expect(await parser.parse(raw)).toEqual(await parseMessage(raw));
     await waitFor('the idle thread to end', () => threadOf(parser) === null);
     expect(await parser.parse(raw)).toEqual(await parseMessage(raw));
     await parser.close();
   });
+});
+
+describe('a hostile message on the parser thread', () => {
+  /** The real entry, but a message saying `X-Test-Parser: loop` never returns and one saying `hoard` fills the heap. */
+  const entry = new URL('../helpers/misbehaving-parser-entry.ts', import.meta.url);
+  const hostile = (behaviour: string) => Buffer.from(`Subject: hostile\r\nX-Test-Parser: ${behaviour}\r\n\r\nbody\r\n`, 'latin1');
+
+  for (const [behaviour, options, why] of [
+    ['loop', { stallMs: 2_000 }, /could not be parsed within 2 s/],
+    ['hoard', { maxHeapMb: 64 }, /needs more memory to parse than the parser may use/],
+  ] as const) {
+    it(`fails only the message at fault (${behaviour}) as malformed; the others held with it are answered`, async () => {
+      const parser = new MessageParserThread({ entry, ...options });
+      const raws = buildMbox({ count: 20, seed: 11 }).raw;
+      raws.splice(6, 0, hostile(behaviour));
+      const [there, here] = await Promise.all([
+        Promise.all(raws.map((raw) => outcome(parser.parse(raw)))),
+        Promise.all(raws.map((raw) => outcome(parseMessage(raw)))),
+      ]);
+      expect(there[6]).toMatchObject({ malformed: true, message: expect.stringMatching(why) });
+      expect(there.toSpliced(6, 1)).toEqual(here.toSpliced(6, 1));
+      // Parses asked for afterwards go on as usual.
+      const next = buildMbox({ count: 3, seed: 12 }).raw;
+      expect(await Promise.all(next.map((raw) => parser.parse(raw)))).toEqual(await Promise.all(next.map((raw) => parseMessage(raw))));
+      await parser.close();
+    });
+  }
 });
 
 /** The thread a parser runs now (null: none). */

@@ -1,0 +1,17 @@
+/**
+ * A message parser thread (see src/mail/parser-thread.ts) that misbehaves on the messages that ask
+ * it to, as a hostile message could make a parser do: `X-Test-Parser: loop` never returns,
+ * `X-Test-Parser: hoard` fills the heap. Every other message is parsed as the real thread does.
+ */
+import { parentPort } from 'node:worker_threads';
+import { parseMessage } from '../../src/mail/parse-message.js';
+import { serveParses } from '../../src/mail/parser-thread.js';
+
+serveParses(parentPort!, async (raw) => {
+  const header = raw.subarray(0, 200).toString('latin1');
+  let spins = 0;
+  if (header.includes('X-Test-Parser: loop')) for (;;) spins++;
+  const hoard: number[][] = [];
+  if (header.includes('X-Test-Parser: hoard')) for (;;) hoard.push(new Array(100_000).fill(spins++));
+  return parseMessage(raw);
+});
