@@ -24,7 +24,14 @@ export function gql<T = Record<string, any>>(
   query: string,
   variables: Record<string, unknown> = {},
 ): Promise<GraphQLResponse<T>> {
-  const body = JSON.stringify({ query, variables });
+  return send<T>(url, token, JSON.stringify({ query, variables }));
+}
+
+/**
+ * One POST; sent again, once, when a kept-alive connection turned out closed (the server ends
+ * idle ones after 5 s, and may do so just as the request leaves: Node's own advice is to retry).
+ */
+function send<T>(url: string, token: string, body: string, retried = false): Promise<GraphQLResponse<T>> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
@@ -46,7 +53,10 @@ export function gql<T = Record<string, any>>(
         response.on('error', reject);
       },
     );
-    req.on('error', reject);
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      if (req.reusedSocket && error.code === 'ECONNRESET' && !retried) send<T>(url, token, body, true).then(resolve, reject);
+      else reject(error);
+    });
     req.end(body);
   });
 }

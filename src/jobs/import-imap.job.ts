@@ -15,7 +15,8 @@ import {
   type ImapSettings,
 } from '../mail/imap-source.js';
 import { storeMessages, type IncomingMessage } from '../mail/message-store.js';
-import { MalformedMessageError, parseMessage } from '../mail/parse-message.js';
+import { MalformedMessageError } from '../mail/parse-message.js';
+import { messageParser } from '../mail/parser-thread.js';
 import { openString } from '../storage/encryption.js';
 import { loadOwnedAccount } from './access.js';
 import { defineJob, type JobContext } from '../engine/define-job.js';
@@ -253,7 +254,8 @@ export const importImapJob = defineJob({
         }
         bytesFetched += message.raw.length;
         try {
-          batch.push({ raw: message.raw, parsed: await parseMessage(message.raw) });
+          // On the parser's thread, as an mbox's: a hostile message fails alone, and never stalls the sidecar.
+          batch.push({ raw: message.raw, parsed: await messageParser.parse(message.raw) });
           batchBytes += message.raw.length;
         } catch (error) {
           if (!(error instanceof MalformedMessageError)) throw error;
