@@ -35,11 +35,31 @@ export function isDatabaseError(error: unknown): boolean {
  * the driver), and goes through the query builder and the ORM's query log on the way: for a batch
  * of job rows that costs more CPU than the database spends on it, and for a message with a 24 MB
  * body it is several copies of it. Here the statement goes as it is to a connection of the ORM's
- * pool, its values bound: the EntityManager's transaction's connection when it has one.
+ * pool, its values bound; in the EntityManager's transaction when it has one, after the
+ * statements already sent on it (one connection runs one statement at a time: pg 8 queues
+ * the others with a deprecation warning, pg 9 will refuse them).
  */
 export async function runBound<T = Record<string, unknown>>(em: EntityManager, sql: string, params: readonly unknown[]): Promise<T[]> {
-  // A knex transaction's client hands out the transaction's own connection, and releasing it does nothing.
-  const { client } = (em.getTransactionContext<Knex.Transaction>() ?? em.getConnection().getKnex()) as unknown as { client: PooledClient };
+  const transaction = em.getTransactionContext<Knex.Transaction>();
+  if (!transaction) return query<T>(em.getConnection().getKnex() as unknown as { client: PooledClient }, sql, params);
+  const run = () => {
+    // As knex itself refuses: a transaction that ended has handed its connection back to the pool.
+    if (transaction.isCompleted()) throw new Error('Transaction query already complete: the statement came after its transaction ended');
+    return query<T>(transaction as unknown as { client: PooledClient }, sql, params);
+  };
+  const turn = (transactionTurns.get(transaction) ?? Promise.resolve()).then(run, run);
+  transactionTurns.set(
+    transaction,
+    turn.catch(() => {}),
+  );
+  return turn;
+}
+
+/** The last statement sent on each transaction: the next waits for it. */
+const transactionTurns = new WeakMap<object, Promise<unknown>>();
+
+/** A transaction's client hands out the transaction's own connection, and its release does nothing. */
+async function query<T>({ client }: { client: PooledClient }, sql: string, params: readonly unknown[]): Promise<T[]> {
   const connection = await client.acquireConnection();
   try {
     const result = await connection.query(positional(sql), params as unknown[]);
@@ -55,9 +75,13 @@ interface PooledClient {
   releaseConnection(connection: pg.ClientBase): Promise<unknown>;
 }
 
-/** Statements by their `?` text, rewritten with `$n` placeholders: the hot ones are a few fixed texts. */
+/**
+ * Statements by their `?` text, rewritten with `$n` placeholders: the hot ones are a few fixed
+ * texts. Long ones (a multi-row INSERT, whose text grows with its rows) are rewritten each time.
+ */
 const positionalCache = new Map<string, string>();
 const POSITIONAL_CACHE_SIZE = 500;
+const POSITIONAL_CACHED_LENGTH = 4096;
 
 /**
  * `?` placeholders as `$1, $2, …`. A `?` in a string (`'…'`, `E'…'`, `$tag$…$tag$`), a quoted
@@ -85,6 +109,7 @@ export function positional(sql: string): string {
       i++;
     }
   }
+  if (sql.length > POSITIONAL_CACHED_LENGTH) return out;
   if (positionalCache.size >= POSITIONAL_CACHE_SIZE) positionalCache.clear();
   positionalCache.set(sql, out);
   return out;

@@ -99,26 +99,6 @@ export function whereOf({ ownerId, filter }: JobScope): { where: string; params:
 }
 
 /**
- * The statements of one transaction, one after another: a stream anchor's page, counts and
- * throughput are resolved at once but share its one connection, where pg 8 queues them with a
- * deprecation warning and pg 9 will refuse. Outside a transaction each takes a connection of its own.
- */
-const transactionTurns = new WeakMap<object, Promise<unknown>>();
-
-/** Runs a statement (see `runBound`), after the statements its transaction already started, if it is in one. */
-function inTurn<T>(em: EntityManager, sql: string, params: readonly unknown[]): Promise<T[]> {
-  const run = () => runBound<T>(em, sql, params);
-  const transaction = em.getTransactionContext();
-  if (!transaction) return run();
-  const turn = (transactionTurns.get(transaction) ?? Promise.resolve()).then(run, run);
-  transactionTurns.set(
-    transaction,
-    turn.catch(() => {}),
-  );
-  return turn;
-}
-
-/**
  * Job history from PostgreSQL, newest first (`created_at DESC, id DESC`, or `updated_at` for
  * `UPDATED_AT`). Each row carries its order's timestamp as PostgreSQL prints it (`cursor_ts`), with
  * the microseconds a JS Date would drop, so a cursor built from it resumes exactly after that row.
@@ -139,7 +119,7 @@ export async function listJobHistory(
     params.push(after.at, after.id);
   }
   const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
-  const rows: (Record<string, unknown> & { snapshot: string; cursor_ts: string; id: string | null })[] = await inTurn(
+  const rows: (Record<string, unknown> & { snapshot: string; cursor_ts: string; id: string | null })[] = await runBound(
     em,
     `SELECT s.snapshot, page.* FROM (SELECT pg_current_snapshot()::text AS snapshot) s
        LEFT JOIN LATERAL (SELECT *, ${column}::text AS cursor_ts FROM job ${where} ORDER BY ${column} DESC, id DESC LIMIT ?) page ON true`,
@@ -157,7 +137,7 @@ export async function listJobHistory(
  */
 export async function countJobHistory(em: EntityManager, scope: JobScope, cap = TOTAL_COUNT_CAP): Promise<number> {
   const { where, params } = whereOf(scope);
-  const [row] = await inTurn<{ n: number }>(
+  const [row] = await runBound<{ n: number }>(
     em,
     `SELECT count(*)::int AS n FROM (SELECT 1 FROM job ${where ? `WHERE ${where}` : ''} LIMIT ?) AS matching`,
     [...params, cap],
@@ -175,7 +155,7 @@ export interface JobCountRow {
 /** Jobs of a scope grouped by type and status (exact, no cap), ordered by type then status. */
 export async function countJobsByTypeAndStatus(em: EntityManager, scope: JobScope): Promise<JobCountRow[]> {
   const { where, params } = whereOf(scope);
-  const rows = await inTurn<{ type: string; status: JobStatus; count: number }>(
+  const rows = await runBound<{ type: string; status: JobStatus; count: number }>(
     em,
     `SELECT type, status, count(*)::int AS count FROM job ${where ? `WHERE ${where}` : ''} GROUP BY type, status ORDER BY type, status`,
     params,
@@ -203,7 +183,7 @@ export const MAX_THROUGHPUT_MINUTES = 1440;
  */
 export async function countFinishedPerMinute(em: EntityManager, scope: JobScope, minutes: number): Promise<ThroughputRow[]> {
   const { where, params } = whereOf(scope);
-  const rows = await inTurn<{ minute: Date; completed: number; failed: number }>(
+  const rows = await runBound<{ minute: Date; completed: number; failed: number }>(
     em,
     `WITH since AS (SELECT date_trunc('minute', now()) - make_interval(mins => ?) AS at)
      SELECT date_trunc('minute', finished_at) AS minute,

@@ -19,6 +19,9 @@ const IDLE_MS = 60_000;
 /** A thread that answers nothing for this long while parses wait on it is stuck. */
 const STALL_MS = 30_000;
 
+/** A thread not ready this long after it was started never will be. */
+const STARTUP_MS = 60_000;
+
 /** The most old-generation heap the thread may use (MB): past it the thread ends, not the process. */
 const MAX_HEAP_MB = 1024;
 
@@ -39,11 +42,12 @@ interface Waiter {
  * the process alive by itself.
  *
  * A hostile message must not take every import of the process with it. A thread that answers
- * nothing for `stallMs` while parses wait (a parser looping), or that runs out of its `maxHeapMb`,
- * is ended; the parses it held are then sent to a new thread one at a time, so the next to stall
- * or run out is the message at fault, exactly: it fails as a `MalformedMessageError` (the import
- * skips it), and the rest are answered. Should the thread die of anything else, the parses waiting
- * on it fail (and so do their imports' attempts); the next parse starts another.
+ * nothing for `stallMs` while parses wait (a parser looping), runs out of its `maxHeapMb`, or
+ * crashes is ended; the parses it held are then sent to a new thread one at a time, so the next to
+ * stall, run out or crash is the message at fault, exactly: it fails as a `MalformedMessageError`
+ * (the import skips it), and the rest are answered. A thread that fails before it is ready (it
+ * cannot load, say) is no message's fault: the parses waiting on it fail, and so do their imports'
+ * attempts; the next parse starts another.
  */
 export class MessageParserThread {
   private thread: Worker | null = null;
@@ -52,8 +56,11 @@ export class MessageParserThread {
   private readonly waiting = new Map<number, Waiter>();
   private nextId = 0;
   private idleTimer: NodeJS.Timeout | undefined;
+  private startupTimer: NodeJS.Timeout | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
-  /** After a stall or running out of memory: the parses the thread held, sent one at a time (the first is in flight). */
+  /** Answers read so far: a stall watch that fires with more than when it started has been answered. */
+  private answers = 0;
+  /** After a stall, running out of memory or a crash: the parses the thread held, sent one at a time (the first is in flight). */
   private isolating: number[] = [];
   /** Parses asked for while those are isolated: sent once they are answered. */
   private held: number[] = [];
@@ -87,13 +94,23 @@ export class MessageParserThread {
     await thread.terminate();
   }
 
-  private send(id: number): void {
-    const thread = this.running();
-    // A copy of exactly its bytes, handed over: a small Buffer is a view of an 8 KiB pool, all of
-    // which a plain postMessage would copy. The caller's Buffer stays, to be sent again if need be.
-    const bytes = new Uint8Array(this.waiting.get(id)!.raw);
-    thread.postMessage({ id, raw: bytes } satisfies ParseRequest, [bytes.buffer]);
+  /** Sends a waiting parse to the thread (started if need be); should that fail, the parse fails. Whether it went. */
+  private send(id: number): boolean {
+    const waiter = this.waiting.get(id);
+    if (!waiter) return false;
+    try {
+      const thread = this.running();
+      // A copy of exactly its bytes, handed over: a small Buffer is a view of an 8 KiB pool, all of
+      // which a plain postMessage would copy. The caller's Buffer stays, to be sent again if need be.
+      const bytes = new Uint8Array(waiter.raw);
+      thread.postMessage({ id, raw: bytes } satisfies ParseRequest, [bytes.buffer]);
+    } catch (error) {
+      this.waiting.delete(id);
+      waiter.reject(error instanceof Error ? error : new Error(String(error)));
+      return false;
+    }
     if (this.stallTimer === undefined) this.watch();
+    return true;
   }
 
   private running(): Worker {
@@ -103,21 +120,32 @@ export class MessageParserThread {
       return this.thread;
     }
     const thread = startThread(this.entry, this.maxHeapMb);
+    this.thread = thread;
     this.ready = false;
+    this.startupTimer = setTimeout(
+      () => this.stopped(thread, new Error(`the message parser thread did not start within ${STARTUP_MS / 1000} s`)),
+      STARTUP_MS,
+    ).unref();
+    // A thread ended here may still deliver what it sent before: only the current one is listened to.
     thread.on('message', (reply: ParseReply) => {
+      if (this.thread !== thread) return;
       if (!('ready' in reply)) this.answer(reply);
-      else if (this.thread === thread) {
+      else {
+        clearTimeout(this.startupTimer);
         this.ready = true;
         this.watch();
       }
     });
     thread.on('error', (error) => {
-      if ((error as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY')
+      if (!this.ready) this.stopped(thread, new Error(`the message parser thread failed to start: ${error.message}`, { cause: error }));
+      else if ((error as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY')
         this.isolate(thread, 'needs more memory to parse than the parser may use');
-      else this.stopped(thread, new Error(`the message parser thread failed: ${error.message}`, { cause: error }));
+      else this.isolate(thread, `made the parser fail (${error.message})`);
     });
-    thread.on('exit', (code) => this.stopped(thread, new Error(`the message parser thread stopped (exit code ${code})`)));
-    this.thread = thread;
+    thread.on('exit', (code) => {
+      if (this.ready && this.waiting.size > 0) this.isolate(thread, `made the parser stop (exit code ${code})`);
+      else this.stopped(thread, new Error(`the message parser thread stopped (exit code ${code})`));
+    });
     return thread;
   }
 
@@ -126,7 +154,13 @@ export class MessageParserThread {
     this.unwatch();
     const thread = this.thread;
     if (!thread || !this.ready || this.waiting.size === 0) return;
-    this.stallTimer = setTimeout(() => this.isolate(thread, `could not be parsed within ${this.stallMs / 1000} s`), this.stallMs).unref();
+    const answers = this.answers;
+    this.stallTimer = setTimeout(() => {
+      // Timers run before the thread's answers are read: an answer already here gets its turn first.
+      setImmediate(() => {
+        if (this.thread === thread && this.answers === answers) this.isolate(thread, `could not be parsed within ${this.stallMs / 1000} s`);
+      });
+    }, this.stallMs).unref();
   }
 
   private unwatch(): void {
@@ -135,15 +169,16 @@ export class MessageParserThread {
   }
 
   private answer(reply: Exclude<ParseReply, { ready: true }>): void {
+    this.answers++;
     const waiter = this.waiting.get(reply.id);
     if (!waiter) return;
     this.waiting.delete(reply.id);
-    this.watch();
     if (this.isolating[0] === reply.id) {
       this.isolating.shift();
       this.sendIsolated();
     }
     if (this.waiting.size === 0) this.idle();
+    else this.watch();
     if ('error' in reply) {
       waiter.reject(reply.error.malformed ? new MalformedMessageError(reply.error.message) : new Error(reply.error.message));
       return;
@@ -155,31 +190,28 @@ export class MessageParserThread {
   }
 
   /**
-   * The thread is stuck or out of memory: it is ended. Sent one at a time, the message it held
-   * alone is at fault and fails as malformed; otherwise every parse it held goes, one at a time, to
-   * a new thread.
+   * The thread is stuck, out of memory or crashed: it is ended. Sent one at a time, the message it
+   * held alone is at fault and fails as malformed; otherwise every parse it held goes, one at a
+   * time, to a new thread.
    */
   private isolate(thread: Worker, why: string): void {
-    if (this.thread !== thread) return;
-    this.thread = null;
-    this.unwatch();
-    void thread.terminate();
+    if (!this.detach(thread)) return;
     if (this.isolating.length > 0) {
       const culprit = this.isolating.shift()!;
-      const waiter = this.waiting.get(culprit)!;
+      const waiter = this.waiting.get(culprit);
       this.waiting.delete(culprit);
-      waiter.reject(new MalformedMessageError(`Message ${why}`));
+      waiter?.reject(new MalformedMessageError(`Message ${why}`));
     } else {
       this.isolating = [...this.waiting.keys()];
     }
     this.sendIsolated();
   }
 
-  /** The next isolated parse, or, once none is left, every parse held meanwhile. */
+  /** The next isolated parse still waiting, or, once none is left, every parse held meanwhile. */
   private sendIsolated(): void {
-    if (this.isolating.length > 0) {
-      this.send(this.isolating[0]!);
-      return;
+    while (this.isolating.length > 0) {
+      if (this.send(this.isolating[0]!)) return;
+      this.isolating.shift();
     }
     const held = this.held;
     this.held = [];
@@ -188,21 +220,29 @@ export class MessageParserThread {
 
   /** Nothing waits on the thread: it no longer holds the process, and ends unless a parse comes soon. */
   private idle(): void {
-    const thread = this.thread!;
+    const thread = this.thread;
     this.unwatch();
+    if (!thread) return;
     thread.unref();
     this.idleTimer = setTimeout(() => {
       // Let go of it first: a parse from now on starts another instead of going to one that is ending.
-      this.thread = null;
-      void thread.terminate();
+      this.detach(thread);
     }, this.idleMs).unref();
   }
 
-  private stopped(thread: Worker, error: Error): void {
-    if (this.thread !== thread) return;
+  /** Lets go of `thread` and ends it, if it is the current one; whether it was. */
+  private detach(thread: Worker): boolean {
+    if (this.thread !== thread) return false;
     this.thread = null;
     clearTimeout(this.idleTimer);
+    clearTimeout(this.startupTimer);
     this.unwatch();
+    void thread.terminate();
+    return true;
+  }
+
+  private stopped(thread: Worker, error: Error): void {
+    if (!this.detach(thread)) return;
     for (const waiter of this.waiting.values()) waiter.reject(error);
     this.waiting.clear();
     this.isolating = [];

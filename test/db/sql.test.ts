@@ -54,6 +54,16 @@ describe('runBound', () => {
     expect(await runBound(fork(), 'SELECT count(*)::int AS n FROM probe', [])).toEqual([{ n: 0 }]);
   });
 
+  it("refuses a statement on a transaction that ended, whose connection is another's by now", async () => {
+    let ended: EntityManager | undefined;
+    await fork().transactional(async (em) => {
+      ended = em;
+      await runBound(em, 'SELECT 1', []);
+    });
+    await expect(runBound(ended!, 'INSERT INTO probe (note) VALUES (?)', ['late'])).rejects.toThrow(/after its transaction ended/);
+    expect(await runBound(fork(), 'SELECT count(*)::int AS n FROM probe WHERE note = ?', ['late'])).toEqual([{ n: 0 }]);
+  });
+
   it('binds values, never splices them into the statement', async () => {
     await runBound(fork(), 'INSERT INTO probe (note) VALUES (?)', ["'); DROP TABLE probe; --"]);
     expect(await runBound(fork(), 'SELECT note FROM probe', [])).toEqual([{ note: "'); DROP TABLE probe; --" }]);

@@ -1,7 +1,8 @@
 /**
  * A message parser thread (see src/mail/parser-thread.ts) that misbehaves on the messages that ask
  * it to, as a hostile message could make a parser do: `X-Test-Parser: loop` never returns,
- * `X-Test-Parser: hoard` fills the heap. Every other message is parsed as the real thread does.
+ * `X-Test-Parser: hoard` fills the heap, `X-Test-Parser: crash` throws outside the parse. Every
+ * other message is parsed as the real thread does.
  */
 import { parentPort } from 'node:worker_threads';
 import { parseMessage } from '../../src/mail/parse-message.js';
@@ -13,5 +14,9 @@ serveParses(parentPort!, async (raw) => {
   if (header.includes('X-Test-Parser: loop')) for (;;) spins++;
   const hoard: number[][] = [];
   if (header.includes('X-Test-Parser: hoard')) for (;;) hoard.push(new Array(100_000).fill(spins++));
+  if (header.includes('X-Test-Parser: crash'))
+    setImmediate(() => {
+      throw new Error('a crafted message broke the parser');
+    });
   return parseMessage(raw);
 });

@@ -36,16 +36,24 @@ describe('the message parser thread', () => {
     expect(Object.hasOwn(parsed.find((m) => m.subject === 's')!.headers, '__proto__')).toBe(true);
   });
 
-  it('fails the parses a dying thread leaves, and starts another for the next', async () => {
+  it('answers the parses a crashing thread held from a new thread, one at a time', async () => {
     const parser = new MessageParserThread();
-    const raw = buildMbox({ count: 1, seed: 3 }).raw[0]!;
-    const first = parser.parse(raw).catch(() => null);
-    // A request without bytes throws in the thread, outside any parse: the thread dies of it
-    // before it reads the parse sent after it.
+    const raws = buildMbox({ count: 8, seed: 3 }).raw;
+    // Ready: a crash from now on is one a message could have caused.
+    expect(await parser.parse(raws[0]!)).toEqual(await parseMessage(raws[0]!));
+    const held = raws.map((raw) => outcome(parser.parse(raw)));
+    // A request without bytes throws in the thread, outside any parse.
     threadOf(parser)!.postMessage({ id: -1 });
-    await expect(parser.parse(raw)).rejects.toThrow(/reading 'buffer'/);
-    await first;
-    expect(await parser.parse(raw)).toEqual(await parseMessage(raw));
+    expect(await Promise.all(held)).toEqual(await Promise.all(raws.map((raw) => outcome(parseMessage(raw)))));
+    await parser.close();
+  });
+
+  it("fails the parses waiting on a thread that cannot load, as no message's fault, and tries again for the next", async () => {
+    const parser = new MessageParserThread({ entry: new URL('../helpers/unloadable-parser-entry.ts', import.meta.url) });
+    const raw = buildMbox({ count: 1, seed: 3 }).raw[0]!;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      expect(await outcome(parser.parse(raw))).toMatchObject({ malformed: false, message: expect.stringMatching(/could not be loaded/) });
+    }
     await parser.close();
   });
 
@@ -78,6 +86,7 @@ describe('a hostile message on the parser thread', () => {
   for (const [behaviour, options, why] of [
     ['loop', { stallMs: 2_000 }, /could not be parsed within 2 s/],
     ['hoard', { maxHeapMb: 64 }, /needs more memory to parse than the parser may use/],
+    ['crash', {}, /made the parser fail \(a crafted message broke the parser\)/],
   ] as const) {
     it(`fails only the message at fault (${behaviour}) as malformed; the others held with it are answered`, async () => {
       const parser = new MessageParserThread({ entry, ...options });
@@ -95,6 +104,28 @@ describe('a hostile message on the parser thread', () => {
       await parser.close();
     });
   }
+});
+
+describe('the stall watch', () => {
+  it('takes an answer that came while this thread was busy past the deadline, and blames only the stuck message', async () => {
+    const entry = new URL('../helpers/misbehaving-parser-entry.ts', import.meta.url);
+    const parser = new MessageParserThread({ entry, stallMs: 1_000 });
+    const [first, second] = buildMbox({ count: 2, seed: 13 }).raw;
+    expect(await parser.parse(first!)).toEqual(await parseMessage(first!));
+    const stuck = outcome(parser.parse(Buffer.from('Subject: hostile\r\nX-Test-Parser: loop\r\n\r\nbody\r\n', 'latin1')));
+    const answered = outcome(parser.parse(second!));
+    // This thread is busy past the deadline while the answer for `second` waits to be read.
+    await new Promise((resolve) =>
+      setImmediate(() => {
+        const until = performance.now() + 1_500;
+        while (performance.now() < until);
+        resolve(undefined);
+      }),
+    );
+    expect(await answered).toEqual(await parseMessage(second!));
+    expect(await stuck).toMatchObject({ malformed: true, message: expect.stringMatching(/could not be parsed within 1 s/) });
+    await parser.close();
+  });
 });
 
 /** The thread a parser runs now (null: none). */
