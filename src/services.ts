@@ -58,7 +58,8 @@ export async function createServices(config: Config, processName: string): Promi
     tokens: new TokenVerifier(config.JWT_SECRET),
     changeFeed,
     positions,
-    jobInserts: new JobInserts(orm.em as EntityManager),
+    // A fork: the global EntityManager would run a batch in the transaction, if any, of whichever request started it.
+    jobInserts: new JobInserts(orm.em.fork() as EntityManager),
     async close() {
       changeFeed.close();
       await Promise.allSettled([queues.close(), pubsub.close()]);

@@ -42,11 +42,12 @@ export function isDatabaseError(error: unknown): boolean {
 export async function runBound<T = Record<string, unknown>>(em: EntityManager, sql: string, params: readonly unknown[]): Promise<T[]> {
   const transaction = em.getTransactionContext<Knex.Transaction>();
   if (!transaction) return query<T>(em.getConnection().getKnex() as unknown as { client: PooledClient }, sql, params);
-  const run = () => {
-    // As knex itself refuses: a transaction that ended has handed its connection back to the pool.
+  // As knex itself refuses: a transaction that ended has handed its connection back to the pool.
+  // Checked in the same step as the send, since the COMMIT or ROLLBACK may go out while waiting.
+  const stillOpen = () => {
     if (transaction.isCompleted()) throw new Error('Transaction query already complete: the statement came after its transaction ended');
-    return query<T>(transaction as unknown as { client: PooledClient }, sql, params);
   };
+  const run = () => query<T>(transaction as unknown as { client: PooledClient }, sql, params, stillOpen);
   const turn = (transactionTurns.get(transaction) ?? Promise.resolve()).then(run, run);
   transactionTurns.set(
     transaction,
@@ -58,10 +59,19 @@ export async function runBound<T = Record<string, unknown>>(em: EntityManager, s
 /** The last statement sent on each transaction: the next waits for it. */
 const transactionTurns = new WeakMap<object, Promise<unknown>>();
 
-/** A transaction's client hands out the transaction's own connection, and its release does nothing. */
-async function query<T>({ client }: { client: PooledClient }, sql: string, params: readonly unknown[]): Promise<T[]> {
+/**
+ * Runs the statement on a connection of `client` (a transaction's client hands out the
+ * transaction's own connection, and its release does nothing); `beforeSend` may refuse it.
+ */
+async function query<T>(
+  { client }: { client: PooledClient },
+  sql: string,
+  params: readonly unknown[],
+  beforeSend?: () => void,
+): Promise<T[]> {
   const connection = await client.acquireConnection();
   try {
+    beforeSend?.();
     const result = await connection.query(positional(sql), params as unknown[]);
     return result.rows as T[];
   } finally {

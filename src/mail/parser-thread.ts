@@ -43,9 +43,11 @@ interface Waiter {
  *
  * A hostile message must not take every import of the process with it. A thread that answers
  * nothing for `stallMs` while parses wait (a parser looping), runs out of its `maxHeapMb`, or
- * crashes is ended; the parses it held are then sent to a new thread one at a time, so the next to
- * stall, run out or crash is the message at fault, exactly: it fails as a `MalformedMessageError`
- * (the import skips it), and the rest are answered. A thread that fails before it is ready (it
+ * crashes is ended; the parses it held are then sent to a new thread one at a time. A message that
+ * stalls, exhausts or crashes a thread that parsed nothing else is the one at fault, exactly: it
+ * fails as a `MalformedMessageError` (the import skips it), and the rest are answered (on a thread
+ * that had parsed others, the message in flight gets a fresh one first: the fault may be a crash
+ * an earlier message left behind). A thread that fails before it is ready (it
  * cannot load, say) is no message's fault: the parses waiting on it fail, and so do their imports'
  * attempts; the next parse starts another.
  */
@@ -64,6 +66,12 @@ export class MessageParserThread {
   private isolating: number[] = [];
   /** Parses asked for while those are isolated: sent once they are answered. */
   private held: number[] = [];
+  /**
+   * Whether the current thread answered an isolated parse before the one in flight: then what ends
+   * it may be that earlier message's doing (a crash it left behind), and the one in flight gets a
+   * fresh thread before it is blamed.
+   */
+  private isolatedAnswered = false;
   private readonly idleMs: number;
   private readonly stallMs: number;
   private readonly maxHeapMb: number;
@@ -99,14 +107,14 @@ export class MessageParserThread {
     const waiter = this.waiting.get(id);
     if (!waiter) return false;
     try {
-      const thread = this.running();
       // A copy of exactly its bytes, handed over: a small Buffer is a view of an 8 KiB pool, all of
       // which a plain postMessage would copy. The caller's Buffer stays, to be sent again if need be.
       const bytes = new Uint8Array(waiter.raw);
-      thread.postMessage({ id, raw: bytes } satisfies ParseRequest, [bytes.buffer]);
+      this.running().postMessage({ id, raw: bytes } satisfies ParseRequest, [bytes.buffer]);
     } catch (error) {
       this.waiting.delete(id);
       waiter.reject(error instanceof Error ? error : new Error(String(error)));
+      if (this.waiting.size === 0) this.idle();
       return false;
     }
     if (this.stallTimer === undefined) this.watch();
@@ -123,7 +131,12 @@ export class MessageParserThread {
     this.thread = thread;
     this.ready = false;
     this.startupTimer = setTimeout(
-      () => this.stopped(thread, new Error(`the message parser thread did not start within ${STARTUP_MS / 1000} s`)),
+      // As for a stall: a `ready` already here is read first.
+      () =>
+        setImmediate(() => {
+          if (this.thread === thread && !this.ready)
+            this.stopped(thread, new Error(`the message parser thread did not start within ${STARTUP_MS / 1000} s`));
+        }),
       STARTUP_MS,
     ).unref();
     // A thread ended here may still deliver what it sent before: only the current one is listened to.
@@ -175,6 +188,7 @@ export class MessageParserThread {
     this.waiting.delete(reply.id);
     if (this.isolating[0] === reply.id) {
       this.isolating.shift();
+      this.isolatedAnswered = true;
       this.sendIsolated();
     }
     if (this.waiting.size === 0) this.idle();
@@ -196,14 +210,14 @@ export class MessageParserThread {
    */
   private isolate(thread: Worker, why: string): void {
     if (!this.detach(thread)) return;
-    if (this.isolating.length > 0) {
+    if (this.isolating.length === 0) this.isolating = [...this.waiting.keys()];
+    else if (!this.isolatedAnswered) {
       const culprit = this.isolating.shift()!;
       const waiter = this.waiting.get(culprit);
       this.waiting.delete(culprit);
       waiter?.reject(new MalformedMessageError(`Message ${why}`));
-    } else {
-      this.isolating = [...this.waiting.keys()];
     }
+    this.isolatedAnswered = false;
     this.sendIsolated();
   }
 

@@ -85,8 +85,9 @@ export class JobRunner {
     // Every running attempt listens to it (see AttemptSignal): more than Node's default of 10 is no leak.
     setMaxListeners(0, this.shutdown.signal);
     this.ownerSlots = new CountedLeases(queues.connection, `${config.REDIS_PREFIX}:owner-slots`, { ttlMs: 2 * config.STALLED_INTERVAL_MS });
-    // Plain statements on the shared connection pool: no entity is loaded, so no EntityManager fork is needed.
-    const em = services.orm.em as EntityManager;
+    // Plain statements on the shared connection pool: no entity is loaded. A fork all the same: the
+    // global EntityManager would run a batch in the transaction, if any, of whichever job started it.
+    const em = services.orm.em.fork() as EntityManager;
     this.starts = new GroupCommit(
       async (ids) => this.announced(ids, await startJobs(em, ids, this.workerLabel)),
       (id) => id,

@@ -1,8 +1,9 @@
 /**
  * A message parser thread (see src/mail/parser-thread.ts) that misbehaves on the messages that ask
  * it to, as a hostile message could make a parser do: `X-Test-Parser: loop` never returns,
- * `X-Test-Parser: hoard` fills the heap, `X-Test-Parser: crash` throws outside the parse. Every
- * other message is parsed as the real thread does.
+ * `X-Test-Parser: hoard` fills the heap, `X-Test-Parser: crash` throws outside the parse,
+ * `crash-later` is parsed but throws 50 ms after, and `slow` takes 200 ms to parse. Every other
+ * message is parsed as the real thread does.
  */
 import { parentPort } from 'node:worker_threads';
 import { parseMessage } from '../../src/mail/parse-message.js';
@@ -14,9 +15,17 @@ serveParses(parentPort!, async (raw) => {
   if (header.includes('X-Test-Parser: loop')) for (;;) spins++;
   const hoard: number[][] = [];
   if (header.includes('X-Test-Parser: hoard')) for (;;) hoard.push(new Array(100_000).fill(spins++));
-  if (header.includes('X-Test-Parser: crash'))
+  if (header.includes('X-Test-Parser: crash\r\n'))
     setImmediate(() => {
       throw new Error('a crafted message broke the parser');
     });
+  if (header.includes('X-Test-Parser: crash-later'))
+    setTimeout(() => {
+      throw new Error('a crafted message broke the parser after its answer');
+    }, 50);
+  if (header.includes('X-Test-Parser: slow')) {
+    const until = performance.now() + 200;
+    while (performance.now() < until) spins++;
+  }
   return parseMessage(raw);
 });

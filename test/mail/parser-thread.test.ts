@@ -106,6 +106,35 @@ describe('a hostile message on the parser thread', () => {
   }
 });
 
+describe('blame', () => {
+  const entry = new URL('../helpers/misbehaving-parser-entry.ts', import.meta.url);
+  const message = (behaviour: string) => Buffer.from(`Subject: ${behaviour}\r\nX-Test-Parser: ${behaviour}\r\n\r\nbody\r\n`, 'latin1');
+
+  it('falls on the message that crashes a thread alone, not on the next one after a crash left behind', async () => {
+    const parser = new MessageParserThread({ entry });
+    const [good] = buildMbox({ count: 1, seed: 17 }).raw;
+    expect(await parser.parse(good!)).toEqual(await parseMessage(good!));
+    // Sent at once: the crash ends the thread and they are isolated, one at a time; the second
+    // is answered, then its thread crashes while the third (slow, but sound) is parsed.
+    const raws = [good!, message('crash'), message('crash-later'), message('slow'), good!];
+    const there = await Promise.all(raws.map((raw) => outcome(parser.parse(raw))));
+    expect(there[1]).toMatchObject({ malformed: true, message: expect.stringMatching(/made the parser fail/) });
+    expect(there.toSpliced(1, 1)).toEqual(await Promise.all(raws.toSpliced(1, 1).map((raw) => outcome(parseMessage(raw)))));
+    await parser.close();
+  });
+
+  it('fails a parse whose bytes cannot be copied, and starts no thread for it', async () => {
+    const parser = new MessageParserThread();
+    const unreadable = {
+      get length(): number {
+        throw new RangeError('Array buffer allocation failed');
+      },
+    } as unknown as Buffer;
+    await expect(parser.parse(unreadable)).rejects.toThrow(/allocation failed/);
+    expect(threadOf(parser)).toBeNull();
+  });
+});
+
 describe('the stall watch', () => {
   it('takes an answer that came while this thread was busy past the deadline, and blames only the stuck message', async () => {
     const entry = new URL('../helpers/misbehaving-parser-entry.ts', import.meta.url);
