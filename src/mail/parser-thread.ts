@@ -47,9 +47,9 @@ interface Waiter {
  * stalls, exhausts or crashes a thread that parsed nothing else is the one at fault, exactly: it
  * fails as a `MalformedMessageError` (the import skips it), and the rest are answered (on a thread
  * that had parsed others, the message in flight gets a fresh one first: the fault may be a crash
- * an earlier message left behind). A thread that fails before it is ready (it
- * cannot load, say) is no message's fault: the parses waiting on it fail, and so do their imports'
- * attempts; the next parse starts another.
+ * an earlier message left behind). A thread that fails before it is ready (it cannot load, say) is
+ * no message's fault: the parses waiting on it fail, and so do their imports' attempts; the next
+ * parse starts another.
  */
 export class MessageParserThread {
   private thread: Worker | null = null;
