@@ -14,7 +14,7 @@ import {
   type ImapOversizedMessage,
   type ImapSettings,
 } from '../mail/imap-source.js';
-import { storeMessages, type IncomingMessage } from '../mail/message-store.js';
+import { messagePackPlace, removeUnrecordedPacks, storeMessages, type IncomingMessage } from '../mail/message-store.js';
 import { MalformedMessageError } from '../mail/parse-message.js';
 import { messageParser } from '../mail/parser-thread.js';
 import { openString } from '../storage/encryption.js';
@@ -22,7 +22,7 @@ import { loadOwnedAccount } from './access.js';
 import { defineJob, type JobContext } from '../engine/define-job.js';
 import { InvalidInputError, PermanentJobError } from '../engine/errors.js';
 
-/** Messages fetched before one batch of blob writes, one multi-row INSERT and one sync-state write. */
+/** Messages fetched before one pack of blobs, one multi-row INSERT and one sync-state write. */
 const BATCH_SIZE = 100;
 /** A batch is also stored once its raw messages add up to this, so large mail does not pile up in memory. */
 const BATCH_BYTES = 16 * 1024 * 1024;
@@ -224,10 +224,13 @@ export const importImapJob = defineJob({
       let lastUid = info.reset ? 0 : state.lastUid;
       let bytesFetched = 0;
       ctx.setMetadata({ mailbox, bytesFetched });
+      // What an earlier attempt of this job wrote but never recorded (it crashed in between) goes first.
+      const packPlace = messagePackPlace(account.id, ctx.jobId, ctx.attempt);
+      await removeUnrecordedPacks(ctx.em, ctx.storage, packPlace);
       let batch: IncomingMessage[] = [];
       let batchBytes = 0;
       const flush = async (): Promise<void> => {
-        const stored = await storeMessages(ctx.em, ctx.storage, account, batch);
+        const stored = await storeMessages(ctx.em, ctx.storage, account, batch, packPlace);
         result.imported += stored.inserted;
         result.duplicates += stored.duplicates;
         batch = [];

@@ -1,14 +1,14 @@
 import { z } from 'zod';
 import { Account } from '../db/entities/account.entity.js';
 import { countMboxMessages, splitMbox } from '../mail/mbox.js';
-import { storeMessages, type IncomingMessage } from '../mail/message-store.js';
+import { messagePackPlace, removeUnrecordedPacks, storeMessages, type IncomingMessage } from '../mail/message-store.js';
 import { MalformedMessageError, type ParsedMessage } from '../mail/parse-message.js';
 import { messageParser } from '../mail/parser-thread.js';
 import { checkAccountAccess, uploadSchema } from './access.js';
 import { defineJob } from '../engine/define-job.js';
 import { InvalidInputError, PermanentJobError } from '../engine/errors.js';
 
-/** Messages parsed before one batch of blob writes and one multi-row INSERT. */
+/** Messages parsed before one pack of blobs and one multi-row INSERT. */
 const BATCH_SIZE = 200;
 /**
  * A batch is also cut once its messages (raw bytes plus decoded attachments) reach this size, so
@@ -95,15 +95,19 @@ export const importMboxJob = defineJob({
     ctx.progress({ processed: 0, total, message: 'importing' });
     ctx.log.info(`importing ${total} messages from ${input.filename ?? 'the upload'}`, { total, bytes: input.size });
 
+    // What an earlier attempt of this job wrote but never recorded (it crashed in between) goes first.
+    const packPlace = messagePackPlace(account.id, ctx.jobId, ctx.attempt);
+    await removeUnrecordedPacks(ctx.em, ctx.storage, packPlace);
+
     const result = { total, imported: 0, duplicates: 0, malformed: 0, errors: [] as { index: number; error: string }[] };
     let stored = 0;
     let batch: IncomingMessage[] = [];
-    // Storing a batch (blob writes, one INSERT) overlaps with parsing the next one: parsing is CPU,
+    // Storing a batch (a pack, one INSERT) overlaps with parsing the next one: parsing is CPU,
     // storing is I/O, and the import runs at the speed of the slower of the two, not their sum.
     let storing: Promise<void> = Promise.resolve();
     const store = (messages: IncomingMessage[]) => {
       storing = storing.then(async () => {
-        const outcome = await storeMessages(ctx.em, ctx.storage, account, messages);
+        const outcome = await storeMessages(ctx.em, ctx.storage, account, messages, packPlace);
         result.imported += outcome.inserted;
         result.duplicates += outcome.duplicates;
         stored += messages.length;

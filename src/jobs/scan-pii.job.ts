@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { pgArray } from '../db/sql.js';
 import { scanMessagePii, type PiiKind } from '../mail/scanners/pii.js';
 import { normalizeSender, type ScannableAttachment } from '../mail/scanners/scannable-message.js';
-import type { BlobStorage } from '../storage/blob-storage.js';
+import { readStoredBlob, type StoredBlob } from '../mail/message-store.js';
 import { defineJob, type JobContext } from '../engine/define-job.js';
 import { loadJobAccount } from './job-subjects.js';
 import {
@@ -31,11 +31,10 @@ interface BodyRow {
   html_body: string | null;
 }
 
-interface AttachmentRow {
+interface AttachmentRow extends StoredBlob {
   message_id: string;
   filename: string | null;
   content_type: string;
-  blob_key: string;
 }
 
 export const scanPiiJob = defineJob({
@@ -147,14 +146,14 @@ async function loadTextAttachments(
   messageIds: readonly string[],
 ): Promise<Map<string, ScannableAttachment[]>> {
   const rows: AttachmentRow[] = await ctx.em.getConnection().execute(
-    `SELECT message_id, filename, content_type, blob_key FROM message_attachment
+    `SELECT message_id, filename, content_type, blob_key, blob_offset, size FROM message_attachment
       WHERE message_id = ANY(?::uuid[]) AND lower(content_type) LIKE 'text/%' ORDER BY message_id, filename, id`,
     [pgArray(messageIds)],
     'all',
   );
   const contents = await Promise.all(
     rows.map((row) =>
-      readPrefix(ctx.storage, row.blob_key, MAX_ATTACHMENT_BYTES).catch((error: unknown) => {
+      readStoredBlob(ctx.storage, row, MAX_ATTACHMENT_BYTES).catch((error: unknown) => {
         // A missing blob only means less to scan; the message itself is still scanned.
         ctx.log.warn(`an attachment of message ${row.message_id} is unreadable; skipped`, {
           messageId: row.message_id,
@@ -174,17 +173,4 @@ async function loadTextAttachments(
     byMessage.set(row.message_id, list);
   });
   return byMessage;
-}
-
-/** The first `maxBytes` of a blob, without reading the rest. */
-async function readPrefix(storage: BlobStorage, key: string, maxBytes: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of storage.stream(key)) {
-    const buffer = chunk as Buffer;
-    chunks.push(buffer);
-    size += buffer.length;
-    if (size >= maxBytes) break;
-  }
-  return Buffer.concat(chunks).subarray(0, maxBytes);
 }

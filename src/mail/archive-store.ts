@@ -4,6 +4,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Archive, ArchiveFile } from '../db/entities/archive.entity.js';
 import { pgArray } from '../db/sql.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
+import { readStoredBlob, type StoredBlob } from './message-store.js';
 
 /**
  * An archive's id follows from its message's id, so a re-run after a crash between the blob copies
@@ -22,17 +23,15 @@ export function archiveFileKey(accountId: string, archiveId: string, name: strin
   return `archives/${accountId}/${archiveId}/${name}`;
 }
 
-interface MessageRow {
+interface MessageRow extends StoredBlob {
   id: string;
-  blob_key: string;
   has_archive: boolean;
 }
 
-interface AttachmentRow {
+interface AttachmentRow extends StoredBlob {
   message_id: string;
   filename: string | null;
   content_type: string;
-  blob_key: string;
 }
 
 /** A message's files copied into archive storage, ready for its `archive` row. */
@@ -59,8 +58,8 @@ async function copyMessage(
   let eml: Buffer;
   let parts: Buffer[];
   try {
-    eml = await storage.get(message.blob_key);
-    parts = await Promise.all(attachments.map((attachment) => storage.get(attachment.blob_key)));
+    eml = await readStoredBlob(storage, message);
+    parts = await Promise.all(attachments.map((attachment) => readStoredBlob(storage, attachment)));
   } catch (error) {
     if (isMissingFile(error)) return null;
     throw error;
@@ -119,7 +118,7 @@ export async function archiveMessages(
   if (ids.length === 0) return result;
   const chunk = ids;
   const messages: MessageRow[] = await connection.execute(
-    `SELECT m.id, m.blob_key, EXISTS (SELECT 1 FROM archive a WHERE a.message_id = m.id) AS has_archive
+    `SELECT m.id, m.blob_key, m.blob_offset, m.size, EXISTS (SELECT 1 FROM archive a WHERE a.message_id = m.id) AS has_archive
        FROM message m WHERE m.account_id = ? AND m.id = ANY(?::uuid[])`,
     [account.id, pgArray(chunk)],
     'all',
@@ -130,7 +129,7 @@ export async function archiveMessages(
 
   const attachments: AttachmentRow[] = todo.length
     ? await connection.execute(
-        'SELECT message_id, filename, content_type, blob_key FROM message_attachment WHERE message_id = ANY(?::uuid[]) ORDER BY message_id, blob_key',
+        'SELECT message_id, filename, content_type, blob_key, blob_offset, size FROM message_attachment WHERE message_id = ANY(?::uuid[]) ORDER BY message_id, blob_key, blob_offset',
         [pgArray(todo.map((message) => message.id))],
         'all',
       )

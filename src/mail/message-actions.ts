@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { pgArray } from '../db/sql.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
 import { archiveMessages } from './archive-store.js';
-import { rawMessageKey } from './message-store.js';
+import { type StoredBlob, unreferencedBlobs } from './message-store.js';
 
 /** Everything bulk operations, rules and retention policies can do to messages. */
 export const MESSAGE_ACTIONS = [
@@ -44,9 +44,29 @@ export function actionTakesLabel(action: MessageAction): boolean {
 const placeholders = (sql: string): number => sql.split('?').length - 1;
 
 /**
+ * Deletes the bytes of deleted rows: a blob of its own at once; a pack once no row refers to it,
+ * and until then the deleted rows' parts of it are overwritten with zeros, so that a deleted
+ * message's content is gone at once even while the rest of its batch stays.
+ */
+async function deleteStoredBlobs(em: EntityManager, storage: BlobStorage, rows: readonly StoredBlob[]): Promise<void> {
+  const own = rows.filter((row) => row.blob_offset === null).map((row) => row.blob_key);
+  const packs = [...new Set(rows.filter((row) => row.blob_offset !== null).map((row) => row.blob_key))];
+  const emptied = new Set(packs.length > 0 ? await unreferencedBlobs(em, packs) : []);
+  await Promise.all([
+    ...[...own, ...emptied].map((key) => storage.delete(key)),
+    ...rows
+      .filter((row) => row.blob_offset !== null && !emptied.has(row.blob_key))
+      .map((row) => storage.zeroRange(row.blob_key, row.blob_offset!, row.size)),
+  ]);
+  // A job's pack folder goes with its last pack.
+  const folders = new Set([...emptied].map((key) => key.slice(0, key.lastIndexOf('/'))));
+  await Promise.all([...folders].map((folder) => storage.deleteFolderIfEmpty(folder)));
+}
+
+/**
  * Applies one action to the listed messages of one account and returns the ids it changed;
  * ids of other accounts are ignored. DELETE removes the rows, their attachment rows, then their
- * blobs (rows first: a crash leaves unreferenced blobs, never rows pointing at missing ones).
+ * bytes (rows first: a crash leaves unreferenced bytes, never rows pointing at missing ones).
  */
 export async function applyMessageAction(
   em: EntityManager,
@@ -59,21 +79,18 @@ export async function applyMessageAction(
   if (ids.length === 0) return [];
   const connection = em.getConnection();
   if (action === 'DELETE') {
-    const deleted: { id: string; content_hash: string }[] = await connection.execute(
-      'DELETE FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) RETURNING id, content_hash',
+    const deleted: (StoredBlob & { id: string })[] = await connection.execute(
+      'DELETE FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) RETURNING id, blob_key, blob_offset, size',
       [accountId, pgArray(ids)],
       'all',
     );
     if (deleted.length === 0) return [];
-    const attachments: { blob_key: string }[] = await connection.execute(
-      'DELETE FROM message_attachment WHERE message_id = ANY(?::uuid[]) RETURNING blob_key',
+    const attachments: StoredBlob[] = await connection.execute(
+      'DELETE FROM message_attachment WHERE message_id = ANY(?::uuid[]) RETURNING blob_key, blob_offset, size',
       [pgArray(deleted.map((row) => row.id))],
       'all',
     );
-    await Promise.all([
-      ...deleted.map((row) => storage.delete(rawMessageKey(accountId, row.content_hash))),
-      ...attachments.map((row) => storage.delete(row.blob_key)),
-    ]);
+    await deleteStoredBlobs(em, storage, [...deleted, ...attachments]);
     return deleted.map((row) => row.id);
   }
   if (action === 'ARCHIVE') {

@@ -32,6 +32,7 @@ function rowToMessage(row: MessageRow): Message {
     isRead: Boolean(row.is_read),
     isStarred: Boolean(row.is_starred),
     blobKey: String(row.blob_key),
+    blobOffset: row.blob_offset === null || row.blob_offset === undefined ? null : Number(row.blob_offset),
     deletedAt: (row.deleted_at as Date | null) ?? null,
     archivedAt: (row.archived_at as Date | null) ?? null,
     createdAt: row.created_at as Date,

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -40,6 +40,87 @@ export class BlobStorage {
       await writeFile(temporary, data);
     });
     await rename(temporary, target);
+  }
+
+  /**
+   * Writes a new blob from parts, in one system call where the OS allows, and returns where each
+   * part starts. For keys never written before (packs): there is no temporary file, so whoever
+   * records the key must do so only after this resolved.
+   */
+  async putParts(key: string, parts: readonly Uint8Array[]): Promise<number[]> {
+    const target = this.path(key);
+    await this.ensureDir(dirname(target));
+    const offsets: number[] = [];
+    let total = 0;
+    for (const part of parts) {
+      offsets.push(total);
+      total += part.length;
+    }
+    const file = await open(target, 'wx').catch(async (error: NodeJS.ErrnoException) => {
+      // The folder was removed behind our back (its last pack deleted): create it again.
+      if (error.code !== 'ENOENT') throw error;
+      this.knownDirs.delete(dirname(target));
+      await this.ensureDir(dirname(target));
+      return open(target, 'wx');
+    });
+    try {
+      const { bytesWritten } = await file.writev(parts as Uint8Array[]);
+      if (bytesWritten !== total) throw new Error(`short write to blob ${key}: ${bytesWritten} of ${total} bytes`);
+    } catch (error) {
+      await file.close();
+      await rm(target, { force: true });
+      throw error;
+    }
+    await file.close();
+    return offsets;
+  }
+
+  /** `length` bytes of a blob from `offset`; fewer only if the blob ends first. */
+  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    const file = await open(this.path(key), 'r');
+    try {
+      const buffer = Buffer.allocUnsafe(length);
+      let filled = 0;
+      while (filled < length) {
+        const { bytesRead } = await file.read(buffer, filled, length - filled, offset + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      return filled === length ? buffer : buffer.subarray(0, filled);
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** Overwrites `length` bytes of a blob from `offset` with zeros: the part of a pack whose message was deleted. */
+  async zeroRange(key: string, offset: number, length: number): Promise<void> {
+    let file: Awaited<ReturnType<typeof open>>;
+    try {
+      file = await open(this.path(key), 'r+');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    try {
+      const zeros = Buffer.alloc(Math.min(length, 1024 * 1024));
+      for (let done = 0; done < length; ) {
+        const { bytesWritten } = await file.write(zeros, 0, Math.min(zeros.length, length - done), offset + done);
+        done += bytesWritten;
+      }
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** The keys of the blobs directly inside a folder (none if it does not exist). */
+  async list(folder: string): Promise<string[]> {
+    try {
+      const entries = await readdir(this.path(folder), { withFileTypes: true });
+      return entries.filter((entry) => entry.isFile()).map((entry) => `${folder}/${entry.name}`);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
   }
 
   /** Streams into a blob; returns the number of bytes written. */
@@ -93,5 +174,14 @@ export class BlobStorage {
   /** Removes a blob; a missing blob is not an error, so a re-run after a crash can delete again. */
   async delete(key: string): Promise<void> {
     await rm(this.path(key), { force: true });
+  }
+
+  /** Removes a folder if it is empty; one still holding blobs stays, as does one already gone. */
+  async deleteFolderIfEmpty(folder: string): Promise<void> {
+    const path = this.path(folder);
+    this.knownDirs.delete(path);
+    await rmdir(path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST' && error.code !== 'ENOENT') throw error;
+    });
   }
 }

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { messagePackPlace, readStoredBlob, type StoredBlob } from '../../src/mail/message-store.js';
+import { BlobStorage } from '../../src/storage/blob-storage.js';
 import { subscribe } from '../helpers/graphql-client.js';
 import { JOB_PROGRESS } from '../helpers/fragments.js';
 import { buildMbox } from '../helpers/mbox-fixture.js';
@@ -88,6 +90,14 @@ describe('a worker killed with SIGKILL mid-job', () => {
     );
     expect(stored.messages).toBe(fixture.expected.unique);
     expect(stored.attachments).toBe(stored.declared);
+
+    // Every pack the job wrote is one its rows refer to: one the killed attempt wrote and never
+    // recorded was removed by the second; every message reads back as stored.
+    const storage = new BlobStorage(env.vars.STORAGE_DIR!);
+    const packs = await storage.list(messagePackPlace(accountId, job.id, 1).folder);
+    const rows = await env.sql<StoredBlob>('SELECT blob_key, blob_offset, size FROM message WHERE account_id = $1', [accountId]);
+    expect(packs.sort()).toEqual([...new Set(rows.map((row) => row.blob_key))].sort());
+    for (const row of rows) expect((await readStoredBlob(storage, row)).subarray(0, 5).toString()).toMatch(/^[\x21-\x7e]+/);
     sub.close();
   }, 120_000);
 });

@@ -1,6 +1,8 @@
 /** Helpers shared by the archive tests: seeding mail, running archive jobs to the end, downloading. */
 import { join } from 'node:path';
 import { expect } from 'vitest';
+import { readStoredBlob, type StoredBlob } from '../../src/mail/message-store.js';
+import { BlobStorage } from '../../src/storage/blob-storage.js';
 import { CREATE_ACCOUNT, IMPORT_MBOX } from './fragments.js';
 import { gql, gqlOk, gqlUpload } from './graphql-client.js';
 import { waitFor, type TestEnv } from './test-env.js';
@@ -97,6 +99,22 @@ export async function download(graphqlUrl: string, token: string | null, path: s
   const response = await fetch(new URL(path, graphqlUrl), { headers: token ? { authorization: `Bearer ${token}` } : {} });
   return { status: response.status, contentType: response.headers.get('content-type'), body: Buffer.from(await response.arrayBuffer()) };
 }
+
+/** The bytes of a stored message or attachment row (its slice of a pack, or a blob of its own). */
+export async function storedBytes(env: TestEnv, stored: StoredBlob): Promise<Buffer> {
+  return readStoredBlob(new BlobStorage(env.vars.STORAGE_DIR!), stored);
+}
+
+/** Whether a deleted row's bytes are gone: its blob removed, or its slice of a pack overwritten with zeros. */
+export async function storedBytesGone(env: TestEnv, stored: StoredBlob): Promise<boolean> {
+  const storage = new BlobStorage(env.vars.STORAGE_DIR!);
+  if (!(await storage.exists(stored.blob_key))) return true;
+  if (stored.blob_offset === null) return false;
+  return (await storage.getRange(stored.blob_key, stored.blob_offset, stored.size)).every((byte) => byte === 0);
+}
+
+/** The columns of a message or attachment row that say where its bytes are. */
+export const STORED_BLOB = 'blob_key, blob_offset, size';
 
 /** Where a blob key lives on disk in this test file's storage directory. */
 export function blobPath(env: TestEnv, key: string): string {

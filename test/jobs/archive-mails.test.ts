@@ -6,6 +6,8 @@ import {
   ARCHIVE_MAILS,
   ARCHIVES,
   blobPath,
+  STORED_BLOB,
+  storedBytes,
   createAccount,
   download,
   errorCode,
@@ -16,6 +18,7 @@ import {
   TRASH_ARCHIVE,
   UPDATE_SYSTEM_CONFIG,
 } from '../helpers/archive-helpers.js';
+import type { StoredBlob } from '../../src/mail/message-store.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
 import { buildMbox } from '../helpers/mbox-fixture.js';
 import { createTestEnv, waitFor, type TestEnv } from '../helpers/test-env.js';
@@ -58,24 +61,24 @@ const archiveRows = (account: string) => env.sql<ArchiveRow>('SELECT * FROM arch
 /** Every file of every archive of the account holds exactly the bytes of the message's own blobs. */
 async function expectFaithfulCopies(account: string): Promise<void> {
   for (const archive of await archiveRows(account)) {
-    const message = await env.one<{ blob_key: string; content_hash: string; account_id: string }>(
-      'SELECT blob_key, content_hash, account_id FROM message WHERE id = $1',
+    const message = await env.one<StoredBlob & { content_hash: string; account_id: string }>(
+      `SELECT ${STORED_BLOB}, content_hash, account_id FROM message WHERE id = $1`,
       [archive.message_id],
     );
-    const attachments = await env.sql<{ blob_key: string; filename: string | null; size: number }>(
-      'SELECT blob_key, filename, size FROM message_attachment WHERE message_id = $1 ORDER BY blob_key',
+    const attachments = await env.sql<StoredBlob & { filename: string | null }>(
+      `SELECT ${STORED_BLOB}, filename FROM message_attachment WHERE message_id = $1 ORDER BY blob_key, blob_offset`,
       [archive.message_id],
     );
     expect(archive.files.map((file) => file.kind)).toEqual(['eml', ...attachments.map(() => 'attachment')]);
     for (const file of archive.files) expect(file.key.startsWith(`archives/${account}/${archive.id}/`)).toBe(true);
 
-    const eml = await readFile(blobPath(env, message.blob_key));
+    const eml = await storedBytes(env, message);
     expect((await readFile(blobPath(env, archive.files[0]!.key))).equals(eml)).toBe(true);
     expect(archive.content_hash).toBe(message.content_hash);
     let total = eml.length;
     for (const [index, attachment] of attachments.entries()) {
       const file = archive.files[index + 1]!;
-      const original = await readFile(blobPath(env, attachment.blob_key));
+      const original = await storedBytes(env, attachment);
       expect((await readFile(blobPath(env, file.key))).equals(original)).toBe(true);
       expect(file).toMatchObject({ filename: attachment.filename, size: original.length });
       total += original.length;
@@ -120,11 +123,11 @@ describe('archive_mails', () => {
     const leak = await gql(system.url, alice, `query($a: ID!) { archives(accountId: $a) { nodes { files { key } } } }`, { a: accountId });
     expect(leak.errors?.[0]?.message).toMatch(/Cannot query field "key"/);
 
-    const { blob_key } = await env.one<{ blob_key: string }>('SELECT blob_key FROM message WHERE id = $1', [withFiles.messageId]);
+    const message = await env.one<StoredBlob>(`SELECT ${STORED_BLOB} FROM message WHERE id = $1`, [withFiles.messageId]);
     const file = await download(system.url, alice, withFiles.downloadUrl);
     expect(file.status).toBe(200);
     expect(file.contentType).toBe('message/rfc822');
-    expect(file.body.equals(await readFile(blobPath(env, blob_key)))).toBe(true);
+    expect(file.body.equals(await storedBytes(env, message))).toBe(true);
   });
 
   it('archives by filter, skipping and counting what is already archived; a re-run adds nothing', async () => {

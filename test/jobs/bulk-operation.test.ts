@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StoredBlob } from '../../src/mail/message-store.js';
+import { STORED_BLOB, storedBytes, storedBytesGone } from '../helpers/archive-helpers.js';
 import { CREATE_ACCOUNT, IMPORT_MBOX, JOB } from '../helpers/fragments.js';
 import { gql, gqlOk, gqlUpload } from '../helpers/graphql-client.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
@@ -94,13 +96,15 @@ describe('bulk_operation', () => {
     );
     expect(page.messages.nodes.map((n) => n.id).sort()).toEqual([...ids].sort());
     expect((await run({ action: 'RESTORE', ids: ids.slice(0, 2) })).output).toMatchObject({ matched: 2, affected: 2 });
-    const blobs = (await env.sql<{ blob_key: string }>('SELECT blob_key FROM message WHERE id = ANY($1::uuid[])', [ids.slice(2)])).map(
-      (r) => r.blob_key,
-    );
-    expect(await Promise.all(blobs.map((key) => system.apiServices.storage.exists(key)))).toEqual([true, true, true]);
+    const stored = await env.sql<StoredBlob>(`SELECT ${STORED_BLOB} FROM message WHERE id = ANY($1::uuid[])`, [ids.slice(2)]);
+    expect(await Promise.all(stored.map((row) => storedBytesGone(env, row)))).toEqual([false, false, false]);
     expect((await run({ action: 'DELETE', ids: ids.slice(2) })).output).toMatchObject({ matched: 3, affected: 3 });
     expect(await count('id = ANY($2::uuid[])', [ids.slice(2)])).toBe(0);
-    expect(await Promise.all(blobs.map((key) => system.apiServices.storage.exists(key)))).toEqual([false, false, false]);
+    expect(await Promise.all(stored.map((row) => storedBytesGone(env, row)))).toEqual([true, true, true]);
+    // The other messages imported with them read back intact.
+    const kept = await env.sql<StoredBlob>(`SELECT ${STORED_BLOB} FROM message WHERE account_id = $1`, [accountId]);
+    expect(kept.length).toBeGreaterThan(0);
+    for (const row of kept) expect((await storedBytes(env, row)).toString('latin1')).toMatch(/^From: |Message-ID: /m);
   });
 
   it('rejects contradictory input with BAD_USER_INPUT and queues nothing', async () => {

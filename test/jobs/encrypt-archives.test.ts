@@ -7,6 +7,8 @@ import {
   ARCHIVE_MAILS,
   ARCHIVES,
   blobPath,
+  STORED_BLOB,
+  storedBytes,
   createAccount,
   download,
   ENCRYPT_ARCHIVES,
@@ -15,6 +17,7 @@ import {
   runJob,
   waitForJob,
 } from '../helpers/archive-helpers.js';
+import type { StoredBlob } from '../../src/mail/message-store.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
 import { buildMbox } from '../helpers/mbox-fixture.js';
 import { createTestEnv, type TestEnv } from '../helpers/test-env.js';
@@ -39,8 +42,7 @@ const archiveRows = (account: string) =>
   env.sql<ArchiveRow>('SELECT id, message_id, encrypted, files FROM archive WHERE account_id = $1 ORDER BY id', [account]);
 
 async function rawEml(messageId: string): Promise<Buffer> {
-  const { blob_key } = await env.one<{ blob_key: string }>('SELECT blob_key FROM message WHERE id = $1', [messageId]);
-  return readFile(blobPath(env, blob_key));
+  return storedBytes(env, await env.one<StoredBlob>(`SELECT ${STORED_BLOB} FROM message WHERE id = $1`, [messageId]));
 }
 
 beforeAll(async () => {

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnyJobDeclaration, JobContext } from '../../src/engine/define-job.js';
 import { jobCatalogue } from '../../src/jobs/registry.js';
 import { runRuleJob } from '../../src/jobs/run-rule.job.js';
-import { BlobStorage } from '../../src/storage/blob-storage.js';
+import type { StoredBlob } from '../../src/mail/message-store.js';
+import { STORED_BLOB, storedBytesGone } from '../helpers/archive-helpers.js';
 import { waitForJob } from '../helpers/corpus.js';
 import { CREATE_ACCOUNT, IMPORT_MBOX } from '../helpers/fragments.js';
 import { gql, gqlOk, gqlUpload } from '../helpers/graphql-client.js';
@@ -231,16 +232,13 @@ describe('rules: saved, previewed and run', () => {
   });
 
   it('deletes matching messages with their attachments and blobs', async () => {
-    const victim = await env.one<{ id: string; blob_key: string }>(
-      'SELECT id, blob_key FROM message WHERE account_id = $1 AND subject = $2',
+    const victim = await env.one<StoredBlob & { id: string }>(
+      `SELECT id, ${STORED_BLOB} FROM message WHERE account_id = $1 AND subject = $2`,
       [accountId, 'Invoice March'],
     );
-    const attachmentKeys = (
-      await env.sql<{ blob_key: string }>('SELECT blob_key FROM message_attachment WHERE message_id = $1', [victim.id])
-    ).map((row) => row.blob_key);
-    expect(attachmentKeys).toHaveLength(1);
-    const storage = new BlobStorage(env.vars.STORAGE_DIR!);
-    expect(await storage.exists(victim.blob_key)).toBe(true);
+    const attachments = await env.sql<StoredBlob>(`SELECT ${STORED_BLOB} FROM message_attachment WHERE message_id = $1`, [victim.id]);
+    expect(attachments).toHaveLength(1);
+    expect(await storedBytesGone(env, victim)).toBe(false);
 
     const rule = await createRule({
       conditions: {
@@ -256,8 +254,8 @@ describe('rules: saved, previewed and run', () => {
     expect(output).toEqual({ ruleId: rule.id, scanned: scannedBefore, matched: 1, affected: 1 });
     expect(await env.sql('SELECT id FROM message WHERE id = $1', [victim.id])).toHaveLength(0);
     expect(await env.sql('SELECT id FROM message_attachment WHERE message_id = $1', [victim.id])).toHaveLength(0);
-    expect(await storage.exists(victim.blob_key)).toBe(false);
-    for (const key of attachmentKeys) expect(await storage.exists(key)).toBe(false);
+    expect(await storedBytesGone(env, victim)).toBe(true);
+    for (const attachment of attachments) expect(await storedBytesGone(env, attachment)).toBe(true);
     expect(await subjectsWhere(env, accountId, 'true')).not.toContain('Invoice March');
   });
 

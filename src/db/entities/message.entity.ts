@@ -1,6 +1,10 @@
 import { ArrayType, EntitySchema } from '@mikro-orm/core';
 
-/** One stored mail message. The raw RFC 822 bytes live in blob storage under `blobKey`. */
+/**
+ * One stored mail message. Its raw RFC 822 bytes are the `size` bytes at `blobOffset` of the blob
+ * `blobKey`: a pack shared with the other messages of its import batch. A null offset is a blob of
+ * its own (messages stored before packs).
+ */
 export class Message {
   id!: string;
   accountId!: string;
@@ -24,6 +28,7 @@ export class Message {
   isRead = false;
   isStarred = false;
   blobKey!: string;
+  blobOffset: number | null = null;
   /** Set when trashed; restore clears it. */
   deletedAt: Date | null = null;
   archivedAt: Date | null = null;
@@ -54,7 +59,8 @@ export const MessageSchema = new EntitySchema<Message>({
     labels: { type: ArrayType, columnType: 'text[]', default: '{}' },
     isRead: { type: 'boolean', default: false },
     isStarred: { type: 'boolean', default: false },
-    blobKey: { type: 'string', length: 512 },
+    blobKey: { type: 'string', length: 512, index: 'message_blob_key_idx' },
+    blobOffset: { type: 'integer', nullable: true },
     deletedAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     archivedAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     createdAt: { type: 'datetime', columnType: 'timestamptz' },
@@ -66,7 +72,7 @@ export const MessageSchema = new EntitySchema<Message>({
   uniques: [{ name: 'message_account_dedup_unique', properties: ['accountId', 'dedupKey'] }],
 });
 
-/** An attachment of a stored message; its bytes live in blob storage under `blobKey`. */
+/** An attachment of a stored message; its bytes are stored as a message's are (`blobKey`, `blobOffset`, `size`). */
 export class MessageAttachment {
   id!: string;
   messageId!: string;
@@ -75,6 +81,7 @@ export class MessageAttachment {
   size!: number;
   contentHash!: string;
   blobKey!: string;
+  blobOffset: number | null = null;
 }
 
 export const MessageAttachmentSchema = new EntitySchema<MessageAttachment>({
@@ -87,6 +94,7 @@ export const MessageAttachmentSchema = new EntitySchema<MessageAttachment>({
     contentType: { type: 'string', length: 255 },
     size: { type: 'integer' },
     contentHash: { type: 'string', length: 64 },
-    blobKey: { type: 'string', length: 512 },
+    blobKey: { type: 'string', length: 512, index: 'message_attachment_blob_key_idx' },
+    blobOffset: { type: 'integer', nullable: true },
   },
 });
