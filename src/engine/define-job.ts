@@ -86,6 +86,8 @@ export interface JobContext {
   trigger: JobTrigger;
   /** 1 on the first attempt. */
   attempt: number;
+  /** 1 for the job's first run; each retry by hand (`retryJob`) starts the next, its attempts from 1 again. */
+  run: number;
   /** This job's own entity manager (a fork): nothing is shared with other jobs. */
   em: EntityManager;
   /** Coalesced before it reaches the database and subscribers; the last report is never dropped. */

@@ -225,7 +225,7 @@ export const importImapJob = defineJob({
       let bytesFetched = 0;
       ctx.setMetadata({ mailbox, bytesFetched });
       // What an earlier attempt of this job wrote but never recorded (it crashed in between) goes first.
-      const packPlace = messagePackPlace(account.id, ctx.jobId, ctx.attempt);
+      const packPlace = messagePackPlace(account.id, ctx);
       await removeUnrecordedPacks(ctx.em, ctx.storage, packPlace);
       let batch: IncomingMessage[] = [];
       let batchBytes = 0;

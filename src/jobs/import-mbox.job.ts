@@ -96,7 +96,7 @@ export const importMboxJob = defineJob({
     ctx.log.info(`importing ${total} messages from ${input.filename ?? 'the upload'}`, { total, bytes: input.size });
 
     // What an earlier attempt of this job wrote but never recorded (it crashed in between) goes first.
-    const packPlace = messagePackPlace(account.id, ctx.jobId, ctx.attempt);
+    const packPlace = messagePackPlace(account.id, ctx);
     await removeUnrecordedPacks(ctx.em, ctx.storage, packPlace);
 
     const result = { total, imported: 0, duplicates: 0, malformed: 0, errors: [] as { index: number; error: string }[] };

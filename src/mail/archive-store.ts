@@ -25,11 +25,13 @@ export function archiveFileKey(accountId: string, archiveId: string, name: strin
 
 interface MessageRow extends StoredBlob {
   id: string;
+  content_hash: string;
   has_archive: boolean;
 }
 
 interface AttachmentRow extends StoredBlob {
   message_id: string;
+  content_hash: string;
   filename: string | null;
   content_type: string;
 }
@@ -43,11 +45,18 @@ interface CopiedMessage {
   files: ArchiveFile[];
 }
 
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
 function isMissingFile(error: unknown): boolean {
   return (error as { code?: unknown } | null)?.code === 'ENOENT';
 }
 
-/** Copies a message's EML and attachments; null when a source blob is gone. */
+/**
+ * Copies a message's EML and attachments; null when a source is gone, or is not what was stored
+ * (its hash differs): a message deleted meanwhile has its part of a pack overwritten with zeros.
+ */
 async function copyMessage(
   storage: BlobStorage,
   accountId: string,
@@ -64,6 +73,7 @@ async function copyMessage(
     if (isMissingFile(error)) return null;
     throw error;
   }
+  if (sha256(eml) !== message.content_hash || parts.some((part, index) => sha256(part) !== attachments[index]!.content_hash)) return null;
   const files: ArchiveFile[] = [
     {
       kind: 'eml',
@@ -87,7 +97,7 @@ async function copyMessage(
     messageId: message.id,
     archiveId,
     size: files.reduce((sum, file) => sum + file.size, 0),
-    contentHash: createHash('sha256').update(eml).digest('hex'),
+    contentHash: message.content_hash,
     files,
   };
 }
@@ -118,7 +128,7 @@ export async function archiveMessages(
   if (ids.length === 0) return result;
   const chunk = ids;
   const messages: MessageRow[] = await connection.execute(
-    `SELECT m.id, m.blob_key, m.blob_offset, m.size, EXISTS (SELECT 1 FROM archive a WHERE a.message_id = m.id) AS has_archive
+    `SELECT m.id, m.blob_key, m.blob_offset, m.size, m.content_hash, EXISTS (SELECT 1 FROM archive a WHERE a.message_id = m.id) AS has_archive
        FROM message m WHERE m.account_id = ? AND m.id = ANY(?::uuid[])`,
     [account.id, pgArray(chunk)],
     'all',
@@ -129,7 +139,7 @@ export async function archiveMessages(
 
   const attachments: AttachmentRow[] = todo.length
     ? await connection.execute(
-        'SELECT message_id, filename, content_type, blob_key, blob_offset, size FROM message_attachment WHERE message_id = ANY(?::uuid[]) ORDER BY message_id, blob_key, blob_offset',
+        'SELECT message_id, filename, content_type, blob_key, blob_offset, size, content_hash FROM message_attachment WHERE message_id = ANY(?::uuid[]) ORDER BY message_id, blob_key, blob_offset',
         [pgArray(todo.map((message) => message.id))],
         'all',
       )

@@ -16,18 +16,44 @@ export interface StoreResult {
 }
 
 /**
- * Where one attempt of one job writes packs for one account. A pack holds the raw bytes and the
- * attachments of one stored batch: one file per batch instead of one per message and attachment
- * (creating files was most of an import's CPU time on a journaling disk). A folder per job and the
- * attempt in each name let a later attempt find what a crashed one wrote but never recorded.
+ * Where one attempt of one job writes packs for one account, and which attempt it is. A pack holds
+ * the raw bytes and the attachments of one stored batch: one file per batch instead of one per
+ * message and attachment (creating files was most of an import's CPU time on a journaling disk).
+ * A folder per job and the run and attempt in each name let a later attempt find what an earlier
+ * one wrote but never recorded; the job's row fences the attempts (see {@link storeMessages}).
  */
 export interface PackPlace {
   folder: string;
+  jobId: string;
+  run: number;
   attempt: number;
 }
 
-export function messagePackPlace(accountId: string, jobId: string, attempt: number): PackPlace {
-  return { folder: `messages/${accountId}/packs/${jobId}`, attempt };
+export function messagePackPlace(accountId: string, job: { jobId: string; run: number; attempt: number }): PackPlace {
+  return { folder: `messages/${accountId}/packs/${job.jobId}`, jobId: job.jobId, run: job.run, attempt: job.attempt };
+}
+
+/** A pack's name: `<run>.<attempt>-<uuid>.pack`. */
+function packKeyFor(place: PackPlace): string {
+  return `${place.folder}/${place.run}.${place.attempt}-${randomUUID()}.pack`;
+}
+
+/** Whether a pack of `place`'s folder was written by an attempt before `place`'s. */
+function writtenBefore(key: string, place: PackPlace): boolean {
+  const match = /^(\d+)\.(\d+)-/.exec(key.slice(place.folder.length + 1));
+  if (!match) return false;
+  const [run, attempt] = [Number(match[1]), Number(match[2])];
+  return run < place.run || (run === place.run && attempt < place.attempt);
+}
+
+/** The batch of an attempt that is no longer the job's current one: a newer attempt has the job. */
+export class SupersededAttemptError extends Error {
+  constructor(place: PackPlace) {
+    super(
+      `attempt ${place.attempt} of run ${place.run} of job ${place.jobId} is no longer the job's current attempt; its batch was not stored`,
+    );
+    this.name = 'SupersededAttemptError';
+  }
 }
 
 /** Where a stored message's or attachment's bytes are: `size` bytes at `blob_offset` (null: a blob of its own). */
@@ -46,6 +72,11 @@ export async function readStoredBlob(storage: BlobStorage, stored: StoredBlob, m
   return bytes;
 }
 
+/** `text` cut to a column's length: one odd header must not fail its whole batch. */
+function fitting(text: string | null, length: number): string | null {
+  return text === null || text.length <= length ? text : text.slice(0, length);
+}
+
 // PostgreSQL text cannot hold NUL; some real-world mail carries it in bodies.
 function clean(text: string | null): string | null {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: PostgreSQL text cannot hold NUL, so it is removed on purpose
@@ -54,10 +85,14 @@ function clean(text: string | null): string | null {
 
 /**
  * Stores a batch of messages for one account: the messages not already held, and their
- * attachments, written as one pack, then one multi-row INSERT that skips messages
- * already present (same Message-ID, else same content hash), then their attachments. A crash before
- * the INSERT leaves an unrecorded pack, which {@link removeUnrecordedPacks} finds; no message is
- * stored twice.
+ * attachments, written as one pack, then recorded in one transaction (a multi-row INSERT that skips
+ * messages already present, same Message-ID else same content hash, then their attachments).
+ *
+ * The transaction first takes a share lock on the job's row, still ACTIVE on this attempt: a
+ * stalled attempt still running can no longer record a batch once a newer attempt has started
+ * (the newer one's start waits for the lock), and the newer attempt's {@link removeUnrecordedPacks}
+ * then sees every batch an older one recorded. A crash before the commit leaves an unrecorded pack
+ * for that; no message is stored twice, and no row refers to bytes that are not there.
  */
 export async function storeMessages(
   em: EntityManager,
@@ -83,37 +118,74 @@ export async function storeMessages(
   for (const row of held) unique.delete(row.dedup_key);
   if (unique.size === 0) return { inserted: 0, duplicates: batch.length };
 
-  const packKey = `${place.folder}/${place.attempt}-${randomUUID()}.pack`;
+  const packKey = packKeyFor(place);
   const offsets = await storage.putParts(
     packKey,
     [...unique.values()].flatMap(({ raw, parsed }) => [raw, ...parsed.attachments.map((attachment) => attachment.content)]),
   );
+  const rows = packedRows(unique, offsets);
+  let inserted: Set<string>;
   try {
-    const insertedIds = await insertRows(em, account, unique, packKey, offsets);
-    if (insertedIds === 0) await storage.delete(packKey);
-    return { inserted: insertedIds, duplicates: batch.length - insertedIds };
+    inserted = await em.transactional(async (transaction) => {
+      const current = await runBound(
+        transaction,
+        "SELECT 1 FROM job WHERE id = ? AND run = ? AND attempts = ? AND status = 'ACTIVE' FOR SHARE",
+        [place.jobId, place.run, place.attempt],
+      );
+      if (current.length === 0) throw new SupersededAttemptError(place);
+      return insertRows(transaction, account, rows, packKey);
+    });
   } catch (error) {
-    await storage.delete(packKey).catch(() => {});
+    // Nothing of the batch was recorded: the pack goes, unless (commit outcome unknown) a row refers to it.
+    const unreferenced = await unreferencedBlobs(em, [packKey]).catch(() => []);
+    if (unreferenced.length > 0) await storage.delete(packKey).catch(() => {});
     throw error;
   }
+  if (inserted.size === 0) {
+    await storage.delete(packKey);
+    await storage.deleteFolderIfEmpty(place.folder);
+  } else {
+    // A message a concurrent import stored first is in this pack too, and no row refers to its part:
+    // overwritten now, so that deleting that message later leaves no copy of it behind.
+    const orphaned = rows.filter((row) => !inserted.has(row.id));
+    await Promise.all(
+      orphaned.flatMap((row) => [
+        storage.zeroRange(packKey, row.offset, row.parsed.size),
+        ...row.parsed.attachments.map((attachment, index) => storage.zeroRange(packKey, row.attachmentOffsets[index]!, attachment.size)),
+      ]),
+    );
+  }
+  return { inserted: inserted.size, duplicates: batch.length - inserted.size };
 }
 
-/** The rows of a batch whose bytes are in `packKey` at `offsets` (each message, then its attachments). */
-async function insertRows(
-  em: EntityManager,
-  account: { id: string; ownerId: string },
-  unique: Map<string, IncomingMessage>,
-  packKey: string,
-  offsets: number[],
-): Promise<number> {
-  const now = new Date();
+interface PackedRow {
+  id: string;
+  key: string;
+  parsed: ParsedMessage;
+  /** Where the message's raw bytes start in the pack. */
+  offset: number;
+  /** Where each of its attachments starts in the pack. */
+  attachmentOffsets: number[];
+}
+
+/** The batch's rows, with where each message and attachment starts in the pack (each message, then its attachments). */
+function packedRows(unique: Map<string, IncomingMessage>, offsets: number[]): PackedRow[] {
   let part = 0;
-  const rows = [...unique.entries()].map(([key, { parsed }]) => {
-    const row = { id: randomUUID(), key, parsed, offset: offsets[part]!, attachmentOffsets: [] as number[] };
-    part++;
+  return [...unique.entries()].map(([key, { parsed }]) => {
+    const row: PackedRow = { id: randomUUID(), key, parsed, offset: offsets[part++]!, attachmentOffsets: [] };
     for (let index = 0; index < parsed.attachments.length; index++) row.attachmentOffsets.push(offsets[part++]!);
     return row;
   });
+}
+
+/** Inserts the rows whose bytes are in `packKey`; the ids of the messages inserted (not already held). */
+async function insertRows(
+  em: EntityManager,
+  account: { id: string; ownerId: string },
+  rows: PackedRow[],
+  packKey: string,
+): Promise<Set<string>> {
+  const now = new Date();
   const columns = [
     'id',
     'account_id',
@@ -146,7 +218,7 @@ async function insertRows(
       parsed.messageId,
       parsed.contentHash,
       clean(parsed.subject),
-      parsed.from?.address ?? null,
+      fitting(parsed.from?.address ?? null, 320),
       clean(parsed.from?.name ?? null),
       pgArray(parsed.to),
       pgArray(parsed.cc),
@@ -179,7 +251,7 @@ async function insertRows(
         randomUUID(),
         id,
         clean(attachment.filename),
-        attachment.contentType,
+        fitting(attachment.contentType, 255),
         attachment.size,
         attachment.contentHash,
         packKey,
@@ -197,21 +269,19 @@ async function insertRows(
       attachmentParams,
     );
   }
-  return insertedIds.size;
+  return insertedIds;
 }
 
 /**
  * Removes the packs earlier attempts of this job wrote and no row refers to: an attempt that
- * crashed between its pack and its INSERT. Run before the attempt writes its own.
+ * crashed between its pack and its commit. Run when an attempt starts, before it writes its own.
  */
 export async function removeUnrecordedPacks(em: EntityManager, storage: BlobStorage, place: PackPlace): Promise<number> {
-  const earlier = (await storage.list(place.folder)).filter((key) => {
-    const attempt = Number.parseInt(key.slice(place.folder.length + 1), 10);
-    return attempt < place.attempt;
-  });
+  const earlier = (await storage.list(place.folder)).filter((key) => writtenBefore(key, place));
   if (earlier.length === 0) return 0;
   const unreferenced = await unreferencedBlobs(em, earlier);
   await Promise.all(unreferenced.map((key) => storage.delete(key)));
+  await storage.deleteFolderIfEmpty(place.folder);
   return unreferenced.length;
 }
 

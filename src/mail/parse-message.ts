@@ -233,8 +233,11 @@ export async function parseMessage(raw: Buffer): Promise<ParsedMessage> {
 
 /**
  * The key two copies of one message share: `mid:<messageId>`, or `sha:<contentHash>` for a
- * message without Message-ID.
+ * message without Message-ID. A Message-ID too long for the column (1,024) is keyed by its hash.
  */
 export function dedupKey(m: Pick<ParsedMessage, 'messageId' | 'contentHash'>): string {
-  return m.messageId !== null ? `mid:${m.messageId}` : `sha:${m.contentHash}`;
+  if (m.messageId === null) return `sha:${m.contentHash}`;
+  return m.messageId.length <= MAX_PLAIN_MESSAGE_ID ? `mid:${m.messageId}` : `mid-sha:${sha256(Buffer.from(m.messageId))}`;
 }
+
+const MAX_PLAIN_MESSAGE_ID = 1_000;

@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { type DestinationStream, pino, type Logger } from 'pino';
 
 export type { Logger };
 
@@ -6,7 +6,8 @@ export type { Logger };
 export const SECRET_FIELD_NAMES = ['password', 'imapPassword', 'authorization', 'token', 'archiveKey', 'ARCHIVE_KEY', 'JWT_SECRET'];
 
 /**
- * Structured JSON logs. Secret-bearing fields are redacted wherever they appear, so a careless
+ * Structured JSON logs. Secret-bearing fields are redacted wherever they appear (as a field, a
+ * field's field, or one level deeper; in a line or a child logger's bindings), so a careless
  * `logger.info({ settings })` cannot leak an IMAP password or a token.
  *
  * Written to stdout in blocks: lines gather up to 4 KiB, or for at most FLUSH_INTERVAL_MS, and go
@@ -14,21 +15,56 @@ export const SECRET_FIELD_NAMES = ['password', 'imapPassword', 'authorization', 
  * the job itself); pino writes what is left when the process exits. A SIGKILL loses at most the
  * last FLUSH_INTERVAL_MS of lines.
  */
-export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: FLUSH_INTERVAL_MS });
-  return pino(
+export function createLogger(
+  level: string,
+  base: Record<string, unknown> = {},
+  destination: DestinationStream = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: FLUSH_INTERVAL_MS }),
+): Logger {
+  const logger = pino(
     {
       level,
       base: { pid: process.pid, ...base },
-      redact: {
-        paths: SECRET_FIELD_NAMES.flatMap((name) => [name, `*.${name}`, `*.*.${name}`]),
-        censor: '[redacted]',
-      },
+      // Not pino's `redact`: its wildcard paths run every value of every line through the redactor
+      // (about 30 µs of a no-op job's two lines); this looks at key names, and copies only what it censors.
+      formatters: { log: withoutSecrets, bindings: withoutSecrets },
       serializers: { err: serializeError },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination,
   );
+  // pino applies the bindings formatter to `base` only; a child's bindings are censored here. Every
+  // child inherits this method from the root logger, so grandchildren are covered too.
+  const child = logger.child;
+  logger.child = function censoredChild(this: Logger, bindings, options) {
+    return child.call(this, withoutSecrets(bindings), options);
+  } as Logger['child'];
+  return logger;
+}
+
+const SECRET_NAMES = new Set(SECRET_FIELD_NAMES);
+/** How deep secrets are looked for: a field (1), a field's field (2), and one level deeper (3). */
+const SECRET_DEPTH = 3;
+const CENSOR = '[redacted]';
+
+/** `fields` with every secret-named field up to SECRET_DEPTH censored; `fields` itself when it has none. */
+export function withoutSecrets<T extends Record<string, unknown>>(fields: T): T {
+  return censored(fields, 1) as T;
+}
+
+function censored(value: unknown, depth: number): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  let copy: Record<string, unknown> | undefined;
+  for (const key of Object.keys(value)) {
+    const field = (value as Record<string, unknown>)[key];
+    const replacement = SECRET_NAMES.has(key) ? CENSOR : depth < SECRET_DEPTH ? censored(field, depth + 1) : field;
+    if (replacement === field) continue;
+    // A copy with the same prototype and own properties (an Error keeps its message and stack).
+    copy ??= Array.isArray(value)
+      ? ([...value] as unknown as Record<string, unknown>)
+      : Object.create(Object.getPrototypeOf(value), Object.getOwnPropertyDescriptors(value));
+    Object.defineProperty(copy, key, { value: replacement, enumerable: true, writable: true, configurable: true });
+  }
+  return copy ?? value;
 }
 
 /** The longest a log line waits for others to share its write. */

@@ -67,7 +67,7 @@ export class BlobStorage {
       const { bytesWritten } = await file.writev(parts as Uint8Array[]);
       if (bytesWritten !== total) throw new Error(`short write to blob ${key}: ${bytesWritten} of ${total} bytes`);
     } catch (error) {
-      await file.close();
+      await file.close().catch(() => {});
       await rm(target, { force: true });
       throw error;
     }
@@ -102,10 +102,12 @@ export class BlobStorage {
       throw error;
     }
     try {
-      const zeros = Buffer.alloc(Math.min(length, 1024 * 1024));
-      for (let done = 0; done < length; ) {
-        const { bytesWritten } = await file.write(zeros, 0, Math.min(zeros.length, length - done), offset + done);
-        done += bytesWritten;
+      // Never past the end: a range beyond it has nothing to overwrite, and must not grow the file.
+      const end = Math.min(offset + length, (await file.stat()).size);
+      const zeros = Buffer.alloc(Math.max(0, Math.min(end - offset, 1024 * 1024)));
+      for (let at = offset; at < end; ) {
+        const { bytesWritten } = await file.write(zeros, 0, Math.min(zeros.length, end - at), at);
+        at += bytesWritten;
       }
     } finally {
       await file.close();
@@ -116,7 +118,8 @@ export class BlobStorage {
   async list(folder: string): Promise<string[]> {
     try {
       const entries = await readdir(this.path(folder), { withFileTypes: true });
-      return entries.filter((entry) => entry.isFile()).map((entry) => `${folder}/${entry.name}`);
+      // Only names a key can have: a stray file put there by hand is not ours to touch.
+      return entries.filter((entry) => entry.isFile() && /^[A-Za-z0-9._-]+$/.test(entry.name)).map((entry) => `${folder}/${entry.name}`);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw error;

@@ -352,6 +352,7 @@ export class JobRunner {
       ownerId: active.ownerId,
       trigger: active.trigger,
       attempt,
+      run: active.run,
       // Forked on first use: most handlers never touch one of them, and a fork costs more than a no-op job.
       get em(): EntityManager {
         handlerEm ??= orm.em.fork() as EntityManager;

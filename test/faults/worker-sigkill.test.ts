@@ -94,7 +94,7 @@ describe('a worker killed with SIGKILL mid-job', () => {
     // Every pack the job wrote is one its rows refer to: one the killed attempt wrote and never
     // recorded was removed by the second; every message reads back as stored.
     const storage = new BlobStorage(env.vars.STORAGE_DIR!);
-    const packs = await storage.list(messagePackPlace(accountId, job.id, 1).folder);
+    const packs = await storage.list(messagePackPlace(accountId, { jobId: job.id, run: 1, attempt: 2 }).folder);
     const rows = await env.sql<StoredBlob>('SELECT blob_key, blob_offset, size FROM message WHERE account_id = $1', [accountId]);
     expect(packs.sort()).toEqual([...new Set(rows.map((row) => row.blob_key))].sort());
     for (const row of rows) expect((await readStoredBlob(storage, row)).subarray(0, 5).toString()).toMatch(/^[\x21-\x7e]+/);

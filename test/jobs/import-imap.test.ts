@@ -229,13 +229,21 @@ describe('import_imap', () => {
     // The handler as the worker runs it, dying at message 120: the first batch (100) is stored, 101..119 are not.
     const services = system.workerServices!;
     let seen = 0;
+    // Its row, ACTIVE on attempt 1, as the worker's start leaves it: a batch is stored only for the job's current attempt.
+    const jobId = randomUUID();
+    await env.sql(
+      `INSERT INTO job (id, type, status, attempts, max_attempts, payload, trigger, owner_id, created_at, updated_at)
+       VALUES ($1, 'import_imap', 'ACTIVE', 1, 5, '{}', 'API', 'alice', now(), now())`,
+      [jobId],
+    );
     const crash = importImapJob.handler(
       { accountId, mailbox },
       {
-        jobId: randomUUID(),
+        jobId,
         ownerId: 'alice',
         trigger: 'API',
         attempt: 1,
+        run: 1,
         em: services.orm.em.fork() as never,
         progress: () => undefined,
         setMetadata: () => undefined,

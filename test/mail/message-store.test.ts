@@ -7,14 +7,17 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initOrm, type Orm } from '../../src/db/orm.js';
+import { archiveMessages } from '../../src/mail/archive-store.js';
 import { applyMessageAction } from '../../src/mail/message-actions.js';
 import {
   type IncomingMessage,
   messagePackPlace,
+  type PackPlace,
   readStoredBlob,
   removeUnrecordedPacks,
   type StoredBlob,
   storeMessages,
+  SupersededAttemptError,
 } from '../../src/mail/message-store.js';
 import { parseMessage } from '../../src/mail/parse-message.js';
 import { BlobStorage } from '../../src/storage/blob-storage.js';
@@ -35,7 +38,7 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-function rawMessage(index: number, attachment?: string): Buffer {
+function rawMessage(index: number, attachment?: string, attachmentType = 'text/plain'): Buffer {
   const headers = [
     `From: sender${index}@example.com`,
     'To: me@example.com',
@@ -54,7 +57,7 @@ function rawMessage(index: number, attachment?: string): Buffer {
       '',
       `Body of message ${index}.`,
       '--b',
-      'Content-Type: text/plain; name="note.txt"',
+      `Content-Type: ${attachmentType}; name="note.txt"`,
       'Content-Disposition: attachment; filename="note.txt"',
       'Content-Transfer-Encoding: base64',
       '',
@@ -75,6 +78,48 @@ async function newAccount(): Promise<{ id: string; ownerId: string }> {
   return account;
 }
 
+/** A job row ACTIVE on `run`/`attempt`, as the worker's start leaves it; the place its attempt writes packs to. */
+async function activeJob(accountId: string, run = 1, attempt = 1): Promise<PackPlace> {
+  const jobId = randomUUID();
+  await env.sql(
+    `INSERT INTO job (id, type, status, run, attempts, max_attempts, payload, trigger, owner_id, created_at, updated_at)
+     VALUES ($1, 'import_mbox', 'ACTIVE', $2, $3, 3, '{}', 'API', 'alice', now(), now())`,
+    [jobId, run, attempt],
+  );
+  return messagePackPlace(accountId, { jobId, run, attempt });
+}
+
+/** The job's next attempt has started, as the worker's start leaves its row; its place. */
+async function nextAttempt(place: PackPlace, run = place.run, attempt = run === place.run ? place.attempt + 1 : 1): Promise<PackPlace> {
+  await env.sql('UPDATE job SET run = $2, attempts = $3 WHERE id = $1', [place.jobId, run, attempt]);
+  return { ...place, run, attempt };
+}
+
+/** Storage whose pack writes wait, once written, until the test lets them go on. */
+class GatedStorage extends BlobStorage {
+  private release!: () => void;
+  private readonly gate = new Promise<void>((resolve) => {
+    this.release = resolve;
+  });
+  readonly written: Promise<void>;
+  private markWritten!: () => void;
+  constructor(root: string) {
+    super(root);
+    this.written = new Promise((resolve) => {
+      this.markWritten = resolve;
+    });
+  }
+  override async putParts(key: string, parts: readonly Uint8Array[]): Promise<number[]> {
+    const offsets = await super.putParts(key, parts);
+    this.markWritten();
+    await this.gate;
+    return offsets;
+  }
+  open(): void {
+    this.release();
+  }
+}
+
 const messageRows = (accountId: string) =>
   env.sql<StoredBlob & { id: string; subject: string }>(
     'SELECT id, subject, blob_key, blob_offset, size FROM message WHERE account_id = $1 ORDER BY subject',
@@ -85,7 +130,7 @@ describe('storeMessages', () => {
   it('writes a batch as one pack, each message and attachment a slice that reads back byte for byte', async () => {
     const account = await newAccount();
     const raws = [rawMessage(1), rawMessage(2, 'attached text, two'), rawMessage(3)];
-    const place = messagePackPlace(account.id, randomUUID(), 1);
+    const place = await activeJob(account.id);
     const result = await storeMessages(orm.em.fork(), storage, account, await incoming(raws), place);
     expect(result).toEqual({ inserted: 3, duplicates: 0 });
 
@@ -103,7 +148,7 @@ describe('storeMessages', () => {
   it('leaves messages already held out of the pack, and writes none for a batch of only those', async () => {
     const account = await newAccount();
     const messages = await incoming([rawMessage(1), rawMessage(2)]);
-    const place = messagePackPlace(account.id, randomUUID(), 1);
+    const place = await activeJob(account.id);
     await storeMessages(orm.em.fork(), storage, account, messages, place);
     const [pack] = await storage.list(place.folder);
     const packBytes = (await storage.get(pack!)).length;
@@ -126,7 +171,7 @@ describe('deleting packed messages', () => {
   it("overwrites a deleted message's bytes at once, keeps the others', and removes the pack with its last message", async () => {
     const account = await newAccount();
     const raws = [rawMessage(1), rawMessage(2, 'secret attachment'), rawMessage(3)];
-    const place = messagePackPlace(account.id, randomUUID(), 1);
+    const place = await activeJob(account.id);
     await storeMessages(orm.em.fork(), storage, account, await incoming(raws), place);
     const rows = await messageRows(account.id);
     const [attachment] = await env.sql<StoredBlob>('SELECT blob_key, blob_offset, size FROM message_attachment WHERE message_id = $1', [
@@ -148,6 +193,22 @@ describe('deleting packed messages', () => {
     expect(await storage.list(place.folder)).toEqual([]);
   });
 
+  it('makes no archive of a message deleted while it is being copied (its part of the pack reads as zeros)', async () => {
+    const account = await newAccount();
+    await storeMessages(orm.em.fork(), storage, account, await incoming([rawMessage(1), rawMessage(2)]), await activeJob(account.id));
+    const [victim] = await messageRows(account.id);
+    // The DELETE commits between the archive's SELECT and its read of the bytes.
+    class DeletingStorage extends BlobStorage {
+      override async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+        await applyMessageAction(orm.em.fork(), storage, account.id, [victim!.id], 'DELETE');
+        return super.getRange(key, offset, length);
+      }
+    }
+    const result = await archiveMessages(orm.em.fork(), new DeletingStorage(env.vars.STORAGE_DIR!), account, [victim!.id]);
+    expect(result).toEqual({ archived: [], skipped: 0, missing: 1 });
+    expect(await env.sql('SELECT id FROM archive WHERE message_id = $1', [victim!.id])).toEqual([]);
+  });
+
   it('still deletes a message stored as a blob of its own, as before packs', async () => {
     const account = await newAccount();
     const raw = rawMessage(1);
@@ -166,23 +227,94 @@ describe('deleting packed messages', () => {
   });
 });
 
-describe('removeUnrecordedPacks', () => {
+describe('attempts of one job', () => {
   it("removes what earlier attempts wrote and never recorded, and nothing recorded or this attempt's", async () => {
     const account = await newAccount();
-    const jobId = randomUUID();
-    const first = messagePackPlace(account.id, jobId, 1);
+    const first = await activeJob(account.id);
     await storeMessages(orm.em.fork(), storage, account, await incoming([rawMessage(1)]), first);
     const [recorded] = await storage.list(first.folder);
-    // A crash between a pack and its INSERT, as the first attempt would have left it.
-    const orphan = `${first.folder}/1-${randomUUID()}.pack`;
+    // A crash between a pack and its commit, as the first attempt would have left it.
+    const orphan = `${first.folder}/1.1-${randomUUID()}.pack`;
     await storage.putParts(orphan, [rawMessage(2)]);
     // The second attempt's own pack, written but not yet recorded.
-    const second = messagePackPlace(account.id, jobId, 2);
-    const current = `${second.folder}/2-${randomUUID()}.pack`;
+    const second = await nextAttempt(first);
+    const current = `${second.folder}/1.2-${randomUUID()}.pack`;
     await storage.putParts(current, [rawMessage(3)]);
 
     expect(await removeUnrecordedPacks(orm.em.fork(), storage, second)).toBe(1);
     expect((await storage.list(first.folder)).sort()).toEqual([recorded, current].sort());
     expect(await removeUnrecordedPacks(orm.em.fork(), storage, second)).toBe(0);
+  });
+
+  it("removes an unrecorded pack of an earlier run's later attempt (a retry by hand starts at attempt 1)", async () => {
+    const account = await newAccount();
+    const third = await activeJob(account.id, 1, 3);
+    const orphan = `${third.folder}/1.3-${randomUUID()}.pack`;
+    await storage.putParts(orphan, [rawMessage(1)]);
+    const retried = await nextAttempt(third, 2);
+    expect(await removeUnrecordedPacks(orm.em.fork(), storage, retried)).toBe(1);
+    expect(await storage.exists(orphan)).toBe(false);
+  });
+
+  it('refuses the batch of an attempt a newer one superseded, and leaves neither rows nor a pack', async () => {
+    const account = await newAccount();
+    const stale = await activeJob(account.id);
+    await nextAttempt(stale);
+    await expect(storeMessages(orm.em.fork(), storage, account, await incoming([rawMessage(1)]), stale)).rejects.toBeInstanceOf(
+      SupersededAttemptError,
+    );
+    expect(await messageRows(account.id)).toEqual([]);
+    expect(await storage.list(stale.folder)).toEqual([]);
+  });
+
+  it("never lets a stalled attempt record a pack the newer attempt's clean-up already removed", async () => {
+    const account = await newAccount();
+    const stale = await activeJob(account.id);
+    const gated = new GatedStorage(env.vars.STORAGE_DIR!);
+    const storing = storeMessages(orm.em.fork(), gated, account, await incoming([rawMessage(1)]), stale);
+    await gated.written;
+    // The newer attempt starts and cleans up while the stalled one's pack waits for its INSERT.
+    const newer = await nextAttempt(stale);
+    expect(await removeUnrecordedPacks(orm.em.fork(), storage, newer)).toBe(1);
+    gated.open();
+    await expect(storing).rejects.toBeInstanceOf(SupersededAttemptError);
+    expect(await messageRows(account.id)).toEqual([]);
+  });
+});
+
+describe('concurrent imports into one account', () => {
+  it('overwrites the part of a pack whose message another import stored first, so deleting it leaves no copy', async () => {
+    const account = await newAccount();
+    const [x, y] = await incoming([rawMessage(100, 'x attachment'), rawMessage(101)]);
+    const gated = new GatedStorage(env.vars.STORAGE_DIR!);
+    const slow = activeJob(account.id).then((place) => storeMessages(orm.em.fork(), gated, account, [x!, y!], place));
+    await gated.written;
+    // Another import stores X while the first one's pack (X and Y) waits for its INSERT.
+    expect(await storeMessages(orm.em.fork(), storage, account, [x!], await activeJob(account.id))).toEqual({ inserted: 1, duplicates: 0 });
+    gated.open();
+    expect(await slow).toEqual({ inserted: 1, duplicates: 1 });
+
+    const rows = await messageRows(account.id);
+    const yRow = rows.find((row) => row.subject === 'message 101')!;
+    const xRow = rows.find((row) => row.subject === 'message 100')!;
+    expect((await readStoredBlob(storage, yRow)).equals(y!.raw)).toBe(true);
+    expect((await storage.get(yRow.blob_key)).includes('Body of message 100.')).toBe(false);
+    await applyMessageAction(orm.em.fork(), storage, account.id, [xRow.id], 'DELETE');
+    expect(await storage.exists(xRow.blob_key)).toBe(false);
+  });
+
+  it('stores a message whose attachment type is longer than its column, cut to fit, with its bytes', async () => {
+    const account = await newAccount();
+    const raws = [rawMessage(1), rawMessage(2, 'odd type', `application/x-${'a'.repeat(300)}`)];
+    expect(await storeMessages(orm.em.fork(), storage, account, await incoming(raws), await activeJob(account.id))).toEqual({
+      inserted: 2,
+      duplicates: 0,
+    });
+    const [attachment] = await env.sql<StoredBlob & { content_type: string }>(
+      'SELECT a.content_type, a.blob_key, a.blob_offset, a.size FROM message_attachment a JOIN message m ON m.id = a.message_id WHERE m.account_id = $1',
+      [account.id],
+    );
+    expect(attachment!.content_type).toHaveLength(255);
+    expect((await readStoredBlob(storage, attachment!)).toString()).toBe('odd type');
   });
 });
