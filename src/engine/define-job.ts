@@ -175,13 +175,13 @@ export interface JobDeclarationSpec<Args extends z.ZodRawShape, Input, Output> {
   prepare(args: z.infer<z.ZodObject<Args>>, ctx: EnqueueContext): Promise<PreparedJob<Input>>;
   handler(input: Input, ctx: JobContext): Promise<Output>;
   /**
-   * Frees what the stored input holds outside the database (an upload) once the job has ended for
-   * good: COMPLETED, CANCELLED, or FAILED with no attempt left. Runs in the worker, in the
+   * Frees what the job holds outside the database (an upload; files an attempt wrote and never
+   * recorded) once the job has ended for good: COMPLETED, CANCELLED, or FAILED with no attempt left. Runs in the worker, in the
    * reconciler, and in the API for a job cancelled before it started; it must be idempotent. A
    * `retryJob` afterwards finds the thing gone and fails, so declare it only for what cannot be
    * kept forever. (Default: none)
    */
-  release?(input: Input, storage: BlobStorage): Promise<void>;
+  release?(input: Input, context: ReleaseContext): Promise<void>;
   schedules?: JobSchedule<Input>[];
 }
 
@@ -200,6 +200,13 @@ export function defineJob<Args extends z.ZodRawShape, Input, Output>(
 // biome-ignore lint/suspicious/noExplicitAny: the registry holds declarations of different argument and payload types side by side
 export type AnyJobDeclaration = JobDeclaration<any, any, any>;
 
+/** What a declaration's `release` works with: the job that ended, blob storage, and an EntityManager of its own. */
+export interface ReleaseContext {
+  jobId: string;
+  storage: BlobStorage;
+  em: EntityManager;
+}
+
 /**
  * Runs a declaration's `release` for a job that ended for good. The payload is parsed first (old
  * rows may hold old shapes); a failure is reported to `onError`, never thrown: the job's outcome
@@ -207,15 +214,15 @@ export type AnyJobDeclaration = JobDeclaration<any, any, any>;
  */
 export async function releaseJobInput(
   declaration: AnyJobDeclaration | undefined,
-  payload: unknown,
-  storage: BlobStorage,
+  job: { id: string; payload: unknown },
+  services: { storage: BlobStorage; orm: { em: { fork(): unknown } } },
   onError: (error: unknown) => void,
 ): Promise<void> {
   if (!declaration?.release) return;
-  const parsed = declaration.input.safeParse(payload);
+  const parsed = declaration.input.safeParse(job.payload);
   if (!parsed.success) return;
   try {
-    await declaration.release(parsed.data, storage);
+    await declaration.release(parsed.data, { jobId: job.id, storage: services.storage, em: services.orm.em.fork() as EntityManager });
   } catch (error) {
     onError(error);
   }

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { pgArray } from '../db/sql.js';
+import { pgArray, runBound } from '../db/sql.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
 import { archiveMessages } from './archive-store.js';
 import { type StoredBlob, unreferencedBlobs } from './message-store.js';
@@ -77,34 +77,41 @@ export async function applyMessageAction(
   label?: string | null,
 ): Promise<string[]> {
   if (ids.length === 0) return [];
-  const connection = em.getConnection();
   if (action === 'DELETE') {
-    const deleted: (StoredBlob & { id: string })[] = await connection.execute(
-      'DELETE FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) RETURNING id, blob_key, blob_offset, size',
-      [accountId, pgArray(ids)],
-      'all',
-    );
+    // Rows in one transaction, then their bytes: a crash between leaves bytes nobody refers to,
+    // never a row whose bytes are gone or an attachment row without its message.
+    const { deleted, attachments } = await em.transactional(async (transaction) => {
+      const deleted = await runBound<StoredBlob & { id: string }>(
+        transaction,
+        'DELETE FROM message WHERE account_id = ? AND id = ANY(?::uuid[]) RETURNING id, blob_key, blob_offset, size',
+        [accountId, pgArray(ids)],
+      );
+      const attachments =
+        deleted.length === 0
+          ? []
+          : await runBound<StoredBlob>(
+              transaction,
+              'DELETE FROM message_attachment WHERE message_id = ANY(?::uuid[]) RETURNING blob_key, blob_offset, size',
+              [pgArray(deleted.map((row) => row.id))],
+            );
+      return { deleted, attachments };
+    });
     if (deleted.length === 0) return [];
-    const attachments: StoredBlob[] = await connection.execute(
-      'DELETE FROM message_attachment WHERE message_id = ANY(?::uuid[]) RETURNING blob_key, blob_offset, size',
-      [pgArray(deleted.map((row) => row.id))],
-      'all',
-    );
     await deleteStoredBlobs(em, storage, [...deleted, ...attachments]);
     return deleted.map((row) => row.id);
   }
   if (action === 'ARCHIVE') {
     // A real copy into archive storage, exactly as `archive_mails` makes it.
-    const owner: { owner_id: string }[] = await connection.execute('SELECT owner_id FROM account WHERE id = ?', [accountId], 'all');
+    const owner = await runBound<{ owner_id: string }>(em, 'SELECT owner_id FROM account WHERE id = ?', [accountId]);
     if (!owner[0]) return [];
     return (await archiveMessages(em, storage, { id: accountId, ownerId: owner[0].owner_id }, ids)).archived;
   }
   if (actionTakesLabel(action) && !label) throw new Error(`${action} needs a label`);
   const { set, unchanged } = UPDATES[action];
-  const changed: { id: string }[] = await connection.execute(
+  const changed = await runBound<{ id: string }>(
+    em,
     `UPDATE message SET ${set} WHERE account_id = ? AND id = ANY(?::uuid[]) AND NOT (${unchanged}) RETURNING id`,
     [...Array(placeholders(set)).fill(label), accountId, pgArray(ids), ...Array(placeholders(unchanged)).fill(label)],
-    'all',
   );
   return changed.map((row) => row.id);
 }

@@ -30,7 +30,7 @@ export interface PackPlace {
 }
 
 export function messagePackPlace(accountId: string, job: { jobId: string; run: number; attempt: number }): PackPlace {
-  return { folder: `messages/${accountId}/packs/${job.jobId}`, jobId: job.jobId, run: job.run, attempt: job.attempt };
+  return { folder: messagePackFolder(accountId, job.jobId), jobId: job.jobId, run: job.run, attempt: job.attempt };
 }
 
 /** A pack's name: `<run>.<attempt>-<uuid>.pack`. */
@@ -273,16 +273,23 @@ async function insertRows(
 }
 
 /**
- * Removes the packs earlier attempts of this job wrote and no row refers to: an attempt that
- * crashed between its pack and its commit. Run when an attempt starts, before it writes its own.
+ * Removes the packs of a job's folder that no row refers to: those of attempts before `before`
+ * (when an attempt starts, before it writes its own), or all of them once the job has ended for
+ * good. They were written by an attempt that crashed between its pack and its commit; a job no
+ * longer ACTIVE can record nothing more (see {@link storeMessages}).
  */
-export async function removeUnrecordedPacks(em: EntityManager, storage: BlobStorage, place: PackPlace): Promise<number> {
-  const earlier = (await storage.list(place.folder)).filter((key) => writtenBefore(key, place));
-  if (earlier.length === 0) return 0;
-  const unreferenced = await unreferencedBlobs(em, earlier);
+export async function removeUnrecordedPacks(em: EntityManager, storage: BlobStorage, folder: string, before?: PackPlace): Promise<number> {
+  const packs = (await storage.list(folder)).filter((key) => !before || writtenBefore(key, before));
+  if (packs.length === 0) return 0;
+  const unreferenced = await unreferencedBlobs(em, packs);
   await Promise.all(unreferenced.map((key) => storage.delete(key)));
-  await storage.deleteFolderIfEmpty(place.folder);
+  await storage.deleteFolderIfEmpty(folder);
   return unreferenced.length;
+}
+
+/** The folder of one job's packs for one account. */
+export function messagePackFolder(accountId: string, jobId: string): string {
+  return `messages/${accountId}/packs/${jobId}`;
 }
 
 /** Of these blob keys, those no message or attachment row refers to any more. */

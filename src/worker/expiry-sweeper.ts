@@ -37,7 +37,7 @@ export class ExpirySweeper {
 
   /** One sweep; returns how many jobs it ended. */
   async sweepOnce(): Promise<number> {
-    const { orm, queues, pubsub, storage, logger } = this.services;
+    const { orm, queues, pubsub, logger } = this.services;
     const expired = await expireJobs(orm.em.fork() as EntityManager, { limit: SWEEP_LIMIT });
     for (const job of expired) {
       // A worker taking it now finds the row final and skips it; removing it spares that.
@@ -47,7 +47,7 @@ export class ExpirySweeper {
         .catch(() => 0);
       await pubsub.publishJobEvent(toEventMessage(job)).catch(() => {});
       const declaration = this.declarations.find((candidate) => candidate.name === job.type);
-      await releaseJobInput(declaration, job.payload, storage, (error) =>
+      await releaseJobInput(declaration, job, this.services, (error) =>
         logger.warn({ jobId: job.id, err: error }, 'could not release the input of an expired job'),
       );
     }

@@ -462,7 +462,7 @@ export class JobRunner {
       config: services.config,
       publish: (job: JobRecord) => this.publish(job),
       release: (job: JobRecord) =>
-        releaseJobInput(this.declarationOf(job.type), job.payload, services.storage, (error) =>
+        releaseJobInput(this.declarationOf(job.type), job, services, (error) =>
           services.logger.warn({ jobId: job.id, err: error }, 'could not release the input of a cancelled job'),
         ),
       requestAbort: (jobId: string) => services.pubsub.publish(topics.cancel(), { jobId }),
@@ -487,9 +487,7 @@ export class JobRunner {
 
   /** Frees the job's input (an upload) once it ended for good; see `release` on the declaration. */
   private async release(declaration: AnyJobDeclaration, job: JobRecord, logger: JobContext['logger']): Promise<void> {
-    await releaseJobInput(declaration, job.payload, this.services.storage, (error) =>
-      logger.warn({ err: error }, 'could not release the job input'),
-    );
+    await releaseJobInput(declaration, job, this.services, (error) => logger.warn({ err: error }, 'could not release the job input'));
   }
 
   /** Ends the job CANCELLED; BullMQ sees a successful no-op, so nothing retries it. */

@@ -135,7 +135,7 @@ export class Reconciler {
           );
           await this.services.pubsub.publishJobEvent(toEventMessage(updated)).catch(() => {});
           if (updated.status === 'FAILED' || updated.status === 'CANCELLED') {
-            await releaseJobInput(declaration, updated.payload, this.services.storage, (error) =>
+            await releaseJobInput(declaration, updated, this.services, (error) =>
               logger.warn({ jobId: job.id, err: error }, 'could not release the input of a reconciled job'),
             );
           }

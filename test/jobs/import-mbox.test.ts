@@ -1,6 +1,10 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { messagePackFolder } from '../../src/mail/message-store.js';
+import { BlobStorage } from '../../src/storage/blob-storage.js';
 import { gql, gqlOk, gqlUpload, subscribe } from '../helpers/graphql-client.js';
 import { CREATE_ACCOUNT, IMPORT_MBOX, JOB, JOB_PROGRESS } from '../helpers/fragments.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
@@ -175,6 +179,28 @@ describe('import_mbox uploads and idempotency', () => {
       async () => (await gqlOk<{ job: any }>(system.url, token, JOB, { id: failed.id })).job.status === 'FAILED',
     );
     await waitFor('the upload to be released', async () => !(await uploadFiles()).includes(`uploads/${failed.id}.mbox`));
+  });
+
+  it('removes a pack its attempts wrote and never recorded once it ends for good, and keeps the recorded ones', async () => {
+    const accountId = await createAccount('unrecorded-packs');
+    const storage = new BlobStorage(env.vars.STORAGE_DIR!);
+    // A recorded pack from an earlier import into the account stays.
+    const earlier = await importFile(accountId, buildMbox({ count: 3, seed: 41 }).mbox);
+    await waitFor(
+      'the first import',
+      async () => (await gqlOk<{ job: any }>(system.url, token, JOB, { id: earlier.id })).job.status === 'COMPLETED',
+    );
+    const recorded = await storage.list(messagePackFolder(accountId, earlier.id));
+    expect(recorded).toHaveLength(1);
+
+    // What an attempt that crashed between its pack and its commit leaves in the job's folder.
+    const job = await importFile(accountId, buildMbox({ count: 3, seed: 42 }).mbox, LATER);
+    const folder = messagePackFolder(accountId, job.id);
+    await storage.putParts(`${folder}/1.1-${randomUUID()}.pack`, [Buffer.from('From: a@example.com\r\n\r\nunrecorded\r\n')]);
+    await gqlOk(system.url, token, 'mutation($id: ID!) { cancelJob(id: $id) { status } }', { id: job.id });
+    expect(await storage.list(folder)).toEqual([]);
+    expect(existsSync(join(env.vars.STORAGE_DIR!, folder))).toBe(false);
+    expect(await storage.list(messagePackFolder(accountId, earlier.id))).toEqual(recorded);
   });
 
   it('answers a repeated idempotencyKey with the first job and keeps only the first upload', async () => {

@@ -241,9 +241,9 @@ describe('attempts of one job', () => {
     const current = `${second.folder}/1.2-${randomUUID()}.pack`;
     await storage.putParts(current, [rawMessage(3)]);
 
-    expect(await removeUnrecordedPacks(orm.em.fork(), storage, second)).toBe(1);
+    expect(await removeUnrecordedPacks(orm.em.fork(), storage, second.folder, second)).toBe(1);
     expect((await storage.list(first.folder)).sort()).toEqual([recorded, current].sort());
-    expect(await removeUnrecordedPacks(orm.em.fork(), storage, second)).toBe(0);
+    expect(await removeUnrecordedPacks(orm.em.fork(), storage, second.folder, second)).toBe(0);
   });
 
   it("removes an unrecorded pack of an earlier run's later attempt (a retry by hand starts at attempt 1)", async () => {
@@ -252,7 +252,7 @@ describe('attempts of one job', () => {
     const orphan = `${third.folder}/1.3-${randomUUID()}.pack`;
     await storage.putParts(orphan, [rawMessage(1)]);
     const retried = await nextAttempt(third, 2);
-    expect(await removeUnrecordedPacks(orm.em.fork(), storage, retried)).toBe(1);
+    expect(await removeUnrecordedPacks(orm.em.fork(), storage, retried.folder, retried)).toBe(1);
     expect(await storage.exists(orphan)).toBe(false);
   });
 
@@ -275,7 +275,7 @@ describe('attempts of one job', () => {
     await gated.written;
     // The newer attempt starts and cleans up while the stalled one's pack waits for its INSERT.
     const newer = await nextAttempt(stale);
-    expect(await removeUnrecordedPacks(orm.em.fork(), storage, newer)).toBe(1);
+    expect(await removeUnrecordedPacks(orm.em.fork(), storage, newer.folder, newer)).toBe(1);
     gated.open();
     await expect(storing).rejects.toBeInstanceOf(SupersededAttemptError);
     expect(await messageRows(account.id)).toEqual([]);

@@ -54,7 +54,7 @@ export function enqueueDeps(ctx: GraphQLContext): EnqueueDeps & { requestAbort(j
     inserts: services.jobInserts,
     publish: (job) => services.pubsub.publishJobEvent(toEventMessage(job)),
     release: (job) =>
-      releaseJobInput(findJobType(job.type), job.payload, services.storage, (error) =>
+      releaseJobInput(findJobType(job.type), job, services, (error) =>
         services.logger.warn({ jobId: job.id, err: error }, 'could not release the input of a cancelled job'),
       ),
     requestAbort: (jobId) => services.pubsub.publish(topics.cancel(), { jobId }),
