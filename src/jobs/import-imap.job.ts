@@ -14,7 +14,13 @@ import {
   type ImapOversizedMessage,
   type ImapSettings,
 } from '../mail/imap-source.js';
-import { messagePackFolder, messagePackPlace, removeUnrecordedPacks, storeMessages, type IncomingMessage } from '../mail/message-store.js';
+import {
+  messagePackPlace,
+  removeUnrecordedPacks,
+  removeUnrecordedPacksOfEndedJob,
+  storeMessages,
+  type IncomingMessage,
+} from '../mail/message-store.js';
 import { MalformedMessageError } from '../mail/parse-message.js';
 import { messageParser } from '../mail/parser-thread.js';
 import { openString } from '../storage/encryption.js';
@@ -174,7 +180,8 @@ export const importImapJob = defineJob({
     return { input: { accountId: account.id, mailbox: args.mailbox }, accountId: account.id };
   },
   // Once the job has ended for good, a pack an attempt wrote and never recorded is nobody's.
-  release: (input, { jobId, storage, em }) => removeUnrecordedPacks(em, storage, messagePackFolder(input.accountId, jobId)).then(() => {}),
+  release: (input, { jobId, storage, em }) =>
+    removeUnrecordedPacksOfEndedJob(em, storage, { accountId: input.accountId, jobId }).then(() => {}),
   async handler(input, ctx) {
     const { mailbox } = input;
     // Access was decided by `prepare` when the job was enqueued (an admin may import into anyone's
@@ -228,7 +235,7 @@ export const importImapJob = defineJob({
       ctx.setMetadata({ mailbox, bytesFetched });
       // What an earlier attempt of this job wrote but never recorded (it crashed in between) goes first.
       const packPlace = messagePackPlace(account.id, ctx);
-      await removeUnrecordedPacks(ctx.em, ctx.storage, packPlace.folder, packPlace);
+      await removeUnrecordedPacks(ctx.em, ctx.storage, packPlace);
       let batch: IncomingMessage[] = [];
       let batchBytes = 0;
       const flush = async (): Promise<void> => {

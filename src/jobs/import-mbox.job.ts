@@ -1,7 +1,13 @@
 import { z } from 'zod';
 import { Account } from '../db/entities/account.entity.js';
 import { countMboxMessages, splitMbox } from '../mail/mbox.js';
-import { messagePackFolder, messagePackPlace, removeUnrecordedPacks, storeMessages, type IncomingMessage } from '../mail/message-store.js';
+import {
+  messagePackPlace,
+  removeUnrecordedPacks,
+  removeUnrecordedPacksOfEndedJob,
+  storeMessages,
+  type IncomingMessage,
+} from '../mail/message-store.js';
 import { MalformedMessageError, type ParsedMessage } from '../mail/parse-message.js';
 import { messageParser } from '../mail/parser-thread.js';
 import { checkAccountAccess, uploadSchema } from './access.js';
@@ -86,7 +92,7 @@ export const importMboxJob = defineJob({
   // pack an attempt wrote and never recorded.
   async release(input, { jobId, storage, em }) {
     await storage.delete(input.uploadKey);
-    await removeUnrecordedPacks(em, storage, messagePackFolder(input.accountId, jobId));
+    await removeUnrecordedPacksOfEndedJob(em, storage, { accountId: input.accountId, jobId });
   },
   async handler(input, ctx) {
     // Access was checked when the job was enqueued (an admin may import into anyone's account).
@@ -101,7 +107,7 @@ export const importMboxJob = defineJob({
 
     // What an earlier attempt of this job wrote but never recorded (it crashed in between) goes first.
     const packPlace = messagePackPlace(account.id, ctx);
-    await removeUnrecordedPacks(ctx.em, ctx.storage, packPlace.folder, packPlace);
+    await removeUnrecordedPacks(ctx.em, ctx.storage, packPlace);
 
     const result = { total, imported: 0, duplicates: 0, malformed: 0, errors: [] as { index: number; error: string }[] };
     let stored = 0;

@@ -218,10 +218,10 @@ async function insertRows(
       parsed.messageId,
       parsed.contentHash,
       clean(parsed.subject),
-      fitting(parsed.from?.address ?? null, 320),
+      fitting(clean(parsed.from?.address ?? null), 320),
       clean(parsed.from?.name ?? null),
-      pgArray(parsed.to),
-      pgArray(parsed.cc),
+      pgArray(parsed.to.map((address) => clean(address)!)),
+      pgArray(parsed.cc.map((address) => clean(address)!)),
       parsed.date,
       parsed.size,
       JSON.stringify(parsed.headers).replace(/\\u0000/g, ''),
@@ -251,7 +251,7 @@ async function insertRows(
         randomUUID(),
         id,
         clean(attachment.filename),
-        fitting(attachment.contentType, 255),
+        fitting(clean(attachment.contentType), 255),
         attachment.size,
         attachment.contentHash,
         packKey,
@@ -273,13 +273,42 @@ async function insertRows(
 }
 
 /**
- * Removes the packs of a job's folder that no row refers to: those of attempts before `before`
- * (when an attempt starts, before it writes its own), or all of them once the job has ended for
- * good. They were written by an attempt that crashed between its pack and its commit; a job no
- * longer ACTIVE can record nothing more (see {@link storeMessages}).
+ * Removes the packs earlier attempts of this job wrote and no row refers to: an attempt that
+ * crashed between its pack and its commit. Run when an attempt starts, before it writes its own;
+ * an earlier attempt can record nothing any more (see {@link storeMessages}).
  */
-export async function removeUnrecordedPacks(em: EntityManager, storage: BlobStorage, folder: string, before?: PackPlace): Promise<number> {
-  const packs = (await storage.list(folder)).filter((key) => !before || writtenBefore(key, before));
+export async function removeUnrecordedPacks(em: EntityManager, storage: BlobStorage, place: PackPlace): Promise<number> {
+  return removeUnreferencedPacks(em, storage, place.folder, (key) => writtenBefore(key, place));
+}
+
+/**
+ * Removes every pack of a job that has ended for good that no row refers to. Under a share lock on
+ * the job's row, still final: a retry by hand, or an attempt starting, waits for it, so no attempt
+ * can be about to record a pack removed here. A job no longer final is left alone.
+ */
+export async function removeUnrecordedPacksOfEndedJob(
+  em: EntityManager,
+  storage: BlobStorage,
+  job: { accountId: string; jobId: string },
+): Promise<number> {
+  return em.transactional(async (transaction) => {
+    const ended = await runBound(
+      transaction,
+      "SELECT 1 FROM job WHERE id = ? AND status IN ('COMPLETED', 'FAILED', 'CANCELLED') FOR SHARE",
+      [job.jobId],
+    );
+    if (ended.length === 0) return 0;
+    return removeUnreferencedPacks(transaction, storage, messagePackFolder(job.accountId, job.jobId), () => true);
+  });
+}
+
+async function removeUnreferencedPacks(
+  em: EntityManager,
+  storage: BlobStorage,
+  folder: string,
+  candidate: (key: string) => boolean,
+): Promise<number> {
+  const packs = (await storage.list(folder)).filter(candidate);
   if (packs.length === 0) return 0;
   const unreferenced = await unreferencedBlobs(em, packs);
   await Promise.all(unreferenced.map((key) => storage.delete(key)));

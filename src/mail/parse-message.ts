@@ -144,7 +144,9 @@ function sha256(data: Buffer): string {
 function normaliseMessageId(value: string | undefined): string | null {
   if (value === undefined) return null;
   const bracketed = /<([^>]*)>/.exec(value);
-  const id = (bracketed ? bracketed[1]! : value).replace(/\s+/g, '');
+  // PostgreSQL text cannot hold NUL: an encoded one is dropped, as from every other stored text.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is removed on purpose
+  const id = (bracketed ? bracketed[1]! : value).replace(/[\s\u0000]+/g, '');
   return id === '' ? null : id;
 }
 
@@ -233,11 +235,17 @@ export async function parseMessage(raw: Buffer): Promise<ParsedMessage> {
 
 /**
  * The key two copies of one message share: `mid:<messageId>`, or `sha:<contentHash>` for a
- * message without Message-ID. A Message-ID too long for the column (1,024) is keyed by its hash.
+ * message without Message-ID. A `mid:` key too long for the column (1,024 characters) or for its
+ * unique index (a btree entry holds at most 2,704 bytes) is `mid-sha:` and the Message-ID's hash:
+ * such a message could not be stored at all before, so no key already stored changes.
  */
 export function dedupKey(m: Pick<ParsedMessage, 'messageId' | 'contentHash'>): string {
   if (m.messageId === null) return `sha:${m.contentHash}`;
-  return m.messageId.length <= MAX_PLAIN_MESSAGE_ID ? `mid:${m.messageId}` : `mid-sha:${sha256(Buffer.from(m.messageId))}`;
+  const key = `mid:${m.messageId}`;
+  return key.length <= MAX_KEY_CHARACTERS && Buffer.byteLength(key) <= MAX_KEY_BYTES ? key : `mid-sha:${sha256(Buffer.from(m.messageId))}`;
 }
 
-const MAX_PLAIN_MESSAGE_ID = 1_000;
+/** The dedup_key column's length. */
+const MAX_KEY_CHARACTERS = 1_024;
+/** What the unique index (account_id, dedup_key) takes of a key, with room for its entry's header and the account id. */
+const MAX_KEY_BYTES = 2_660;

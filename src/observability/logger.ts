@@ -33,11 +33,14 @@ export function createLogger(
     destination,
   );
   // pino applies the bindings formatter to `base` only; a child's bindings are censored here. Every
-  // child inherits this method from the root logger, so grandchildren are covered too.
-  const child = logger.child;
+  // child inherits these methods from the root logger, so grandchildren are covered too.
+  const { child, setBindings } = logger;
   logger.child = function censoredChild(this: Logger, bindings, options) {
     return child.call(this, withoutSecrets(bindings), options);
   } as Logger['child'];
+  logger.setBindings = function censoredBindings(this: Logger, bindings) {
+    setBindings.call(this, withoutSecrets(bindings));
+  };
   return logger;
 }
 
@@ -53,18 +56,26 @@ export function withoutSecrets<T extends Record<string, unknown>>(fields: T): T 
 
 function censored(value: unknown, depth: number): unknown {
   if (typeof value !== 'object' || value === null) return value;
-  let copy: Record<string, unknown> | undefined;
+  let replacements: [string, unknown][] | undefined;
   for (const key of Object.keys(value)) {
     const field = (value as Record<string, unknown>)[key];
     const replacement = SECRET_NAMES.has(key) ? CENSOR : depth < SECRET_DEPTH ? censored(field, depth + 1) : field;
     if (replacement === field) continue;
-    // A copy with the same prototype and own properties (an Error keeps its message and stack).
-    copy ??= Array.isArray(value)
-      ? ([...value] as unknown as Record<string, unknown>)
-      : Object.create(Object.getPrototypeOf(value), Object.getOwnPropertyDescriptors(value));
-    Object.defineProperty(copy, key, { value: replacement, enumerable: true, writable: true, configurable: true });
+    replacements ??= [];
+    replacements.push([key, replacement]);
   }
-  return copy ?? value;
+  if (!replacements) return value;
+  if (Array.isArray(value)) {
+    const copy: unknown[] = [...value];
+    for (const [key, replacement] of replacements) copy[Number(key)] = replacement;
+    return copy;
+  }
+  // A copy with the same prototype and own properties (an Error keeps its message and stack),
+  // made in one step: a frozen or non-configurable original must not make logging throw.
+  const descriptors = Object.getOwnPropertyDescriptors(value) as Record<string, PropertyDescriptor>;
+  for (const [key, replacement] of replacements)
+    descriptors[key] = { value: replacement, enumerable: true, writable: true, configurable: true };
+  return Object.create(Object.getPrototypeOf(value), descriptors);
 }
 
 /** The longest a log line waits for others to share its write. */

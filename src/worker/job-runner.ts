@@ -308,8 +308,9 @@ export class JobRunner {
         return undefined;
       }
       // Cancelled while queued after a stall: the attempt left open is the stalled one.
-      await this.finishCancelled(em(), jobId, logger, { outcome: 'STALLED', error: STALLED_ERROR });
-      await this.release(declaration, row, logger);
+      if (await this.finishCancelled(em(), jobId, logger, { outcome: 'STALLED', error: STALLED_ERROR })) {
+        await this.release(declaration, row, logger);
+      }
       return undefined;
     }
     const attempt = active.attempts;
@@ -392,22 +393,25 @@ export class JobRunner {
       await flushWriters();
       const last = reporter.current;
       // Published with the rest of its batch; refused (null) when a cancel or a stall got there first.
-      await this.completions.submit({
+      const completed = await this.completions.submit({
         id: jobId,
         attempt,
         processed: last.processed,
         total: last.total ?? last.processed,
         result: output ?? null,
       });
-      await this.release(declaration, active, logger);
+      // Only the attempt that ended the job frees its input: a refused one may be a stale attempt
+      // whose job is waiting for its next one.
+      if (completed) await this.release(declaration, active, logger);
       logger.info('job completed');
       return output;
     } catch (thrown) {
       await flushWriters();
       const error = toError(thrown);
       if (cancelSignal?.aborted || error instanceof JobCancelledError) {
-        await this.finishCancelled(em(), jobId, logger, { outcome: 'CANCELLED', number: attempt });
-        await this.release(declaration, active, logger);
+        if (await this.finishCancelled(em(), jobId, logger, { outcome: 'CANCELLED', number: attempt })) {
+          await this.release(declaration, active, logger);
+        }
         return undefined;
       }
       if (shutdown.aborted && !timeout.aborted) {
@@ -431,8 +435,10 @@ export class JobRunner {
       };
       if (last) {
         const failed = await updateJob(em(), jobId, { status: 'FAILED', error: message, finishedAt: new Date() }, ['ACTIVE'], attemptEnd);
-        if (failed) await this.publish(failed);
-        await this.release(declaration, active, logger);
+        if (failed) {
+          await this.publish(failed);
+          await this.release(declaration, active, logger);
+        }
         logger.warn({ err: loggable(error), attempt }, 'job failed');
         throw new UnrecoverableError(message);
       }
@@ -496,7 +502,7 @@ export class JobRunner {
     jobId: string,
     logger: JobContext['logger'],
     attemptEnd: AttemptEnd,
-  ): Promise<undefined> {
+  ): Promise<JobRecord | null> {
     const cancelled = await updateJob(
       em,
       jobId,
@@ -506,7 +512,7 @@ export class JobRunner {
     );
     if (cancelled) await this.publish(cancelled);
     logger.info('job cancelled');
-    return undefined;
+    return cancelled;
   }
 }
 

@@ -15,11 +15,12 @@ import {
   type PackPlace,
   readStoredBlob,
   removeUnrecordedPacks,
+  removeUnrecordedPacksOfEndedJob,
   type StoredBlob,
   storeMessages,
   SupersededAttemptError,
 } from '../../src/mail/message-store.js';
-import { parseMessage } from '../../src/mail/parse-message.js';
+import { dedupKey, parseMessage } from '../../src/mail/parse-message.js';
 import { BlobStorage } from '../../src/storage/blob-storage.js';
 import { createTestEnv, type TestEnv } from '../helpers/test-env.js';
 
@@ -241,9 +242,9 @@ describe('attempts of one job', () => {
     const current = `${second.folder}/1.2-${randomUUID()}.pack`;
     await storage.putParts(current, [rawMessage(3)]);
 
-    expect(await removeUnrecordedPacks(orm.em.fork(), storage, second.folder, second)).toBe(1);
+    expect(await removeUnrecordedPacks(orm.em.fork(), storage, second)).toBe(1);
     expect((await storage.list(first.folder)).sort()).toEqual([recorded, current].sort());
-    expect(await removeUnrecordedPacks(orm.em.fork(), storage, second.folder, second)).toBe(0);
+    expect(await removeUnrecordedPacks(orm.em.fork(), storage, second)).toBe(0);
   });
 
   it("removes an unrecorded pack of an earlier run's later attempt (a retry by hand starts at attempt 1)", async () => {
@@ -252,7 +253,7 @@ describe('attempts of one job', () => {
     const orphan = `${third.folder}/1.3-${randomUUID()}.pack`;
     await storage.putParts(orphan, [rawMessage(1)]);
     const retried = await nextAttempt(third, 2);
-    expect(await removeUnrecordedPacks(orm.em.fork(), storage, retried.folder, retried)).toBe(1);
+    expect(await removeUnrecordedPacks(orm.em.fork(), storage, retried)).toBe(1);
     expect(await storage.exists(orphan)).toBe(false);
   });
 
@@ -275,10 +276,63 @@ describe('attempts of one job', () => {
     await gated.written;
     // The newer attempt starts and cleans up while the stalled one's pack waits for its INSERT.
     const newer = await nextAttempt(stale);
-    expect(await removeUnrecordedPacks(orm.em.fork(), storage, newer.folder, newer)).toBe(1);
+    expect(await removeUnrecordedPacks(orm.em.fork(), storage, newer)).toBe(1);
     gated.open();
     await expect(storing).rejects.toBeInstanceOf(SupersededAttemptError);
     expect(await messageRows(account.id)).toEqual([]);
+  });
+});
+
+describe('the clean-up once a job has ended', () => {
+  it('removes unrecorded packs only while the job is final, and keeps recorded ones', async () => {
+    const account = await newAccount();
+    const place = await activeJob(account.id);
+    await storeMessages(orm.em.fork(), storage, account, await incoming([rawMessage(1)]), place);
+    const [recorded] = await storage.list(place.folder);
+    // An attempt of the job, still ACTIVE, has written this pack and not yet committed it.
+    const inFlight = `${place.folder}/1.1-${randomUUID()}.pack`;
+    await storage.putParts(inFlight, [rawMessage(2)]);
+    const ended = { accountId: account.id, jobId: place.jobId };
+
+    expect(await removeUnrecordedPacksOfEndedJob(orm.em.fork(), storage, ended)).toBe(0);
+    expect(await storage.exists(inFlight)).toBe(true);
+    await env.sql("UPDATE job SET status = 'COMPLETED' WHERE id = $1", [place.jobId]);
+    expect(await removeUnrecordedPacksOfEndedJob(orm.em.fork(), storage, ended)).toBe(1);
+    expect(await storage.list(place.folder)).toEqual([recorded]);
+  });
+});
+
+describe('messages with odd headers', () => {
+  it('keys a Message-ID by its hash only when its key would not fit the column or its index', () => {
+    const id = (length: number, unit = 'a') => unit.repeat(length);
+    expect(dedupKey({ messageId: id(1_020), contentHash: 'h' })).toBe(`mid:${id(1_020)}`);
+    expect(dedupKey({ messageId: id(1_021), contentHash: 'h' })).toMatch(/^mid-sha:[0-9a-f]{64}$/);
+    // 950 characters of three bytes each: within the column, past the index's 2,704 bytes.
+    expect(dedupKey({ messageId: id(950, '漢'), contentHash: 'h' })).toMatch(/^mid-sha:/);
+  });
+
+  it('stores a batch holding a very long non-ASCII Message-ID, an encoded NUL in a sender and a Message-ID', async () => {
+    const account = await newAccount();
+    const longId = Buffer.from(
+      ['From: a@example.com', 'Subject: long id', `Message-ID: <${'漢'.repeat(950)}@example.com>`, '', 'body', ''].join('\r\n'),
+    );
+    const nulSender = Buffer.from(
+      [
+        'From: <x=?utf-8?q?=00?=@example.com>',
+        'Subject: nul sender',
+        'Message-ID: <nul=?utf-8?q?=00?=id@example.com>',
+        '',
+        'body',
+        '',
+      ].join('\r\n'),
+    );
+    const raws = [rawMessage(1), longId, nulSender];
+    expect(await storeMessages(orm.em.fork(), storage, account, await incoming(raws), await activeJob(account.id))).toEqual({
+      inserted: 3,
+      duplicates: 0,
+    });
+    const rows = await messageRows(account.id);
+    for (const row of rows) expect((await readStoredBlob(storage, row)).equals(raws.find((raw) => raw.includes(row.subject))!)).toBe(true);
   });
 });
 

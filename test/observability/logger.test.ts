@@ -52,6 +52,17 @@ describe('createLogger', () => {
     expect(settings.nested.token).toBe('tok-1');
   });
 
+  it('censors a frozen object and bindings set later, without throwing', () => {
+    const { logger, lines } = capture();
+    logger.info({ settings: Object.freeze({ host: 'h', password: 'frozen-secret' }) }, 'frozen');
+    const child = logger.child({ jobId: 'j3' });
+    child.setBindings({ token: 'late-token' });
+    child.info('late bindings');
+    expect(JSON.stringify(lines)).not.toMatch(/frozen-secret|late-token/);
+    expect(lines[0]).toMatchObject({ settings: { host: 'h', password: '[redacted]' } });
+    expect(lines[1]).toMatchObject({ jobId: 'j3', token: '[redacted]' });
+  });
+
   it('keeps an error an error when it censors a field of it', () => {
     const { logger, lines } = capture();
     const error = Object.assign(new Error('login refused'), { password: 'hunter2', code: 'EAUTH' });
