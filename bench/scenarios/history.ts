@@ -4,6 +4,7 @@
  * time, so both see the same moment of a noisy machine.
  */
 import pg from 'pg';
+import { TOTAL_COUNT_CAP } from '../../src/engine/job-history.js';
 import { jobCatalogue } from '../../src/jobs/registry.js';
 import { gql } from '../clients.js';
 import { size, type BenchContext } from '../context.js';
@@ -83,7 +84,7 @@ const JOBS_WITH_COUNT = JOBS.replace('pageInfo { hasNextPage endCursor }', 'page
 function countSql(ownerId: string | null, filter: Filter): [string, unknown[]] {
   const [page, params] = resolverSql(ownerId, filter, 0, null);
   const where = /FROM job (WHERE .*?) ORDER BY/s.exec(page)?.[1] ?? '';
-  return [`SELECT count(*)::int AS n FROM (SELECT 1 FROM job ${where} LIMIT 100000) AS matching`, params.slice(0, -1)];
+  return [`SELECT count(*)::int AS n FROM (SELECT 1 FROM job ${where} LIMIT ${TOTAL_COUNT_CAP}) AS matching`, params.slice(0, -1)];
 }
 
 interface Filter {

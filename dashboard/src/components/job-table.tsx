@@ -4,6 +4,8 @@ import type { JobListModel } from '../model/job-list';
 import { useNow } from './use-now';
 import { JobProgress } from './job-progress';
 
+/** The API's cap on `totalCount` (src/engine/job-history.ts): a count there means "at least". */
+const TOTAL_COUNT_CAP = 10_000;
 /** Each row's height in pixels (fixed, see .job-table tr): the table renders only the rows in view. */
 const ROW_HEIGHT = 52;
 /** Rows rendered beyond the visible ones, above and below. */
@@ -86,7 +88,7 @@ export function JobTable({
         <p class="total">
           {list.loading
             ? 'Loading…'
-            : `${list.totalCount.toLocaleString()} ${list.totalCount === 1 ? 'job' : 'jobs'}${list.totalCount >= 100_000 ? ' or more' : ''}`}
+            : `${list.totalCount.toLocaleString()} ${list.totalCount === 1 ? 'job' : 'jobs'}${list.totalCount >= TOTAL_COUNT_CAP ? ' or more' : ''}`}
         </p>
         <button
           type="button"
