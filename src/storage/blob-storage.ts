@@ -45,7 +45,9 @@ export class BlobStorage {
   /**
    * Writes a new blob from parts, in one system call where the OS allows, and returns where each
    * part starts. For keys never written before (packs): there is no temporary file, so whoever
-   * records the key must do so only after this resolved.
+   * records the key must do so only after this resolved. The file and its folder are synced to
+   * disk first: a database commit that refers to them outlives a power cut, and so must they (one
+   * sync per pack, not per message).
    */
   async putParts(key: string, parts: readonly Uint8Array[]): Promise<number[]> {
     const target = this.path(key);
@@ -71,7 +73,12 @@ export class BlobStorage {
       await rm(target, { force: true });
       throw error;
     }
-    await file.close();
+    try {
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await syncFolder(dirname(target));
     return offsets;
   }
 
@@ -186,5 +193,15 @@ export class BlobStorage {
     await rmdir(path).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST' && error.code !== 'ENOENT') throw error;
     });
+  }
+}
+
+/** Makes a folder's entries (a file just created in it) durable. */
+async function syncFolder(path: string): Promise<void> {
+  const folder = await open(path, 'r');
+  try {
+    await folder.sync();
+  } finally {
+    await folder.close();
   }
 }
