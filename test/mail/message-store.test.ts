@@ -4,7 +4,7 @@
  * once, its pack once nothing refers to it; packs a crashed attempt left unrecorded are found by
  * the next attempt.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initOrm, type Orm } from '../../src/db/orm.js';
 import { archiveMessages } from '../../src/mail/archive-store.js';
@@ -210,7 +210,7 @@ describe('deleting packed messages', () => {
     expect(await env.sql('SELECT id FROM archive WHERE message_id = $1', [victim!.id])).toEqual([]);
   });
 
-  it('still deletes a message stored as a blob of its own, as before packs', async () => {
+  it('still reads, archives and deletes a message stored as a blob of its own, as before packs', async () => {
     const account = await newAccount();
     const raw = rawMessage(1);
     const key = `messages/${account.id}/legacy.eml`;
@@ -218,11 +218,12 @@ describe('deleting packed messages', () => {
     const id = randomUUID();
     await env.sql(
       `INSERT INTO message (id, account_id, owner_id, dedup_key, content_hash, size, headers, blob_key, created_at)
-       VALUES ($1, $2, 'alice', 'sha:legacy', 'legacy', $3, '{}', $4, now())`,
-      [id, account.id, raw.length, key],
+       VALUES ($1, $2, 'alice', 'sha:legacy', $3, $4, '{}', $5, now())`,
+      [id, account.id, createHash('sha256').update(raw).digest('hex'), raw.length, key],
     );
     const [row] = await messageRows(account.id);
     expect((await readStoredBlob(storage, row!)).equals(raw)).toBe(true);
+    expect((await archiveMessages(orm.em.fork(), storage, account, [id])).archived).toEqual([id]);
     await applyMessageAction(orm.em.fork(), storage, account.id, [id], 'DELETE');
     expect(await storage.exists(key)).toBe(false);
   });
