@@ -5,6 +5,7 @@ import type { Archive, ArchiveFile } from '../db/entities/archive.entity.js';
 import { pgArray } from '../db/sql.js';
 import type { BlobStorage } from '../storage/blob-storage.js';
 import { readStoredBlob, type StoredBlob } from './message-store.js';
+import { sha256 } from './parse-message.js';
 
 /**
  * An archive's id follows from its message's id, so a re-run after a crash between the blob copies
@@ -43,10 +44,6 @@ interface CopiedMessage {
   size: number;
   contentHash: string;
   files: ArchiveFile[];
-}
-
-function sha256(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }
 
 function isMissingFile(error: unknown): boolean {

@@ -133,7 +133,8 @@ function decodeHeaderLine(line: string): string {
   }
 }
 
-function sha256(data: Buffer): string {
+/** A message's or attachment's content hash, as stored in `content_hash`: SHA-256, hex. */
+export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 

@@ -31,14 +31,7 @@ export class BlobStorage {
   async put(key: string, data: Buffer | Uint8Array | string): Promise<void> {
     const target = this.path(key);
     const temporary = `${target}.${randomUUID()}.tmp`;
-    await this.ensureDir(dirname(target));
-    await writeFile(temporary, data).catch(async (error: NodeJS.ErrnoException) => {
-      // The folder was removed behind our back: forget it and create it again.
-      if (error.code !== 'ENOENT') throw error;
-      this.knownDirs.delete(dirname(target));
-      await this.ensureDir(dirname(target));
-      await writeFile(temporary, data);
-    });
+    await this.inFolderOf(target, () => writeFile(temporary, data));
     await rename(temporary, target);
   }
 
@@ -51,20 +44,13 @@ export class BlobStorage {
    */
   async putParts(key: string, parts: readonly Uint8Array[]): Promise<number[]> {
     const target = this.path(key);
-    await this.ensureDir(dirname(target));
     const offsets: number[] = [];
     let total = 0;
     for (const part of parts) {
       offsets.push(total);
       total += part.length;
     }
-    const file = await open(target, 'wx').catch(async (error: NodeJS.ErrnoException) => {
-      // The folder was removed behind our back (its last pack deleted): create it again.
-      if (error.code !== 'ENOENT') throw error;
-      this.knownDirs.delete(dirname(target));
-      await this.ensureDir(dirname(target));
-      return open(target, 'wx');
-    });
+    const file = await this.inFolderOf(target, () => open(target, 'wx'));
     try {
       const { bytesWritten } = await file.writev(parts as Uint8Array[]);
       if (bytesWritten !== total) throw new Error(`short write to blob ${key}: ${bytesWritten} of ${total} bytes`);
@@ -156,6 +142,21 @@ export class BlobStorage {
       throw error;
     }
     return bytes;
+  }
+
+  /**
+   * Creates something in `target`'s folder, made first if need be; once more if the folder was
+   * removed behind our back meanwhile (a job's pack folder goes with its last pack).
+   */
+  private async inFolderOf<T>(target: string, create: () => Promise<T>): Promise<T> {
+    const dir = dirname(target);
+    await this.ensureDir(dir);
+    return create().catch(async (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+      this.knownDirs.delete(dir);
+      await this.ensureDir(dir);
+      return create();
+    });
   }
 
   private async ensureDir(dir: string): Promise<void> {
