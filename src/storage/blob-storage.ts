@@ -8,11 +8,14 @@ import { randomUUID } from 'node:crypto';
 /**
  * Blobs in a local directory, addressed by slash-separated keys such as `raw/<account>/<hash>.eml`.
  * Writes go to a temporary file first and are renamed into place, so a reader never sees half a blob.
+ * A write is on disk when it resolves (the file, its name, and any folder made for it): callers
+ * commit rows that refer to it next, or delete the blob it replaces (an archive's plaintext once
+ * its sealed copy is written), and both must outlive a power cut.
  */
 export class BlobStorage {
   readonly root: string;
-  /** Directories known to exist, so writing many blobs into one folder does not mkdir each time. */
-  private readonly knownDirs = new Set<string>();
+  /** Folders made or found, so writing many blobs into one folder does not mkdir each time. */
+  private readonly dirs = new Map<string, Promise<void>>();
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -31,8 +34,9 @@ export class BlobStorage {
   async put(key: string, data: Buffer | Uint8Array | string): Promise<void> {
     const target = this.path(key);
     const temporary = `${target}.${randomUUID()}.tmp`;
-    await this.inFolderOf(target, () => writeFile(temporary, data));
+    await this.inFolderOf(target, () => writeFile(temporary, data, { flush: true }));
     await rename(temporary, target);
+    await syncFolder(dirname(target));
   }
 
   /**
@@ -123,7 +127,7 @@ export class BlobStorage {
   async putStream(key: string, source: Readable | AsyncIterable<Uint8Array>): Promise<number> {
     const target = this.path(key);
     const temporary = `${target}.${randomUUID()}.tmp`;
-    await mkdir(dirname(target), { recursive: true });
+    await this.ensureDir(dirname(target));
     let bytes = 0;
     try {
       await pipeline(
@@ -134,9 +138,10 @@ export class BlobStorage {
             yield chunk;
           }
         },
-        createWriteStream(temporary),
+        createWriteStream(temporary, { flush: true }),
       );
       await rename(temporary, target);
+      await syncFolder(dirname(target));
     } catch (error) {
       await rm(temporary, { force: true });
       throw error;
@@ -153,16 +158,32 @@ export class BlobStorage {
     await this.ensureDir(dir);
     return create().catch(async (error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error;
-      this.knownDirs.delete(dir);
+      this.dirs.delete(dir);
       await this.ensureDir(dir);
       return create();
     });
   }
 
-  private async ensureDir(dir: string): Promise<void> {
-    if (this.knownDirs.has(dir)) return;
-    await mkdir(dir, { recursive: true });
-    this.knownDirs.add(dir);
+  /**
+   * Makes a folder and any missing parents, each made durable in its own parent. Concurrent writers
+   * into a new folder wait for the same making, so none returns before the folder is on disk.
+   */
+  private ensureDir(dir: string): Promise<void> {
+    let ready = this.dirs.get(dir);
+    if (!ready) {
+      ready = (async () => {
+        const firstMade = await mkdir(dir, { recursive: true });
+        if (firstMade === undefined) return;
+        const top = resolve(firstMade);
+        for (let made = dir; made.startsWith(top); made = dirname(made)) {
+          await syncFolder(dirname(made));
+          if (made === top) break;
+        }
+      })();
+      this.dirs.set(dir, ready);
+      ready.catch(() => this.dirs.delete(dir));
+    }
+    return ready;
   }
 
   async get(key: string): Promise<Buffer> {
@@ -190,7 +211,7 @@ export class BlobStorage {
   /** Removes a folder if it is empty; one still holding blobs stays, as does one already gone. */
   async deleteFolderIfEmpty(folder: string): Promise<void> {
     const path = this.path(folder);
-    this.knownDirs.delete(path);
+    this.dirs.delete(path);
     await rmdir(path).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST' && error.code !== 'ENOENT') throw error;
     });
