@@ -361,10 +361,17 @@ export async function closeOrphanedAttempts(em: EntityManager, olderThanMs: numb
   return result.affectedRows ?? 0;
 }
 
+/** An attempt of a job: its run (a retry by hand starts a new one) and its number in that run. */
+export interface AttemptOf {
+  run: number;
+  attempt: number;
+}
+
 /**
- * Applies changes to one row, only while its status is one of `onlyIf` (when given), bumping its
- * version; `attemptEnd` closes the job's open attempt with it. Returns the updated row, or null
- * when the row was not in an expected status.
+ * Applies changes to one row, only while its status is one of `onlyIf` (when given) and, with
+ * `onlyAttempt`, while that attempt is still the job's current one, bumping its version;
+ * `attemptEnd` closes the job's open attempt with it. Returns the updated row, or null when the
+ * row was not in an expected status (or a newer attempt has started).
  */
 export async function updateJob(
   em: EntityManager,
@@ -372,6 +379,7 @@ export async function updateJob(
   changes: JobChanges,
   onlyIf?: readonly JobStatus[],
   attemptEnd?: AttemptEnd,
+  onlyAttempt?: AttemptOf,
 ): Promise<JobRecord | null> {
   const fields = Object.keys(changes) as (keyof JobChanges)[];
   const assignments = fields.map((field) => `${COLUMNS[field]} = ?`);
@@ -381,6 +389,10 @@ export async function updateJob(
   if (onlyIf) {
     sql += ` AND status IN (${onlyIf.map(() => '?').join(', ')})`;
     values.push(...onlyIf);
+  }
+  if (onlyAttempt) {
+    sql += ' AND run = ? AND attempts = ?';
+    values.push(onlyAttempt.run, onlyAttempt.attempt);
   }
   const statement = withStatusLog(sql, attemptEnd);
   const rows: Row[] = await runBound(em, statement.sql, [...values, ...statement.params]);
@@ -410,10 +422,8 @@ export async function startJobs(em: EntityManager, ids: readonly string[], worke
 }
 
 /** A worker's successful end of its attempt of a job: what `completeJobs` writes for it. */
-export interface Completion {
+export interface Completion extends AttemptOf {
   id: string;
-  /** The attempt that ended: only that attempt of the job's current run is closed. */
-  attempt: number;
   processed: number | null;
   total: number | null;
   result: unknown;
@@ -421,16 +431,17 @@ export interface Completion {
 
 /**
  * Marks jobs COMPLETED in one statement (the worker's group commit), each only while it is still
- * ACTIVE, closing each one's own attempt: the jobs completed, by id. An id missing from the answer
- * was not ACTIVE any more (a cancel or a stall got there first), as `updateJob` would have refused it.
+ * ACTIVE on the attempt that completed, closing that attempt: the jobs completed, by id. An id
+ * missing from the answer was not ACTIVE any more (a cancel got there first), or a newer attempt
+ * has started (this one was found stalled and the job handed on): `updateJob` would refuse it too.
  */
 export async function completeJobs(em: EntityManager, completions: readonly Completion[]): Promise<Map<string, JobRecord>> {
   // Each row closes its own attempt, `done.attempt`, carried through `changed` as `ended_attempt`.
   const statement = withStatusLog(
     `UPDATE job SET status = 'COMPLETED', progress = 100, processed = done.processed, total = done.total, result = done.result,
         error = NULL, finished_at = clock_timestamp(), ${CHANGE_MARKS.join(', ')}
-       FROM jsonb_to_recordset(?::jsonb) AS done(id uuid, attempt int, processed int, total int, result jsonb)
-      WHERE job.id = done.id AND job.status = 'ACTIVE'`,
+       FROM jsonb_to_recordset(?::jsonb) AS done(id uuid, run int, attempt int, processed int, total int, result jsonb)
+      WHERE job.id = done.id AND job.status = 'ACTIVE' AND job.run = done.run AND job.attempts = done.attempt`,
     undefined,
     `closed AS (UPDATE job_attempt a SET finished_at = clock_timestamp(), outcome = 'COMPLETED', error = NULL
        FROM changed WHERE a.job_id = changed.id AND a.finished_at IS NULL AND a.run = changed.run AND a.number = changed.ended_attempt)`,

@@ -314,6 +314,9 @@ export class JobRunner {
       return undefined;
     }
     const attempt = active.attempts;
+    // Every write of this attempt is refused once a newer one has started: BullMQ found this one
+    // stalled (its lock lapsed) and handed the job on, and the newer attempt now owns the row.
+    const thisAttempt = { run: active.run, attempt };
     logger.info({ attempt }, 'job started');
 
     const shutdown = this.shutdown.signal;
@@ -321,7 +324,7 @@ export class JobRunner {
     const timeout = attemptEnds.timeout;
     const reporter = new ProgressReporter(
       async (state) => {
-        const updated = await updateJob(em(), jobId, state, ['ACTIVE']);
+        const updated = await updateJob(em(), jobId, state, ['ACTIVE'], undefined, thisAttempt);
         if (updated) await this.publish(updated);
       },
       config.PROGRESS_INTERVAL_MS,
@@ -395,15 +398,17 @@ export class JobRunner {
       // Published with the rest of its batch; refused (null) when a cancel or a stall got there first.
       const completed = await this.completions.submit({
         id: jobId,
-        attempt,
+        ...thisAttempt,
         processed: last.processed,
         total: last.total ?? last.processed,
         result: output ?? null,
       });
       // Only the attempt that ended the job frees its input: a refused one may be a stale attempt
-      // whose job is waiting for its next one.
-      if (completed) await this.release(declaration, active, logger);
-      logger.info('job completed');
+      // whose job a newer attempt is running.
+      if (completed) {
+        await this.release(declaration, active, logger);
+        logger.info('job completed');
+      } else logger.info('attempt completed, not recorded: the job was cancelled or a newer attempt has started');
       return output;
     } catch (thrown) {
       await flushWriters();
@@ -415,10 +420,14 @@ export class JobRunner {
         return undefined;
       }
       if (shutdown.aborted && !timeout.aborted) {
-        const pending = await updateJob(em(), jobId, { status: 'PENDING', message: 'handed back: the worker shut down' }, ['ACTIVE'], {
-          outcome: 'HANDED_BACK',
-          number: attempt,
-        });
+        const pending = await updateJob(
+          em(),
+          jobId,
+          { status: 'PENDING', message: 'handed back: the worker shut down' },
+          ['ACTIVE'],
+          { outcome: 'HANDED_BACK', number: attempt },
+          thisAttempt,
+        );
         await bullJob.moveToWait(token);
         if (pending) await this.publish(pending);
         logger.info({ attempt }, 'job handed back to the queue at shutdown');
@@ -434,7 +443,14 @@ export class JobRunner {
         number: attempt,
       };
       if (last) {
-        const failed = await updateJob(em(), jobId, { status: 'FAILED', error: message, finishedAt: new Date() }, ['ACTIVE'], attemptEnd);
+        const failed = await updateJob(
+          em(),
+          jobId,
+          { status: 'FAILED', error: message, finishedAt: new Date() },
+          ['ACTIVE'],
+          attemptEnd,
+          thisAttempt,
+        );
         if (failed) {
           await this.publish(failed);
           await this.release(declaration, active, logger);
@@ -449,6 +465,7 @@ export class JobRunner {
         { status: 'DELAYED', error: message, runAt: new Date(Date.now() + delay) },
         ['ACTIVE'],
         attemptEnd,
+        thisAttempt,
       );
       if (waiting) await this.publish(waiting);
       logger.warn({ err: loggable(error), attempt, retryInMs: delay }, 'attempt failed; will retry');

@@ -4,7 +4,7 @@ import type { JobRecord } from '../../src/db/entities/job.entity.js';
 import { defineJob } from '../../src/engine/define-job.js';
 import { enqueueJob, type EnqueueDeps } from '../../src/engine/enqueue.js';
 import { PermanentJobError } from '../../src/engine/errors.js';
-import { toEventMessage } from '../../src/engine/job-store.js';
+import { completeJobs, startJobs, toEventMessage } from '../../src/engine/job-store.js';
 import { jobCatalogue } from '../../src/jobs/registry.js';
 import { topics, type JobEventMessage } from '../../src/pubsub/topics.js';
 import { CREATE_ACCOUNT, IMPORT_MBOX, JOB, JOB_FIELDS, JOB_PROGRESS } from '../helpers/fragments.js';
@@ -48,6 +48,31 @@ const strictJob = defineJob({
   },
 });
 
+/** The attempts of `test_gated` now running, by job id: each waits for the test to say how it ends. */
+const gatedAttempts = new Map<string, (outcome: 'complete' | 'fail') => void>();
+/** Jobs whose input `test_gated`'s `release` freed. */
+const releasedInputs: string[] = [];
+
+const gatedJob = defineJob({
+  name: 'test_gated',
+  description: 'Runs until the test ends it, completed or failed; records when its input is released.',
+  graphql: { mutation: 'testGated', typeName: 'TestGatedJob' },
+  unit: 'attempts',
+  args: z.object({}),
+  input: z.object({}),
+  output: z.object({ attempt: z.number() }),
+  options: { attempts: 1 },
+  prepare: async () => ({ input: {}, accountId: null }),
+  handler: async (_input, ctx) => {
+    const outcome = await new Promise<'complete' | 'fail'>((resolve) => gatedAttempts.set(ctx.jobId, resolve));
+    if (outcome === 'fail') throw new Error(`attempt ${ctx.attempt} failed`);
+    return { attempt: ctx.attempt };
+  },
+  release: async (_input, { jobId }) => {
+    releasedInputs.push(jobId);
+  },
+});
+
 let env: TestEnv;
 let system: InProcessSystem;
 let token: string;
@@ -55,7 +80,7 @@ let deps: EnqueueDeps;
 
 beforeAll(async () => {
   env = await createTestEnv();
-  system = await startInProcess(env, { declarations: [...jobCatalogue, flakyJob, strictJob] });
+  system = await startInProcess(env, { declarations: [...jobCatalogue, flakyJob, strictJob, gatedJob] });
   token = await env.token('alice');
   const services = system.apiServices;
   deps = {
@@ -136,6 +161,37 @@ describe('job lifecycle', () => {
     expect(final.attempts).toBe(1);
     expect(final.error).toMatch(/^invalid payload: value:/);
   });
+
+  it.each(['complete', 'fail'] as const)(
+    'an attempt that ends (%s) after a newer attempt took the job over changes nothing and frees no input',
+    async (outcome) => {
+      const job = await enqueueJob(deps, { declaration: gatedJob, args: {}, ownerId: 'alice', isAdmin: false, trigger: 'API' });
+      await waitFor('the first attempt to run', async () => gatedAttempts.has(job.id));
+      // What another worker does when BullMQ finds the first attempt stalled and hands it the job.
+      const em = system.apiServices.orm.em.fork();
+      const newer = (await startJobs(em, [job.id], 'another-worker')).get(job.id)!;
+      expect(newer).toMatchObject({ status: 'ACTIVE', attempts: 2 });
+      const queued = await system.apiServices.queues.get('test_gated').getJob(job.id);
+      gatedAttempts.get(job.id)!(outcome);
+      await waitFor('the first attempt to end in the queue', async () => ['completed', 'failed'].includes(await queued!.getState()));
+
+      expect(await row(job.id)).toMatchObject({ status: 'ACTIVE', attempts: 2, result: null, error: null });
+      expect(releasedInputs).not.toContain(job.id);
+      const attempts = await env.sql<{ number: number; outcome: string | null }>(
+        'SELECT number, outcome FROM job_attempt WHERE job_id = $1 ORDER BY number',
+        [job.id],
+      );
+      expect(attempts).toEqual([
+        { number: 1, outcome: 'STALLED' },
+        { number: 2, outcome: null },
+      ]);
+      // The newer attempt still owns the row and ends it.
+      const ended = (
+        await completeJobs(em, [{ id: job.id, run: newer.run, attempt: 2, processed: 1, total: 1, result: { attempt: 2 } }])
+      ).get(job.id);
+      expect(ended).toMatchObject({ status: 'COMPLETED', result: { attempt: 2 } });
+    },
+  );
 });
 
 describe('enqueue options', () => {
