@@ -201,6 +201,25 @@ describe('variables over HTTP', () => {
     );
     expect(JSON.stringify(response).length).toBeLessThan(2_000);
   });
+
+  it('takes a filter list of many repeats as the set it names: counts and pages answer, a bulk action stores each value once', async () => {
+    const repeats = { statuses: Array(70_000).fill('FAILED'), types: Array(10_000).fill('scan_pii') };
+    const { jobs, jobCounts } = await gqlOk<{ jobs: { totalCount: number; nodes: unknown[] }; jobCounts: unknown[] }>(
+      system.url,
+      alice,
+      'query($f: JobFilter) { jobs(filter: $f) { totalCount nodes { id } } jobCounts(filter: $f) { count } }',
+      { f: repeats },
+    );
+    expect(jobs).toEqual({ totalCount: 0, nodes: [] });
+    expect(jobCounts).toEqual([]);
+    const { cancelJobs } = await gqlOk<{ cancelJobs: { input: { filter: unknown } } }>(
+      system.url,
+      alice,
+      'mutation($f: JobFilter!) { cancelJobs(filter: $f) { input { filter { statuses types } } } }',
+      { f: repeats },
+    );
+    expect(cancelJobs.input.filter).toEqual({ statuses: ['FAILED'], types: ['scan_pii'] });
+  });
 });
 
 describe('limits', () => {

@@ -316,12 +316,10 @@ builder.subscriptionFields((t) => ({
       'Every change of every job the caller may see, for dashboards: from now, or, with `after`, first every change since that position (the latest state of each changed job), then live; never one twice, never one missing. With `filter.statuses`, a job is reported while it enters, stays in or leaves one of them (see `previousStatus`).',
     args: { filter: t.arg({ type: JobFilterRef, required: false }), after: afterArg(t) },
     subscribe: async (_root, { filter, after }, ctx) => {
-      checkJobFilter(filter as JobFilterInput | null);
+      const checked = checkJobFilter(filter as JobFilterInput | null);
       const lease = await takeSubscriptionSlot(ctx, 'jobEvents');
       const from = await resumeWithin(ctx, after, lease);
-      return guardSubscription(ctx, 'jobEvents', lease, (signal) =>
-        followVisibleChanges(ctx, filter as JobFilterInput | null, from, signal),
-      );
+      return guardSubscription(ctx, 'jobEvents', lease, (signal) => followVisibleChanges(ctx, checked, from, signal));
     },
     resolve: eventOrExpiry,
   }),
