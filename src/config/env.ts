@@ -100,6 +100,11 @@ const configSchema = z.object({
   /** Events one subscription may have waiting for its client before it is cut off with SUBSCRIBER_TOO_SLOW. (Default: 10000) */
   MAX_QUEUED_EVENTS_PER_SUBSCRIPTION: positiveInt.default(10_000),
   /**
+   * The same bound in bytes (each event counted as its job's JSON): a few events with large inputs
+   * or metadata cut a subscriber off as surely as many small ones. (Default: 4 MiB)
+   */
+  MAX_QUEUED_BYTES_PER_SUBSCRIPTION: positiveInt.default(4 * 1024 * 1024),
+  /**
    * Bytes a subscriber's connection may have waiting to go out before its events stop being written
    * and wait in its queue instead (where MAX_QUEUED_EVENTS_PER_SUBSCRIPTION applies). (Default: 64 KiB)
    */

@@ -43,8 +43,34 @@ export interface ResultSink {
   fail(error: unknown): void;
 }
 
-/** Results per source event and group; events are shared objects, so this lives as long as they do. */
+/** Results per source event and group, for a second or two (see `rememberResultsOf`). */
 const executions = new WeakMap<object, Map<string, Promise<ExecutionResult> | ExecutionResult>>();
+
+/** Events whose results are kept, by the sweep that drops them: the next one, or the one after. */
+let keptNow = new Set<object>();
+let keptBefore = new Set<object>();
+let sweeper: NodeJS.Timeout | null = null;
+
+/**
+ * Keeps an event's results for the subscribers that take it as it comes, which is within a
+ * sweep or two; one that lags behind (its event waited in its queue) executes it again. Kept for
+ * as long as the event lives instead, one slow subscriber holding thousands of events would keep
+ * every group's result of each of them.
+ */
+function rememberResultsOf(event: object): void {
+  keptNow.add(event);
+  sweeper ??= setInterval(() => {
+    for (const old of keptBefore) executions.delete(old);
+    keptBefore = keptNow;
+    keptNow = new Set();
+    if (keptBefore.size === 0) {
+      clearInterval(sweeper!);
+      sweeper = null;
+    }
+  }, RESULTS_KEPT_MS).unref();
+}
+
+const RESULTS_KEPT_MS = 1_000;
 const documentIds = new WeakMap<DocumentNode, number>();
 let nextDocumentId = 0;
 /** A subscription's results, by its context value and (over HTTP) its request, for transports that push. */
@@ -84,6 +110,7 @@ async function subscribeSharingResults(
     if (!byGroup) {
       byGroup = new Map();
       executions.set(event, byGroup);
+      rememberResultsOf(event);
     }
     let result = byGroup.get(group);
     if (!result) {

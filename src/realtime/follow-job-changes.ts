@@ -54,7 +54,9 @@ export interface FollowJobChanges {
   first?: StreamEvent[];
   /** The stream ends right after an event this says yes to (a job's terminal status). */
   endsAfter?: (event: StreamEvent) => boolean;
+  /** Events, and bytes of them (see `queuedBytesOf`), waiting for a slow client before it is cut off. */
   maxQueued: number;
+  maxQueuedBytes: number;
   /** Rows per catch-up statement. */
   pageSize?: number;
   /** Ends the stream at once, even while it waits for a change. */
@@ -62,6 +64,21 @@ export interface FollowJobChanges {
 }
 
 const DONE: IteratorResult<never> = { done: true, value: undefined };
+
+const jsonLengths = new WeakMap<object, number>();
+
+/**
+ * About what a waiting event holds: its job's JSON, measured once per job state, and only for an
+ * event that has to wait (one written at once is never measured).
+ */
+function queuedBytesOf(event: StreamEvent): number {
+  let length = jsonLengths.get(event.job);
+  if (length === undefined) {
+    length = JSON.stringify(event.job).length;
+    jsonLengths.set(event.job, length);
+  }
+  return length;
+}
 
 /** Pages of jobs past a catch-up's target read to hold their statuses (500 each). */
 const MAX_HOLD_PAGES = 20;
@@ -91,6 +108,8 @@ export function handsOff<T>(iterator: object): iterator is HandsOff<T> {
 export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterator<StreamEvent> {
   const { feed, signal } = follow;
   const queue: StreamEvent[] = [...(follow.first ?? [])];
+  /** Of the live events waiting in `queue`. */
+  let queuedBytes = 0;
   let waiting: ((result: IteratorResult<StreamEvent>) => void) | null = null;
   /** Cut off as too slow; the error is made when the client reads, so it pins nothing of the feed's frames meanwhile. */
   let tooSlow = false;
@@ -116,6 +135,7 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
     if (ended) return;
     ended = true;
     queue.length = 0;
+    queuedBytes = 0;
     feed.leave(listener);
     signal.removeEventListener('abort', end);
     catchUp.return(undefined).catch(() => {});
@@ -141,14 +161,19 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
         const resolve = waiting;
         waiting = null;
         resolve(emit(event));
-      } else if (queue.length >= follow.maxQueued) {
-        // What was queued is dropped at once; the client gets the error when it reads again.
-        tooSlow = true;
-        queue.length = 0;
-        feed.leave(listener);
-        slowSubscribersCutOff.inc();
       } else {
-        queue.push(event);
+        const bytes = queuedBytesOf(event);
+        if (queue.length >= follow.maxQueued || queuedBytes + bytes > follow.maxQueuedBytes) {
+          // What was queued is dropped at once; the client gets the error when it reads again.
+          tooSlow = true;
+          queue.length = 0;
+          queuedBytes = 0;
+          feed.leave(listener);
+          slowSubscribersCutOff.inc();
+        } else {
+          queue.push(event);
+          queuedBytes += bytes;
+        }
       }
     },
   };
@@ -246,7 +271,10 @@ export function followJobChanges(follow: FollowJobChanges): AsyncIterableIterato
         );
       }
       const event = queue.shift();
-      if (event) return Promise.resolve(emit(event));
+      if (event) {
+        queuedBytes = Math.max(0, queuedBytes - queuedBytesOf(event));
+        return Promise.resolve(emit(event));
+      }
       if (tooSlow) {
         end();
         return Promise.reject(new SubscriberTooSlowError());

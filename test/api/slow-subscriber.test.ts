@@ -18,7 +18,7 @@ let api: ApiProc;
 let token: string;
 
 beforeAll(async () => {
-  env = await createTestEnv({ MAX_QUEUED_EVENTS_PER_SUBSCRIPTION: '1000' });
+  env = await createTestEnv({ MAX_QUEUED_EVENTS_PER_SUBSCRIPTION: '1000', MAX_QUEUED_BYTES_PER_SUBSCRIPTION: String(8 * 1024 * 1024) });
   api = await startApi(env.vars, { heapProbe: true });
   token = await env.token('slow-reader');
 }, 120_000);
@@ -102,14 +102,14 @@ async function stalledWs(): Promise<StalledReader> {
   };
 }
 
-/** `count` new jobs of the reader's owner, each with a 2 KB payload, in one statement. */
-async function insertJobs(count: number): Promise<void> {
+/** `count` new jobs of the reader's owner, each with a payload of `payloadBytes` (about), in one statement. */
+async function insertJobs(count: number, payloadBytes = 2000): Promise<void> {
   await env.sql(
     `INSERT INTO job (id, type, status, max_attempts, payload, trigger, owner_id, created_at, updated_at)
-     SELECT gen_random_uuid(), 'scan_pii', 'PENDING', 1, jsonb_build_object('accountId', gen_random_uuid(), 'note', repeat('x', 2000)),
+     SELECT gen_random_uuid(), 'scan_pii', 'PENDING', 1, jsonb_build_object('accountId', gen_random_uuid(), 'note', repeat('x', $2::int)),
             'API', 'slow-reader', clock_timestamp(), clock_timestamp()
        FROM generate_series(1, $1::int)`,
-    [count],
+    [count, payloadBytes],
   );
 }
 
@@ -158,4 +158,21 @@ describe('a subscriber that stops reading', () => {
     },
     120_000,
   );
+
+  it('is cut off by the bytes waiting too, however few events they are (SSE)', async () => {
+    const cutBefore = await metric('jobwire_slow_subscribers_cut_off_total');
+    const reader = await stalledSse();
+    await waitFor('the subscription to open', async () => (await metric('jobwire_active_subscriptions')) === 1);
+    // 600 events, under the 1,000 a subscription may have waiting, of 40 KB each: 24 MB, past its 8 MiB.
+    await insertJobs(600, 40_000);
+    await waitFor(
+      'the replica to cut the subscriber off',
+      async () => (await metric('jobwire_slow_subscribers_cut_off_total')) === cutBefore + 1,
+      60_000,
+    );
+    const { results, completed } = await reader.resume();
+    expect(results.at(-1)!.errors?.[0]?.extensions.code).toBe('SUBSCRIBER_TOO_SLOW');
+    expect(results.length - 1).toBeLessThan(600);
+    expect(completed).toBe(true);
+  }, 120_000);
 });

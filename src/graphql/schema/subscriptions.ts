@@ -240,6 +240,7 @@ function followVisibleChanges(
     jobIds: filter?.ids ? [...filter.ids] : undefined,
     from,
     maxQueued: config.MAX_QUEUED_EVENTS_PER_SUBSCRIPTION,
+    maxQueuedBytes: config.MAX_QUEUED_BYTES_PER_SUBSCRIPTION,
     signal,
     ...options,
   });
