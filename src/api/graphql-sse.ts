@@ -1,17 +1,64 @@
 import { randomUUID } from 'node:crypto';
-import { type DocumentNode, type GraphQLError, getOperationAST } from 'graphql';
+import { type DocumentNode, type ExecutionResult, type GraphQLError, getOperationAST } from 'graphql';
 import { type Response as SseResponse, TOKEN_HEADER_KEY, TOKEN_QUERY_KEY } from 'graphql-sse';
 import { createHandler, type RequestContext } from 'graphql-sse/lib/use/fetch';
 import type { Plugin, YogaInitialContext } from 'graphql-yoga';
 import { bearerToken } from '../auth/tokens.js';
-import { transportError } from '../graphql/errors.js';
+import { graphqlError, transportError } from '../graphql/errors.js';
+import { sharedJson } from '../graphql/shared-subscription-execution.js';
+import { slowSubscribersCutOff } from '../observability/metrics.js';
+import { SubscriberTooSlowError } from '../realtime/follow-job-changes.js';
 import type { Services } from '../services.js';
 
 /** Where graphql-sse clients connect, in both of its modes. */
 export const SSE_STREAM_PATH = '/graphql/stream';
 
-/** Stream reservations kept per replica (the oldest go first); each names the user who made it. */
+/** Reserved streams (single connection mode) one user may hold on a replica, open or not. */
+export const RESERVATIONS_PER_USER = 20;
+/** Reserved streams a replica holds for all users together. */
 const MAX_RESERVATIONS = 10_000;
+/** A reserved stream nobody opened by then is dropped, with any operation sent into it. */
+export const UNOPENED_RESERVATION_MS = 30_000;
+
+/** A stream reserved with PUT: who reserved it, and until when it may wait to be opened. */
+interface Reservation {
+  userId: string;
+  expiry: NodeJS.Timeout | null;
+}
+
+/**
+ * What one event stream (a distinct connection, or a reserved stream) was handed and has not yet
+ * sent to its client: graphql-sse takes every result as it comes and keeps what its client has not
+ * read in a list of its own, so this counts them, in order, and the stream's writer takes each back
+ * off as its frame goes out.
+ */
+class Backlog {
+  private readonly sizes: number[] = [];
+  private first = 0;
+  bytes = 0;
+
+  get count(): number {
+    return this.sizes.length - this.first;
+  }
+
+  handed(bytes: number): void {
+    this.sizes.push(bytes);
+    this.bytes += bytes;
+  }
+
+  sent(): void {
+    if (this.first === this.sizes.length) return;
+    this.bytes -= this.sizes[this.first++]!;
+    if (this.first === this.sizes.length) {
+      this.sizes.length = 0;
+      this.first = 0;
+      this.bytes = 0;
+    } else if (this.first > 1024 && this.first * 2 > this.sizes.length) {
+      this.sizes.splice(0, this.first);
+      this.first = 0;
+    }
+  }
+}
 
 function refusal(status: number, statusText: string, code: string, message: string): SseResponse {
   return [
@@ -30,35 +77,170 @@ function coded(error: unknown, code: string): { data: null; errors: GraphQLError
  * connection mode (reserve a stream with PUT, listen with GET, send operations with POST), which
  * yoga's built-in SSE on `/graphql` does not speak. Every request needs the bearer token; a
  * reserved stream belongs to the user who reserved it, and only that user may listen to it or
- * send operations into it. Operations run through yoga's envelop, so auth, input guards, limits,
- * quotas and error masking are the same as on `/graphql`. A stream lives on the replica that
- * reserved it: behind a load balancer, single connection mode needs sticky sessions (distinct
- * connections mode does not).
+ * send operations into it; a user holds at most RESERVATIONS_PER_USER, one not opened within
+ * UNOPENED_RESERVATION_MS is dropped, and one is freed when its stream closes. Operations run
+ * through yoga's envelop, so auth, input guards, limits, quotas and error masking are the same as
+ * on `/graphql`; a subscriber whose client does not read is cut off with SUBSCRIBER_TOO_SLOW at the
+ * same bounds (see `Backlog`). A stream lives on the replica that reserved it: behind a load
+ * balancer, single connection mode needs sticky sessions (distinct connections mode does not).
  */
 export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
-  const owners = new Map<string, string>();
+  const { config } = services;
+  const reservations = new Map<string, Reservation>();
+  const reservedBy = new Map<string, number>();
   const serverContexts = new WeakMap<Request, unknown>();
+  /** Requests this plugin makes itself to close a reserved stream nobody opened. */
+  const internal = new WeakSet<Request>();
+  /** By stream token (single connection mode), or by the request that is the stream (distinct connections). */
+  const backlogs = new Map<string, Backlog>();
+  const distinctBacklogs = new WeakMap<Request, Backlog>();
   let handler: (request: Request, context?: RequestContext) => Promise<Response>;
+  let fetchAPI: { Request: typeof Request; Response: typeof Response };
+
+  const streamTokenOf = (request: Request) =>
+    request.headers.get(TOKEN_HEADER_KEY) ?? new URL(request.url, 'http://local').searchParams.get(TOKEN_QUERY_KEY);
+  const backlogOf = (request: Request, streamToken: string | null): Backlog => {
+    if (streamToken) {
+      let backlog = backlogs.get(streamToken);
+      if (!backlog) backlogs.set(streamToken, (backlog = new Backlog()));
+      return backlog;
+    }
+    let backlog = distinctBacklogs.get(request);
+    if (!backlog) distinctBacklogs.set(request, (backlog = new Backlog()));
+    return backlog;
+  };
+  const forget = (streamToken: string) => {
+    const reservation = reservations.get(streamToken);
+    if (!reservation) return;
+    if (reservation.expiry) clearTimeout(reservation.expiry);
+    reservations.delete(streamToken);
+    backlogs.delete(streamToken);
+    const held = (reservedBy.get(reservation.userId) ?? 1) - 1;
+    if (held > 0) reservedBy.set(reservation.userId, held);
+    else reservedBy.delete(reservation.userId);
+  };
+  /** Drops a reserved stream nobody opened: graphql-sse frees one (and ends its operations) only when its listener goes. */
+  const expire = async (streamToken: string) => {
+    const request = new fetchAPI.Request(`http://internal${SSE_STREAM_PATH}`, {
+      method: 'GET',
+      headers: { accept: 'text/event-stream', [TOKEN_HEADER_KEY]: streamToken },
+    });
+    internal.add(request);
+    forget(streamToken);
+    const response = await handler(request).catch(() => null);
+    await response?.body?.cancel().catch(() => {});
+  };
+  /**
+   * A stream's frames as they go out: each result frame takes its result off the backlog; the end
+   * of a reserved stream frees its reservation.
+   */
+  const counted = (response: Response, backlog: Backlog, streamToken: string | null): Response => {
+    const frames = response.body!.getReader();
+    const RESULT = 'event: next'.split('').map((c) => c.charCodeAt(0));
+    const isResult = (chunk: Uint8Array) => RESULT.every((byte, i) => chunk[i] === byte);
+    const closed = () => {
+      if (streamToken) forget(streamToken);
+    };
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const { done, value } = await frames.read();
+        if (value) {
+          if (isResult(value)) backlog.sent();
+          controller.enqueue(value);
+        }
+        if (done) {
+          closed();
+          controller.close();
+        }
+      },
+      async cancel(reason) {
+        closed();
+        await frames.cancel(reason);
+      },
+    });
+    return new fetchAPI.Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
+  /**
+   * An operation's results as graphql-sse takes them: past the bounds of a subscription's queue
+   * waiting in its stream, the operation ends with SUBSCRIBER_TOO_SLOW, and what it held of the
+   * feed is let go.
+   */
+  const bounded = (results: AsyncIterable<ExecutionResult>, backlog: Backlog): AsyncIterableIterator<ExecutionResult> => {
+    const source = results[Symbol.asyncIterator]();
+    let cutOff = false;
+    const done = async (): Promise<IteratorResult<ExecutionResult>> => {
+      cutOff = true;
+      await source.return?.();
+      return { done: true, value: undefined };
+    };
+    return {
+      async next() {
+        if (cutOff) return { done: true, value: undefined };
+        const next = await source.next();
+        if (next.done) return next;
+        if (backlog.count >= config.MAX_QUEUED_EVENTS_PER_SUBSCRIPTION || backlog.bytes > config.MAX_QUEUED_BYTES_PER_SUBSCRIPTION) {
+          slowSubscribersCutOff.inc();
+          void done();
+          const tooSlow: ExecutionResult = { errors: [graphqlError('SUBSCRIBER_TOO_SLOW', new SubscriberTooSlowError().message)] };
+          backlog.handed(0);
+          return { done: false, value: tooSlow };
+        }
+        backlog.handed(sharedJson(next.value).length);
+        return next;
+      },
+      return: done,
+      async throw(error) {
+        await done();
+        throw error;
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  };
 
   return {
     onYogaInit({ yoga }) {
+      fetchAPI = yoga.fetchAPI;
       handler = createHandler(
         {
           async authenticate(req) {
+            if (internal.has(req.raw)) return streamTokenOf(req.raw)!;
             const token = bearerToken(req.headers.get('authorization'));
             const viewer = token ? await services.tokens.verify(token).catch(() => null) : null;
             if (!viewer)
               return refusal(401, 'Unauthorized', 'UNAUTHENTICATED', 'a valid bearer token is required (Authorization: Bearer <jwt>)');
-            const streamToken = req.headers.get(TOKEN_HEADER_KEY) ?? new URL(req.url, 'http://local').searchParams.get(TOKEN_QUERY_KEY);
+            const streamToken = streamTokenOf(req.raw);
             if (!streamToken) {
               if (req.method !== 'PUT') return randomUUID();
+              if ((reservedBy.get(viewer.id) ?? 0) >= RESERVATIONS_PER_USER)
+                return refusal(
+                  429,
+                  'Too Many Requests',
+                  'RATE_LIMITED',
+                  `at most ${RESERVATIONS_PER_USER} reserved event streams per user; close one (or let an unopened one lapse) first`,
+                );
+              if (reservations.size >= MAX_RESERVATIONS)
+                return refusal(
+                  503,
+                  'Service Unavailable',
+                  'RATE_LIMITED',
+                  'this replica holds all the event streams it can; try again later',
+                );
               const reserved = randomUUID();
-              if (owners.size >= MAX_RESERVATIONS) owners.delete(owners.keys().next().value!);
-              owners.set(reserved, viewer.id);
+              const expiry = setTimeout(() => void expire(reserved), UNOPENED_RESERVATION_MS);
+              expiry.unref();
+              reservations.set(reserved, { userId: viewer.id, expiry });
+              reservedBy.set(viewer.id, (reservedBy.get(viewer.id) ?? 0) + 1);
               return reserved;
             }
             // Someone else's stream looks like one that does not exist.
-            if (owners.get(streamToken) !== viewer.id) return refusal(404, 'Not Found', 'NOT_FOUND', 'no such event stream');
+            const reservation = reservations.get(streamToken);
+            if (reservation?.userId !== viewer.id) return refusal(404, 'Not Found', 'NOT_FOUND', 'no such event stream');
+            if (req.method === 'GET' && reservation.expiry) {
+              clearTimeout(reservation.expiry);
+              reservation.expiry = null;
+            }
             return streamToken;
           },
           async onSubscribe(req, params) {
@@ -91,9 +273,10 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
             };
             const operation = getOperationAST(document, params.operationName);
             const result = await (operation?.operation === 'subscription' ? enveloped.subscribe : enveloped.execute)(args);
+            if (Symbol.asyncIterator in Object(result))
+              return bounded(result as AsyncIterable<ExecutionResult>, backlogOf(req.raw, streamTokenOf(req.raw))) as never;
             // A refusal before execution (input guards, limits) comes back as errors without `data`.
-            if (!(Symbol.asyncIterator in Object(result)) && !('data' in Object(result)))
-              return { data: null, ...(result as object) } as never;
+            if (!('data' in Object(result))) return { data: null, ...(result as object) } as never;
             return result as never;
           },
         },
@@ -103,7 +286,13 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
     onRequest({ request, url, endResponse, serverContext }) {
       if (url.pathname !== SSE_STREAM_PATH) return;
       serverContexts.set(request, serverContext);
-      return handler(request).then(endResponse);
+      return handler(request).then((response) => {
+        if (!response.body || !response.headers.get('content-type')?.startsWith('text/event-stream')) return endResponse(response);
+        const streamToken = streamTokenOf(request);
+        // A listener that went away frees its reservation even if its stream is never read again.
+        if (streamToken) request.signal?.addEventListener('abort', () => forget(streamToken), { once: true });
+        endResponse(counted(response, backlogOf(request, streamToken), streamToken));
+      });
     },
   };
 }

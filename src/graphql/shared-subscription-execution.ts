@@ -284,7 +284,7 @@ function masked(result: ExecutionResult, maskError: MaskError): ExecutionResult 
 const serialised = new WeakMap<object, string>();
 
 /** `JSON.stringify(result)`, computed once per result object however many subscribers it goes to. */
-function sharedJson(result: object): string {
+export function sharedJson(result: object): string {
   let json = serialised.get(result);
   if (json === undefined) {
     json = JSON.stringify(result);

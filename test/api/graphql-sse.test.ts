@@ -7,6 +7,7 @@ import { createClient } from 'graphql-sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREATE_ACCOUNT } from '../helpers/fragments.js';
 import { gqlOk } from '../helpers/graphql-client.js';
+import { RESERVATIONS_PER_USER } from '../../src/api/graphql-sse.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
 import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
 
@@ -87,6 +88,39 @@ describe('graphql-sse single connection mode', () => {
       body: JSON.stringify({ query: 'subscription { jobEvents { jobId } }', extensions: { operationId: '1' } }),
     });
     expect(intoAlicesStream.status).toBe(404);
+  });
+
+  it("caps each user's reserved streams without touching anyone else's, and frees one when its stream closes", async () => {
+    const reserve = (user: string) => fetch(streamUrl, { method: 'PUT', headers: { authorization: `Bearer ${user}` } });
+    const alicesStream = await (await reserve(alice)).text();
+    const bobs: string[] = [];
+    for (let i = 0; i < RESERVATIONS_PER_USER; i++) {
+      const reserved = await reserve(bob);
+      expect(reserved.status).toBe(201);
+      bobs.push(await reserved.text());
+    }
+    const refused = await reserve(bob);
+    expect(refused.status).toBe(429);
+    expect((await refused.json()).errors[0].extensions.code).toBe('RATE_LIMITED');
+
+    // Alice's reservation is still hers to open.
+    const listening = new AbortController();
+    const opened = await fetch(`${streamUrl}?token=${alicesStream}`, {
+      headers: { authorization: `Bearer ${alice}`, accept: 'text/event-stream' },
+      signal: listening.signal,
+    });
+    expect(opened.status).toBe(200);
+    listening.abort();
+
+    // Bob closes one of his streams: its reservation is freed, and he may reserve another.
+    const closing = new AbortController();
+    const bobsOpened = await fetch(`${streamUrl}?token=${bobs[0]}`, {
+      headers: { authorization: `Bearer ${bob}`, accept: 'text/event-stream' },
+      signal: closing.signal,
+    });
+    await bobsOpened.body!.getReader().read();
+    closing.abort();
+    await waitFor('the closed stream to free its reservation', async () => (await reserve(bob)).status === 201);
   });
 
   it('answers a bad operation with a coded error for that operation', async () => {

@@ -45,6 +45,11 @@ async function stalledSse(): Promise<StalledReader> {
   const url = new URL(api.url);
   url.searchParams.set('query', EVENTS);
   const response = await fetch(url, { headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` } });
+  return readerOf(response);
+}
+
+/** An SSE response read up to its first bytes, then left unread until `resume`. */
+async function readerOf(response: Response): Promise<StalledReader> {
   const reader = response.body!.getReader();
   await reader.read();
   return {
@@ -71,6 +76,16 @@ async function stalledSse(): Promise<StalledReader> {
     },
     cancel: () => reader.cancel(),
   };
+}
+
+/** jobEvents over graphql-sse's own protocol (/graphql/stream, distinct connections mode), reading nothing past the first bytes. */
+async function stalledGraphqlSse(): Promise<StalledReader> {
+  const response = await fetch(api.url.replace(/\/graphql$/, '/graphql/stream'), {
+    method: 'POST',
+    headers: { accept: 'text/event-stream', 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query: EVENTS }),
+  });
+  return readerOf(response);
 }
 
 /** jobEvents over graphql-ws, on a socket whose TCP stream is paused once the subscription is acknowledged. */
@@ -116,6 +131,7 @@ async function insertJobs(count: number, payloadBytes = 2000): Promise<void> {
 describe('a subscriber that stops reading', () => {
   it.each([
     ['SSE', stalledSse],
+    ['graphql-sse', stalledGraphqlSse],
     ['WebSocket', stalledWs],
   ])(
     'is cut off past its queue limit, frees what it held, and gets SUBSCRIBER_TOO_SLOW when it reads again (%s)',
