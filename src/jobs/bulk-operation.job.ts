@@ -75,6 +75,12 @@ export const bulkOperationJob = defineJob({
       affected += (await applyMessageAction(ctx.em, ctx.storage, account.id, chunk, input.action, input.label)).length;
       ctx.progress({ processed: Math.min(start + BATCH_SIZE, ids.length), message: `${input.action.toLowerCase()}` });
     }
+    // The final message says what was done (with no match, the loop never replaced "starting").
+    ctx.progress({
+      processed: ids.length,
+      total: ids.length,
+      message: ids.length === 0 ? 'no messages matched' : `${input.action.toLowerCase()}: ${affected} of ${ids.length} changed`,
+    });
     ctx.log.info(`${input.action.toLowerCase()}: ${affected} of ${ids.length} messages changed`, {
       action: input.action,
       label: input.label,

@@ -63,10 +63,25 @@ describe('bulk_operation', () => {
       processed: total,
       total,
       output: { action: 'MARK_READ', matched: total, affected: total },
+      message: `mark_read: ${total} of ${total} changed`,
     });
     expect(await count('is_read')).toBe(total);
     const again = await run({ action: 'MARK_READ', filter: {} });
     expect(again.output).toEqual({ action: 'MARK_READ', matched: total, affected: 0 });
+    expect(again.message).toBe(`mark_read: 0 of ${total} changed`);
+  });
+
+  it('completes on an account with no messages, with a final message that says so', async () => {
+    const empty = (await gqlOk<{ createAccount: { id: string } }>(system.url, token, CREATE_ACCOUNT, { name: 'bulk-empty' })).createAccount
+      .id;
+    const job = await run({ accountId: empty, action: 'MARK_READ', filter: {} });
+    expect(job).toMatchObject({
+      status: 'COMPLETED',
+      processed: 0,
+      total: 0,
+      message: 'no messages matched',
+      output: { action: 'MARK_READ', matched: 0, affected: 0 },
+    });
   });
 
   it('labels the messages picked by a filter, and only those', async () => {

@@ -323,7 +323,7 @@ builder.queryFields((t) => ({
   }),
   jobThroughput: t.field({
     type: [JobThroughputRef],
-    description: `Jobs the caller may see (a user: their own; an admin: everyone's) matching the filter that completed or failed, per minute of \`finishedAt\`, over the last \`minutes\` minutes (1 to ${MAX_THROUGHPUT_MINUTES}, the current one included), oldest first. Minutes when none ended are left out. Keep it live from \`jobEvents\`: an event whose status is COMPLETED or FAILED and differs from its \`previousStatus\` is one more.`,
+    description: `Jobs the caller may see (a user: their own; an admin: everyone's) matching the filter that completed or failed, per minute of \`finishedAt\`, over the last \`minutes\` minutes (1 to ${MAX_THROUGHPUT_MINUTES}, the current one included), oldest first. Minutes when none ended are left out. From \`jobEvents\`, an event whose status is COMPLETED or FAILED and differs from its \`previousStatus\` is one more, in the minute of its \`finishedAt\`; but this counts each job once, by its current status and \`finishedAt\`, so a FAILED job that is retried leaves the minute it failed in, which no event can say (it carries no previous \`finishedAt\`). Counts kept from the stream can so run high after retries (unlike \`jobCounts\`, which stays exact from it): query this again now and then, and on each resubscribe.`,
     args: { minutes: t.arg.int({ required: false, defaultValue: 60 }), filter: t.arg({ type: JobFilterRef, required: false }) },
     resolve: async (_root, args, ctx) => {
       const { minutes } = parseInput(throughputRules, { minutes: args.minutes ?? 60 });
