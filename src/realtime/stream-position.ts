@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual } from 'node:crypto';
 import { isUuid } from '../engine/validation.js';
 
 /**
@@ -73,38 +73,60 @@ export function snapshotParams(snapshot: Snapshot): [string, string] {
 const VERSION = 'p2';
 
 /**
- * Cursors are signed: a position decides how much a catch-up reads, so a client may hand back
- * only one this API gave out (a forged "from the beginning" would make every resume scan the
- * whole table). The key is derived from JWT_SECRET; every replica shares it.
+ * Cursors are sealed (AES-256-GCM): a position decides how much a catch-up reads, so a client may
+ * hand back only one this API gave out (a forged "from the beginning" would make every resume scan
+ * the whole table), and what it says is nobody's business: its transaction ids would tell a user
+ * how busy the other users' jobs are. The IV is derived from the position, so every replica writes
+ * the same cursor for it. The keys are derived from JWT_SECRET; every replica shares them.
  */
 export class PositionCodec {
-  private readonly key: Buffer;
+  private readonly signingKey: Buffer;
+  private readonly sealingKey: Buffer;
+  private readonly ivKey: Buffer;
 
   constructor(secret: string) {
-    this.key = createHmac('sha256', secret).update('jobwire stream cursor').digest();
+    this.signingKey = createHmac('sha256', secret).update('jobwire stream cursor').digest();
+    this.sealingKey = createHmac('sha256', this.signingKey).update('seal').digest();
+    this.ivKey = createHmac('sha256', this.signingKey).update('iv').digest();
   }
 
   /** The opaque `cursor` string of a position. */
   encode(position: StreamPosition): string {
-    const body = encodePosition(position);
-    return `${body}.${this.mac(body).toString('base64url')}`;
+    const body = Buffer.from(encodePosition(position));
+    const iv = createHmac('sha256', this.ivKey).update(body).digest().subarray(0, IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', this.sealingKey, iv);
+    return Buffer.concat([iv, cipher.update(body), cipher.final(), cipher.getAuthTag()]).toString('base64url');
   }
 
   /** A cursor back as a position, or null when this API did not write it (or it was altered). */
   decode(cursor: string): StreamPosition | null {
+    if (cursor.length > MAX_CURSOR_LENGTH) return null;
+    if (cursor.includes('.')) return this.decodeSigned(cursor);
+    const sealed = Buffer.from(cursor, 'base64url');
+    if (sealed.length <= IV_BYTES + TAG_BYTES || sealed.toString('base64url') !== cursor) return null;
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', this.sealingKey, sealed.subarray(0, IV_BYTES));
+      decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+      const body = Buffer.concat([decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)), decipher.final()]);
+      return decodePosition(body.toString('utf8'));
+    } catch {
+      return null;
+    }
+  }
+
+  /** A cursor of the earlier format, signed but readable (`body.mac`): still taken until it expires. */
+  private decodeSigned(cursor: string): StreamPosition | null {
     const dot = cursor.lastIndexOf('.');
-    if (dot < 0 || cursor.length > MAX_CURSOR_LENGTH) return null;
     const body = cursor.slice(0, dot);
     const given = Buffer.from(cursor.slice(dot + 1), 'base64url');
-    const expected = this.mac(body);
+    const expected = createHmac('sha256', this.signingKey).update(body).digest().subarray(0, 16);
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
     return decodePosition(body);
   }
-
-  private mac(body: string): Buffer {
-    return createHmac('sha256', this.key).update(body).digest().subarray(0, 16);
-  }
 }
+
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
 
 /**
  * Longest cursor accepted. Snapshots are written compactly (running xids as base-36 steps from
