@@ -208,7 +208,8 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
         send: (data) =>
           new Promise<void>((resolve, reject) => {
             if (socket.readyState !== socket.OPEN) return resolve();
-            socket.send(data, (error) => (error ? reject(error) : resolve()));
+            // A write that fails because the client went away meanwhile is no error of the server's.
+            socket.send(data, (error) => (error && socket.readyState === socket.OPEN ? reject(error) : resolve()));
           }),
         close: (code, reason) => socket.close(code, reason),
         onMessage: (handle) =>
