@@ -1,7 +1,7 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { createFetch } from '@whatwg-node/fetch';
-import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { bearerToken, InvalidTokenError, type Viewer } from '../auth/tokens.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import { graphqlError, toClientError } from '../graphql/errors.js';
@@ -65,6 +65,7 @@ export function createJobwireYoga(services: Services): JobwireYoga {
     maskedErrors: { maskError, isDev: false },
     plugins: [
       ...(tracingPlugin ? [tracingPlugin] : []),
+      useTokenBeforeCsrfCheck(),
       // An Authorization header already forces a CORS preflight, so it counts as the CSRF header.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'authorization'] }),
       // yoga's own 25 MB cap would undercut MAX_UPLOAD_BYTES; the margin is for the operations and map fields.
@@ -100,6 +101,28 @@ export function createJobwireYoga(services: Services): JobwireYoga {
         ),
     },
   });
+}
+
+/**
+ * An event stream opened without a token, as a browser's `EventSource` opens one (it cannot send
+ * headers), is told what it lacks: without this, the CSRF check would answer first, with a
+ * missing CSRF header, which sends its author the wrong way.
+ */
+function useTokenBeforeCsrfCheck(): Plugin {
+  return {
+    onRequest({ request, url, endResponse, fetchAPI }) {
+      if (url.pathname !== '/graphql' || request.method !== 'GET' || request.headers.has('authorization')) return;
+      if (!request.headers.get('accept')?.includes('text/event-stream')) return;
+      const message =
+        'missing bearer token (Authorization: Bearer <jwt>); a browser EventSource cannot send it: use a fetch-based SSE reader, or graphql-sse at /graphql/stream';
+      endResponse(
+        new fetchAPI.Response(JSON.stringify({ errors: [{ message, extensions: { code: 'UNAUTHENTICATED' } }] }), {
+          status: 401,
+          headers: { 'content-type': 'application/json; charset=utf-8' },
+        }),
+      );
+    },
+  };
 }
 
 /**

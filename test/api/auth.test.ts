@@ -194,6 +194,16 @@ describe('protection', () => {
     expect(response.status).toBe(403);
   });
 
+  it('tells an event stream opened without a token (as an EventSource opens it) that it needs one', async () => {
+    const url = new URL(system.url);
+    url.searchParams.set('query', 'subscription { jobEvents { cursor } }');
+    const response = await fetch(url, { headers: { accept: 'text/event-stream' } });
+    expect(response.status).toBe(401);
+    const body = await response.json();
+    expect(body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
+    expect(body.errors[0].message).toMatch(/EventSource/);
+  });
+
   it('refuses an upload larger than the limit', async () => {
     const small = await startInProcess(env, { worker: false, vars: { MAX_UPLOAD_BYTES: '1000' } });
     try {
