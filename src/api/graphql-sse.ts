@@ -100,13 +100,11 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
   const streamTokenOf = (request: Request) =>
     request.headers.get(TOKEN_HEADER_KEY) ?? new URL(request.url, 'http://local').searchParams.get(TOKEN_QUERY_KEY);
   const backlogOf = (request: Request, streamToken: string | null): Backlog => {
-    if (streamToken) {
-      let backlog = backlogs.get(streamToken);
-      if (!backlog) backlogs.set(streamToken, (backlog = new Backlog()));
-      return backlog;
-    }
-    let backlog = distinctBacklogs.get(request);
-    if (!backlog) distinctBacklogs.set(request, (backlog = new Backlog()));
+    const existing = streamToken ? backlogs.get(streamToken) : distinctBacklogs.get(request);
+    if (existing) return existing;
+    const backlog = new Backlog();
+    if (streamToken) backlogs.set(streamToken, backlog);
+    else distinctBacklogs.set(request, backlog);
     return backlog;
   };
   const forget = (streamToken: string) => {
