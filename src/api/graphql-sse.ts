@@ -60,6 +60,28 @@ class Backlog {
   }
 }
 
+/** The first line of a result frame, after the end of the frame before it. */
+const RESULT_FRAME = Buffer.from('\nevent: next\n');
+
+/**
+ * Counts the result frames in an event stream's chunks as they go out. Chunks are not frames:
+ * under backpressure one chunk holds several, and a frame may be split across two. A frame is
+ * counted by its first line, `event: next`, which no other line can be (a data line is one line
+ * of JSON); the end of each chunk is kept for a line split across two.
+ */
+export class ResultFrameCounter {
+  private seen = Buffer.from('\n');
+
+  /** The result frames that begin in `chunk`. */
+  in(chunk: Uint8Array): number {
+    const text = Buffer.concat([this.seen, chunk]);
+    let count = 0;
+    for (let at = text.indexOf(RESULT_FRAME); at >= 0; at = text.indexOf(RESULT_FRAME, at + RESULT_FRAME.length)) count++;
+    this.seen = text.subarray(Math.max(0, text.length - (RESULT_FRAME.length - 1)));
+    return count;
+  }
+}
+
 function refusal(status: number, statusText: string, code: string, message: string): SseResponse {
   return [
     JSON.stringify({ errors: [{ message, extensions: { code } }] }),
@@ -100,11 +122,12 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
   const streamTokenOf = (request: Request) =>
     request.headers.get(TOKEN_HEADER_KEY) ?? new URL(request.url, 'http://local').searchParams.get(TOKEN_QUERY_KEY);
   const backlogOf = (request: Request, streamToken: string | null): Backlog => {
-    const existing = streamToken ? backlogs.get(streamToken) : distinctBacklogs.get(request);
+    // A reserved stream's backlog is made with its reservation: one that is gone keeps none.
+    if (streamToken) return backlogs.get(streamToken) ?? new Backlog();
+    const existing = distinctBacklogs.get(request);
     if (existing) return existing;
     const backlog = new Backlog();
-    if (streamToken) backlogs.set(streamToken, backlog);
-    else distinctBacklogs.set(request, backlog);
+    distinctBacklogs.set(request, backlog);
     return backlog;
   };
   const forget = (streamToken: string) => {
@@ -134,8 +157,7 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
    */
   const counted = (response: Response, backlog: Backlog, streamToken: string | null): Response => {
     const frames = response.body!.getReader();
-    const RESULT = 'event: next'.split('').map((c) => c.charCodeAt(0));
-    const isResult = (chunk: Uint8Array) => RESULT.every((byte, i) => chunk[i] === byte);
+    const resultFrames = new ResultFrameCounter();
     const closed = () => {
       if (streamToken) forget(streamToken);
     };
@@ -143,7 +165,7 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
       async pull(controller) {
         const { done, value } = await frames.read();
         if (value) {
-          if (isResult(value)) backlog.sent();
+          for (let results = resultFrames.in(value); results > 0; results--) backlog.sent();
           controller.enqueue(value);
         }
         if (done) {
@@ -229,16 +251,13 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
               const expiry = setTimeout(() => void expire(reserved), UNOPENED_RESERVATION_MS);
               expiry.unref();
               reservations.set(reserved, { userId: viewer.id, expiry });
+              backlogs.set(reserved, new Backlog());
               reservedBy.set(viewer.id, (reservedBy.get(viewer.id) ?? 0) + 1);
               return reserved;
             }
             // Someone else's stream looks like one that does not exist.
             const reservation = reservations.get(streamToken);
             if (reservation?.userId !== viewer.id) return refusal(404, 'Not Found', 'NOT_FOUND', 'no such event stream');
-            if (req.method === 'GET' && reservation.expiry) {
-              clearTimeout(reservation.expiry);
-              reservation.expiry = null;
-            }
             return streamToken;
           },
           async onSubscribe(req, params) {
@@ -271,8 +290,15 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
             };
             const operation = getOperationAST(document, params.operationName);
             const result = await (operation?.operation === 'subscription' ? enveloped.subscribe : enveloped.execute)(args);
-            if (Symbol.asyncIterator in Object(result))
-              return bounded(result as AsyncIterable<ExecutionResult>, backlogOf(req.raw, streamTokenOf(req.raw))) as never;
+            if (Symbol.asyncIterator in Object(result)) {
+              const streamToken = streamTokenOf(req.raw);
+              // Its stream closed (or lapsed) while this operation was being set up: nothing would ever read it.
+              if (streamToken && !reservations.has(streamToken)) {
+                void (result as AsyncIterableIterator<ExecutionResult>).return?.();
+                return coded(new Error('no such event stream: it closed'), 'NOT_FOUND');
+              }
+              return bounded(result as AsyncIterable<ExecutionResult>, backlogOf(req.raw, streamToken)) as never;
+            }
             // A refusal before execution (input guards, limits) comes back as errors without `data`.
             if (!('data' in Object(result))) return { data: null, ...(result as object) } as never;
             return result as never;
@@ -287,8 +313,13 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
       return handler(request).then((response) => {
         if (!response.body || !response.headers.get('content-type')?.startsWith('text/event-stream')) return endResponse(response);
         const streamToken = streamTokenOf(request);
-        // A listener that went away frees its reservation even if its stream is never read again.
-        if (streamToken) request.signal?.addEventListener('abort', () => forget(streamToken), { once: true });
+        const reservation = streamToken ? reservations.get(streamToken) : undefined;
+        if (streamToken && reservation) {
+          // Opened: it lapses no more. A listener that went away frees it even if its stream is never read again.
+          if (reservation.expiry) clearTimeout(reservation.expiry);
+          reservation.expiry = null;
+          request.signal?.addEventListener('abort', () => forget(streamToken), { once: true });
+        }
         endResponse(counted(response, backlogOf(request, streamToken), streamToken));
       });
     },

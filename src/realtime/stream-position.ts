@@ -92,7 +92,9 @@ export class PositionCodec {
 
   /** The opaque `cursor` string of a position. */
   encode(position: StreamPosition): string {
-    const body = Buffer.from(encodePosition(position));
+    // Padded, so a cursor's length says little about how many transactions were running.
+    const text = positionText(position);
+    const body = Buffer.from(text.padEnd(Math.ceil(text.length / PAD_TO) * PAD_TO, ' '));
     const iv = createHmac('sha256', this.ivKey).update(body).digest().subarray(0, IV_BYTES);
     const cipher = createCipheriv('aes-256-gcm', this.sealingKey, iv);
     return Buffer.concat([iv, cipher.update(body), cipher.final(), cipher.getAuthTag()]).toString('base64url');
@@ -108,7 +110,7 @@ export class PositionCodec {
       const decipher = createDecipheriv('aes-256-gcm', this.sealingKey, sealed.subarray(0, IV_BYTES));
       decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
       const body = Buffer.concat([decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)), decipher.final()]);
-      return decodePosition(body.toString('utf8'));
+      return parsePositionText(body.toString('utf8').trimEnd());
     } catch {
       return null;
     }
@@ -127,6 +129,7 @@ export class PositionCodec {
 
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
+const PAD_TO = 64;
 
 /**
  * Longest cursor accepted. Snapshots are written compactly (running xids as base-36 steps from
@@ -167,17 +170,22 @@ function parseBase36(text: string): bigint {
 }
 
 /** A position as text, unsigned (see PositionCodec). */
-function encodePosition(position: StreamPosition): string {
+function positionText(position: StreamPosition): string {
   const { base, partial } = position;
   const fields = [VERSION, String(base.takenAt), compactSnapshot(base)];
   if (partial) fields.push(compactSnapshot(partial.target), String(partial.after.xid), partial.after.id);
-  return Buffer.from(fields.join('|'), 'utf8').toString('base64url');
+  return fields.join('|');
 }
 
-/** Unsigned text back as a position, or null when it is not one. */
+/** The body of a cursor of the signed format, back as a position, or null when it is not one. */
 function decodePosition(cursor: string): StreamPosition | null {
   if (!/^[A-Za-z0-9_-]+$/.test(cursor)) return null;
-  const fields = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  return parsePositionText(Buffer.from(cursor, 'base64url').toString('utf8'));
+}
+
+/** `positionText` back as a position, or null when it is not one. */
+function parsePositionText(text: string): StreamPosition | null {
+  const fields = text.split('|');
   const [version, takenAtText, baseText, targetText, xidText, id] = fields;
   if (version !== VERSION || !takenAtText || !/^\d{1,15}$/.test(takenAtText) || !baseText) return null;
   const takenAt = Number(takenAtText);

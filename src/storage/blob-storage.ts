@@ -127,6 +127,8 @@ export class BlobStorage {
   async putStream(key: string, source: Readable | AsyncIterable<Uint8Array>): Promise<number> {
     const target = this.path(key);
     const temporary = `${target}.${randomUUID()}.tmp`;
+    // Made again if it was removed meanwhile: a stream cannot be written twice, as `inFolderOf` would.
+    this.dirs.delete(dirname(target));
     await this.ensureDir(dirname(target));
     let bytes = 0;
     try {
@@ -181,7 +183,10 @@ export class BlobStorage {
         }
       })();
       this.dirs.set(dir, ready);
-      ready.catch(() => this.dirs.delete(dir));
+      const made = ready;
+      made.catch(() => {
+        if (this.dirs.get(dir) === made) this.dirs.delete(dir);
+      });
     }
     return ready;
   }

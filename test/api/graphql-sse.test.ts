@@ -7,7 +7,7 @@ import { createClient } from 'graphql-sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREATE_ACCOUNT } from '../helpers/fragments.js';
 import { gqlOk } from '../helpers/graphql-client.js';
-import { RESERVATIONS_PER_USER } from '../../src/api/graphql-sse.js';
+import { RESERVATIONS_PER_USER, ResultFrameCounter } from '../../src/api/graphql-sse.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
 import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
 
@@ -138,5 +138,21 @@ describe('graphql-sse single connection mode', () => {
     });
     client.dispose();
     expect(JSON.stringify(outcome)).toContain('BAD_USER_INPUT');
+  });
+});
+
+describe('the count of result frames that went out', () => {
+  it('counts every frame of a chunk holding several, and a frame split across chunks once', () => {
+    const frame = (n: number) => `event: next\ndata: {"data":{"n":${n},"text":"event: next"}}\n\n`;
+    const stream = `:\n\n${frame(1)}${frame(2)}:\n\n${frame(3)}event: complete\ndata: \n\n${frame(4)}`;
+    const counter = new ResultFrameCounter();
+    // The whole stream in chunks of every size from 1 byte up: always 4 results.
+    for (let size = 1; size <= stream.length; size += 7) {
+      const counting = new ResultFrameCounter();
+      let counted = 0;
+      for (let at = 0; at < stream.length; at += size) counted += counting.in(Buffer.from(stream.slice(at, at + size)));
+      expect(counted, `chunks of ${size}`).toBe(4);
+    }
+    expect(counter.in(Buffer.from(stream))).toBe(4);
   });
 });
