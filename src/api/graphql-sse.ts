@@ -18,7 +18,7 @@ export const RESERVATIONS_PER_USER = 20;
 /** Reserved streams a replica holds for all users together. */
 const MAX_RESERVATIONS = 10_000;
 /** A reserved stream nobody opened by then is dropped, with any operation sent into it. */
-export const UNOPENED_RESERVATION_MS = 30_000;
+const UNOPENED_RESERVATION_MS = 30_000;
 
 /** A stream reserved with PUT: who reserved it, and until when it may wait to be opened. */
 interface Reservation {

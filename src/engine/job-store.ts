@@ -436,7 +436,7 @@ export interface Completion extends AttemptOf {
  * has started (this one was found stalled and the job handed on): `updateJob` would refuse it too.
  */
 export async function completeJobs(em: EntityManager, completions: readonly Completion[]): Promise<Map<string, JobRecord>> {
-  // Each row closes its own attempt, `done.attempt`, carried through `changed` as `ended_attempt`.
+  // Each row closes its own attempt: the current one, which `done.attempt` must be.
   const statement = withStatusLog(
     `UPDATE job SET status = 'COMPLETED', progress = 100, processed = done.processed, total = done.total, result = done.result,
         error = NULL, finished_at = clock_timestamp(), ${CHANGE_MARKS.join(', ')}
@@ -444,8 +444,9 @@ export async function completeJobs(em: EntityManager, completions: readonly Comp
       WHERE job.id = done.id AND job.status = 'ACTIVE' AND job.run = done.run AND job.attempts = done.attempt`,
     undefined,
     `closed AS (UPDATE job_attempt a SET finished_at = clock_timestamp(), outcome = 'COMPLETED', error = NULL
-       FROM changed WHERE a.job_id = changed.id AND a.finished_at IS NULL AND a.run = changed.run AND a.number = changed.ended_attempt)`,
-    'job.*, done.attempt AS ended_attempt',
+       FROM changed WHERE a.job_id = changed.id AND a.finished_at IS NULL AND a.run = changed.run AND a.number = changed.attempts)`,
+    // Only the job's columns: `done` has some of the same names.
+    'job.*',
   );
   const rows: Row[] = await runBound(em, statement.sql, [JSON.stringify(completions.map((c) => ({ ...c, result: c.result ?? null })))]);
   return new Map(rows.map((row) => [String(row.id), rowToJob(row)]));
