@@ -7,6 +7,7 @@ import type { GraphQLContext } from '../graphql/context.js';
 import { graphqlError, toClientError } from '../graphql/errors.js';
 import { useInputGuards, useRequestParseErrors } from '../graphql/input-guards.js';
 import { useOneSnapshotPerStreamAnchor } from '../graphql/one-snapshot-per-stream-anchor.js';
+import { useSecretInputs } from '../graphql/secret-inputs.js';
 import { buildSchema } from '../graphql/schema/index.js';
 import { listSetting } from '../config/env.js';
 import { serializeError } from '../observability/logger.js';
@@ -75,6 +76,7 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       useSseSubscriptions(config.SUBSCRIPTION_SEND_BUFFER_BYTES),
       useRequestParseErrors(),
       useInputGuards(),
+      useSecretInputs(),
       useOneSnapshotPerStreamAnchor(),
       EnvelopArmorPlugin({
         maxDepth: { n: 12 },

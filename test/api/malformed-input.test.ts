@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREATE_ACCOUNT } from '../helpers/fragments.js';
-import { gql, gqlOk } from '../helpers/graphql-client.js';
+import { gql, gqlOk, subscribe } from '../helpers/graphql-client.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
 import { createTestEnv, type TestEnv } from '../helpers/test-env.js';
 
@@ -200,6 +200,41 @@ describe('variables over HTTP', () => {
       'BAD_USER_INPUT',
     );
     expect(JSON.stringify(response).length).toBeLessThan(2_000);
+  });
+
+  it('never quotes an IMAP password back, whatever else in its input is wrong, over every transport', async () => {
+    const password = 'correct "horse" battery\\staple';
+    const query = 'mutation($imap: ImapSettingsInput) { createAccount(input: { name: "leak", imap: $imap }) { id } }';
+    const wrong = [
+      { host: 'imap.example.com', password }, // no user: graphql-js prints the whole object
+      { host: 'imap.example.com', user: 'me', password, colour: 'red' }, // a field that does not exist
+      { host: 'imap.example.com', user: 'me', port: 'imaps', password }, // a wrong type beside it
+      { host: 'imap.example.com', user: 'me', password: 902_114_377 }, // the password itself of the wrong type
+    ];
+    for (const imap of wrong) {
+      const response = await expectCode(query, { imap }, 'BAD_USER_INPUT');
+      const text = JSON.stringify(response);
+      expect(text).not.toContain('horse');
+      expect(text).not.toContain('902114377');
+      // Where graphql-js would have quoted it, it says so instead.
+      if (imap.port === undefined) expect(text).toContain('<redacted>');
+    }
+    const overWebSocket = subscribe('ws', system.url, alice, query, { imap: wrong[0] });
+    const refusal = await overWebSocket.done.then(
+      () => JSON.stringify(overWebSocket.results),
+      (error: Error) => error.message,
+    );
+    expect(refusal).toContain('BAD_USER_INPUT');
+    expect(refusal).not.toContain('horse');
+    // graphql-sse's client keeps a refusal's body to itself: read it as it comes.
+    const overGraphqlSse = await fetch(system.url.replace(/\/graphql$/, '/graphql/stream'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${alice}`, accept: 'text/event-stream', 'content-type': 'application/json' },
+      body: JSON.stringify({ query, variables: { imap: wrong[0] } }),
+    });
+    const body = await overGraphqlSse.text();
+    expect(body).toContain('BAD_USER_INPUT');
+    expect(body).not.toContain('horse');
   });
 
   it('takes a filter list of many repeats as the set it names: counts and pages answer, a bulk action stores each value once', async () => {

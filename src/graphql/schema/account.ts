@@ -10,6 +10,7 @@ import { ImapHostRefusedError, imapHostPolicy } from '../../mail/imap-host-polic
 import { sealString } from '../../storage/encryption.js';
 import { builder } from '../builder.js';
 import { graphqlError } from '../errors.js';
+import { SECRET_INPUT } from '../secret-inputs.js';
 
 const ImapSettingsRef = builder.objectRef<Account>('ImapSettings').implement({
   description: 'IMAP connection settings; the password is never returned.',
@@ -39,7 +40,7 @@ const ImapSettingsInputRef = builder.inputType('ImapSettingsInput', {
     port: t.int({ required: false, defaultValue: 993 }),
     secure: t.boolean({ required: false, defaultValue: true, description: 'TLS from the first byte (port 993).' }),
     user: t.string({ required: true }),
-    password: t.string({ required: true, description: 'Stored encrypted with ARCHIVE_KEY; never returned.' }),
+    password: t.string({ required: true, extensions: SECRET_INPUT, description: 'Stored encrypted with ARCHIVE_KEY; never returned.' }),
   }),
 });
 
