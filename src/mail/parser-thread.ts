@@ -149,14 +149,18 @@ export class MessageParserThread {
         this.watch();
       }
     });
+    // What ended a ready thread is acted on at its exit: Node reports an uncaught error on a port of
+    // its own, possibly before answers the thread sent earlier, and delivers those answers before
+    // `exit`. Acting on the error, an answered message still counted as in flight would be blamed.
+    let failure: string | null = null;
     thread.on('error', (error) => {
       if (!this.ready) this.stopped(thread, new Error(`the message parser thread failed to start: ${error.message}`, { cause: error }));
       else if ((error as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY')
-        this.isolate(thread, 'needs more memory to parse than the parser may use');
-      else this.isolate(thread, `made the parser fail (${error.message})`);
+        failure = 'needs more memory to parse than the parser may use';
+      else failure ??= `made the parser fail (${error.message})`;
     });
     thread.on('exit', (code) => {
-      if (this.ready && this.waiting.size > 0) this.isolate(thread, `made the parser stop (exit code ${code})`);
+      if (this.ready && this.waiting.size > 0) this.isolate(thread, failure ?? `made the parser stop (exit code ${code})`);
       else this.stopped(thread, new Error(`the message parser thread stopped (exit code ${code})`));
     });
     return thread;

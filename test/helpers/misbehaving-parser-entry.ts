@@ -2,7 +2,7 @@
  * A message parser thread (see src/mail/parser-thread.ts) that misbehaves on the messages that ask
  * it to, as a hostile message could make a parser do: `X-Test-Parser: loop` never returns,
  * `X-Test-Parser: hoard` fills the heap, `X-Test-Parser: crash` throws outside the parse,
- * `crash-later` is parsed but throws 50 ms after, and `slow` takes 200 ms to parse. Every other
+ * `crash-later` is parsed and answered, then throws 50 ms later, and `slow` takes 200 ms to parse. Every other
  * message is parsed as the real thread does.
  */
 import { parentPort } from 'node:worker_threads';
@@ -19,13 +19,16 @@ serveParses(parentPort!, async (raw) => {
     setImmediate(() => {
       throw new Error('a crafted message broke the parser');
     });
-  if (header.includes('X-Test-Parser: crash-later'))
-    setTimeout(() => {
-      throw new Error('a crafted message broke the parser after its answer');
-    }, 50);
   if (header.includes('X-Test-Parser: slow')) {
     const until = performance.now() + 200;
     while (performance.now() < until) spins++;
   }
-  return parseMessage(raw);
+  const parsed = await parseMessage(raw);
+  // Armed once the parse is done, so the answer is sent first (on a fresh thread, under load, the
+  // parse itself can take longer than 50 ms; the thread would then crash before answering).
+  if (header.includes('X-Test-Parser: crash-later'))
+    setTimeout(() => {
+      throw new Error('a crafted message broke the parser after its answer');
+    }, 50);
+  return parsed;
 });
