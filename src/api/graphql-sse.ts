@@ -13,12 +13,8 @@ import type { Services } from '../services.js';
 /** Where graphql-sse clients connect, in both of its modes. */
 export const SSE_STREAM_PATH = '/graphql/stream';
 
-/** Reserved streams (single connection mode) one user may hold on a replica, open or not. */
-export const RESERVATIONS_PER_USER = 20;
 /** Reserved streams a replica holds for all users together. */
 const MAX_RESERVATIONS = 10_000;
-/** A reserved stream nobody opened by then is dropped, with any operation sent into it. */
-const UNOPENED_RESERVATION_MS = 30_000;
 
 /** A stream reserved with PUT: who reserved it, and until when it may wait to be opened. */
 interface Reservation {
@@ -99,8 +95,8 @@ function coded(error: unknown, code: string): { data: null; errors: GraphQLError
  * connection mode (reserve a stream with PUT, listen with GET, send operations with POST), which
  * yoga's built-in SSE on `/graphql` does not speak. Every request needs the bearer token; a
  * reserved stream belongs to the user who reserved it, and only that user may listen to it or
- * send operations into it; a user holds at most RESERVATIONS_PER_USER, one not opened within
- * UNOPENED_RESERVATION_MS is dropped, and one is freed when its stream closes. Operations run
+ * send operations into it; a user holds at most SSE_RESERVATIONS_PER_USER, one not opened within
+ * SSE_UNOPENED_STREAM_MS is dropped, and one is freed when its stream closes. Operations run
  * through yoga's envelop, so auth, input guards, limits, quotas and error masking are the same as
  * on `/graphql`; a subscriber whose client does not read is cut off with SUBSCRIBER_TOO_SLOW at the
  * same bounds (see `Backlog`). A stream lives on the replica that reserved it: behind a load
@@ -233,12 +229,12 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
             const streamToken = streamTokenOf(req.raw);
             if (!streamToken) {
               if (req.method !== 'PUT') return randomUUID();
-              if ((reservedBy.get(viewer.id) ?? 0) >= RESERVATIONS_PER_USER)
+              if ((reservedBy.get(viewer.id) ?? 0) >= config.SSE_RESERVATIONS_PER_USER)
                 return refusal(
                   429,
                   'Too Many Requests',
                   'RATE_LIMITED',
-                  `at most ${RESERVATIONS_PER_USER} reserved event streams per user; close one (or let an unopened one lapse) first`,
+                  `at most ${config.SSE_RESERVATIONS_PER_USER} reserved event streams per user; close one (or let an unopened one lapse) first`,
                 );
               if (reservations.size >= MAX_RESERVATIONS)
                 return refusal(
@@ -248,7 +244,7 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
                   'this replica holds all the event streams it can; try again later',
                 );
               const reserved = randomUUID();
-              const expiry = setTimeout(() => void expire(reserved), UNOPENED_RESERVATION_MS);
+              const expiry = setTimeout(() => void expire(reserved), config.SSE_UNOPENED_STREAM_MS);
               expiry.unref();
               reservations.set(reserved, { userId: viewer.id, expiry });
               backlogs.set(reserved, new Backlog());

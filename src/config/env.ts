@@ -109,6 +109,10 @@ const configSchema = z.object({
    * and wait in its queue instead (where MAX_QUEUED_EVENTS_PER_SUBSCRIPTION applies). (Default: 64 KiB)
    */
   SUBSCRIPTION_SEND_BUFFER_BYTES: positiveInt.default(64 * 1024),
+  /** Reserved graphql-sse streams (single connection mode, PUT /graphql/stream) one user may hold on a replica, open or not. (Default: 20) */
+  SSE_RESERVATIONS_PER_USER: positiveInt.default(20),
+  /** A reserved graphql-sse stream not opened within this many ms is dropped, with any operation sent into it. (Default: 30000) */
+  SSE_UNOPENED_STREAM_MS: positiveInt.default(30_000),
   /** Log lines kept per job (`Job.logs`); past it the oldest are dropped and counted in `droppedCount`. (Default: 1000) */
   JOB_LOG_MAX_LINES: positiveInt.default(1_000),
   /** Open subscriptions on one WebSocket connection (or one SSE request). (Default: 100) */

@@ -7,7 +7,7 @@ import { createClient } from 'graphql-sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREATE_ACCOUNT } from '../helpers/fragments.js';
 import { gqlOk } from '../helpers/graphql-client.js';
-import { RESERVATIONS_PER_USER, ResultFrameCounter } from '../../src/api/graphql-sse.js';
+import { ResultFrameCounter } from '../../src/api/graphql-sse.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
 import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
 
@@ -18,8 +18,15 @@ let alice: string;
 let bob: string;
 let accountId: string;
 
+/** Small, so a test can reach the cap and see an unopened reservation lapse. */
+const RESERVATIONS_PER_USER = 4;
+const UNOPENED_STREAM_MS = 3_000;
+
 beforeAll(async () => {
-  env = await createTestEnv();
+  env = await createTestEnv({
+    SSE_RESERVATIONS_PER_USER: String(RESERVATIONS_PER_USER),
+    SSE_UNOPENED_STREAM_MS: String(UNOPENED_STREAM_MS),
+  });
   system = await startInProcess(env, { worker: false });
   streamUrl = system.url.replace(/\/graphql$/, '/graphql/stream');
   [alice, bob] = await Promise.all([env.token('alice'), env.token('bob')]);
@@ -121,6 +128,30 @@ describe('graphql-sse single connection mode', () => {
     await bobsOpened.body!.getReader().read();
     closing.abort();
     await waitFor('the closed stream to free its reservation', async () => (await reserve(bob)).status === 201);
+  });
+
+  it('drops a reserved stream nobody opens, with the operation sent into it, and frees its place', async () => {
+    const carol = await env.token('carol');
+    const reserve = () => fetch(streamUrl, { method: 'PUT', headers: { authorization: `Bearer ${carol}` } });
+    const streams: string[] = [];
+    for (let i = 0; i < RESERVATIONS_PER_USER; i++) streams.push(await (await reserve()).text());
+    const sent = await fetch(`${streamUrl}?token=${streams[0]}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${carol}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        query: 'subscription($id: ID!) { jobProgress(jobId: $id) { status } }',
+        variables: { id: await delayedScan() },
+        extensions: { operationId: 'a' },
+      }),
+    });
+    expect(sent.status).toBe(202);
+    expect((await reserve()).status).toBe(429);
+    // Unopened, they lapse: carol may reserve again, and the lapsed stream cannot be opened or sent into.
+    await waitFor('an unopened reservation to lapse', async () => (await reserve()).status === 201, UNOPENED_STREAM_MS * 5);
+    const opened = await fetch(`${streamUrl}?token=${streams[0]}`, {
+      headers: { authorization: `Bearer ${carol}`, accept: 'text/event-stream' },
+    });
+    expect(opened.status).toBe(404);
   });
 
   it('answers a bad operation with a coded error for that operation', async () => {
