@@ -1,13 +1,22 @@
 import {
+  type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
+  getNamedType,
   getNullableType,
   getOperationAST,
   GraphQLError,
   type GraphQLInputType,
+  type GraphQLSchema,
   isInputObjectType,
   isListType,
+  Kind,
+  print,
+  TypeInfo,
   typeFromAST,
+  type ValueNode,
+  visit,
+  visitWithTypeInfo,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 
@@ -19,10 +28,11 @@ const MAX_DEPTH = 64;
 
 /**
  * graphql-js quotes a variable back to its sender when it cannot coerce it ("Variable "$input"
- * got invalid value { host: …, password: "hunter2" }; Field "user" … was not provided"). Such a
- * message goes to client-side logs and error trackers, so the values of secret input fields are
- * taken out of every error of a result that has errors. Only then are the variables walked: a
- * result without errors costs nothing.
+ * got invalid value { host: …, password: "hunter2" }; Field "user" … was not provided"), and a
+ * literal of the wrong type when validating (`password: 1234`). Such a message goes to client-side
+ * logs and error trackers, so the values of secret input fields are taken out of every error of a
+ * result, or of a validation, that has errors. Only then are the variables or the document walked:
+ * an operation without errors costs nothing.
  */
 export function useSecretInputs(): Plugin {
   const scrub = (args: ExecutionArgs, result: unknown, setResult: (result: ExecutionResult) => void) => {
@@ -33,6 +43,14 @@ export function useSecretInputs(): Plugin {
     setResult({ ...(result as ExecutionResult), errors: errors.map((error) => withoutSecrets(error, secrets)) });
   };
   return {
+    onValidate:
+      ({ params }) =>
+      ({ valid, result, setResult }) => {
+        if (valid) return;
+        const secrets = secretLiteralsIn(params.schema, params.documentAST);
+        if (secrets.length === 0) return;
+        setResult(result.map((error) => (error instanceof GraphQLError ? withoutSecrets(error, secrets) : error)));
+      },
     onExecute: ({ args }) => ({ onExecuteDone: ({ result, setResult }) => scrub(args, result, setResult as never) }),
     onSubscribe: ({ args }) => ({ onSubscribeResult: ({ result, setResult }) => scrub(args, result, setResult as never) }),
   };
@@ -46,6 +64,27 @@ function secretsIn(args: ExecutionArgs): string[] {
     const type = typeFromAST(args.schema, definition.type) as GraphQLInputType | undefined;
     if (type) collect(type, args.variableValues?.[definition.variable.name.value], false, found, 0);
   }
+  return [...found].sort((a, b) => b.length - a.length);
+}
+
+/** The document's literal values of secret input fields, as graphql-js prints them, longest first. */
+function secretLiteralsIn(schema: GraphQLSchema, document: DocumentNode): string[] {
+  const found = new Set<string>();
+  const typeInfo = new TypeInfo(schema);
+  const leaves = (value: ValueNode): void => {
+    if (value.kind === Kind.LIST) value.values.forEach(leaves);
+    else if (value.kind === Kind.OBJECT) for (const field of value.fields) leaves(field.value);
+    else if (value.kind !== Kind.VARIABLE && value.kind !== Kind.NULL) found.add(print(value));
+  };
+  visit(
+    document,
+    visitWithTypeInfo(typeInfo, {
+      ObjectField(node) {
+        const parent = getNamedType(typeInfo.getParentInputType() ?? undefined);
+        if (isInputObjectType(parent) && parent.getFields()[node.name.value]?.extensions.secret === true) leaves(node.value);
+      },
+    }),
+  );
   return [...found].sort((a, b) => b.length - a.length);
 }
 

@@ -219,6 +219,14 @@ describe('variables over HTTP', () => {
       // Where graphql-js would have quoted it, it says so instead.
       if (imap.port === undefined) expect(text).toContain('<redacted>');
     }
+    // Written into the document itself, a password of the wrong type is refused by validation.
+    const literal = await gql(
+      system.url,
+      alice,
+      'mutation { createAccount(input: { name: "leak", imap: { host: "imap.example.com", user: "me", password: 902114377 } }) { id } }',
+    );
+    expect(literal.errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    expect(JSON.stringify(literal)).not.toContain('902114377');
     const overWebSocket = subscribe('ws', system.url, alice, query, { imap: wrong[0] });
     const refusal = await overWebSocket.done.then(
       () => JSON.stringify(overWebSocket.results),
