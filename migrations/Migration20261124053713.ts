@@ -1,8 +1,9 @@
-import { Migration } from '@mikro-orm/migrations';
+import { OnlineMigration } from '../src/db/online-migration.js';
 
-export class Migration20261124053713 extends Migration {
+// Online (see OnlineMigration): the job table may hold millions of rows when this runs.
+export class Migration20261124053713 extends OnlineMigration {
   override async up(): Promise<void> {
-    this.addSql(`create index "job_owner_account_created_idx" on "job" ("owner_id", "account_id", "created_at", "id");`);
+    await this.createIndexConcurrently('job_owner_account_created_idx', '"job" ("owner_id", "account_id", "created_at", "id")');
   }
 
   override async down(): Promise<void> {

@@ -1,9 +1,10 @@
-import { Migration } from '@mikro-orm/migrations';
+import { OnlineMigration } from '../src/db/online-migration.js';
 
-export class Migration20261128204606 extends Migration {
+// Online (see OnlineMigration): the job table may hold millions of rows when this runs.
+export class Migration20261128204606 extends OnlineMigration {
   override async up(): Promise<void> {
-    this.addSql(`create index "job_updated_idx" on "job" ("updated_at", "id");`);
-    this.addSql(`create index "job_owner_updated_idx" on "job" ("owner_id", "updated_at", "id");`);
+    await this.createIndexConcurrently('job_updated_idx', '"job" ("updated_at", "id")');
+    await this.createIndexConcurrently('job_owner_updated_idx', '"job" ("owner_id", "updated_at", "id")');
   }
 
   override async down(): Promise<void> {

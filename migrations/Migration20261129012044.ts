@@ -1,16 +1,20 @@
-import { Migration } from '@mikro-orm/migrations';
+import { OnlineMigration } from '../src/db/online-migration.js';
 
-export class Migration20261129012044 extends Migration {
+// Online (see OnlineMigration): the job and job_attempt tables may hold millions of rows when this runs.
+export class Migration20261129012044 extends OnlineMigration {
   override async up(): Promise<void> {
-    this.addSql(
-      `create table "job_type_state" ("type" varchar(64) not null, "paused_at" timestamptz null, "paused_by" varchar(255) null, "changed_at" timestamptz not null default now(), constraint "job_type_state_pkey" primary key ("type"));`,
+    await this.execute(
+      `create table if not exists "job_type_state" ("type" varchar(64) not null, "paused_at" timestamptz null, "paused_by" varchar(255) null, "changed_at" timestamptz not null default now(), constraint "job_type_state_pkey" primary key ("type"));`,
     );
 
-    this.addSql(`create index "job_attempt_open_idx" on "job_attempt" ("job_id") where "finished_at" is null;`);
+    await this.createIndexConcurrently('job_attempt_open_idx', '"job_attempt" ("job_id") where "finished_at" is null');
 
-    this.addSql(`alter table "job" add column "expires_at" timestamptz null, add column "idempotency_expires_at" timestamptz null;`);
-    this.addSql(
-      `create index "job_expires_idx" on "job" ("expires_at") where "expires_at" is not null and "started_at" is null and "status" in ('PENDING', 'DELAYED');`,
+    await this.execute(
+      `alter table "job" add column if not exists "expires_at" timestamptz null, add column if not exists "idempotency_expires_at" timestamptz null;`,
+    );
+    await this.createIndexConcurrently(
+      'job_expires_idx',
+      `"job" ("expires_at") where "expires_at" is not null and "started_at" is null and "status" in ('PENDING', 'DELAYED')`,
     );
   }
 

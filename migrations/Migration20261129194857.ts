@@ -1,12 +1,13 @@
-import { Migration } from '@mikro-orm/migrations';
+import { OnlineMigration } from '../src/db/online-migration.js';
 
-export class Migration20261129194857 extends Migration {
+// Online (see OnlineMigration): an archive's message tables may hold millions of rows when this runs.
+export class Migration20261129194857 extends OnlineMigration {
   override async up(): Promise<void> {
-    this.addSql(`alter table "message" add column "blob_offset" int null;`);
-    this.addSql(`create index "message_blob_key_idx" on "message" ("blob_key");`);
+    await this.execute(`alter table "message" add column if not exists "blob_offset" int null;`);
+    await this.createIndexConcurrently('message_blob_key_idx', '"message" ("blob_key")');
 
-    this.addSql(`alter table "message_attachment" add column "blob_offset" int null;`);
-    this.addSql(`create index "message_attachment_blob_key_idx" on "message_attachment" ("blob_key");`);
+    await this.execute(`alter table "message_attachment" add column if not exists "blob_offset" int null;`);
+    await this.createIndexConcurrently('message_attachment_blob_key_idx', '"message_attachment" ("blob_key")');
   }
 
   override async down(): Promise<void> {

@@ -18,8 +18,11 @@ export function ormOptions(databaseUrl: string, extra: Partial<Options> = {}): O
       pathTs: migrationsDir,
       glob: '!(*.d).{js,ts}',
       emit: 'ts',
+      // Each migration in its own transaction, not all of them in one: an OnlineMigration runs
+      // outside any (CREATE INDEX CONCURRENTLY must), and would otherwise wait on the locks of the
+      // transaction holding the migrations before it.
       transactional: true,
-      allOrNothing: true,
+      allOrNothing: false,
       snapshotName: '.snapshot-jobwire',
       silent: true,
     },
