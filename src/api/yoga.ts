@@ -15,7 +15,7 @@ import { operationSpans } from '../observability/tracing.js';
 import { GRAPHIQL_EXAMPLE, GRAPHIQL_VERSION, renderJobwireGraphiQL } from './graphiql.js';
 import { useGraphQLSSE } from './graphql-sse.js';
 import { useSseSubscriptions } from './sse-subscriptions.js';
-import { useUploadBodyLimit } from './upload-body-limit.js';
+import { useUploadAdmission, useUploadBodyLimit } from './upload-body-limit.js';
 import { useSharedSubscriptionExecution } from '../graphql/shared-subscription-execution.js';
 import type { Services } from '../services.js';
 
@@ -70,6 +70,7 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       // An Authorization header already forces a CORS preflight, so it counts as the CSRF header.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'authorization'] }),
       // yoga's own 25 MB cap would undercut MAX_UPLOAD_BYTES; the margin is for the operations and map fields.
+      useUploadAdmission(services),
       useUploadBodyLimit(config.MAX_UPLOAD_BYTES + 2_000_000),
       useGraphQLSSE(services),
       useSharedSubscriptionExecution(maskError),

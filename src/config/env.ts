@@ -49,6 +49,8 @@ const configSchema = z.object({
     ),
   /** Largest accepted upload in bytes. (Default: 100 MiB) */
   MAX_UPLOAD_BYTES: positiveInt.default(100 * 1024 * 1024),
+  /** Uploads a replica takes at once, from all users together (each is held in memory while it is read). (Default: 4) */
+  MAX_CONCURRENT_UPLOADS: positiveInt.default(4),
   /** Milliseconds after which BullMQ considers an active job stalled (its worker died). (Default: 30000) */
   STALLED_INTERVAL_MS: positiveInt.default(30_000),
   /** How often the reconciler compares PostgreSQL with Redis. (Default: 60000) */

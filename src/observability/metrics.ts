@@ -11,6 +11,12 @@ export const subscriptionGauge = new Gauge({
   registers: [metricsRegistry],
 });
 
+export const uploadsInFlight = new Gauge({
+  name: 'jobwire_uploads_in_flight',
+  help: 'Uploads this replica is reading now (each is held in memory while it is read; at most MAX_CONCURRENT_UPLOADS).',
+  registers: [metricsRegistry],
+});
+
 export const slowSubscribersCutOff = new Counter({
   name: 'jobwire_slow_subscribers_cut_off_total',
   help: 'Subscriptions ended with SUBSCRIBER_TOO_SLOW because their client did not read its events.',
