@@ -1,3 +1,4 @@
+import { GraphQLError } from 'graphql';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { createFetch } from '@whatwg-node/fetch';
@@ -93,15 +94,7 @@ export function createJobwireYoga(services: Services): JobwireYoga {
       warn: (...args) => logger.warn(args.map(String).join(' ')),
       // Unexpected errors are logged where they are masked; the rest are the caller's mistakes.
       // Logged as data, through the error serializer, so a database error's SQL (user values) stays out.
-      error: (...args) =>
-        logger.debug(
-          {
-            errors: args.map((arg) =>
-              arg instanceof Error ? serializeError((arg as { originalError?: unknown }).originalError ?? arg) : String(arg),
-            ),
-          },
-          'refused GraphQL request',
-        ),
+      error: (...args) => logger.debug({ errors: args.map(refusalForLog) }, 'refused GraphQL request'),
     },
   });
 }
@@ -145,4 +138,14 @@ function corsPolicy(allowedOrigins: string[]) {
       maxAge: 600,
     };
   };
+}
+
+/**
+ * A refused request's error as logged: the caller's mistake, so its message and code, without a
+ * stack (and without the error it wraps, whose message may quote what the caller sent); anything
+ * else through the error serializer, which keeps a database error's SQL (user values) out.
+ */
+function refusalForLog(arg: unknown): unknown {
+  if (arg instanceof GraphQLError) return { message: arg.message, code: arg.extensions?.code };
+  return arg instanceof Error ? serializeError((arg as { originalError?: unknown }).originalError ?? arg) : String(arg);
 }

@@ -113,10 +113,6 @@ function withoutSecrets(error: GraphQLError, secrets: readonly string[]): GraphQ
   let message = error.message;
   for (const secret of secrets) message = message.split(secret).join(REDACTED);
   if (message === error.message) return error;
-  return new GraphQLError(message, {
-    nodes: error.nodes,
-    path: error.path,
-    originalError: error.originalError,
-    extensions: error.extensions,
-  });
+  // Without its originalError: that is the scalar's own refusal, which may quote the value too (and would be logged).
+  return new GraphQLError(message, { nodes: error.nodes, path: error.path, extensions: error.extensions });
 }
