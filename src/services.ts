@@ -1,6 +1,6 @@
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Config } from './config/env.js';
-import { initOrm } from './db/orm.js';
+import { assertMigrated, initOrm } from './db/orm.js';
 import { TokenVerifier } from './auth/tokens.js';
 import { JobInserts } from './engine/job-inserts.js';
 import { OwnerQuotas } from './engine/owner-quotas.js';
@@ -36,6 +36,12 @@ export interface Services {
 export async function createServices(config: Config, processName: string): Promise<Services> {
   const logger = createLogger(config.LOG_LEVEL, { process: processName });
   const orm = await initOrm(config.DATABASE_URL);
+  try {
+    await assertMigrated(orm);
+  } catch (error) {
+    await orm.close(true);
+    throw error;
+  }
   const queues = new JobQueues(config.REDIS_URL, config.REDIS_PREFIX);
   const pubsub = new JobPubSub(config.REDIS_URL, config.REDIS_PREFIX);
   const storage = new BlobStorage(config.STORAGE_DIR);

@@ -27,6 +27,9 @@ export function ormOptions(databaseUrl: string, extra: Partial<Options> = {}): O
       silent: true,
     },
     pool: { min: 0, max: 10 },
+    // A missing database is an operator's mistake (a typo in DATABASE_URL) to be told about, not
+    // created empty: only `npm run migrate` creates one (ensure-database.ts).
+    ensureDatabase: false,
     // The job worker forks per job; the global context is never used implicitly.
     allowGlobalContext: false,
     debug: false,
@@ -39,6 +42,25 @@ export type Orm = MikroORM;
 /** Connects the ORM. The schema is never synced here: `npm run migrate` owns it. */
 export async function initOrm(databaseUrl: string, extra: Partial<Options> = {}): Promise<MikroORM> {
   return MikroORM.init(ormOptions(databaseUrl, extra));
+}
+
+/** The database is not (fully) migrated: the processes refuse to start on it. */
+export class DatabaseNotMigratedError extends Error {}
+
+/**
+ * Refuses a database that cannot be reached (a mistyped name among others) or lacks migrations
+ * this version has: every query would fail on it, while the process would look healthy.
+ * (Migrations newer than this version are fine: an upgrade migrates before it replaces the processes.)
+ */
+export async function assertMigrated(orm: MikroORM): Promise<void> {
+  const connection = await orm.checkConnection();
+  // The driver's reason names the database or host, never the password.
+  if (!connection.ok) throw new DatabaseNotMigratedError(`cannot use the database: ${connection.reason}`);
+  const pending = await orm.getMigrator().getPendingMigrations();
+  if (pending.length === 0) return;
+  throw new DatabaseNotMigratedError(
+    `the database is not migrated: ${pending.length} migration(s) of this version are not applied (first: ${pending[0]!.name}); run \`npm run migrate\``,
+  );
 }
 
 /** Applies every pending migration; used by `npm run migrate` and the test setup. */

@@ -174,15 +174,18 @@ async function whenReady<P extends Proc>(
   intervalMs: number,
 ): Promise<P> {
   try {
+    // An exit ends the wait at once (waitFor would take a thrown error for "not yet" and go on).
+    let exitedEarly = false;
     await waitFor(
       `${proc.name} to be ready`,
       async () => {
-        if (!proc.alive()) throw new Error(`${proc.name} exited early:\n${proc.output()}`);
-        return ready();
+        exitedEarly = !proc.alive();
+        return exitedEarly || ready();
       },
       timeoutMs,
       intervalMs,
     );
+    if (exitedEarly) throw new Error(`${proc.name} exited early:\n${proc.output()}`);
     return proc;
   } catch (error) {
     await proc.stop(2_000);

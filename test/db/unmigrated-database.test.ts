@@ -1,0 +1,41 @@
+/**
+ * A database that is missing or not migrated is refused at start-up, with what to do (an operator
+ * probe found the API created a mistyped database empty, then answered /ready while every
+ * operation failed).
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startApi, startWorker } from '../helpers/processes.js';
+import { createTestEnv, type TestEnv } from '../helpers/test-env.js';
+import { adminDatabaseUrl, databaseUrl } from '../helpers/urls.js';
+
+let env: TestEnv;
+let admin: pg.Client;
+const empty = `jobwire_empty_${randomBytes(4).toString('hex')}`;
+const missing = `jobwire_missing_${randomBytes(4).toString('hex')}`;
+
+beforeAll(async () => {
+  env = await createTestEnv();
+  admin = new pg.Client({ connectionString: adminDatabaseUrl() });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${empty}"`);
+});
+
+afterAll(async () => {
+  for (const name of [empty, missing]) await admin?.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  await admin?.end();
+  await env?.cleanup();
+});
+
+it('refuses to start the API or the worker on a database that is not migrated, saying to migrate', async () => {
+  const vars = { ...env.vars, DATABASE_URL: databaseUrl(empty) };
+  await expect(startApi(vars)).rejects.toThrow(/not migrated.*npm run migrate/);
+  await expect(startWorker(vars)).rejects.toThrow(/not migrated.*npm run migrate/);
+});
+
+it('refuses to start on a database that does not exist, and does not create it', async () => {
+  await expect(startApi({ ...env.vars, DATABASE_URL: databaseUrl(missing) })).rejects.toThrow(/does not exist/);
+  const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [missing]);
+  expect(rowCount).toBe(0);
+});
