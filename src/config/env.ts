@@ -123,6 +123,16 @@ const configSchema = z.object({
   MAX_SCHEDULED_RULES_PER_OWNER: z.coerce.number().int().min(0).default(20),
   /** Shortest interval between two runs of a rule's cron schedule, in seconds. (Default: 300) */
   RULE_SCHEDULE_MIN_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(300),
+  /**
+   * Most messages one `previewRule` examines, newest first; a preview that stops there says so
+   * (`partial`). (Default: 10000)
+   */
+  RULE_PREVIEW_MAX_MESSAGES: positiveInt.default(10_000),
+  /**
+   * Condition tests the `previewRule` fields of one request may run together (one per condition,
+   * one per recipient for TO); past it a preview stops and says so (`partial`). (Default: 1000000)
+   */
+  RULE_PREVIEW_MAX_TESTS: positiveInt.default(1_000_000),
   /** Largest WebSocket message accepted, in bytes. (Default: 1 MiB) */
   WS_MAX_PAYLOAD_BYTES: positiveInt.default(1024 * 1024),
   /** A WebSocket that has not sent a valid `connection_init` within this many milliseconds is closed. (Default: 3000) */

@@ -135,15 +135,45 @@ export function checkTimezone(timezone: string): void {
   }
 }
 
+/** Patterns whose next fire time is remembered by {@link nextFireTime}. */
+const NEXT_FIRE_CACHE_SIZE = 1_000;
+/** How long a pattern that never fires (or does not parse) is taken at its word before asking again. */
+const NEVER_RECHECK_MS = 3_600_000;
+
+// Key `${tz}\n${pattern}`; `at` is the next fire time, null for never, valid until `until`.
+const nextFires = new Map<string, { at: number | null; until: number }>();
+
+/**
+ * When a cron pattern fires next after `now`, or null if it never does or does not parse. The
+ * answer is cached (the last NEXT_FIRE_CACHE_SIZE patterns, by time zone) until that time passes:
+ * BullMQ's parser takes tens of milliseconds for a rare date such as 29 February, and every
+ * resolution of `nextRunAt` asks.
+ */
+export function nextFireTime(pattern: string, tz: string, now = Date.now()): Date | null {
+  const key = `${tz}\n${pattern}`;
+  let entry = nextFires.get(key);
+  if (entry && now < entry.until) {
+    // Re-inserted so the Map's order is least recently used first.
+    nextFires.delete(key);
+  } else {
+    let at: number | null = null;
+    try {
+      const next = defaultRepeatStrategy(now, { pattern, tz });
+      if (typeof next === 'number' && Number.isFinite(next)) at = next;
+    } catch {
+      at = null;
+    }
+    entry = { at, until: at ?? now + NEVER_RECHECK_MS };
+    if (nextFires.size >= NEXT_FIRE_CACHE_SIZE) nextFires.delete(nextFires.keys().next().value as string);
+  }
+  nextFires.set(key, entry);
+  return entry.at === null ? null : new Date(entry.at);
+}
+
 /** When an enabled schedule fires next; null when disabled or never. */
 export function nextRunOf(schedule: Pick<EffectiveSchedule, 'cron' | 'timezone' | 'enabled'>): Date | null {
   if (!schedule.enabled) return null;
-  try {
-    const next = defaultRepeatStrategy(Date.now(), { pattern: schedule.cron, tz: schedule.timezone });
-    return typeof next === 'number' ? new Date(next) : null;
-  } catch {
-    return null;
-  }
+  return nextFireTime(schedule.cron, schedule.timezone);
 }
 
 /** The newest run a schedule started (whatever its state), or null. */

@@ -64,6 +64,7 @@ export function cronPatternProblem(pattern: string, tz: string, minIntervalSecon
     return `schedule "${trimmed}" is not a valid cron pattern: ${error instanceof Error ? error.message : String(error)}`;
   }
   if (typeof next !== 'number' || !Number.isFinite(next)) return `schedule "${trimmed}" never fires`;
+  if (minIntervalSeconds <= 0) return null;
   const gap = shortestGapSeconds(trimmed, tz, next);
   if (gap !== null && gap < minIntervalSeconds) {
     return `schedule "${trimmed}" fires every ${gap} s; rule schedules must be at least ${minIntervalSeconds} s apart (RULE_SCHEDULE_MIN_INTERVAL_SECONDS)`;
@@ -71,14 +72,23 @@ export function cronPatternProblem(pattern: string, tz: string, minIntervalSecon
   return null;
 }
 
-/** Fire times looked at to find the shortest gap: enough to see a burst hidden in one hour of a day, cheap enough to run per request. */
+/** Most fire times looked at to find the shortest gap. */
 const GAP_SAMPLES = 200;
+/**
+ * How far past the first fire the samples go. A cron pattern repeats its fastest field first, so a
+ * burst (even one hidden in one hour of one weekday) shows within a week of the first fire; a rare
+ * date such as 29 February is not walked for centuries, one costly parser call per fire.
+ */
+const GAP_WINDOW_MS = 8 * 86_400_000;
 
-/** The shortest time between two consecutive fires among the next GAP_SAMPLES, or null if it fires once. */
+/**
+ * The shortest time between two consecutive fires, sampled from `first` until a fire lies past the
+ * window or GAP_SAMPLES have been seen; null if it fires only once.
+ */
 function shortestGapSeconds(pattern: string, tz: string, first: number): number | null {
   let shortest: number | null = null;
   let previous = first;
-  for (let sample = 0; sample < GAP_SAMPLES; sample++) {
+  for (let sample = 0; sample < GAP_SAMPLES && previous <= first + GAP_WINDOW_MS; sample++) {
     const next = defaultRepeatStrategy(previous, { pattern, tz });
     if (typeof next !== 'number' || !Number.isFinite(next) || next <= previous) break;
     const gap = (next - previous) / 1000;

@@ -57,7 +57,9 @@ export const runRuleJob = defineJob({
     const applied = steps.map((step) => ({ ...step, changed: 0 }));
     ctx.log.info(`running the rule over ${total} messages`, { ruleId: rule.id, total, actions: steps });
 
-    for await (const batch of scanRuleMatches(ctx.em, rule.accountId, compiled.matcher, now)) {
+    // The scan pauses for the event loop as it works, so the lock is renewed and a cancellation is
+    // heard; checking at each pause ends a cancelled run before the batch's actions.
+    for await (const batch of scanRuleMatches(ctx.em, rule.accountId, compiled.matcher, now, { onPause: () => ctx.checkpoint() })) {
       // Between reading a batch and changing it: a cancelled run leaves whole batches done.
       ctx.checkpoint();
       summary.scanned += batch.scanned;

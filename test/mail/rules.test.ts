@@ -1,7 +1,9 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
 import { describe, expect, it } from 'vitest';
 import { compileRule } from '../../src/mail/rules/compile-rule.js';
 import { InvalidRuleError } from '../../src/mail/rules/invalid-rule-error.js';
 import type { RuleConditions, RuleMessageView } from '../../src/mail/rules/rule-conditions.js';
+import { RULE_SCAN_PAUSE_EVERY_TESTS, RuleTestBudget, scanRuleMatches } from '../../src/mail/rules/scan-rule.js';
 
 const now = new Date('2024-06-30T12:00:00Z');
 
@@ -163,5 +165,103 @@ describe('compileRule: validation', () => {
       'conditions[0]: CONTAINS needs a non-empty value',
     );
     expect(rejection({ match: 'ALL', conditions: ['FROM'] }).message).toBe('conditions[0]: condition must be an object');
+  });
+});
+
+describe('compileRule: cost', () => {
+  it('counts one test per condition and one per recipient for each TO condition', () => {
+    const rule = compileRule({
+      match: 'ANY',
+      conditions: [
+        { field: 'TO', op: 'MATCHES', value: '(x|y)+z' },
+        { field: 'TO', op: 'CONTAINS', value: 'x' },
+        { field: 'SUBJECT', op: 'CONTAINS', value: 'x' },
+      ],
+    });
+    expect(rule.cost(view({ to: Array.from({ length: 200 }, (_, i) => `r${i}@example.com`) }))).toBe(401);
+    expect(rule.cost(view({ to: [] }))).toBe(3);
+  });
+});
+
+/** An entity manager whose message table holds `count` rows, each with `recipients` recipients, served in id order. */
+function fakeMailbox(count: number, recipients: number): { em: EntityManager; queries: number } {
+  const rows = Array.from({ length: count }, (_, i) => ({
+    id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    created_key: '2024-06-30 12:00:00+00',
+    from_address: 'a@example.com',
+    to_addresses: Array.from({ length: recipients }, (_, r) => `r${r}@example.com`),
+    cc_addresses: [],
+    subject: `message ${i}`,
+    date: now,
+    size: 100,
+    attachment_count: 0,
+    labels: [],
+    is_read: false,
+  }));
+  const mailbox = { em: null as unknown as EntityManager, queries: 0 };
+  const connection = {
+    execute: async (_sql: string, params: unknown[]) => {
+      mailbox.queries++;
+      const after = params.length === 3 ? String(params[1]) : null;
+      const limit = Number(params[params.length - 1]);
+      return rows.filter((row) => after === null || row.id > after).slice(0, limit);
+    },
+  };
+  mailbox.em = { getConnection: () => connection } as unknown as EntityManager;
+  return mailbox;
+}
+
+const toRule = compileRule({ match: 'ANY', conditions: [{ field: 'TO', op: 'MATCHES', value: '(x|y)+z' }] });
+
+describe('scanRuleMatches: bounded work', () => {
+  it('stops at the message cap and reports it, without reading further', async () => {
+    const mailbox = fakeMailbox(30, 1);
+    const batches = [];
+    for await (const batch of scanRuleMatches(mailbox.em, 'account', toRule, now, { batchSize: 10, maxMessages: 25 })) batches.push(batch);
+    expect(batches.map((b) => b.scanned)).toEqual([10, 10, 5]);
+    expect(batches.map((b) => b.stoppedBy)).toEqual([null, null, 'MESSAGES']);
+    expect(mailbox.queries).toBe(3);
+  });
+
+  it('is not partial when the cap is exactly the number of messages', async () => {
+    const batches = [];
+    for await (const batch of scanRuleMatches(fakeMailbox(20, 1).em, 'account', toRule, now, { batchSize: 10, maxMessages: 20 })) {
+      batches.push(batch);
+    }
+    expect(batches.map((b) => [b.scanned, b.stoppedBy])).toEqual([
+      [10, null],
+      [10, null],
+    ]);
+  });
+
+  it('charges every message to the budget and stops before one it cannot afford', async () => {
+    const budget = new RuleTestBudget(1_000);
+    const batches = [];
+    // 200 recipients: 200 tests a message, so the budget affords five.
+    for await (const batch of scanRuleMatches(fakeMailbox(50, 200).em, 'account', toRule, now, { budget })) batches.push(batch);
+    expect(batches).toEqual([{ scanned: 5, matchedIds: [], tests: 1_000, stoppedBy: 'TESTS' }]);
+    expect(budget.spent).toBe(1_000);
+  });
+
+  it('pauses for the event loop within a costly batch, and a throw at a pause ends the scan before the batch is yielded', async () => {
+    let pauses = 0;
+    const cancelled = new Error('cancelled');
+    const mailbox = fakeMailbox(500, 200);
+    const scan = scanRuleMatches(mailbox.em, 'account', toRule, now, {
+      onPause: () => {
+        pauses++;
+        if (pauses === 2) throw cancelled;
+      },
+    });
+    const yielded: number[] = [];
+    await expect(
+      (async () => {
+        for await (const batch of scan) yielded.push(batch.scanned);
+      })(),
+    ).rejects.toBe(cancelled);
+    // Pauses come every RULE_SCAN_PAUSE_EVERY_TESTS tests (25 messages here), inside the first batch of 500.
+    expect(RULE_SCAN_PAUSE_EVERY_TESTS / 200).toBe(25);
+    expect(mailbox.queries).toBe(1);
+    expect(yielded).toEqual([]);
   });
 });

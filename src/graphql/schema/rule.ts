@@ -1,11 +1,11 @@
 import type { Config } from '../../config/env.js';
 import { randomUUID } from 'node:crypto';
-import { defaultRepeatStrategy } from 'bullmq';
 import { callerOf, ownerFilter } from '../../auth/access.js';
 import { Rule } from '../../db/entities/rule.entity.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
 import { InvalidInputError, NotFoundError } from '../../engine/errors.js';
 import { displayNameSchema, parseInput } from '../../engine/validation.js';
+import { nextFireTime } from '../../engine/schedules.js';
 import { cronPatternProblem, syncRuleSchedule } from '../../jobs/rule-schedules.js';
 import { findMessagesInOrder } from '../../mail/message-search.js';
 import { compileRule, type CompiledRule } from '../../mail/rules/compile-rule.js';
@@ -14,7 +14,7 @@ import { parseRuleActions, type RULE_ACTION_TYPES, type RuleAction } from '../..
 import type { RuleCondition, RuleConditions } from '../../mail/rules/rule-conditions.js';
 import { compileSavedRule, countScheduledRules, listAccountRules, listRules, loadOwnedRule } from '../../mail/rules/rule-store.js';
 import { QuotaExceededError } from '../../engine/owner-quotas.js';
-import { scanRuleMatches } from '../../mail/rules/scan-rule.js';
+import { RuleTestBudget, scanRuleMatches } from '../../mail/rules/scan-rule.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { MessageRef } from './message.js';
@@ -110,12 +110,7 @@ function conditionsView(stored: Record<string, unknown>): { match: 'ALL' | 'ANY'
 
 function nextRunAt(rule: Rule, tz: string): Date | null {
   if (!rule.enabled || !rule.schedule) return null;
-  try {
-    const next = defaultRepeatStrategy(Date.now(), { pattern: rule.schedule, tz });
-    return typeof next === 'number' ? new Date(next) : null;
-  } catch {
-    return null;
-  }
+  return nextFireTime(rule.schedule, tz);
 }
 
 export const RuleRef = builder.objectRef<Rule>('Rule').implement({
@@ -281,8 +276,9 @@ builder.mutationFields((t) => ({
       const name = checkName(input.name);
       const conditions = validated('conditions', () => toRuleConditions(input.conditions as ConditionsInput));
       const actions = validated('actions', () => parseRuleActions(input.actions));
+      // The quota first: an owner at it cannot make the server parse patterns for nothing.
+      if (input.schedule != null && (input.enabled ?? true)) await checkScheduledRuleQuota(ctx, account.ownerId, null);
       const schedule = input.schedule == null ? null : checkSchedule(input.schedule, ctx.services.config);
-      if (schedule && (input.enabled ?? true)) await checkScheduledRuleQuota(ctx, account.ownerId, null);
       const now = new Date();
       const rule = ctx.em.create(Rule, {
         id: randomUUID(),
@@ -318,11 +314,13 @@ builder.mutationFields((t) => ({
         const actions = validated('actions', () => parseRuleActions(input.actions));
         rule.actions = actions as unknown as Record<string, unknown>[];
       }
-      // Omitted keeps the schedule, an explicit null removes it.
+      // Omitted keeps the schedule, an explicit null removes it. The quota is checked before the pattern.
+      const scheduled = input.schedule === undefined ? Boolean(rule.schedule) : input.schedule !== null;
+      const enabled = input.enabled ?? rule.enabled;
+      if (scheduled && enabled && !(before.schedule && before.enabled)) await checkScheduledRuleQuota(ctx, rule.ownerId, rule.id);
       if (input.schedule === null) rule.schedule = null;
       else if (input.schedule !== undefined) rule.schedule = checkSchedule(input.schedule, ctx.services.config);
-      if (input.enabled != null) rule.enabled = input.enabled;
-      if (rule.schedule && rule.enabled && !(before.schedule && before.enabled)) await checkScheduledRuleQuota(ctx, rule.ownerId, rule.id);
+      rule.enabled = enabled;
       rule.updatedAt = new Date();
       await ctx.em.flush();
       if (before.schedule !== rule.schedule || before.enabled !== rule.enabled) await syncSchedule(ctx, rule);
@@ -348,18 +346,45 @@ interface RulePreview {
   accountId: string;
   scanned: number;
   matched: number;
+  conditionTests: number;
+  partial: boolean;
   sampleIds: string[];
 }
 
+/**
+ * The condition tests left to the previews of one request: aliases of `previewRule` share them,
+ * so one request cannot multiply the work by repeating the field.
+ */
+const previewBudgets = new WeakMap<GraphQLContext, RuleTestBudget>();
+
+function previewBudget(ctx: GraphQLContext): RuleTestBudget {
+  let budget = previewBudgets.get(ctx);
+  if (!budget) {
+    budget = new RuleTestBudget(ctx.services.config.RULE_PREVIEW_MAX_TESTS);
+    previewBudgets.set(ctx, budget);
+  }
+  return budget;
+}
+
 const RulePreviewRef = builder.objectRef<RulePreview>('RulePreview').implement({
-  description: 'What a run would match now, computed without a job: `matched` is what runRule reports as `matched`.',
+  description:
+    'What a run would match now, computed without a job. Unless `partial`, `matched` is what runRule reports as `matched`; a partial preview counts the newest messages only.',
   fields: (t) => ({
     accountId: t.exposeID('accountId'),
-    scanned: t.exposeInt('scanned', { description: 'Messages evaluated (those not in the trash).' }),
-    matched: t.exposeInt('matched'),
+    scanned: t.exposeInt('scanned', {
+      description: 'Messages evaluated (those not in the trash), newest first: at most RULE_PREVIEW_MAX_MESSAGES.',
+    }),
+    matched: t.exposeInt('matched', { description: 'Matches among the `scanned` messages.' }),
+    partial: t.exposeBoolean('partial', {
+      description:
+        'True when the preview stopped before the oldest messages: at RULE_PREVIEW_MAX_MESSAGES, or when the previews of this request ran RULE_PREVIEW_MAX_TESTS condition tests.',
+    }),
+    conditionTests: t.exposeInt('conditionTests', {
+      description: "Condition tests this preview counted against the request's budget: one per condition, one per recipient for TO.",
+    }),
     sample: t.field({
       type: [MessageRef],
-      description: 'The first matches, in id order, up to `sampleSize`.',
+      description: 'The first matches, newest first, up to `sampleSize`.',
       resolve: (preview, _args, ctx) => findMessagesInOrder(ctx.em, preview.sampleIds),
     }),
   }),
@@ -391,7 +416,7 @@ builder.queryFields((t) => ({
   previewRule: t.field({
     type: RulePreviewRef,
     description:
-      'Counts the messages a rule would match, without a job and without changing anything. Give `ruleId` for a saved rule, or `accountId` and `conditions` to try conditions before saving them.',
+      'Counts the messages a rule would match, without a job and without changing anything; examines the newest RULE_PREVIEW_MAX_MESSAGES at most (see `partial`). Give `ruleId` for a saved rule, or `accountId` and `conditions` to try conditions before saving them.',
     args: {
       ruleId: t.arg.id({ required: false }),
       accountId: t.arg.id({ required: false }),
@@ -417,10 +442,17 @@ builder.queryFields((t) => ({
         matcher = compileRule(conditions);
         accountId = account.id;
       }
-      const preview: RulePreview = { accountId, scanned: 0, matched: 0, sampleIds: [] };
-      for await (const batch of scanRuleMatches(ctx.em, accountId, matcher, new Date())) {
+      const preview: RulePreview = { accountId, scanned: 0, matched: 0, conditionTests: 0, partial: false, sampleIds: [] };
+      const scan = scanRuleMatches(ctx.em, accountId, matcher, new Date(), {
+        newestFirst: true,
+        maxMessages: ctx.services.config.RULE_PREVIEW_MAX_MESSAGES,
+        budget: previewBudget(ctx),
+      });
+      for await (const batch of scan) {
         preview.scanned += batch.scanned;
         preview.matched += batch.matchedIds.length;
+        preview.conditionTests += batch.tests;
+        if (batch.stoppedBy !== null) preview.partial = true;
         if (preview.sampleIds.length < sampleSize)
           preview.sampleIds.push(...batch.matchedIds.slice(0, sampleSize - preview.sampleIds.length));
       }

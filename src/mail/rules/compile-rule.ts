@@ -9,6 +9,12 @@ const { RE2 } = re2;
 export interface CompiledRule {
   /** Whether the message satisfies the rule at instant `now` (which AGE_DAYS is measured from). */
   matches(message: RuleMessageView, now: Date): boolean;
+  /**
+   * The most condition tests `matches` may run on the message: one per condition, and one per
+   * recipient for each TO condition. Known before any test runs, so a caller can refuse a message
+   * its budget cannot afford.
+   */
+  cost(message: RuleMessageView): number;
 }
 
 type Predicate = (message: RuleMessageView, now: Date) => boolean;
@@ -140,7 +146,10 @@ export function compileRule(conditions: RuleConditions): CompiledRule {
   if (list.length === 0) throw new InvalidRuleError('a rule needs at least one condition');
   if (list.length > MAX_RULE_CONDITIONS) throw new InvalidRuleError(`a rule may have at most ${MAX_RULE_CONDITIONS} conditions`);
   const predicates = list.map((condition: unknown, index) => compileCondition(condition, index));
+  const toConditions = list.filter((condition: unknown) => isRecord(condition) && condition.field === 'TO').length;
+  const otherConditions = list.length - toConditions;
   return {
+    cost: (message) => otherConditions + toConditions * Math.max(1, message.to.length),
     matches:
       match === 'ALL'
         ? (message, now) => predicates.every((p) => p(message, now))
