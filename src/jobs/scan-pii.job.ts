@@ -8,6 +8,7 @@ import { loadJobAccount } from './job-subjects.js';
 import {
   accountScanArgs,
   accountScanInput,
+  betweenMessages,
   messageBatches,
   normalizeFindings,
   pruneOrphanFindings,
@@ -80,6 +81,7 @@ export const scanPiiJob = defineJob({
       );
       const drafts: FindingDraft[] = [];
       for (const row of batch) {
+        await betweenMessages(ctx);
         const found = scanMessagePii({
           id: row.id,
           from: row.from_address,

@@ -76,6 +76,16 @@ export async function* messageBatches<Row extends { id: string }>(
   }
 }
 
+/**
+ * Lets the event loop run, then checks for cancellation. Called before each message: a batch can
+ * hold many large bodies, and until the loop runs neither the lock renewal nor a cancel request
+ * is seen.
+ */
+export async function betweenMessages(ctx: Pick<JobContext, 'checkpoint'>): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve));
+  ctx.checkpoint();
+}
+
 /** One finding as a scan produces it, before it is stored. */
 export interface FindingDraft {
   messageId: string;

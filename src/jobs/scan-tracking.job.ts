@@ -6,6 +6,7 @@ import { loadJobAccount } from './job-subjects.js';
 import {
   accountScanArgs,
   accountScanInput,
+  betweenMessages,
   messageBatches,
   normalizeFindings,
   pruneOrphanFindings,
@@ -51,6 +52,7 @@ export const scanTrackingJob = defineJob({
     for await (const batch of messageBatches<HtmlRow>(ctx, scope, 'id, from_address, html_body', BATCH_SIZE)) {
       const drafts: FindingDraft[] = [];
       for (const row of batch) {
+        await betweenMessages(ctx);
         if (row.html_body === null) continue;
         const found = scanTracking({
           id: row.id,

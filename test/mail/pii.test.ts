@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { htmlToText } from '../../src/mail/scanners/html-to-text.js';
+import { ordinaryHtml } from '../helpers/html-corpus.js';
 import { maskValue, scanMessagePii, scanPii, type PiiFinding } from '../../src/mail/scanners/pii.js';
 import { isValidIban, isValidNir, passesLuhn } from '../../src/mail/scanners/pii-validators.js';
 import type { ScannableMessage } from '../../src/mail/scanners/scannable-message.js';
@@ -145,6 +146,43 @@ describe('htmlToText', () => {
       '<p>Hello&nbsp;<b>Ann</b> &amp; co</p><!-- 4111 1111 1111 1111 --><script>var s = "</p>";</script>' +
       '<table><tr><td>Card</td><td>4111&#32;1111&#x20;1111 1111</td></tr></table><div>caf&eacute; &unknown;</div></body></html>';
     expect(htmlToText(html)).toBe('Hello Ann & co\n\nCard 4111 1111 1111 1111\n\ncaf&eacute; &unknown;');
+  });
+});
+
+describe('htmlToText on ordinary and hostile HTML', () => {
+  /** What htmlToText made of tags before the tokenizer: three regex passes (quadratic on hostile input). */
+  function legacyTagPasses(html: string): string {
+    return html
+      .replace(
+        /<\/?(?:address|article|aside|blockquote|br|dd|div|dl|dt|footer|form|h[1-6]|header|hr|li|main|nav|ol|p|pre|section|table|tbody|tfoot|thead|tr|ul)\b(?:[^>"']|"[^"]*"|'[^']*'){0,4000}>/gi,
+        '\n',
+      )
+      .replace(/<\/?(?:td|th)\b(?:[^>"']|"[^"]*"|'[^']*'){0,4000}>/gi, ' ')
+      .replace(/<(?:\/?[a-zA-Z][a-zA-Z0-9:-]*|!)(?:[^>"']|"[^"]*"|'[^']*'){0,4000}>/g, '');
+  }
+
+  it('gives the text the regex passes gave on ordinary HTML', () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const html = ordinaryHtml(seed);
+      // What the passes left holds no tag, so htmlToText only decodes and collapses it.
+      expect(htmlToText(html), `seed ${seed}`).toBe(htmlToText(legacyTagPasses(html)));
+    }
+  });
+
+  it('scans megabytes of unclosed tags and quotes and still finds the card after them', () => {
+    const card = '<table><tr><td>Card</td><td>4111&nbsp;1111 1111 1111</td></tr></table>';
+    for (const hostile of ['<p '.repeat(800_000), '<x '.repeat(800_000), '<p "'.padEnd(1_000_000, 'x').repeat(3), '<!'.repeat(1_000_000)]) {
+      const findings = scanMessagePii({
+        id: 'm',
+        from: null,
+        subject: null,
+        date: null,
+        headers: {},
+        textBody: null,
+        htmlBody: hostile + card,
+      });
+      expect(findings.map((f) => [f.kind, f.masked, f.source])).toEqual([['CARD', '**** **** **** 1111', 'html']]);
+    }
   });
 });
 

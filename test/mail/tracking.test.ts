@@ -118,6 +118,26 @@ describe('scanTracking', () => {
   });
 });
 
+describe('scanTracking on hostile HTML', () => {
+  // Single-quoted, so the unclosed double quotes before it cannot pair with its quotes.
+  const tracked =
+    "<img src='https://open.shop.example/o.gif?u=1' width=1 height=1><a href='https://www.shop.example/?utm_source=news'>Sale</a>";
+  const expected: TrackingFinding[] = [
+    { kind: 'PIXEL', detail: 'https://open.shop.example/o.gif', host: 'open.shop.example' },
+    { kind: 'LINK_PARAM', detail: 'utm_source', host: 'www.shop.example' },
+  ];
+
+  it('scans megabytes of unclosed tags and still finds the tracking after them', () => {
+    // The `>` closes the last few of them, as one tag, before the real ones start.
+    expect(scanTracking(html(`${'<a '.repeat(800_000)}>${tracked}`))).toEqual(expected);
+    expect(scanTracking(html(`${'<img '.repeat(500_000)}>${tracked}`))).toEqual(expected);
+  });
+
+  it('scans megabytes of quotes that are never closed and still finds the tracking after them', () => {
+    expect(scanTracking(html(`${'<a "'.padEnd(1_000_000, 'x').repeat(3)}${tracked}`))).toEqual(expected);
+  });
+});
+
 describe('summarizeTrackingBySender', () => {
   it('totals findings per lowercased sender and skips senders without any', () => {
     const pixel: TrackingFinding = { kind: 'PIXEL', detail: 'https://a.example/p.gif', host: 'a.example' };

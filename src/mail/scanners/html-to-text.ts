@@ -1,3 +1,5 @@
+import { anyTagAt, findTags, type HtmlTag } from './html-tags.js';
+
 /** Named entities worth decoding in mail; anything else is left as written. */
 const NAMED_ENTITIES: Record<string, string> = {
   amp: '&',
@@ -91,12 +93,45 @@ function removeSections(html: string, open: string, close: string, replacement: 
 }
 
 /** Tags after which readable text starts on a new line. */
-const BLOCK_TAGS =
-  /<\/?(?:address|article|aside|blockquote|br|dd|div|dl|dt|footer|form|h[1-6]|header|hr|li|main|nav|ol|p|pre|section|table|tbody|tfoot|thead|tr|ul)\b(?:[^>"']|"[^"]*"|'[^']*'){0,4000}>/gi;
+const BLOCK_TAGS = new Set(
+  'address article aside blockquote br dd div dl dt footer form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table tbody tfoot thead tr ul'.split(
+    ' ',
+  ),
+);
 /** Table cells are separated by a space so adjacent cells do not merge into one number. */
-const CELL_TAGS = /<\/?(?:td|th)\b(?:[^>"']|"[^"]*"|'[^']*'){0,4000}>/gi;
-/** Any other tag or declaration; the bound keeps a stray `<` from scanning the whole body. */
-const OTHER_TAGS = /<(?:\/?[a-zA-Z][a-zA-Z0-9:-]*|!)(?:[^>"']|"[^"]*"|'[^']*'){0,4000}>/g;
+const CELL_TAGS = new Set(['td', 'th']);
+/** `blockquote`: a longer word is no block or cell name. */
+const LONGEST_NAME = 10;
+const SLASH = 0x2f;
+/** Characters or quoted strings a tag may hold; the bound keeps a stray `<` from hiding the text after it. */
+const MAX_TAG_UNITS = 4000;
+
+/** What a tag leaves in the text: a line break after a block, a space between cells, else nothing. */
+function tagReplacement(html: string, tag: HtmlTag): string {
+  const nameStart = html.charCodeAt(tag.start + 1) === SLASH ? tag.start + 2 : tag.start + 1;
+  // The whole word counts, as `\b` did: `<pre>` is a block, `<progress>` and `<p_x>` are not.
+  let end = nameStart;
+  while (end < tag.end && end - nameStart <= LONGEST_NAME && isWordChar(html.charCodeAt(end))) end++;
+  const word = html.slice(nameStart, end).toLowerCase();
+  if (BLOCK_TAGS.has(word)) return '\n';
+  return CELL_TAGS.has(word) ? ' ' : '';
+}
+
+/** `\w`: an ASCII letter, digit or underscore. */
+function isWordChar(code: number): boolean {
+  return (code >= 0x30 && code <= 0x39) || (code >= 0x41 && code <= 0x5a) || (code >= 0x61 && code <= 0x7a) || code === 0x5f;
+}
+
+/** Replaces every tag in one linear pass (see {@link findTags}). */
+function replaceTags(html: string): string {
+  let out = '';
+  let from = 0;
+  for (const tag of findTags(html, { openAt: anyTagAt, maxUnits: MAX_TAG_UNITS })) {
+    out += html.slice(from, tag.start) + tagReplacement(html, tag);
+    from = tag.end;
+  }
+  return out + html.slice(from);
+}
 
 /**
  * Turns an HTML body into plain text for scanning: drops comments, `<head>`, `<script>`,
@@ -109,7 +144,7 @@ export function htmlToText(html: string): string {
   for (const tag of ['head', 'script', 'style', 'noscript', 'template']) {
     text = removeSections(text, `<${tag}`, `</${tag}`, ' ');
   }
-  text = text.replace(BLOCK_TAGS, '\n').replace(CELL_TAGS, ' ').replace(OTHER_TAGS, '');
+  text = replaceTags(text);
   text = decodeHtmlEntities(text);
   return text
     .replace(/\r\n?/g, '\n')

@@ -1,4 +1,5 @@
 import { decodeHtmlEntities } from './html-to-text.js';
+import { findTags, startTagOpener } from './html-tags.js';
 import { normalizeSender, type ScannableMessage } from './scannable-message.js';
 import { matchTrackerHost } from './tracker-hosts.js';
 
@@ -79,11 +80,10 @@ function isTrackingParam(name: string): boolean {
   return TRACKING_PARAMS.has(lower) || TRACKING_PARAM_PREFIXES.some((p) => lower.startsWith(p) && lower.length > p.length);
 }
 
-/**
- * `<img …>` and `<a …>` start tags. Quoted attribute values may hold `>`; the bound keeps a stray
- * unclosed quote from making the scan quadratic.
- */
-const TAG = /<(img|a)(?=[\s/>])((?:[^>"']|"[^"]*"|'[^']*'){0,8000})>/gi;
+/** Characters or quoted strings an `<img>` or `<a>` start tag may hold; a longer one is text. */
+const MAX_TAG_UNITS = 8000;
+
+const IMAGE_OR_LINK = startTagOpener(['img', 'a']);
 /** One attribute: name, then an optional double-quoted, single-quoted or unquoted value. */
 const ATTRIBUTE = /([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?/g;
 
@@ -177,9 +177,9 @@ export function scanTracking(message: ScannableMessage): TrackingFinding[] {
     findings.push({ kind, detail, host });
   };
 
-  for (const tag of html.matchAll(TAG)) {
-    const name = (tag[1] ?? '').toLowerCase();
-    const attributes = parseAttributes(tag[2] ?? '');
+  for (const tag of findTags(html, { openAt: IMAGE_OR_LINK, maxUnits: MAX_TAG_UNITS })) {
+    const name = html.slice(tag.start + 1, tag.nameEnd).toLowerCase();
+    const attributes = parseAttributes(html.slice(tag.nameEnd, tag.end - 1));
     const url = parseRemoteUrl(attributes.get(name === 'img' ? 'src' : 'href'));
     if (url === null) continue;
     const host = hostOf(url);
