@@ -33,7 +33,8 @@ function badInput(message: string): GraphQLError {
  * repeat them and nothing is written when they fail:
  * - every `ID` argument or input field is a UUID (every id in Jobwire is a database UUID);
  * - no string anywhere in the input, JSON included, holds a NUL character or a lone surrogate
- *   (PostgreSQL text and jsonb can store neither).
+ *   (PostgreSQL text and jsonb can store neither);
+ * - a file (multipart upload) is only where the type is File.
  * IDs are then lower-cased, as the API prints them, so `AAAA…` and `aaaa…` name the same job
  * everywhere (pub/sub channels and filters compare strings, not UUIDs).
  */
@@ -155,7 +156,11 @@ function guardedValue(type: GraphQLInputType, value: unknown, path: string, dept
     return value.map((entry, index) => guardedValue(item, entry, `${path}[${index}]`, depth + 1));
   }
   if (isInputObjectType(nullable)) {
-    if (!isPlainObject(value)) return value;
+    if (!isPlainObject(value)) {
+      // Only a multipart upload puts anything but plain JSON into variables.
+      if (typeof value === 'object') throw badInput(misplacedFile(path));
+      return value;
+    }
     const fields = nullable.getFields();
     return Object.fromEntries(
       Object.entries(value).map(([name, entry]) => [
@@ -164,6 +169,7 @@ function guardedValue(type: GraphQLInputType, value: unknown, path: string, dept
       ]),
     );
   }
+  if (isScalarType(nullable) && nullable.name === 'File') return value;
   if (isScalarType(nullable) && nullable.name === 'ID' && (typeof value === 'string' || typeof value === 'number')) {
     if (!isUuid(String(value))) throw badInput(`${path}: not a UUID`);
     return typeof value === 'string' ? value.toLowerCase() : value;
@@ -180,7 +186,7 @@ function whyUnstorable(text: string): string | null {
   return null;
 }
 
-/** Walks plain JSON (strings, arrays, plain objects); uploads and other objects are left alone. */
+/** Walks plain JSON (strings, arrays, plain objects); anything else is a file where none belongs. */
 function findUnstorable(value: unknown, path: string, depth: number): GraphQLError | null {
   if (depth > MAX_DEPTH) return badInput(`${path}: nested too deeply`);
   if (typeof value === 'string') {
@@ -194,6 +200,7 @@ function findUnstorable(value: unknown, path: string, depth: number): GraphQLErr
     }
     return null;
   }
+  if (typeof value === 'object' && value !== null && !isPlainObject(value)) return badInput(misplacedFile(path));
   if (isPlainObject(value)) {
     for (const [key, item] of Object.entries(value)) {
       const unstorableKey = whyUnstorable(key);
@@ -202,6 +209,15 @@ function findUnstorable(value: unknown, path: string, depth: number): GraphQLErr
     }
   }
   return null;
+}
+
+/**
+ * A file mapped (multipart `map`) to a variable that is not a File: refused here, where graphql-js
+ * would coerce it, print the file object's internals in its message, or, as a JSON value, store
+ * its bytes as an array of numbers.
+ */
+function misplacedFile(path: string): string {
+  return `${path}: a file may be sent only where the type is File`;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -245,6 +245,34 @@ describe('variables over HTTP', () => {
     expect(body).not.toContain('horse');
   });
 
+  it('refuses a file mapped to a variable that is not a File, without storing it or printing its internals', async () => {
+    const upload = async (query: string, variables: Record<string, unknown>, path: string) => {
+      const form = new FormData();
+      form.set('operations', JSON.stringify({ query, variables }));
+      form.set('map', JSON.stringify({ 0: [`variables.${path}`] }));
+      form.set('0', new Blob([new Uint8Array(2_000).fill(65)]), 'a.mbox');
+      const response = await fetch(system.url, { method: 'POST', headers: { authorization: `Bearer ${alice}` }, body: form });
+      return (await response.json()) as { errors?: { message: string; extensions: { code: string } }[] };
+    };
+    const before = await footprint();
+    for (const [query, variables, path] of [
+      ['mutation($a: ID!, $m: JSON) { scanPii(accountId: $a, options: { metadata: $m }) { id } }', { a: accountId, m: null }, 'm'],
+      [
+        'mutation($a: ID!, $m: JSON) { scanPii(accountId: $a, options: { metadata: $m }) { id } }',
+        { a: accountId, m: { note: null } },
+        'm.note',
+      ],
+      ['mutation($a: ID!) { scanPii(accountId: $a) { id } }', { a: null }, 'a'],
+      ['mutation($o: EnqueueOptions) { scanPii(accountId: "00000000-0000-4000-8000-000000000000", options: $o) { id } }', { o: null }, 'o'],
+    ] as const) {
+      const response = await upload(query, variables, path);
+      expect(response.errors?.[0]?.extensions.code, JSON.stringify(response)).toBe('BAD_USER_INPUT');
+      expect(response.errors![0]!.message).toMatch(/a file may be sent only where the type is File/);
+      expect(JSON.stringify(response)).not.toMatch(/blobParts|_buffer/);
+    }
+    expect(await footprint()).toBe(before);
+  });
+
   it('takes a filter list of many repeats as the set it names: counts and pages answer, a bulk action stores each value once', async () => {
     const repeats = { statuses: Array(70_000).fill('FAILED'), types: Array(10_000).fill('scan_pii') };
     const { jobs, jobCounts } = await gqlOk<{ jobs: { totalCount: number; nodes: unknown[] }; jobCounts: unknown[] }>(

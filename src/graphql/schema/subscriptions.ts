@@ -192,7 +192,11 @@ export function guardSubscription<T>(
 
 /** A subscription's `resolve`: the event, or the error that ends the stream in its place. */
 export function eventOrExpiry<T>(event: Expirable<T>): T {
-  if (event === TOKEN_EXPIRED) throw graphqlError('UNAUTHENTICATED', 'token expired; subscribe again with a fresh token (over WebSocket, on a new connection: a socket keeps the token it connected with)');
+  if (event === TOKEN_EXPIRED)
+    throw graphqlError(
+      'UNAUTHENTICATED',
+      'token expired; subscribe again with a fresh token (over WebSocket, on a new connection: a socket keeps the token it connected with)',
+    );
   if (event instanceof StreamFailure) throw event.error;
   return event;
 }
