@@ -121,6 +121,8 @@ const configSchema = z.object({
   MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).default(100),
   /** Enabled rules with a schedule one owner may have; their runs are the system's, so this bounds them. 0 disables it. (Default: 20) */
   MAX_SCHEDULED_RULES_PER_OWNER: z.coerce.number().int().min(0).default(20),
+  /** Retention policies one owner may have; the daily retention job applies all of them. 0 disables it. (Default: 50) */
+  MAX_RETENTION_POLICIES_PER_OWNER: z.coerce.number().int().min(0).default(50),
   /** Shortest interval between two runs of a rule's cron schedule, in seconds. (Default: 300) */
   RULE_SCHEDULE_MIN_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(300),
   /**

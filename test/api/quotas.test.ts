@@ -20,7 +20,11 @@ let replicaB: InProcessSystem;
 let capped: InProcessSystem;
 
 beforeAll(async () => {
-  env = await createTestEnv({ RULE_SCHEDULE_MIN_INTERVAL_SECONDS: '300', MAX_SCHEDULED_RULES_PER_OWNER: '2' });
+  env = await createTestEnv({
+    RULE_SCHEDULE_MIN_INTERVAL_SECONDS: '300',
+    MAX_SCHEDULED_RULES_PER_OWNER: '2',
+    MAX_RETENTION_POLICIES_PER_OWNER: '3',
+  });
   const rate = { ENQUEUE_RATE_MAX: '5', ENQUEUE_RATE_WINDOW_MS: '60000' };
   // No worker: jobs stay PENDING, so they count as unfinished.
   [replicaA, replicaB, capped] = await Promise.all([
@@ -148,5 +152,35 @@ describe('scheduled rules', () => {
       { name: 'three', schedule: null },
       { name: 'two', schedule: '0 4 * * *' },
     ]);
+  });
+});
+
+describe('retention policies', () => {
+  it('are capped per owner, since the daily retention job applies every one of them', async () => {
+    const token = await env.token('hoarder');
+    const create = (name: string) =>
+      gql(
+        replicaA.url,
+        token,
+        'mutation($n: String!) { createRetentionPolicy(input: { name: $n, action: TRASH, olderThanDays: 3650 }) { id } }',
+        {
+          n: name,
+        },
+      );
+    for (const name of ['a', 'b', 'c']) expect((await create(name)).errors).toBeUndefined();
+    const refused = await create('d');
+    expect(refused.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+    expect(refused.errors?.[0]?.message).toMatch(/MAX_RETENTION_POLICIES_PER_OWNER/);
+    expect(Number((await env.one<{ n: string }>('SELECT count(*) AS n FROM retention_policy WHERE owner_id = $1', ['hoarder'])).n)).toBe(3);
+    // Another owner has a budget of their own; the limits query says what it is.
+    const other = await env.token('tidy');
+    expect(
+      (await gql(replicaA.url, other, 'mutation { createRetentionPolicy(input: { name: "x", action: TRASH, olderThanDays: 30 }) { id } }'))
+        .errors,
+    ).toBeUndefined();
+    expect(
+      (await gqlOk<{ limits: { maxRetentionPolicies: number } }>(replicaA.url, other, '{ limits { maxRetentionPolicies } }')).limits
+        .maxRetentionPolicies,
+    ).toBe(3);
   });
 });

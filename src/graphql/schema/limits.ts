@@ -12,6 +12,7 @@ interface Limits {
   maxSubscriptionsPerConnection: number;
   ruleScheduleMinIntervalSeconds: number;
   maxScheduledRules: number | null;
+  maxRetentionPolicies: number | null;
   maxUploadBytes: number;
   maxMessageBytes: number;
 }
@@ -45,6 +46,10 @@ const LimitsRef = builder.objectRef<Limits>('Limits').implement({
       nullable: true,
       description: 'Enabled rules with a schedule you may have (MAX_SCHEDULED_RULES_PER_OWNER); it applies to admins too.',
     }),
+    maxRetentionPolicies: t.exposeInt('maxRetentionPolicies', {
+      nullable: true,
+      description: 'Retention policies you may have (MAX_RETENTION_POLICIES_PER_OWNER); it applies to admins too.',
+    }),
     maxUploadBytes: t.exposeInt('maxUploadBytes', { description: 'Largest upload (MAX_UPLOAD_BYTES).' }),
     maxMessageBytes: t.exposeInt('maxMessageBytes', {
       description: 'Largest single message in an import (MAX_MESSAGE_BYTES); bigger ones are counted as malformed.',
@@ -72,6 +77,7 @@ builder.queryField('limits', (t) =>
         maxSubscriptionsPerConnection: config.MAX_SUBSCRIPTIONS_PER_CONNECTION,
         ruleScheduleMinIntervalSeconds: config.RULE_SCHEDULE_MIN_INTERVAL_SECONDS,
         maxScheduledRules: config.MAX_SCHEDULED_RULES_PER_OWNER || null,
+        maxRetentionPolicies: config.MAX_RETENTION_POLICIES_PER_OWNER || null,
         maxUploadBytes: config.MAX_UPLOAD_BYTES,
         maxMessageBytes: config.MAX_MESSAGE_BYTES,
       };

@@ -4,6 +4,7 @@ import { callerOf, ownerFilter } from '../../auth/access.js';
 import { RetentionPolicy, type RetentionAction } from '../../db/entities/retention-policy.entity.js';
 import { loadOwnedAccount } from '../../jobs/access.js';
 import { InvalidInputError } from '../../engine/errors.js';
+import { QuotaExceededError } from '../../engine/owner-quotas.js';
 import { displayNameSchema, parseInput } from '../../engine/validation.js';
 import { listAccountRetentionPolicies, listRetentionPolicies, loadOwnedPolicy, retentionActionSchema } from '../../mail/retention-store.js';
 import { builder } from '../builder.js';
@@ -72,10 +73,19 @@ builder.mutationFields((t) => ({
       const olderThanDays = checkDays(input.olderThanDays);
       // A policy on an account belongs with the account, also when an admin writes it.
       const account = input.accountId != null ? await loadOwnedAccount(ctx.em, String(input.accountId), callerOf(ctx.viewer)) : null;
+      const ownerId = account?.ownerId ?? ctx.viewer.id;
+      // The daily retention job applies every enabled policy of every owner: their number is its bound.
+      const max = ctx.services.config.MAX_RETENTION_POLICIES_PER_OWNER;
+      if (max > 0 && (await ctx.em.count(RetentionPolicy, { ownerId })) >= max) {
+        throw new QuotaExceededError(
+          `at most ${max} retention policies per owner (MAX_RETENTION_POLICIES_PER_OWNER); delete one first`,
+          60,
+        );
+      }
       const now = new Date();
       const policy = ctx.em.create(RetentionPolicy, {
         id: randomUUID(),
-        ownerId: account?.ownerId ?? ctx.viewer.id,
+        ownerId,
         accountId: account?.id ?? null,
         name,
         olderThanDays,
