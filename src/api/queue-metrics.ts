@@ -1,5 +1,6 @@
 import { Gauge } from 'prom-client';
 import { jobCatalogue } from '../jobs/registry.js';
+import { withRedisDeadline } from '../queue/job-queues.js';
 import { metricsRegistry } from '../observability/metrics.js';
 import type { Services } from '../services.js';
 
@@ -19,12 +20,20 @@ const jobsByStatus = new Gauge({
 
 /** Refreshes the gauges read at scrape time: queue depths from Redis, job counts from PostgreSQL. */
 export async function collectQueueMetrics(services: Services): Promise<void> {
-  await Promise.all(
-    jobCatalogue.map(async ({ name }) => {
-      const counts = await services.queues.get(name).getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed', 'paused');
-      for (const [state, count] of Object.entries(counts)) queueDepth.labels(name, state).set(count);
-    }),
-  );
+  // Bounded: while Redis does not answer, a scrape still gets the rest (and no stale queue depths),
+  // where it would otherwise hang and make the replica look down.
+  const depths = await withRedisDeadline(
+    Promise.all(
+      jobCatalogue.map(async ({ name }) => ({
+        name,
+        counts: await services.queues.get(name).getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed', 'paused'),
+      })),
+    ),
+  ).catch(() => null);
+  queueDepth.reset();
+  for (const { name, counts } of depths ?? []) {
+    for (const [state, count] of Object.entries(counts)) queueDepth.labels(name, state).set(count);
+  }
   const rows: { type: string; status: string; count: number }[] = await services.orm.em
     .fork()
     .getConnection()

@@ -1,5 +1,6 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
-import { createRedis } from '../queue/redis.js';
+import type { Logger } from '../observability/logger.js';
+import { createRedis, reportOutages } from '../queue/redis.js';
 import { topics, type JobEventMessage, type Topic } from './topics.js';
 
 /**
@@ -17,12 +18,13 @@ export class JobPubSub {
   constructor(
     redisUrl: string,
     private readonly prefix: string,
+    logger: Logger,
   ) {
     this.engine = new RedisPubSub({
       // Events are announcements; the row is the record. While Redis is away a publish fails fast
       // (one retry) instead of queueing, so a request that announces a change never hangs on it.
-      publisher: createRedis(redisUrl, { connectionName: `${prefix}:pub`, maxRetriesPerRequest: 1 }),
-      subscriber: createRedis(redisUrl, { connectionName: `${prefix}:sub` }),
+      publisher: reportOutages(createRedis(redisUrl, { connectionName: `${prefix}:pub`, maxRetriesPerRequest: 1 }), logger),
+      subscriber: reportOutages(createRedis(redisUrl, { connectionName: `${prefix}:sub` }), logger),
     });
   }
 

@@ -17,7 +17,7 @@ import {
   upsertRuleScheduler,
   type TickData,
 } from '../jobs/rule-schedules.js';
-import { createRedis } from '../queue/redis.js';
+import { createRedis, reportOutages } from '../queue/redis.js';
 import type { Services } from '../services.js';
 
 export { SCHEDULE_QUEUE, SYSTEM_OWNER };
@@ -50,13 +50,13 @@ export class Scheduler {
 
   async start(): Promise<void> {
     const { config, logger } = this.services;
-    const connection = createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler` });
+    const connection = reportOutages(createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler` }), logger);
     this.queue = new Queue<TickData>(SCHEDULE_QUEUE, { connection, prefix: config.REDIS_PREFIX });
     await this.syncSystemSchedules({ force: true });
     await this.syncRuleSchedules().catch((error) => logger.warn({ err: error }, 'rule schedules not synced at start'));
 
     this.worker = new Worker<TickData>(SCHEDULE_QUEUE, (tick) => this.fire(tick), {
-      connection: createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler-worker` }),
+      connection: reportOutages(createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler-worker` }), logger),
       prefix: config.REDIS_PREFIX,
       concurrency: 1,
     });

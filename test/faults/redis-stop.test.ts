@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IMPORT_MBOX } from '../helpers/fragments.js';
+import { gql } from '../helpers/graphql-client.js';
 import { buildMbox } from '../helpers/mbox-fixture.js';
 import { createTestEnv, waitFor, type TestEnv } from '../helpers/test-env.js';
 import {
@@ -23,7 +24,8 @@ let token: string;
 beforeAll(async () => {
   redis = await startPrivateRedis();
   env = await createTestEnv({ REDIS_URL: redis.url });
-  [api, worker] = await Promise.all([startApi(env.vars), startWorker(env.vars)]);
+  // The API logs warnings: an outage is one.
+  [api, worker] = await Promise.all([startApi({ ...env.vars, LOG_LEVEL: 'warn' }), startWorker(env.vars)]);
   token = await env.token('alice');
 }, 120_000);
 
@@ -84,6 +86,17 @@ describe('Redis stopped during enqueue', () => {
     expect(rows[0]).toMatchObject({ status: 'FAILED', error: expect.stringMatching(/could not be queued/) });
     expect(await env.sql("SELECT id FROM job WHERE status IN ('PENDING', 'ACTIVE')")).toHaveLength(0);
     expect((await fetch(`${api.baseUrl}/ready`)).status).toBe(503);
+    // An operator still sees the rest: /metrics answers without queue depths, queueStats says why,
+    // and the outage is one JSON warning, not ioredis's unhandled-error noise on stderr.
+    const metrics = await fetch(`${api.baseUrl}/metrics`, { headers: { authorization: `Bearer ${env.vars.METRICS_TOKEN}` } });
+    expect(metrics.status).toBe(200);
+    const scraped = await metrics.text();
+    expect(scraped).toMatch(/jobwire_jobs\{type="import_mbox",status="COMPLETED"\} 1/);
+    expect(scraped).not.toMatch(/jobwire_queue_jobs\{/);
+    const stats = await gql(api.url, await env.token('root', 'admin'), '{ queueStats { queue waiting } }');
+    expect(stats.errors?.[0]?.extensions?.code).toBe('QUEUE_UNAVAILABLE');
+    await waitFor('the outage to be logged', () => api.output().includes('Redis unreachable; reconnecting'));
+    expect(api.output()).not.toContain('Unhandled error event');
 
     // Redis back (empty, as after a restart without persistence): same processes, nothing restarted.
     await redis.start();

@@ -1,4 +1,5 @@
 import { jobCatalogue } from '../../jobs/registry.js';
+import { withRedisDeadline } from '../../queue/job-queues.js';
 import { builder } from '../builder.js';
 
 interface QueueStats {
@@ -32,22 +33,25 @@ builder.queryField('queueStats', (t) =>
     description: 'One entry per job type queue. Admins only.',
     authScopes: { admin: true },
     resolve: async (_root, _args, ctx) => {
-      return Promise.all(
-        jobCatalogue.map(async ({ name }) => {
-          const counts = await ctx.services.queues
-            .get(name)
-            .getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
-          return {
-            queue: name,
-            waiting: counts.waiting ?? 0,
-            active: counts.active ?? 0,
-            delayed: counts.delayed ?? 0,
-            completed: counts.completed ?? 0,
-            failed: counts.failed ?? 0,
-            paused: counts.paused ?? 0,
-            prioritized: counts.prioritized ?? 0,
-          };
-        }),
+      // Bounded like an enqueue: QUEUE_UNAVAILABLE while Redis does not answer, not a hung request.
+      return withRedisDeadline(
+        Promise.all(
+          jobCatalogue.map(async ({ name }) => {
+            const counts = await ctx.services.queues
+              .get(name)
+              .getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
+            return {
+              queue: name,
+              waiting: counts.waiting ?? 0,
+              active: counts.active ?? 0,
+              delayed: counts.delayed ?? 0,
+              completed: counts.completed ?? 0,
+              failed: counts.failed ?? 0,
+              paused: counts.paused ?? 0,
+              prioritized: counts.prioritized ?? 0,
+            };
+          }),
+        ),
       );
     },
   }),

@@ -40,10 +40,14 @@ builder.mutationField('updateSystemConfig', (t) =>
       const days = input.archiveTrashRetentionDays;
       if (days != null && (days < 0 || days > 36_500))
         throw graphqlError('BAD_USER_INPUT', 'archiveTrashRetentionDays must be between 0 and 36500');
-      return writeSettings(ctx.em, {
+      const change = {
         archiveTrashPurgeEnabled: input.archiveTrashPurgeEnabled ?? undefined,
         archiveTrashRetentionDays: days ?? undefined,
-      });
+      };
+      const settings = await writeSettings(ctx.em, change);
+      // As a pause or a schedule change is: who changed what the system deletes, and when.
+      ctx.services.logger.info({ by: ctx.viewer.id, change }, 'system config changed');
+      return settings;
     },
   }),
 );
