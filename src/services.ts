@@ -1,5 +1,5 @@
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
-import type { Config } from './config/env.js';
+import { type Config, publishedSecretWarnings } from './config/env.js';
 import { assertMigrated, initOrm } from './db/orm.js';
 import { TokenVerifier } from './auth/tokens.js';
 import { JobInserts } from './engine/job-inserts.js';
@@ -35,6 +35,7 @@ export interface Services {
 
 export async function createServices(config: Config, processName: string): Promise<Services> {
   const logger = createLogger(config.LOG_LEVEL, { process: processName });
+  for (const warning of publishedSecretWarnings(config)) logger.warn(warning);
   const orm = await initOrm(config.DATABASE_URL);
   try {
     await assertMigrated(orm);

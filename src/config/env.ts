@@ -185,6 +185,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return config;
 }
 
+/**
+ * The secrets docker-compose.yml falls back to, so that `docker compose up` runs with nothing set.
+ * Published with the code: a deployment that keeps them lets anyone mint an admin token or open
+ * the sealed archives. (Keep in step with docker-compose.yml.)
+ */
+const PUBLISHED_SECRETS: Partial<Record<'JWT_SECRET' | 'ARCHIVE_KEY', string>> = {
+  JWT_SECRET: 'compose-development-secret-change-me-0000',
+  ARCHIVE_KEY: 'MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=',
+};
+
+/** Warnings for production settings whose secrets are the published defaults (never the values themselves). */
+export function publishedSecretWarnings(config: Config): string[] {
+  if (config.NODE_ENV !== 'production') return [];
+  return (Object.keys(PUBLISHED_SECRETS) as (keyof typeof PUBLISHED_SECRETS)[])
+    .filter((name) => config[name] === PUBLISHED_SECRETS[name])
+    .map((name) => `${name} is the published docker-compose.yml default: anyone who has read it can use it; set your own ${name}`);
+}
+
 /** A comma-separated setting as a list of its non-empty, trimmed entries. */
 export function listSetting(value: string): string[] {
   return value
