@@ -4,25 +4,61 @@ import { bearerToken } from '../auth/tokens.js';
 import { uploadsInFlight } from '../observability/metrics.js';
 import type { Services } from '../services.js';
 
-/** Uploads one user may send to a replica at once. */
+/** Uploads one user's requests may have read at once on a replica; more wait their turn. */
 const UPLOADS_PER_USER = 2;
+/** Uploads one user may have waiting for a turn; one more is refused (429). */
+const WAITING_PER_USER = 16;
+/** How long an upload waits for its turn before it is refused (503). */
+const MAX_WAIT_MS = 30_000;
 
 const isUpload = (request: Request) =>
   request.method === 'POST' && /^multipart\/form-data/i.test(request.headers.get('content-type') ?? '');
+
+interface Waiter {
+  userId: string;
+  admit: () => void;
+}
 
 /**
  * Who may send an upload, decided before a byte of it is read: yoga reads a multipart body whole
  * (the file held in memory) before the operation's token is checked, so without this anyone could
  * make a replica hold MAX_UPLOAD_BYTES per request, as many requests as they open. An upload needs
- * a valid bearer token (401 at once otherwise); a user sends at most UPLOADS_PER_USER at a time
- * (429), and a replica takes at most MAX_CONCURRENT_UPLOADS (503), so what uploads hold in memory
- * is bounded. A slot is freed when the response is ready.
+ * a valid bearer token (401 at once otherwise). A replica reads at most MAX_CONCURRENT_UPLOADS at
+ * once, and one user's at most UPLOADS_PER_USER of them, so what uploads hold in memory is bounded
+ * and one user cannot take every turn; the others wait, unread, in order (a user with
+ * WAITING_PER_USER waiting gets 429; one that waits MAX_WAIT_MS, 503). A turn ends when the
+ * response is ready.
  */
 export function useUploadAdmission(services: Services): Plugin {
   const { config, tokens } = services;
-  const byUser = new Map<string, number>();
-  let inFlight = 0;
+  const readingByUser = new Map<string, number>();
+  const waitingByUser = new Map<string, number>();
+  const waiting: Waiter[] = [];
+  let reading = 0;
   const admitted = new WeakMap<Request, string>();
+  const add = (counts: Map<string, number>, userId: string, by: number) => {
+    const next = (counts.get(userId) ?? 0) + by;
+    if (next > 0) counts.set(userId, next);
+    else counts.delete(userId);
+  };
+  const mayRead = (userId: string) => reading < config.MAX_CONCURRENT_UPLOADS && (readingByUser.get(userId) ?? 0) < UPLOADS_PER_USER;
+  const startReading = (userId: string) => {
+    reading++;
+    add(readingByUser, userId, 1);
+    uploadsInFlight.inc();
+  };
+  /** Gives freed turns to the first waiters that may take them, in order. */
+  const admitWaiting = () => {
+    for (let i = 0; i < waiting.length && reading < config.MAX_CONCURRENT_UPLOADS; ) {
+      const waiter = waiting[i]!;
+      if (!mayRead(waiter.userId)) {
+        i++;
+        continue;
+      }
+      waiting.splice(i, 1);
+      waiter.admit();
+    }
+  };
   const refuse = (fetchAPI: { Response: typeof Response }, status: number, code: string, message: string, retryAfter?: number) =>
     new fetchAPI.Response(JSON.stringify({ errors: [{ message, extensions: { code, ...(retryAfter ? { retryAfter } : {}) } }] }), {
       status,
@@ -35,27 +71,49 @@ export function useUploadAdmission(services: Services): Plugin {
       const viewer = token ? await tokens.verify(token).catch(() => null) : null;
       if (!viewer)
         return endResponse(refuse(fetchAPI, 401, 'UNAUTHENTICATED', 'an upload needs a valid bearer token (Authorization: Bearer <jwt>)'));
-      const held = byUser.get(viewer.id) ?? 0;
-      if (held >= UPLOADS_PER_USER)
-        return endResponse(
-          refuse(fetchAPI, 429, 'RATE_LIMITED', `at most ${UPLOADS_PER_USER} uploads at a time per user; wait for one to finish`, 1),
-        );
-      if (inFlight >= config.MAX_CONCURRENT_UPLOADS)
-        return endResponse(refuse(fetchAPI, 503, 'RATE_LIMITED', 'this replica is taking all the uploads it can; try again shortly', 1));
-      byUser.set(viewer.id, held + 1);
-      inFlight++;
-      uploadsInFlight.inc();
+      if (!mayRead(viewer.id) || waiting.length > 0) {
+        if ((waitingByUser.get(viewer.id) ?? 0) >= WAITING_PER_USER)
+          return endResponse(
+            refuse(fetchAPI, 429, 'RATE_LIMITED', `at most ${WAITING_PER_USER} uploads waiting per user; wait for one to finish`, 1),
+          );
+        add(waitingByUser, viewer.id, 1);
+        const admittedInTime = await new Promise<boolean>((resolve) => {
+          const waiter: Waiter = {
+            userId: viewer.id,
+            admit: () => {
+              clearTimeout(timer);
+              // Counted now, so the loop that admitted it sees the turn taken.
+              startReading(viewer.id);
+              resolve(true);
+            },
+          };
+          const giveUp = () => {
+            const at = waiting.indexOf(waiter);
+            if (at === -1) return;
+            waiting.splice(at, 1);
+            clearTimeout(timer);
+            resolve(false);
+          };
+          const timer = setTimeout(giveUp, MAX_WAIT_MS);
+          // A client that leaves while it waits gives its place up at once.
+          request.signal?.addEventListener('abort', giveUp, { once: true });
+          waiting.push(waiter);
+          admitWaiting();
+        });
+        add(waitingByUser, viewer.id, -1);
+        if (!admittedInTime)
+          return endResponse(refuse(fetchAPI, 503, 'RATE_LIMITED', 'this replica is busy with uploads; try again shortly', 5));
+      } else startReading(viewer.id);
       admitted.set(request, viewer.id);
     },
     onResponse({ request }) {
       const userId = admitted.get(request);
       if (userId === undefined) return;
       admitted.delete(request);
-      inFlight--;
+      reading--;
+      add(readingByUser, userId, -1);
       uploadsInFlight.dec();
-      const held = (byUser.get(userId) ?? 1) - 1;
-      if (held > 0) byUser.set(userId, held);
-      else byUser.delete(userId);
+      admitWaiting();
     },
   };
 }

@@ -1,6 +1,7 @@
 import { Migrator } from '@mikro-orm/migrations';
 import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { entities } from './entities/index.js';
 
 const migrationsDir = fileURLToPath(new URL('../../migrations', import.meta.url));
@@ -65,11 +66,28 @@ export async function assertMigrated(orm: MikroORM): Promise<void> {
 
 /** Applies every pending migration; used by `npm run migrate` and the test setup. */
 export async function migrateDatabase(databaseUrl: string): Promise<string[]> {
-  const orm = await initOrm(databaseUrl, { pool: { min: 0, max: 2 } });
+  // One run at a time (several replicas' start-ups may each run it): the next waits for this one,
+  // then finds nothing left to do. A session lock on a connection of its own, outside any
+  // transaction, so an index built CONCURRENTLY does not wait for the connection holding it.
+  const lock = new pg.Client({ connectionString: databaseUrl });
+  await lock.connect();
   try {
-    const applied = await orm.getMigrator().up();
-    return applied.map((migration) => migration.name);
+    // Tried, not waited for inside a statement: a waiting statement holds a snapshot, which the
+    // other run's CREATE INDEX CONCURRENTLY would wait for in turn.
+    while (!(await lock.query<{ taken: boolean }>('SELECT pg_try_advisory_lock($1) AS taken', [MIGRATION_LOCK])).rows[0]!.taken) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const orm = await initOrm(databaseUrl, { pool: { min: 0, max: 2 } });
+    try {
+      const applied = await orm.getMigrator().up();
+      return applied.map((migration) => migration.name);
+    } finally {
+      await orm.close(true);
+    }
   } finally {
-    await orm.close(true);
+    await lock.end();
   }
 }
+
+/** The advisory lock key `npm run migrate` holds while it runs ("jobwire migrate" as a number). */
+const MIGRATION_LOCK = 0x6a6f62776972;

@@ -186,12 +186,15 @@ describe('protection', () => {
     expect(tooWide.data ?? null).toBeNull();
   });
 
-  it('requires a CSRF-proof header on form posts', async () => {
+  it('refuses the form posts a cross-site page can send: without a token, and without a CSRF-proof header', async () => {
     const form = new FormData();
     form.set('operations', JSON.stringify({ query: '{ jobTypes { name } }' }));
     form.set('map', '{}');
-    const response = await fetch(system.url, { method: 'POST', body: form });
-    expect(response.status).toBe(403);
+    // A multipart post is an upload, admitted only with a token (which a browser form cannot send).
+    const multipart = await fetch(system.url, { method: 'POST', body: form });
+    expect(multipart.status).toBe(401);
+    const urlEncoded = await fetch(system.url, { method: 'POST', body: new URLSearchParams({ query: '{ jobTypes { name } }' }) });
+    expect(urlEncoded.status).toBe(403);
   });
 
   it('tells an event stream opened without a token (as an EventSource opens it) that it needs one', async () => {

@@ -78,34 +78,53 @@ describe('uploads', () => {
     }
   });
 
-  it('are taken a few at a time per user and per replica, and each finished one frees its place', async () => {
+  it('are read a few at a time per user and per replica; the others wait their turn unread, in order', async () => {
     const reading = async () => (await uploadsInFlight.get()).values[0]?.value ?? 0;
     const alices = [stalledUpload(alice), stalledUpload(alice)];
     const bobs = stalledUpload(bob);
-    await waitFor('three uploads to be admitted', async () => (await reading()) === 3);
-    // Alice's third while her two are being sent, and carol's while the replica reads three: refused at once.
-    const third = await stalledUpload(alice).response;
-    expect(third.status).toBe(429);
-    expect((await third.json()).errors[0].extensions.code).toBe('RATE_LIMITED');
-    const full = await stalledUpload(carol).response;
-    expect(full.status).toBe(503);
-    expect((await full.json()).errors[0].extensions.code).toBe('RATE_LIMITED');
+    await waitFor('three uploads to be read', async () => (await reading()) === 3);
+    // The replica reads three at once: carol's and alice's third wait, unread.
+    const carols = stalledUpload(carol);
+    const alicesThird = stalledUpload(alice);
+    carols.finish();
+    alicesThird.finish();
 
-    // Finished, an upload gets its answer and its place is free again.
+    // Alice's first is done: its turn goes to carol, who waited first (alice already has her two).
     alices[0]!.finish();
     expect((await alices[0]!.response).status).toBe(200);
-    await waitFor('the finished upload to free its place', async () => (await reading()) === 2);
-    const carols = stalledUpload(carol);
-    carols.finish();
     expect((await carols.response).status).toBe(200);
+    expect((await alicesThird.response).status).toBe(200);
     for (const upload of [alices[1]!, bobs]) upload.finish();
     expect((await Promise.all([alices[1]!.response, bobs.response])).map((response) => response.status)).toEqual([200, 200]);
-    await waitFor('every place to be free', async () => (await reading()) === 0);
+    await waitFor('every turn to be free', async () => (await reading()) === 0);
 
-    // One its client gives up on frees its place too.
+    // One its client gives up on frees its turn too.
     const dropped = stalledUpload(alice);
-    await waitFor('the upload to be admitted', async () => (await reading()) === 1);
+    await waitFor('the upload to be read', async () => (await reading()) === 1);
     dropped.abort();
-    await waitFor('the dropped upload to free its place', async () => (await reading()) === 0);
+    await waitFor('the dropped upload to free its turn', async () => (await reading()) === 0);
+  });
+
+  it('refuses a user past the uploads they may have waiting, without holding anyone else up', async () => {
+    const reading = async () => (await uploadsInFlight.get()).values[0]?.value ?? 0;
+    const held = [stalledUpload(alice), stalledUpload(alice)];
+    await waitFor('alice to have two read', async () => (await reading()) === 2);
+    // Sixteen more wait; the seventeenth is refused at once.
+    const queued = Array.from({ length: 16 }, () => stalledUpload(alice));
+    let refused: Response | null = null;
+    await waitFor('one more of alice to be refused', async () => {
+      const attempt = stalledUpload(alice);
+      const response = await Promise.race([attempt.response, new Promise<null>((resolve) => setTimeout(() => resolve(null), 100))]);
+      if (!response) attempt.abort();
+      refused = response;
+      return response !== null;
+    });
+    expect(refused!.status).toBe(429);
+    // Bob is read meanwhile (the replica has a third turn).
+    const bobs = stalledUpload(bob);
+    bobs.finish();
+    expect((await bobs.response).status).toBe(200);
+    for (const upload of [...held, ...queued]) upload.abort();
+    await waitFor('every turn to be free', async () => (await reading()) === 0);
   });
 });
