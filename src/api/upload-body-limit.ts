@@ -6,10 +6,10 @@ import type { Services } from '../services.js';
 
 /** Uploads one user's requests may have read at once on a replica; more wait their turn. */
 const UPLOADS_PER_USER = 2;
-/** Uploads one user may have waiting for a turn; one more is refused (429). */
-const WAITING_PER_USER = 16;
-/** How long an upload waits for its turn before it is refused (503). */
-const MAX_WAIT_MS = 30_000;
+/** Uploads one user may have waiting for a turn (a script may send dozens at once); one more is refused (429). */
+const WAITING_PER_USER = 64;
+/** How long an upload waits for its turn before it is refused (503): as long as Node lets a request take. */
+const MAX_WAIT_MS = 300_000;
 
 const isUpload = (request: Request) =>
   request.method === 'POST' && /^multipart\/form-data/i.test(request.headers.get('content-type') ?? '');

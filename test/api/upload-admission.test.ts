@@ -109,8 +109,8 @@ describe('uploads', () => {
     const reading = async () => (await uploadsInFlight.get()).values[0]?.value ?? 0;
     const held = [stalledUpload(alice), stalledUpload(alice)];
     await waitFor('alice to have two read', async () => (await reading()) === 2);
-    // Sixteen more wait; the seventeenth is refused at once.
-    const queued = Array.from({ length: 16 }, () => stalledUpload(alice));
+    // Sixty-four more wait; the sixty-fifth is refused at once.
+    const queued = Array.from({ length: 64 }, () => stalledUpload(alice));
     let refused: Response | null = null;
     await waitFor('one more of alice to be refused', async () => {
       const attempt = stalledUpload(alice);
