@@ -1,4 +1,5 @@
 import ipaddr from 'ipaddr.js';
+import { defaultRepeatStrategy } from 'bullmq';
 import { z } from 'zod';
 
 const booleanFromString = z
@@ -46,7 +47,21 @@ const configSchema = z.object({
     .refine(
       (value) => value.split(';').every((part) => part.trim() === '' || /^[\w-]+=\S.*$/.test(part.trim())),
       'must look like id=cron;id=cron',
-    ),
+    )
+    .superRefine((value, ctx) => {
+      // Found here, named, rather than as the worker's start failing on BullMQ's own message.
+      for (const part of value.split(';')) {
+        const at = part.indexOf('=');
+        if (at < 0) continue;
+        const pattern = part.slice(at + 1).trim();
+        try {
+          defaultRepeatStrategy(Date.now(), { pattern, tz: 'UTC' });
+        } catch (error) {
+          const reason = error instanceof Error ? error.message : String(error);
+          ctx.addIssue({ code: 'custom', message: `${part.slice(0, at).trim()}: "${pattern}" is not a cron pattern (${reason})` });
+        }
+      }
+    }),
   /** Largest accepted upload in bytes. (Default: 100 MiB) */
   MAX_UPLOAD_BYTES: positiveInt.default(100 * 1024 * 1024),
   /** Uploads a replica takes at once, from all users together (each is held in memory while it is read). (Default: 4) */

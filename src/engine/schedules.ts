@@ -36,6 +36,12 @@ export function scheduleTag(scheduleId: string): string {
   return `schedule:${scheduleId}`;
 }
 
+/** The ids SCHEDULE_OVERRIDES names that are no schedule of `declarations` (a typo, or a schedule since removed). */
+export function unknownScheduleOverrides(declarations: readonly AnyJobDeclaration[], config: Config): string[] {
+  const known = new Set(declarations.flatMap((declaration) => (declaration.schedules ?? []).map((schedule) => schedule.id)));
+  return [...scheduleOverrides(config).keys()].filter((id) => !known.has(id));
+}
+
 /** The catalogue's schedules with what was changed at deploy and at run time applied. */
 export async function loadSystemSchedules(
   em: EntityManager,

@@ -5,7 +5,7 @@ import type { AnyJobDeclaration } from '../engine/define-job.js';
 import { enqueueJob, type EnqueueDeps } from '../engine/enqueue.js';
 import { NotFoundError } from '../engine/errors.js';
 import { toEventMessage } from '../engine/job-store.js';
-import { hasUnfinishedRun, loadSystemSchedules, scheduleTag } from '../engine/schedules.js';
+import { hasUnfinishedRun, loadSystemSchedules, scheduleTag, unknownScheduleOverrides } from '../engine/schedules.js';
 import { topics } from '../pubsub/topics.js';
 import {
   RUN_RULE_TYPE,
@@ -50,6 +50,9 @@ export class Scheduler {
 
   async start(): Promise<void> {
     const { config, logger } = this.services;
+    for (const id of unknownScheduleOverrides(this.declarations, config)) {
+      logger.warn({ id }, 'SCHEDULE_OVERRIDES names no schedule of the catalogue; ignored');
+    }
     const connection = reportOutages(createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler` }), logger);
     this.queue = new Queue<TickData>(SCHEDULE_QUEUE, { connection, prefix: config.REDIS_PREFIX });
     await this.syncSystemSchedules({ force: true });
