@@ -3,6 +3,7 @@ import type { Plugin } from 'graphql-yoga';
 import { bearerToken } from '../auth/tokens.js';
 import { uploadsInFlight } from '../observability/metrics.js';
 import type { Services } from '../services.js';
+import { refusalResponse } from './refusal-response.js';
 
 /** Uploads one user's requests may have read at once on a replica; more wait their turn. */
 const UPLOADS_PER_USER = 2;
@@ -59,22 +60,25 @@ export function useUploadAdmission(services: Services): Plugin {
       waiter.admit();
     }
   };
-  const refuse = (fetchAPI: { Response: typeof Response }, status: number, code: string, message: string, retryAfter?: number) =>
-    new fetchAPI.Response(JSON.stringify({ errors: [{ message, extensions: { code, ...(retryAfter ? { retryAfter } : {}) } }] }), {
-      status,
-      headers: { 'content-type': 'application/json; charset=utf-8', ...(retryAfter ? { 'retry-after': String(retryAfter) } : {}) },
-    });
   return {
     async onRequest({ request, endResponse, fetchAPI }) {
       if (!isUpload(request)) return;
       const token = bearerToken(request.headers.get('authorization'));
       const viewer = token ? await tokens.verify(token).catch(() => null) : null;
       if (!viewer)
-        return endResponse(refuse(fetchAPI, 401, 'UNAUTHENTICATED', 'an upload needs a valid bearer token (Authorization: Bearer <jwt>)'));
+        return endResponse(
+          refusalResponse(fetchAPI, 401, 'UNAUTHENTICATED', 'an upload needs a valid bearer token (Authorization: Bearer <jwt>)'),
+        );
       if (!mayRead(viewer.id) || waiting.length > 0) {
         if ((waitingByUser.get(viewer.id) ?? 0) >= WAITING_PER_USER)
           return endResponse(
-            refuse(fetchAPI, 429, 'RATE_LIMITED', `at most ${WAITING_PER_USER} uploads waiting per user; wait for one to finish`, 1),
+            refusalResponse(
+              fetchAPI,
+              429,
+              'RATE_LIMITED',
+              `at most ${WAITING_PER_USER} uploads waiting per user; wait for one to finish`,
+              1,
+            ),
           );
         add(waitingByUser, viewer.id, 1);
         const admittedInTime = await new Promise<boolean>((resolve) => {
@@ -102,7 +106,7 @@ export function useUploadAdmission(services: Services): Plugin {
         });
         add(waitingByUser, viewer.id, -1);
         if (!admittedInTime)
-          return endResponse(refuse(fetchAPI, 503, 'RATE_LIMITED', 'this replica is busy with uploads; try again shortly', 5));
+          return endResponse(refusalResponse(fetchAPI, 503, 'RATE_LIMITED', 'this replica is busy with uploads; try again shortly', 5));
       } else startReading(viewer.id);
       admitted.set(request, viewer.id);
     },

@@ -15,6 +15,7 @@ import { serializeError } from '../observability/logger.js';
 import { operationSpans } from '../observability/tracing.js';
 import { GRAPHIQL_EXAMPLE, GRAPHIQL_VERSION, renderJobwireGraphiQL } from './graphiql.js';
 import { useGraphQLSSE } from './graphql-sse.js';
+import { refusalResponse } from './refusal-response.js';
 import { useSseSubscriptions } from './sse-subscriptions.js';
 import { useUploadAdmission, useUploadBodyLimit } from './upload-body-limit.js';
 import { useSharedSubscriptionExecution } from '../graphql/shared-subscription-execution.js';
@@ -111,12 +112,7 @@ function useTokenBeforeCsrfCheck(): Plugin {
       if (!request.headers.get('accept')?.includes('text/event-stream')) return;
       const message =
         'missing bearer token (Authorization: Bearer <jwt>); a browser EventSource cannot send it: use a fetch-based SSE reader, or graphql-sse at /graphql/stream';
-      endResponse(
-        new fetchAPI.Response(JSON.stringify({ errors: [{ message, extensions: { code: 'UNAUTHENTICATED' } }] }), {
-          status: 401,
-          headers: { 'content-type': 'application/json; charset=utf-8' },
-        }),
-      );
+      endResponse(refusalResponse(fetchAPI, 401, 'UNAUTHENTICATED', message));
     },
   };
 }
