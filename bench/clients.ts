@@ -27,18 +27,27 @@ export function gql<T = Record<string, any>>(
   return send<T>(url, token, JSON.stringify({ query, variables }));
 }
 
+/** A POST of a JSON body that is not a GraphQL request (a baseline's own endpoint), over the same kept-alive connections. */
+export function postJson<T>(url: string, body: unknown): Promise<T> {
+  return send<T>(url, null, JSON.stringify(body)) as Promise<T>;
+}
+
 /**
  * One POST; sent again, once, when a kept-alive connection turned out closed (the server ends
  * idle ones after 5 s, and may do so just as the request leaves: Node's own advice is to retry).
  */
-function send<T>(url: string, token: string, body: string, retried = false): Promise<GraphQLResponse<T>> {
+function send<T>(url: string, token: string | null, body: string, retried = false): Promise<GraphQLResponse<T>> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
       {
         method: 'POST',
         agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Bearer ${token}` },
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          ...(token === null ? {} : { authorization: `Bearer ${token}` }),
+        },
       },
       (response) => {
         const chunks: Buffer[] = [];

@@ -1,13 +1,16 @@
 /**
  * History: `jobs(filter, first: 50)` over a million seeded rows, through GraphQL over HTTP, beside
  * the very SQL the resolver runs, sent directly. Each variant alternates the two, one query at a
- * time, so both see the same moment of a noisy machine.
+ * time, so both see the same moment of a noisy machine. A few variants also time a bare HTTP
+ * endpoint on the same SQL (bench/bare-history-server.ts): what any JSON API adds here, the floor
+ * of the added latency.
  */
 import pg from 'pg';
 import { TOTAL_COUNT_CAP } from '../../src/engine/job-history.js';
 import { jobCatalogue } from '../../src/jobs/registry.js';
-import { gql } from '../clients.js';
+import { gql, postJson } from '../clients.js';
 import { size, type BenchContext } from '../context.js';
+import { freePort, startWorker } from '../processes.js';
 import { measure, type ScenarioResult } from '../stats.js';
 
 /** Owners in the seeded history; the bench user is one of them. */
@@ -141,6 +144,8 @@ interface Variant {
   deepPages?: number;
   /** Also select `totalCount` (raw: also run the count). */
   totalCount?: boolean;
+  /** Also time the bare HTTP endpoint (bench/bare-history-server.ts) on the same SQL: the floor of any JSON API here. */
+  floor?: boolean;
 }
 
 export async function runHistory(ctx: BenchContext, seededRows: number): Promise<ScenarioResult[]> {
@@ -150,7 +155,7 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
   const twoMonthsAgo = new Date(Date.now() - 60 * 24 * 3600 * 1000);
   const variants: Variant[] = [
     { name: 'admin, no filter', admin: true, filter: {} },
-    { name: 'user, no filter', admin: false, filter: {} },
+    { name: 'user, no filter', admin: false, filter: {}, floor: true },
     { name: 'user, status FAILED', admin: false, filter: { statuses: ['FAILED'] } },
     { name: 'user, type import_mbox', admin: false, filter: { types: ['import_mbox'] } },
     { name: 'user, account', admin: false, filter: { accountId: account } },
@@ -162,10 +167,10 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
     { name: 'admin, PENDING+ACTIVE', admin: true, filter: { statuses: ['PENDING', 'ACTIVE'] } },
     { name: 'admin, type + status', admin: true, filter: { types: ['bulk_operation'], statuses: ['FAILED'] } },
     // Tags: a common one, a rare one, and two that meet rarely (an index intersection, or a long walk).
-    { name: 'user, tag nightly', admin: false, filter: { tags: ['nightly'] } },
+    { name: 'user, tag nightly', admin: false, filter: { tags: ['nightly'] }, floor: true },
     { name: 'user, tag customer:7', admin: false, filter: { tags: ['customer:7'] } },
     { name: 'admin, tags nightly + customer:7', admin: true, filter: { tags: ['nightly', 'customer:7'] } },
-    { name: 'user, deep pages by cursor', admin: false, filter: {}, deepPages: size(ctx, 200, 40) },
+    { name: 'user, deep pages by cursor', admin: false, filter: {}, deepPages: size(ctx, 200, 40), floor: true },
     { name: 'user, no filter, with totalCount', admin: false, filter: {}, totalCount: true },
     { name: 'admin, status FAILED, with totalCount', admin: true, filter: { statuses: ['FAILED'] }, totalCount: true },
   ];
@@ -176,6 +181,14 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
   await ctx.env.pool.query('VACUUM ANALYZE job');
   const raw = new pg.Client({ connectionString: ctx.env.databaseUrl });
   await raw.connect();
+  const barePort = await freePort();
+  const bare = await startWorker(
+    'bench/bare-history-server.ts',
+    { ...ctx.env.vars, BARE_HISTORY_PORT: String(barePort) },
+    'bare-history',
+    'bare history server ready',
+  );
+  const bareUrl = `http://127.0.0.1:${barePort}/`;
   const results: ScenarioResult[] = [];
   try {
     for (const variant of variants) {
@@ -183,6 +196,7 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
       const ownerId = variant.admin ? null : ctx.userId;
       const jobwireLatencies: number[] = [];
       const rawLatencies: number[] = [];
+      const bareLatencies: number[] = [];
       let rowsSeen = 0;
       const once = async (after: string | null, record: boolean): Promise<string | null> => {
         const t0 = performance.now();
@@ -204,6 +218,12 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
         const rows = withSnapshot.filter((row) => row.id !== null);
         if (variant.totalCount) await raw.query(...countSql(ownerId, variant.filter));
         const t3 = performance.now();
+        if (variant.floor) {
+          const answer = await postJson<{ data?: { jobs: { edges: unknown[] } } }>(bareUrl, { sql, params, first: 50 });
+          if (answer.data?.jobs.edges.length !== response.data.jobs.edges.length)
+            throw new Error(`history ${variant.name}: the bare endpoint and GraphQL disagree`);
+          if (record) bareLatencies.push(performance.now() - t3);
+        }
         if (record) {
           jobwireLatencies.push(t1 - t0);
           rawLatencies.push(t3 - t2);
@@ -232,6 +252,7 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
       const baseline = measure(rawLatencies, duration * (sum(rawLatencies) / (sum(jobwireLatencies) + sum(rawLatencies))));
       const ratio = jobwire.p99 / baseline.p99;
       const addedMsP50 = jobwire.p50 - baseline.p50;
+      const floorAddedMsP50 = variant.floor ? measure(bareLatencies, duration).p50 - baseline.p50 : null;
       results.push({
         scenario: 'history',
         variant: variant.name,
@@ -244,16 +265,27 @@ export async function runHistory(ctx: BenchContext, seededRows: number): Promise
         pass: jobwire.p99 < 20 && addedMsP50 <= 1,
         notes: [
           `added at p50: ${addedMsP50.toFixed(2)} ms over the same SQL sent directly (${jobwireLatencies.length} queries each)`,
+          ...(floorAddedMsP50 === null
+            ? []
+            : [
+                `a bare HTTP endpoint (node:http + pg + JSON.stringify, the same SQL and fields) adds ${floorAddedMsP50.toFixed(2)} ms at p50`,
+              ]),
           ...(variant.deepPages ? [`walks of ${variant.deepPages} pages by cursor, ${rowsSeen} rows in all`] : []),
         ],
-        extra: { rows: seededRows, avgRowsPerPage: rowsSeen / jobwireLatencies.length, addedMsP50 },
+        extra: {
+          rows: seededRows,
+          avgRowsPerPage: rowsSeen / jobwireLatencies.length,
+          addedMsP50,
+          ...(floorAddedMsP50 === null ? {} : { floorAddedMsP50 }),
+        },
       });
       ctx.log(
-        `history ${variant.name}: p50 +${addedMsP50.toFixed(2)} ms, p99 ${jobwire.p99.toFixed(1)} ms vs raw ${baseline.p99.toFixed(1)} ms`,
+        `history ${variant.name}: p50 +${addedMsP50.toFixed(2)} ms${floorAddedMsP50 === null ? '' : ` (bare HTTP +${floorAddedMsP50.toFixed(2)} ms)`}, p99 ${jobwire.p99.toFixed(1)} ms vs raw ${baseline.p99.toFixed(1)} ms`,
       );
     }
   } finally {
     await raw.end();
+    await bare.stop();
   }
   return results;
 }
