@@ -98,3 +98,32 @@ export function serviceCpuUsed(before: ServiceCpu, after: ServiceCpu): { postgre
   }
   return used;
 }
+
+/** The machine's CPU time so far, busy and idle (clock ticks, all cores), from /proc/stat. */
+async function machineTicks(): Promise<{ busy: number; idle: number }> {
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = (await readFile('/proc/stat', 'utf8'))
+    .split('\n', 1)[0]!
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number) as number[];
+  return { busy: user! + nice! + system! + irq! + softirq! + steal!, idle: idle! + iowait! };
+}
+
+/**
+ * Waits until the machine is quiet (at most `busyShare` of its CPU used over a quarter of a
+ * second), or `maxMs` has passed: a measurement then starts without the work the one before
+ * left behind (a worker's last writes, PostgreSQL's WAL and dirty pages). Returns the wait.
+ */
+export async function settle(busyShare = 0.1, maxMs = 10_000): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < maxMs) {
+    const before = await machineTicks();
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const after = await machineTicks();
+    const busy = after.busy - before.busy;
+    const total = busy + after.idle - before.idle;
+    if (total > 0 && busy / total <= busyShare) break;
+  }
+  return performance.now() - started;
+}

@@ -2,17 +2,19 @@
  * Job lifecycle: no-op jobs through Jobwire's worker (row ACTIVE then COMPLETED, events published,
  * concurrency 10) beside a bare BullMQ worker doing two UPDATEs by primary key and one PUBLISH per
  * job at the same concurrency. Each side drains a queue filled while paused; throughput is counted
- * from the rows' first start to their last finish, latency is each row's finish − start.
+ * from the rows' first start to their last finish, latency is each row's finish − start. The sides
+ * take turns in the order A B B A …, each drain starting once the machine is quiet: neither side
+ * always runs right after the other, or while it is still being written away.
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { benchNoopJob } from '../bench-jobs.js';
 import { size, type BenchContext } from '../context.js';
-import { cpuSeconds, serviceCpu, serviceCpuUsed, startWorker, waitFor } from '../processes.js';
+import { cpuSeconds, serviceCpu, serviceCpuUsed, settle, startWorker, waitFor } from '../processes.js';
 import { measure, type ScenarioResult } from '../stats.js';
 
 const RAW_QUEUE = 'bench_raw_noop';
-const ROUNDS = 2;
+const ROUNDS = 4;
 
 /** Inserts `count` PENDING rows of `type` in one statement; returns their ids. */
 async function insertRows(ctx: BenchContext, type: string, count: number): Promise<string[]> {
@@ -77,10 +79,13 @@ export async function runLifecycle(ctx: BenchContext): Promise<ScenarioResult[]>
     // Warm-up on both sides: connections opened, code compiled (200 jobs left the first round visibly slower).
     await drain(ctx, jobwireQueue, benchNoopJob.name, size(ctx, 1_000, 200));
     await drain(ctx, rawQueue, RAW_QUEUE, size(ctx, 1_000, 200));
-    const jobwire = { latencies: [] as number[], durationMs: 0, cpu: 0, postgres: 0, redis: 0 };
-    const baseline = { latencies: [] as number[], durationMs: 0, cpu: 0, postgres: 0, redis: 0 };
+    const jobwire = { latencies: [] as number[], durationMs: 0, cpu: 0, postgres: 0, redis: 0, walBytes: 0 };
+    const baseline = { latencies: [] as number[], durationMs: 0, cpu: 0, postgres: 0, redis: 0, walBytes: 0 };
     /** Drains one side's round, adding its worker's (and PostgreSQL's and Redis's) CPU seconds to the side's tally. */
     const timed = async (side: typeof jobwire, pid: number, queue: Queue, type: string) => {
+      const walLsn = async () => (await ctx.env.pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+      await settle();
+      const walBefore = await walLsn();
       const before = await cpuSeconds(pid);
       const services = await serviceCpu();
       const result = await drain(ctx, queue, type, perRound);
@@ -88,20 +93,29 @@ export async function runLifecycle(ctx: BenchContext): Promise<ScenarioResult[]>
       const used = serviceCpuUsed(services, await serviceCpu());
       side.postgres += used.postgres;
       side.redis += used.redis;
+      side.walBytes += Number(
+        (await ctx.env.pool.query<{ bytes: string }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::bigint AS bytes', [walBefore]))
+          .rows[0]!.bytes,
+      );
       return result;
     };
     for (let round = 0; round < ROUNDS; round++) {
-      const a = await timed(jobwire, worker.child.pid!, jobwireQueue, benchNoopJob.name);
+      const jobwireRound = () => timed(jobwire, worker.child.pid!, jobwireQueue, benchNoopJob.name);
+      const rawRound = () => timed(baseline, raw.child.pid!, rawQueue, RAW_QUEUE);
+      const rawFirst = round % 2 === 1;
+      const rawEarly = rawFirst ? await rawRound() : null;
+      const a = await jobwireRound();
+      const b = rawEarly ?? (await rawRound());
       jobwire.latencies.push(...a.latencies);
       jobwire.durationMs += a.durationMs;
-      const b = await timed(baseline, raw.child.pid!, rawQueue, RAW_QUEUE);
       baseline.latencies.push(...b.latencies);
       baseline.durationMs += b.durationMs;
       ctx.log(
-        `lifecycle round ${round + 1}/${ROUNDS}: ${((perRound / a.durationMs) * 1000).toFixed(0)} jobs/s Jobwire, ${((perRound / b.durationMs) * 1000).toFixed(0)} jobs/s raw`,
+        `lifecycle round ${round + 1}/${ROUNDS}: ${((perRound / a.durationMs) * 1000).toFixed(0)} jobs/s Jobwire, ${((perRound / b.durationMs) * 1000).toFixed(0)} jobs/s raw${rawFirst ? ' (raw first)' : ''}`,
       );
     }
     const perJobMs = (seconds: number) => ((seconds * 1000) / (perRound * ROUNDS)).toFixed(2);
+    const walPerJob = (bytes: number) => Math.round(bytes / (perRound * ROUNDS)).toLocaleString('en');
     const jw = measure(jobwire.latencies, jobwire.durationMs);
     const rw = measure(baseline.latencies, baseline.durationMs);
     const ratio = jw.throughput / rw.throughput;
@@ -121,9 +135,11 @@ export async function runLifecycle(ctx: BenchContext): Promise<ScenarioResult[]>
           `CPU per job, Jobwire | raw: worker ${perJobMs(jobwire.cpu)} | ${perJobMs(baseline.cpu)} ms, PostgreSQL ${perJobMs(jobwire.postgres)} | ${perJobMs(
             baseline.postgres,
           )} ms, Redis ${perJobMs(jobwire.redis)} | ${perJobMs(baseline.redis)} ms (the services' figures include the bench's polling)`,
+          `PostgreSQL WAL per job, Jobwire | raw: ${walPerJob(jobwire.walBytes)} | ${walPerJob(baseline.walBytes)} bytes`,
         ],
         extra: {
           workerCpuMsPerJob: { jobwire: (jobwire.cpu * 1000) / (perRound * ROUNDS), raw: (baseline.cpu * 1000) / (perRound * ROUNDS) },
+          walBytesPerJob: { jobwire: jobwire.walBytes / (perRound * ROUNDS), raw: baseline.walBytes / (perRound * ROUNDS) },
         },
       },
     ];
