@@ -112,10 +112,10 @@ async function machineTicks(): Promise<{ busy: number; idle: number }> {
 
 /**
  * Waits until the machine is quiet (at most `busyShare` of its CPU used over a quarter of a
- * second), or `maxMs` has passed: a measurement then starts without the work the one before
+ * second), or `maxMs` has passed (a machine others share may never be): a measurement then starts without the work the one before
  * left behind (a worker's last writes, PostgreSQL's WAL and dirty pages). Returns the wait.
  */
-export async function settle(busyShare = 0.1, maxMs = 10_000): Promise<number> {
+export async function settle(busyShare = 0.25, maxMs = 5_000): Promise<number> {
   const started = performance.now();
   while (performance.now() - started < maxMs) {
     const before = await machineTicks();

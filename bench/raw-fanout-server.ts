@@ -14,12 +14,12 @@ import { WebSocketServer, type WebSocket } from 'ws';
 
 const { REDIS_URL, RAW_FANOUT_CHANNEL, RAW_FANOUT_PORT, RAW_FANOUT_FIRST } = process.env as Record<string, string>;
 
-/** A message as its SSE frame and its JSON. */
+/** A message as its SSE frame (encoded once for every stream, as Jobwire does) and its JSON. */
 function framed(message: string) {
   const split = message.indexOf('\n');
   const id = message.slice(0, split);
   const payload = message.slice(split + 1);
-  return { payload, sse: `event: next\ndata: ${payload}${id ? `\nid: ${id}` : ''}\n\n` };
+  return { payload, sse: Buffer.from(`event: next\ndata: ${payload}${id ? `\nid: ${id}` : ''}\n\n`) };
 }
 
 /** The current state every subscriber gets first, as Jobwire's `jobProgress` sends the job's state. */

@@ -26,6 +26,8 @@ export interface ScenarioResult {
   pass: boolean | null;
   notes: string[];
   extra?: Record<string, unknown>;
+  /** The figure the verdict rests on where it is not the ratio (history's added p50, the fan-out's CPU per delivery). */
+  deciding?: { name: string; value: number };
   /** With `--repeat N`: every repetition's headline figures (this row is the median one's). */
   repeats?: RepeatFigures[];
 }
@@ -33,6 +35,7 @@ export interface ScenarioResult {
 /** One repetition's headline figures of a row. */
 export interface RepeatFigures {
   ratio: number | null;
+  deciding: number | null;
   pass: boolean | null;
   jobwire: Pick<Measurement, 'throughput' | 'p50' | 'p99'> | null;
   raw: Pick<Measurement, 'throughput' | 'p50' | 'p99'> | null;
@@ -40,10 +43,13 @@ export interface RepeatFigures {
 
 const headline = (m: Measurement | null) => (m ? { throughput: m.throughput, p50: m.p50, p99: m.p99 } : null);
 
+/** The value if it is a finite number, else null (a NaN would break a sort). */
+const finite = (value: number | null | undefined): number | null => (typeof value === 'number' && Number.isFinite(value) ? value : null);
+
 /**
  * Folds the rows of several repetitions into one row per scenario and variant: the repetition with
- * the median ratio (the median p50, for rows without one) stands for it, with every repetition's
- * figures in `repeats` and their spread in a note.
+ * the median of the figure its verdict rests on (`deciding`, else the ratio, else the p50) stands
+ * for it, with every repetition's figures in `repeats` and their spread in a note.
  */
 export function combineRepeats(repetitions: ScenarioResult[][]): ScenarioResult[] {
   if (repetitions.length === 1) return repetitions[0]!;
@@ -62,20 +68,36 @@ export function combineRepeats(repetitions: ScenarioResult[][]): ScenarioResult[
   }
   return order.map((key) => {
     const all = rows.get(key)!;
-    const rank = (r: ScenarioResult) => r.ratio ?? r.jobwire?.p50 ?? 0;
+    const rank = (r: ScenarioResult) => finite(r.deciding?.value) ?? finite(r.ratio) ?? finite(r.jobwire?.p50) ?? 0;
     const sorted = [...all].sort((a, b) => rank(a) - rank(b));
     const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
-    const spread = (values: number[], digits: number) =>
-      values.length ? `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}` : '—';
-    const ratios = all.map((r) => r.ratio).filter((v): v is number => v !== null && Number.isFinite(v));
-    const p99s = all.map((r) => r.jobwire?.p99).filter((v): v is number => v !== undefined && Number.isFinite(v));
-    const note = `over ${all.length} repetitions (median shown): ratio ${spread(ratios, 2)}, Jobwire p99 ${spread(p99s, 1)} ms, ${
-      all.filter((r) => r.pass).length
-    } of ${all.length} within target`;
+    const spread = (values: (number | null | undefined)[], digits: number) => {
+      const known = values.filter((v): v is number => finite(v) !== null);
+      return known.length ? `${Math.min(...known).toFixed(digits)}–${Math.max(...known).toFixed(digits)}` : '—';
+    };
+    const decidingSpread = median.deciding
+      ? `${median.deciding.name} ${spread(
+          all.map((r) => r.deciding?.value),
+          2,
+        )}, `
+      : '';
+    const note = `over ${all.length} repetitions (median shown): ${decidingSpread}ratio ${spread(
+      all.map((r) => r.ratio),
+      2,
+    )}, Jobwire p99 ${spread(
+      all.map((r) => r.jobwire?.p99),
+      1,
+    )} ms, ${all.filter((r) => r.pass).length} of ${all.length} within target`;
     return {
       ...median,
       notes: [...median.notes, note],
-      repeats: all.map((r) => ({ ratio: r.ratio, pass: r.pass, jobwire: headline(r.jobwire), raw: headline(r.raw) })),
+      repeats: all.map((r) => ({
+        ratio: r.ratio,
+        deciding: r.deciding?.value ?? null,
+        pass: r.pass,
+        jobwire: headline(r.jobwire),
+        raw: headline(r.raw),
+      })),
     };
   });
 }
@@ -98,6 +120,19 @@ export function measure(latenciesMs: number[], durationMs: number, count = laten
     p99: percentile(sorted, 99),
     max: sorted.at(-1) ?? NaN,
   };
+}
+
+/**
+ * One round of each side: A then B in even rounds, B then A in odd ones (A B B A …), so that over
+ * the rounds neither side always runs right after the other, on what the other left behind.
+ */
+export async function inTurns<A, B>(round: number, a: () => Promise<A>, b: () => Promise<B>): Promise<[A, B]> {
+  if (round % 2 === 0) {
+    const first = await a();
+    return [first, await b()];
+  }
+  const first = await b();
+  return [await a(), first];
 }
 
 /** Runs `total` operations with `concurrency` in flight; returns each one's latency. */

@@ -11,7 +11,7 @@ import { bulkOperationJob } from '../../src/jobs/bulk-operation.job.js';
 import { gql } from '../clients.js';
 import { size, type BenchContext } from '../context.js';
 import { cpuSeconds } from '../processes.js';
-import { measure, runConcurrent, type ScenarioResult } from '../stats.js';
+import { inTurns, measure, runConcurrent, type ScenarioResult } from '../stats.js';
 
 const CONCURRENCY = 50;
 const ROUNDS = 3;
@@ -69,8 +69,8 @@ export async function runEnqueue(ctx: BenchContext): Promise<ScenarioResult[]> {
   try {
     // Warm-up: connections opened, code paths compiled (the API's throughput still climbed for a
     // couple of thousand requests after 200 of them), on both sides.
-    await runConcurrent(WARM_UP, CONCURRENCY, viaGraphql);
     await runConcurrent(WARM_UP, CONCURRENCY, viaRaw);
+    await runConcurrent(WARM_UP, CONCURRENCY, viaGraphql);
     errors = 0;
     const jobwire = { latencies: [] as number[], durationMs: 0, apiCpu: 0, clientCpu: 0 };
     const raw = { latencies: [] as number[], durationMs: 0, clientCpu: 0 };
@@ -85,14 +85,17 @@ export async function runEnqueue(ctx: BenchContext): Promise<ScenarioResult[]> {
       return result;
     };
     for (let round = 0; round < ROUNDS; round++) {
-      const a = await timed(jobwire, viaGraphql);
+      const [a, b] = await inTurns(
+        round,
+        () => timed(jobwire, viaGraphql),
+        () => timed(raw, viaRaw),
+      );
       jobwire.latencies.push(...a.latencies);
       jobwire.durationMs += a.durationMs;
-      const b = await timed(raw, viaRaw);
       raw.latencies.push(...b.latencies);
       raw.durationMs += b.durationMs;
       ctx.log(
-        `enqueue round ${round + 1}/${ROUNDS}: ${((perRound / a.durationMs) * 1000).toFixed(0)}/s via GraphQL, ${((perRound / b.durationMs) * 1000).toFixed(0)}/s raw`,
+        `enqueue round ${round + 1}/${ROUNDS}: ${((perRound / a.durationMs) * 1000).toFixed(0)}/s via GraphQL, ${((perRound / b.durationMs) * 1000).toFixed(0)}/s raw${round % 2 ? ' (raw first)' : ''}`,
       );
     }
     const jw = measure(jobwire.latencies, jobwire.durationMs);

@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import { benchNoopJob } from '../bench-jobs.js';
 import { size, type BenchContext } from '../context.js';
 import { cpuSeconds, serviceCpu, serviceCpuUsed, settle, startWorker, waitFor } from '../processes.js';
-import { measure, type ScenarioResult } from '../stats.js';
+import { inTurns, measure, type ScenarioResult } from '../stats.js';
 
 const RAW_QUEUE = 'bench_raw_noop';
 const ROUNDS = 4;
@@ -76,9 +76,10 @@ export async function runLifecycle(ctx: BenchContext): Promise<ScenarioResult[]>
   const jobwireQueue = new Queue(benchNoopJob.name, { connection, prefix: ctx.env.prefix });
   const rawQueue = new Queue(RAW_QUEUE, { connection, prefix: ctx.env.prefix });
   try {
-    // Warm-up on both sides: connections opened, code compiled (200 jobs left the first round visibly slower).
-    await drain(ctx, jobwireQueue, benchNoopJob.name, size(ctx, 1_000, 200));
+    // Warm-up on both sides: connections opened, code compiled (200 jobs left the first round visibly
+    // slower). Raw first: with the rounds' A B B A, each side then runs right after the other twice.
     await drain(ctx, rawQueue, RAW_QUEUE, size(ctx, 1_000, 200));
+    await drain(ctx, jobwireQueue, benchNoopJob.name, size(ctx, 1_000, 200));
     const jobwire = { latencies: [] as number[], durationMs: 0, cpu: 0, postgres: 0, redis: 0, walBytes: 0 };
     const baseline = { latencies: [] as number[], durationMs: 0, cpu: 0, postgres: 0, redis: 0, walBytes: 0 };
     /** Drains one side's round, adding its worker's (and PostgreSQL's and Redis's) CPU seconds to the side's tally. */
@@ -100,18 +101,17 @@ export async function runLifecycle(ctx: BenchContext): Promise<ScenarioResult[]>
       return result;
     };
     for (let round = 0; round < ROUNDS; round++) {
-      const jobwireRound = () => timed(jobwire, worker.child.pid!, jobwireQueue, benchNoopJob.name);
-      const rawRound = () => timed(baseline, raw.child.pid!, rawQueue, RAW_QUEUE);
-      const rawFirst = round % 2 === 1;
-      const rawEarly = rawFirst ? await rawRound() : null;
-      const a = await jobwireRound();
-      const b = rawEarly ?? (await rawRound());
+      const [a, b] = await inTurns(
+        round,
+        () => timed(jobwire, worker.child.pid!, jobwireQueue, benchNoopJob.name),
+        () => timed(baseline, raw.child.pid!, rawQueue, RAW_QUEUE),
+      );
       jobwire.latencies.push(...a.latencies);
       jobwire.durationMs += a.durationMs;
       baseline.latencies.push(...b.latencies);
       baseline.durationMs += b.durationMs;
       ctx.log(
-        `lifecycle round ${round + 1}/${ROUNDS}: ${((perRound / a.durationMs) * 1000).toFixed(0)} jobs/s Jobwire, ${((perRound / b.durationMs) * 1000).toFixed(0)} jobs/s raw${rawFirst ? ' (raw first)' : ''}`,
+        `lifecycle round ${round + 1}/${ROUNDS}: ${((perRound / a.durationMs) * 1000).toFixed(0)} jobs/s Jobwire, ${((perRound / b.durationMs) * 1000).toFixed(0)} jobs/s raw${round % 2 ? ' (raw first)' : ''}`,
       );
     }
     const perJobMs = (seconds: number) => ((seconds * 1000) / (perRound * ROUNDS)).toFixed(2);
