@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { type DocumentNode, type ExecutionResult, type GraphQLError, getOperationAST } from 'graphql';
-import { type Response as SseResponse, TOKEN_HEADER_KEY, TOKEN_QUERY_KEY } from 'graphql-sse';
+import {
+  type Request as SseRequest,
+  type RequestParams,
+  type Response as SseResponse,
+  TOKEN_HEADER_KEY,
+  TOKEN_QUERY_KEY,
+} from 'graphql-sse';
 import { createHandler, type RequestContext } from 'graphql-sse/lib/use/fetch';
 import type { Plugin, YogaInitialContext } from 'graphql-yoga';
 import { bearerToken } from '../auth/tokens.js';
@@ -112,6 +118,14 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
   /** By stream token (single connection mode), or by the request that is the stream (distinct connections). */
   const backlogs = new Map<string, Backlog>();
   const distinctBacklogs = new WeakMap<Request, Backlog>();
+  /**
+   * By stream token, the operation ids whose subscriptions are being set up or running. graphql-sse
+   * forgets an id on its DELETE at once, even while its subscription is still being set up; a new
+   * operation under that id would then take the id's place, and the first would run on, out of
+   * reach of any DELETE or of the stream's end. The id stays taken until its subscription has ended:
+   * an operation sent under it before is refused (409), and the one it would have replaced ends.
+   */
+  const operationIds = new Map<string, Map<string, { deleted: boolean }>>();
   let handler: (request: Request, context?: RequestContext) => Promise<Response>;
   let fetchAPI: { Request: typeof Request; Response: typeof Response };
 
@@ -132,6 +146,7 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
     if (reservation.expiry) clearTimeout(reservation.expiry);
     reservations.delete(streamToken);
     backlogs.delete(streamToken);
+    operationIds.delete(streamToken);
     const held = (reservedBy.get(reservation.userId) ?? 1) - 1;
     if (held > 0) reservedBy.set(reservation.userId, held);
     else reservedBy.delete(reservation.userId);
@@ -181,11 +196,16 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
    * waiting in its stream, the operation ends with SUBSCRIBER_TOO_SLOW, and what it held of the
    * feed is let go.
    */
-  const bounded = (results: AsyncIterable<ExecutionResult>, backlog: Backlog): AsyncIterableIterator<ExecutionResult> => {
+  const bounded = (
+    results: AsyncIterable<ExecutionResult>,
+    backlog: Backlog,
+    ended: () => void,
+  ): AsyncIterableIterator<ExecutionResult> => {
     const source = results[Symbol.asyncIterator]();
     let cutOff = false;
     const done = async (): Promise<IteratorResult<ExecutionResult>> => {
       cutOff = true;
+      ended();
       await source.return?.();
       return { done: true, value: undefined };
     };
@@ -193,7 +213,10 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
       async next() {
         if (cutOff) return { done: true, value: undefined };
         const next = await source.next();
-        if (next.done) return next;
+        if (next.done) {
+          ended();
+          return next;
+        }
         if (backlog.count >= config.MAX_QUEUED_EVENTS_PER_SUBSCRIPTION || backlog.bytes > config.MAX_QUEUED_BYTES_PER_SUBSCRIPTION) {
           slowSubscribersCutOff.inc();
           void done();
@@ -218,6 +241,54 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
   return {
     onYogaInit({ yoga }) {
       fetchAPI = yoga.fetchAPI;
+      /** Parses, validates and starts one operation through yoga's envelop; `ended` is called when its subscription ends. */
+      const subscribe = async (
+        req: SseRequest<Request, RequestContext>,
+        params: RequestParams,
+        streamToken: string | null,
+        ended: () => void,
+      ) => {
+        const enveloped = yoga.getEnveloped({ ...(serverContexts.get(req.raw) as object), request: req.raw, params });
+        let document: DocumentNode;
+        try {
+          document = enveloped.parse(params.query);
+        } catch (error) {
+          return coded(error, 'GRAPHQL_PARSE_FAILED');
+        }
+        let invalid: readonly GraphQLError[];
+        try {
+          invalid = enveloped.validate(enveloped.schema, document);
+        } catch (error) {
+          return coded(error, 'GRAPHQL_VALIDATION_FAILED');
+        }
+        if (invalid.length > 0) return coded(invalid[0], 'GRAPHQL_VALIDATION_FAILED');
+        let contextValue: unknown;
+        try {
+          contextValue = await enveloped.contextFactory();
+        } catch (error) {
+          return coded(error, 'UNAUTHENTICATED');
+        }
+        const args = {
+          schema: enveloped.schema,
+          document,
+          contextValue,
+          variableValues: params.variables,
+          operationName: params.operationName,
+        };
+        const operation = getOperationAST(document, params.operationName);
+        const result = await (operation?.operation === 'subscription' ? enveloped.subscribe : enveloped.execute)(args);
+        if (Symbol.asyncIterator in Object(result)) {
+          // Its stream closed (or lapsed) while this operation was being set up: nothing would ever read it.
+          if (streamToken && !reservations.has(streamToken)) {
+            void (result as AsyncIterableIterator<ExecutionResult>).return?.();
+            return coded(new Error('no such event stream: it closed'), 'NOT_FOUND');
+          }
+          return bounded(result as AsyncIterable<ExecutionResult>, backlogOf(req.raw, streamToken), ended) as never;
+        }
+        // A refusal before execution (input guards, limits) comes back as errors without `data`.
+        if (!('data' in Object(result))) return { data: null, ...(result as object) } as never;
+        return result as never;
+      };
       handler = createHandler(
         {
           async authenticate(req) {
@@ -257,47 +328,29 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
             return streamToken;
           },
           async onSubscribe(req, params) {
-            const enveloped = yoga.getEnveloped({ ...(serverContexts.get(req.raw) as object), request: req.raw, params });
-            let document: DocumentNode;
-            try {
-              document = enveloped.parse(params.query);
-            } catch (error) {
-              return coded(error, 'GRAPHQL_PARSE_FAILED');
+            const streamToken = streamTokenOf(req.raw);
+            const operationId = String(params.extensions?.operationId ?? '');
+            if (!streamToken || !operationId) return subscribe(req, params, streamToken, () => {});
+            const taken = operationIds.get(streamToken) ?? new Map<string, { deleted: boolean }>();
+            operationIds.set(streamToken, taken);
+            const earlier = taken.get(operationId);
+            if (earlier) {
+              // graphql-sse let this id through, so the client deleted the earlier operation under it.
+              earlier.deleted = true;
+              return refusal(409, 'Conflict', 'BAD_USER_INPUT', 'Operation with ID already exists: its subscription has not ended yet');
             }
-            let invalid: readonly GraphQLError[];
-            try {
-              invalid = enveloped.validate(enveloped.schema, document);
-            } catch (error) {
-              return coded(error, 'GRAPHQL_VALIDATION_FAILED');
-            }
-            if (invalid.length > 0) return coded(invalid[0], 'GRAPHQL_VALIDATION_FAILED');
-            let contextValue: unknown;
-            try {
-              contextValue = await enveloped.contextFactory();
-            } catch (error) {
-              return coded(error, 'UNAUTHENTICATED');
-            }
-            const args = {
-              schema: enveloped.schema,
-              document,
-              contextValue,
-              variableValues: params.variables,
-              operationName: params.operationName,
+            const state = { deleted: false };
+            taken.set(operationId, state);
+            const ended = () => {
+              if (taken.get(operationId) === state) taken.delete(operationId);
             };
-            const operation = getOperationAST(document, params.operationName);
-            const result = await (operation?.operation === 'subscription' ? enveloped.subscribe : enveloped.execute)(args);
-            if (Symbol.asyncIterator in Object(result)) {
-              const streamToken = streamTokenOf(req.raw);
-              // Its stream closed (or lapsed) while this operation was being set up: nothing would ever read it.
-              if (streamToken && !reservations.has(streamToken)) {
-                void (result as AsyncIterableIterator<ExecutionResult>).return?.();
-                return coded(new Error('no such event stream: it closed'), 'NOT_FOUND');
-              }
-              return bounded(result as AsyncIterable<ExecutionResult>, backlogOf(req.raw, streamToken)) as never;
+            const result = await subscribe(req, params, streamToken, ended);
+            if (!(Symbol.asyncIterator in Object(result))) ended();
+            else if (state.deleted) {
+              await (result as unknown as AsyncIterableIterator<ExecutionResult>).return?.();
+              return [null, { status: 204, statusText: 'No Content' }];
             }
-            // A refusal before execution (input guards, limits) comes back as errors without `data`.
-            if (!('data' in Object(result))) return { data: null, ...(result as object) } as never;
-            return result as never;
+            return result;
           },
         },
         yoga.fetchAPI,

@@ -46,7 +46,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
   /** The envelop each operation was prepared with, and a subscription's stream already started in onSubscribe (with its id and socket). */
   const prepared = new WeakMap<
     object,
-    { enveloped: Enveloped; stream?: AsyncIterable<ExecutionResult>; id?: string; socket?: WebSocket }
+    { enveloped: Enveloped; stream?: AsyncIterable<ExecutionResult>; id?: string; socket?: WebSocket; ended?: () => void }
   >();
 
   const refuse = (id: string, errors: readonly GraphQLError[], logged = false): readonly GraphQLError[] => {
@@ -83,6 +83,15 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
         ctx.extra.socket.close(CloseCode.BadRequest, `operation ids are at most ${MAX_OPERATION_ID_LENGTH} characters`);
         return [new GraphQLError('operation id too long', { extensions: { code: 'BAD_USER_INPUT' } })];
       }
+      // graphql-ws forgets an id on the client's `complete` at once, even while its subscription is
+      // still being set up here; a new operation under that id would then take the id's place, and
+      // the first subscription would run on, out of reach of any `complete` or close. The id stays
+      // taken until its subscription has ended, and reusing it before is the duplicate it is.
+      if (ctx.extra.subscriptions.has(id)) {
+        logger.debug({ operationId: id }, 'WebSocket closed: operation id reused before its subscription ended');
+        ctx.extra.socket.close(CloseCode.SubscriberAlreadyExists, closeReason(`Subscriber for ${id} already exists`));
+        return [new GraphQLError('operation id in use', { extensions: { code: 'BAD_USER_INPUT' } })];
+      }
       try {
         return await prepare(ctx, id, payload);
       } catch (error) {
@@ -97,9 +106,10 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
       if (!entry.stream) return entry.enveloped.subscribe(args) as never;
       // Results are written to the socket as they come; graphql-ws's own iteration then only sends `complete`.
       const results = pushedResults(args.contextValue as object);
-      if (!results) return entry.stream as never;
-      return pushingFromFirstNext(entry.stream, () =>
-        results.push(socketSink(entry.socket!, entry.id!, results, config.SUBSCRIPTION_SEND_BUFFER_BYTES)),
+      return pushingFromFirstNext(
+        entry.stream,
+        results ? () => results.push(socketSink(entry.socket!, entry.id!, results, config.SUBSCRIPTION_SEND_BUFFER_BYTES)) : null,
+        entry.ended!,
       ) as never;
     },
     onNext: (_ctx, _id, _payload, _args, result) => forSocket(result),
@@ -166,7 +176,10 @@ export function attachGraphQLWebSocket(server: Server, yoga: JobwireYoga, servic
       // Quota refusals are logged where they are decided, for both transports.
       return refuse(id, errors, errors.length > 0 && errors.every((e: GraphQLError) => e.extensions.code === 'RATE_LIMITED'));
     }
-    prepared.set(contextValue, { enveloped, stream: result, id, socket: ctx.extra.socket });
+    // Ended by graphql-ws's `complete` (onComplete), or by its return(): a `complete` from the client
+    // while this was being set up, or the socket's close.
+    const ended = () => ctx.extra.subscriptions.delete(id);
+    prepared.set(contextValue, { enveloped, stream: result, id, socket: ctx.extra.socket, ended });
     return args;
   }
 
@@ -247,21 +260,29 @@ function forSocket(result: ExecutionResult): ExecutionResult | undefined {
 }
 
 /**
- * `stream`, with `start` called at its first `next()`: graphql-ws asks for it only once it knows the
- * client did not complete the operation meanwhile, so nothing is written for a completed one.
+ * `stream`, with `start` (if any) called at its first `next()`: graphql-ws asks for it only once it
+ * knows the client did not complete the operation meanwhile, so nothing is written for a completed
+ * one. `ended` is called when graphql-ws returns it.
  */
-function pushingFromFirstNext(stream: AsyncIterable<ExecutionResult>, start: () => void): AsyncIterableIterator<ExecutionResult> {
+function pushingFromFirstNext(
+  stream: AsyncIterable<ExecutionResult>,
+  start: (() => void) | null,
+  ended: () => void,
+): AsyncIterableIterator<ExecutionResult> {
   const iterator = stream[Symbol.asyncIterator]();
   let started = false;
   const pushing: AsyncIterableIterator<ExecutionResult> = {
     next() {
       if (!started) {
         started = true;
-        start();
+        start?.();
       }
       return iterator.next();
     },
-    return: async () => (await iterator.return?.()) ?? { done: true, value: undefined },
+    return: async () => {
+      ended();
+      return (await iterator.return?.()) ?? { done: true, value: undefined };
+    },
     [Symbol.asyncIterator]: () => pushing,
   };
   return pushing;

@@ -4,10 +4,12 @@
  * needs the bearer token, and a stream reserved by one user is not another's to use.
  */
 import { createClient } from 'graphql-sse';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREATE_ACCOUNT } from '../helpers/fragments.js';
 import { gqlOk } from '../helpers/graphql-client.js';
 import { ResultFrameCounter } from '../../src/api/graphql-sse.js';
+import { subscriptionGauge } from '../../src/observability/metrics.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
 import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
 
@@ -38,15 +40,17 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-/** A job that waits (DELAYED) until it is cancelled. */
-async function delayedScan(): Promise<string> {
+/** A job of `owner` (Default: alice) that waits (DELAYED) until it is cancelled. */
+async function delayedScan(owner = alice): Promise<string> {
+  const account =
+    owner === alice
+      ? accountId
+      : (await gqlOk<{ createAccount: { id: string } }>(system.url, owner, CREATE_ACCOUNT, { name: 'inbox' })).createAccount.id;
   const data = await gqlOk<{ scanPii: { id: string } }>(
     system.url,
-    alice,
+    owner,
     'mutation($a: ID!) { scanPii(accountId: $a, options: { delayMs: 600000 }) { id } }',
-    {
-      a: accountId,
-    },
+    { a: account },
   );
   return data.scanPii.id;
 }
@@ -154,6 +158,54 @@ describe('graphql-sse single connection mode', () => {
     expect(opened.status).toBe(404);
   });
 
+  it('ends an operation deleted while it is being set up, and refuses its id until then', async () => {
+    await waitFor('no subscription open on the API', async () => (await openSubscriptions()) === 0);
+    const dave = await env.token('dave');
+    const jobId = await delayedScan(dave);
+    const headers = { authorization: `Bearer ${dave}` };
+    const token = await (await fetch(streamUrl, { method: 'PUT', headers })).text();
+    const stream = await fetch(`${streamUrl}?token=${token}`, { headers: { ...headers, accept: 'text/event-stream' } });
+    expect(stream.status).toBe(200);
+    const post = () =>
+      fetch(`${streamUrl}?token=${token}`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          query: 'subscription($id: ID!) { jobProgress(jobId: $id) { status } }',
+          variables: { id: jobId },
+          extensions: { operationId: 'again' },
+        }),
+      });
+    const remove = () => fetch(`${streamUrl}?token=${token}&operationId=again`, { method: 'DELETE', headers });
+
+    // The job table locked: the first operation is held where it reads the job, mid-setup.
+    const locker = new pg.Client({ connectionString: env.vars.DATABASE_URL });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE job IN ACCESS EXCLUSIVE MODE');
+    const first = post();
+    await waitFor('the first operation to wait for the job table', async () => {
+      const [row] = await env.sql<{ waiting: number }>(
+        "SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+      );
+      return row!.waiting > 0;
+    });
+    expect((await remove()).status).toBe(200);
+    const sentAgain = post();
+    await locker.query('COMMIT');
+    await locker.end();
+
+    // The id was still taken by the deleted operation; that one ends and answers 204.
+    const second = await sentAgain;
+    expect(second.status).toBe(409);
+    expect((await second.json()).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+    expect((await first).status).toBe(204);
+    // The client ends the id and its stream: no subscription of its runs on.
+    await remove();
+    await stream.body!.cancel();
+    await waitFor('every subscription of the stream to end', async () => (await openSubscriptions()) === 0);
+  });
+
   it('answers a bad operation with a coded error for that operation', async () => {
     const client = createClient({
       url: streamUrl,
@@ -187,3 +239,8 @@ describe('the count of result frames that went out', () => {
     expect(counter.in(Buffer.from(stream))).toBe(4);
   });
 });
+
+/** Subscriptions open on this process's API. */
+async function openSubscriptions(): Promise<number> {
+  return (await subscriptionGauge.get()).values.reduce((sum, value) => sum + value.value, 0);
+}

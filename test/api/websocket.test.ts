@@ -1,5 +1,6 @@
 import { createClient, type Client } from 'graphql-ws';
 import type { Socket } from 'node:net';
+import pg from 'pg';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { subscriptionGauge } from '../../src/observability/metrics.js';
@@ -193,6 +194,46 @@ describe('an operation the client completes while it is being set up', () => {
     await waitFor('the kept operation to get its first event', () => messages.some((m) => m.id === 'kept' && m.type === 'next'));
     socket.close();
     expect(messages.filter((m) => m.id?.startsWith('gone-'))).toEqual([]);
+  });
+
+  it('runs on neither after its complete nor after its socket closed, when its id is used again meanwhile', async () => {
+    // The sockets the tests before closed end their subscriptions soon after.
+    await waitFor('no subscription open on the API', async () => (await openSubscriptions()) === 0);
+    const jobId = await delayedJob(alice);
+    const socket = new WebSocket(system.url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+    const messages: { id?: string; type: string }[] = [];
+    let closedWith: number | null = null;
+    socket.on('message', (data) => messages.push(JSON.parse(String(data))));
+    socket.on('close', (code) => void (closedWith = code));
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${alice}` } }));
+    await waitFor('the connection to be acknowledged', () => messages.some((m) => m.type === 'connection_ack'));
+    const subscribe = () =>
+      socket.send(JSON.stringify({ id: 'again', type: 'subscribe', payload: { query: JOB_PROGRESS, variables: { jobId } } }));
+
+    // The job table locked: the first subscription is held where it reads the job, mid-setup.
+    const locker = new pg.Client({ connectionString: env.vars.DATABASE_URL });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE job IN ACCESS EXCLUSIVE MODE');
+    subscribe();
+    await waitFor('the first subscription to wait for the job table', async () => {
+      const [row] = await env.sql<{ waiting: number }>(
+        "SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+      );
+      return row!.waiting > 0;
+    });
+    socket.send(JSON.stringify({ id: 'again', type: 'complete' }));
+    subscribe();
+    await waitFor('the socket to be closed as a duplicate operation', () => closedWith !== null);
+    await locker.query('COMMIT');
+    await locker.end();
+
+    expect(closedWith).toBe(4409);
+    expect(messages.filter((m) => m.id === 'again')).toEqual([]);
+    // Every subscription the socket started has ended: none runs on without a client.
+    await waitFor('every subscription of the socket to end', async () => (await openSubscriptions()) === 0);
+    await cancel(alice, jobId);
   });
 });
 
