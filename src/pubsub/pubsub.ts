@@ -1,4 +1,5 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
+import type { Redis } from 'ioredis';
 import type { Logger } from '../observability/logger.js';
 import { createRedis, reportOutages } from '../queue/redis.js';
 import { topics, type JobEventMessage, type Topic } from './topics.js';
@@ -14,6 +15,7 @@ export class JobPubSub {
   /** Job events announced while a pipeline is in flight: they go out together in the next one. */
   private waiting: { events: readonly JobEventMessage[]; settle: (error?: unknown) => void }[] = [];
   private announcing = false;
+  private closed = false;
 
   constructor(
     redisUrl: string,
@@ -24,7 +26,7 @@ export class JobPubSub {
       // Events are announcements; the row is the record. While Redis is away a publish fails fast
       // (one retry) instead of queueing, so a request that announces a change never hangs on it.
       publisher: reportOutages(createRedis(redisUrl, { connectionName: `${prefix}:pub`, maxRetriesPerRequest: 1 }), logger),
-      subscriber: reportOutages(createRedis(redisUrl, { connectionName: `${prefix}:sub` }), logger),
+      subscriber: quietUnsubscribes(reportOutages(createRedis(redisUrl, { connectionName: `${prefix}:sub` }), logger)),
     });
   }
 
@@ -81,16 +83,37 @@ export class JobPubSub {
   /** Calls `onMessage` for each message until the returned function is called. */
   async listen<T>(topic: Topic<T>, onMessage: (payload: T) => void): Promise<() => void> {
     const id = await this.engine.subscribe<T>(this.channel(topic), onMessage);
-    return () => this.engine.unsubscribe(id);
+    // A listener that stops once the connections are closed (a subscription ending during shutdown) has nothing to undo.
+    return () => {
+      if (!this.closed) this.engine.unsubscribe(id);
+    };
   }
 
   /** Closes the connections once the announcements made so far have gone out (or failed). */
   async close(): Promise<void> {
     while (this.announcing) await new Promise((resolve) => setImmediate(resolve));
+    this.closed = true;
     await this.engine.close();
   }
 
   private channel(topic: Topic<unknown>): string {
     return `${this.prefix}:${topic.channel}`;
   }
+}
+
+/**
+ * graphql-redis-subscriptions sends its UNSUBSCRIBEs without waiting for them: one that fails (the
+ * connection closing at shutdown, Redis away) would be an unhandled rejection, which ends the process.
+ * The subscription is over either way: a channel left subscribed has no listener left.
+ */
+function quietUnsubscribes(subscriber: Redis): Redis {
+  for (const method of ['unsubscribe', 'punsubscribe'] as const) {
+    const send = subscriber[method].bind(subscriber) as (...channels: string[]) => Promise<unknown>;
+    subscriber[method] = ((...channels: string[]) => {
+      const sent = send(...channels);
+      sent.catch(() => {});
+      return sent;
+    }) as never;
+  }
+  return subscriber;
 }
