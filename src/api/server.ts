@@ -117,6 +117,21 @@ async function ready(services: Services): Promise<[number, unknown]> {
  * session cookie (never the JWT itself) and redirected away so the token leaves the address bar.
  * A URL token is accepted only once: links end up in browser history and proxy logs.
  */
+/** A stylesheet link to another host (the board's web font). */
+const OFF_HOST_STYLESHEET = /<link\b[^>]*\bhref="https?:\/\/[^"]*"[^>]*>/g;
+
+/** What the queue board's page may load: this host's scripts and styles (and the inline styles it sets), nothing else. */
+const QUEUE_BOARD_CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "object-src 'none'",
+  "base-uri 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
 function createQueueBoard(services: Services): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { config } = services;
   const adapter = new ExpressAdapter();
@@ -131,6 +146,15 @@ function createQueueBoard(services: Services): (req: IncomingMessage, res: Serve
       .json({ error: 'admin token required: Authorization: Bearer <admin jwt>, or /admin/queues?token=<admin jwt> once' });
   const app = express();
   app.disable('x-powered-by');
+  app.use('/admin/queues', (_req, res, next) => {
+    // The board's page links a web font on a CDN: the link is taken out (the page falls back to a
+    // system font), and the policy keeps anything else off other hosts. An offline browser, or one
+    // that must not tell a third party who looks at the queues, loads this host's files only.
+    res.setHeader('content-security-policy', QUEUE_BOARD_CONTENT_SECURITY_POLICY);
+    const send = res.send.bind(res);
+    res.send = (body?: unknown) => send(typeof body === 'string' ? body.replace(OFF_HOST_STYLESHEET, '') : body);
+    next();
+  });
   app.use('/admin/queues', async (req, res, next) => {
     const fromQuery = new URL(req.originalUrl, 'http://local').searchParams.get('token');
     const fromHeader = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
