@@ -4,13 +4,13 @@
  * needs the bearer token, and a stream reserved by one user is not another's to use.
  */
 import { createClient } from 'graphql-sse';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREATE_ACCOUNT } from '../helpers/fragments.js';
 import { gqlOk } from '../helpers/graphql-client.js';
 import { ResultFrameCounter } from '../../src/api/graphql-sse.js';
 import { subscriptionGauge } from '../../src/observability/metrics.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
+import { lockTable } from '../helpers/table-lock.js';
 import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
 
 let env: TestEnv;
@@ -179,21 +179,12 @@ describe('graphql-sse single connection mode', () => {
     const remove = () => fetch(`${streamUrl}?token=${token}&operationId=again`, { method: 'DELETE', headers });
 
     // The job table locked: the first operation is held where it reads the job, mid-setup.
-    const locker = new pg.Client({ connectionString: env.vars.DATABASE_URL });
-    await locker.connect();
-    await locker.query('BEGIN');
-    await locker.query('LOCK TABLE job IN ACCESS EXCLUSIVE MODE');
+    const lock = await lockTable(env, 'job');
     const first = post();
-    await waitFor('the first operation to wait for the job table', async () => {
-      const [row] = await env.sql<{ waiting: number }>(
-        "SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-      );
-      return row!.waiting > 0;
-    });
+    await lock.waitForWaiter('the first operation to wait for the job table');
     expect((await remove()).status).toBe(200);
     const sentAgain = post();
-    await locker.query('COMMIT');
-    await locker.end();
+    await lock.release();
 
     // The id was still taken by the deleted operation; that one ends and answers 204.
     const second = await sentAgain;

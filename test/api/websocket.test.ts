@@ -1,12 +1,12 @@
 import { createClient, type Client } from 'graphql-ws';
 import type { Socket } from 'node:net';
-import pg from 'pg';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { subscriptionGauge } from '../../src/observability/metrics.js';
 import { JOB_PROGRESS } from '../helpers/fragments.js';
 import { gqlOk } from '../helpers/graphql-client.js';
 import { startInProcess, type InProcessSystem } from '../helpers/in-process.js';
+import { lockTable } from '../helpers/table-lock.js';
 import { createTestEnv, waitFor, type TestEnv } from '../helpers/test-env.js';
 
 const INIT_TIMEOUT_MS = 400;
@@ -212,22 +212,13 @@ describe('an operation the client completes while it is being set up', () => {
       socket.send(JSON.stringify({ id: 'again', type: 'subscribe', payload: { query: JOB_PROGRESS, variables: { jobId } } }));
 
     // The job table locked: the first subscription is held where it reads the job, mid-setup.
-    const locker = new pg.Client({ connectionString: env.vars.DATABASE_URL });
-    await locker.connect();
-    await locker.query('BEGIN');
-    await locker.query('LOCK TABLE job IN ACCESS EXCLUSIVE MODE');
+    const lock = await lockTable(env, 'job');
     subscribe();
-    await waitFor('the first subscription to wait for the job table', async () => {
-      const [row] = await env.sql<{ waiting: number }>(
-        "SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-      );
-      return row!.waiting > 0;
-    });
+    await lock.waitForWaiter('the first subscription to wait for the job table');
     socket.send(JSON.stringify({ id: 'again', type: 'complete' }));
     subscribe();
     await waitFor('the socket to be closed as a duplicate operation', () => closedWith !== null);
-    await locker.query('COMMIT');
-    await locker.end();
+    await lock.release();
 
     expect(closedWith).toBe(4409);
     expect(messages.filter((m) => m.id === 'again')).toEqual([]);
