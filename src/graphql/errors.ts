@@ -50,8 +50,12 @@ const MAX_MESSAGE_LENGTH = 300;
 const INPUT_SQLSTATES = new Set(['22P02', '22008', '22009', '22003', '22007', '22021', '22P05', '22001']);
 
 function bounded(message: string): string {
-  return message.length > MAX_MESSAGE_LENGTH ? `${message.slice(0, MAX_MESSAGE_LENGTH)}…` : message;
+  const plain = message.replace(ARMOR_LIMIT_PREFIX, '');
+  return plain.length > MAX_MESSAGE_LENGTH ? `${plain.slice(0, MAX_MESSAGE_LENGTH)}…` : plain;
 }
+
+/** graphql-armor words every limit it enforces as a syntax error ("Syntax Error: Query Cost limit of 5000 exceeded…"): the query's syntax was fine. */
+const ARMOR_LIMIT_PREFIX = /^Syntax Error: (?=[\w ]+ limit of \d+ exceeded)/;
 
 /**
  * What a client sees of an error. GraphQL's own errors (syntax, validation, limits, variable

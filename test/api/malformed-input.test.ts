@@ -294,18 +294,24 @@ describe('variables over HTTP', () => {
 });
 
 describe('limits', () => {
-  it('gives every query limit of graphql-armor a code', async () => {
+  it('gives every query limit of graphql-armor a code, and says which limit without calling it a syntax error', async () => {
     const directives = `{ __typename ${'@include(if: true) '.repeat(25)}}`;
     const aliases = `{ ${Array.from({ length: 30 }, (_, i) => `a${i}: jobTypes { name }`).join(' ')} }`;
     const tokens = `{ ${'__typename '.repeat(3000)} }`;
-    for (const [query, code] of [
-      [directives, 'GRAPHQL_VALIDATION_FAILED'],
-      [aliases, 'GRAPHQL_VALIDATION_FAILED'],
-      [tokens, 'GRAPHQL_PARSE_FAILED'],
+    const costly = `{ ${Array.from({ length: 12 }, (_, i) => `j${i}: jobs(first: 100) { nodes { id status logs(first: 100) { edges { node { message } } } } }`).join(' ')} }`;
+    for (const [query, code, limit] of [
+      [directives, 'GRAPHQL_VALIDATION_FAILED', /^Directives limit/],
+      [aliases, 'GRAPHQL_VALIDATION_FAILED', /^Aliases limit/],
+      [tokens, 'GRAPHQL_PARSE_FAILED', /^Token limit/],
+      [costly, 'GRAPHQL_VALIDATION_FAILED', /^Query Cost limit/],
     ] as const) {
       const response = await gql(system.url, alice, query);
-      expect(response.errors?.[0]?.extensions?.code, JSON.stringify(response).slice(0, 300)).toBe(code);
+      const error = response.errors?.[0];
+      expect(error?.extensions?.code, JSON.stringify(response).slice(0, 300)).toBe(code);
+      expect(error?.message).toMatch(limit);
     }
+    // A real syntax error still says so.
+    expect((await gql(system.url, alice, '{ jobs(')).errors?.[0]?.message).toMatch(/^Syntax Error: /);
   });
 });
 
