@@ -242,7 +242,7 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
     onYogaInit({ yoga }) {
       fetchAPI = yoga.fetchAPI;
       /** Parses, validates and starts one operation through yoga's envelop; `ended` is called when its subscription ends. */
-      const subscribe = async (
+      const startOperation = async (
         req: SseRequest<Request, RequestContext>,
         params: RequestParams,
         streamToken: string | null,
@@ -330,7 +330,7 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
           async onSubscribe(req, params) {
             const streamToken = streamTokenOf(req.raw);
             const operationId = String(params.extensions?.operationId ?? '');
-            if (!streamToken || !operationId) return subscribe(req, params, streamToken, () => {});
+            if (!streamToken || !operationId) return startOperation(req, params, streamToken, () => {});
             const taken = operationIds.get(streamToken) ?? new Map<string, { deleted: boolean }>();
             operationIds.set(streamToken, taken);
             const earlier = taken.get(operationId);
@@ -344,7 +344,7 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
             const ended = () => {
               if (taken.get(operationId) === state) taken.delete(operationId);
             };
-            const result = await subscribe(req, params, streamToken, ended);
+            const result = await startOperation(req, params, streamToken, ended);
             if (!(Symbol.asyncIterator in Object(result))) ended();
             else if (state.deleted) {
               await (result as unknown as AsyncIterableIterator<ExecutionResult>).return?.();

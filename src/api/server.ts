@@ -111,12 +111,6 @@ async function ready(services: Services): Promise<[number, unknown]> {
   return [postgres && redis ? 200 : 503, { postgres: postgres ? 'ok' : 'unreachable', redis: redis ? 'ok' : 'unreachable' }];
 }
 
-/**
- * Bull Board for operators, behind an admin token: `Authorization: Bearer <admin jwt>` on every
- * request, or `/admin/queues?token=<admin jwt>` once, which is exchanged for a short-lived board
- * session cookie (never the JWT itself) and redirected away so the token leaves the address bar.
- * A URL token is accepted only once: links end up in browser history and proxy logs.
- */
 /** A stylesheet link to another host (the board's web font). */
 const OFF_HOST_STYLESHEET = /<link\b[^>]*\bhref="https?:\/\/[^"]*"[^>]*>/g;
 
@@ -132,6 +126,12 @@ const QUEUE_BOARD_CONTENT_SECURITY_POLICY = [
   "frame-ancestors 'none'",
 ].join('; ');
 
+/**
+ * Bull Board for operators, behind an admin token: `Authorization: Bearer <admin jwt>` on every
+ * request, or `/admin/queues?token=<admin jwt>` once, which is exchanged for a short-lived board
+ * session cookie (never the JWT itself) and redirected away so the token leaves the address bar.
+ * A URL token is accepted only once: links end up in browser history and proxy logs.
+ */
 function createQueueBoard(services: Services): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { config } = services;
   const adapter = new ExpressAdapter();
