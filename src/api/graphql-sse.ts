@@ -10,10 +10,8 @@ import {
 import { createHandler, type RequestContext } from 'graphql-sse/lib/use/fetch';
 import type { Plugin, YogaInitialContext } from 'graphql-yoga';
 import { bearerToken } from '../auth/tokens.js';
-import { graphqlError, transportError } from '../graphql/errors.js';
+import { transportError } from '../graphql/errors.js';
 import { sharedJson } from '../graphql/shared-subscription-execution.js';
-import { slowSubscribersCutOff } from '../observability/metrics.js';
-import { SubscriberTooSlowError } from '../realtime/follow-job-changes.js';
 import type { Services } from '../services.js';
 
 /** Where graphql-sse clients connect, in both of its modes. */
@@ -30,14 +28,28 @@ interface Reservation {
 
 /**
  * What one event stream (a distinct connection, or a reserved stream) was handed and has not yet
- * sent to its client: graphql-sse takes every result as it comes and keeps what its client has not
- * read in a list of its own, so this counts them, in order, and the stream's writer takes each back
- * off as its frame goes out.
+ * sent to its client: graphql-sse keeps what its client has not read in a list of its own, so this
+ * counts the results it was handed, in order, and the stream's writer takes each back off as its
+ * frame goes out. Operations wait on it (`drained`) before they take another result.
  */
 class Backlog {
   private readonly sizes: number[] = [];
   private first = 0;
   bytes = 0;
+  /** Operations waiting for the stream's client to read what it was handed. */
+  private waiting: (() => void)[] = [];
+
+  /** Resolves once at most `bytes` wait to go out (or `stop` is called). */
+  drained(bytes: number): Promise<void> | null {
+    if (this.bytes <= bytes) return null;
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.bytes <= bytes) resolve();
+        else this.waiting.push(check);
+      };
+      this.waiting.push(check);
+    });
+  }
 
   get count(): number {
     return this.sizes.length - this.first;
@@ -59,6 +71,13 @@ class Backlog {
       this.sizes.splice(0, this.first);
       this.first = 0;
     }
+    if (this.waiting.length > 0) this.wake();
+  }
+
+  private wake(): void {
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const check of waiting) check();
   }
 }
 
@@ -105,7 +124,7 @@ function coded(error: unknown, code: string): { data: null; errors: GraphQLError
  * SSE_UNOPENED_STREAM_MS is dropped, and one is freed when its stream closes. Operations run
  * through yoga's envelop, so auth, input guards, limits, quotas and error masking are the same as
  * on `/graphql`; a subscriber whose client does not read is cut off with SUBSCRIBER_TOO_SLOW at the
- * same bounds (see `Backlog`). A stream lives on the replica that reserved it: behind a load
+ * same bounds (see `bounded`). A stream lives on the replica that reserved it: behind a load
  * balancer, single connection mode needs sticky sessions (distinct connections mode does not).
  */
 export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
@@ -192,9 +211,12 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
     return new fetchAPI.Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
   };
   /**
-   * An operation's results as graphql-sse takes them: past the bounds of a subscription's queue
-   * waiting in its stream, the operation ends with SUBSCRIBER_TOO_SLOW, and what it held of the
-   * feed is let go.
+   * An operation's results as graphql-sse takes them: while its stream's client has more than
+   * SUBSCRIPTION_SEND_BUFFER_BYTES yet to read, the next result is not taken, and the events wait
+   * in the subscription's own queue, which cuts a client that stays behind off with
+   * SUBSCRIBER_TOO_SLOW (as on the other transports). graphql-sse would otherwise print every
+   * result into its stream's list as it comes: a few hundred streams nobody reads would hold
+   * megabytes each.
    */
   const bounded = (
     results: AsyncIterable<ExecutionResult>,
@@ -202,27 +224,30 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
     ended: () => void,
   ): AsyncIterableIterator<ExecutionResult> => {
     const source = results[Symbol.asyncIterator]();
-    let cutOff = false;
+    let stopped = false;
+    let stop!: () => void;
+    const stopping = new Promise<void>((resolve) => {
+      stop = resolve;
+    });
     const done = async (): Promise<IteratorResult<ExecutionResult>> => {
-      cutOff = true;
-      ended();
+      if (!stopped) {
+        stopped = true;
+        stop();
+        ended();
+      }
       await source.return?.();
       return { done: true, value: undefined };
     };
     return {
       async next() {
-        if (cutOff) return { done: true, value: undefined };
+        const drained = backlog.drained(config.SUBSCRIPTION_SEND_BUFFER_BYTES);
+        if (drained) await Promise.race([drained, stopping]);
+        if (stopped) return { done: true, value: undefined };
         const next = await source.next();
         if (next.done) {
+          stopped = true;
           ended();
           return next;
-        }
-        if (backlog.count >= config.MAX_QUEUED_EVENTS_PER_SUBSCRIPTION || backlog.bytes > config.MAX_QUEUED_BYTES_PER_SUBSCRIPTION) {
-          slowSubscribersCutOff.inc();
-          void done();
-          const tooSlow: ExecutionResult = { errors: [graphqlError('SUBSCRIBER_TOO_SLOW', new SubscriberTooSlowError().message)] };
-          backlog.handed(0);
-          return { done: false, value: tooSlow };
         }
         backlog.handed(sharedJson(next.value).length);
         return next;

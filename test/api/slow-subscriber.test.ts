@@ -41,45 +41,64 @@ interface StalledReader {
 }
 
 /** jobEvents over SSE, reading nothing past the first bytes, as a stalled client would. */
-async function stalledSse(): Promise<StalledReader> {
+async function stalledSse(): Promise<StalledSseReader> {
   const url = new URL(api.url);
   url.searchParams.set('query', EVENTS);
   const response = await fetch(url, { headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` } });
   return readerOf(response);
 }
 
-/** An SSE response read up to its first bytes, then left unread until `resume`. */
-async function readerOf(response: Response): Promise<StalledReader> {
-  const reader = response.body!.getReader();
+type Result = { data?: { jobEvents: { job: { id: string } } }; errors?: { extensions: { code: string } }[] };
+
+/** An SSE stream's reader that stopped after its first bytes: `take` reads on up to `count` results, `resume` to the end. */
+interface StalledSseReader extends StalledReader {
+  take(count: number): Promise<Result[]>;
+}
+
+/** An SSE response read up to its first bytes, then left unread until `take` or `resume`. */
+async function readerOf(response: Response): Promise<StalledSseReader> {
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
   await reader.read();
+  let text = '';
+  const frames: string[] = [];
+  /** Reads until `enough` holds or the stream ends; true if it ended. */
+  const readUntil = async (enough: () => boolean) => {
+    while (!enough()) {
+      const { done, value } = await reader.read();
+      if (done) return true;
+      text += value;
+      const complete = text.split('\n\n');
+      text = complete.pop()!;
+      frames.push(...complete);
+    }
+    return false;
+  };
+  const resultsOf = (read: string[]): Result[] =>
+    read
+      .filter((frame) => frame.startsWith('event: next'))
+      .map((frame) =>
+        JSON.parse(
+          frame
+            .split('\n')
+            .find((line) => line.startsWith('data: '))!
+            .slice(6),
+        ),
+      );
   return {
+    async take(count) {
+      await readUntil(() => resultsOf(frames).length >= count);
+      return resultsOf(frames.splice(0));
+    },
     async resume() {
-      const decoder = new TextDecoder();
-      let text = '';
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        text += decoder.decode(value, { stream: true });
-      }
-      const results = text
-        .split('\n\n')
-        .filter((frame) => frame.startsWith('event: next'))
-        .map((frame) =>
-          JSON.parse(
-            frame
-              .split('\n')
-              .find((line) => line.startsWith('data: '))!
-              .slice(6),
-          ),
-        );
-      return { results, completed: text.trimEnd().endsWith('event: complete\ndata:') };
+      await readUntil(() => false);
+      return { results: resultsOf(frames), completed: frames.at(-1)?.trimEnd() === 'event: complete\ndata:' };
     },
     cancel: () => reader.cancel(),
   };
 }
 
 /** jobEvents over graphql-sse's own protocol (/graphql/stream, distinct connections mode), reading nothing past the first bytes. */
-async function stalledGraphqlSse(): Promise<StalledReader> {
+async function stalledGraphqlSse(): Promise<StalledSseReader> {
   const response = await fetch(api.url.replace(/\/graphql$/, '/graphql/stream'), {
     method: 'POST',
     headers: { accept: 'text/event-stream', 'content-type': 'application/json', authorization: `Bearer ${token}` },
@@ -174,6 +193,39 @@ describe('a subscriber that stops reading', () => {
     },
     120_000,
   );
+
+  it('holds little for each of many graphql-sse streams that stop reading, and loses none of their events', async () => {
+    const streams = 30;
+    const events = 900;
+    // Warm-up, so the baseline includes compiled code and filled pools.
+    const warm = await stalledGraphqlSse();
+    await waitFor('the warm-up subscription to open', async () => (await metric('jobwire_active_subscriptions')) === 1);
+    await warm.cancel();
+    await waitFor('the warm-up subscription to end', async () => (await metric('jobwire_active_subscriptions')) === 0);
+    const readers = await Promise.all(Array.from({ length: streams }, () => stalledGraphqlSse()));
+    await waitFor('the subscriptions to open', async () => (await metric('jobwire_active_subscriptions')) === streams);
+    const heapBefore = await api.heap();
+    // A subscriber that reads says when the replica has handed out every change.
+    const watcher = await stalledSse();
+    await waitFor('the watching subscription to open', async () => (await metric('jobwire_active_subscriptions')) === streams + 1);
+    // About 6.5 MB of events, under both of a subscription's limits (1,000 events, 8 MiB): each
+    // stalled stream gets them all, and would hold all of them if it took every result as it came.
+    await insertJobs(events, 7_000);
+    expect(await watcher.take(events)).toHaveLength(events);
+    await watcher.cancel();
+    const heapAfter = await api.heap();
+    // The events are shared by every subscriber that waits for them; 30 copies would take 200 MB.
+    expect(heapAfter.heapUsed - heapBefore.heapUsed).toBeLessThan(48 * 1024 * 1024);
+
+    // Each stalled stream, read again, gets every event: they waited in its queue, not in its stream.
+    for (const reader of [readers[0]!, readers.at(-1)!]) {
+      const results = await reader.take(events);
+      expect(results.every((result) => !result.errors)).toBe(true);
+      expect(new Set(results.map((result) => result.data!.jobEvents.job.id)).size).toBe(events);
+    }
+    await Promise.all(readers.map((reader) => reader.cancel()));
+    await waitFor('the subscriptions to be closed', async () => (await metric('jobwire_active_subscriptions')) === 0);
+  }, 120_000);
 
   it('is cut off by the bytes waiting too, however few events they are (SSE)', async () => {
     const cutBefore = await metric('jobwire_slow_subscribers_cut_off_total');
