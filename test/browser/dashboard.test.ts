@@ -63,9 +63,17 @@ async function importMbox(token: string, accountId: string, messages: number, se
   return response.data.importMbox.id;
 }
 
-/** Opens the dashboard on a replica signed in by the URL fragment, and waits for the live stream. */
-async function openDashboard(replica: ApiProc, token: string): Promise<{ page: Page; requested: string[]; problems: string[] }> {
-  const page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
+/**
+ * Opens the dashboard on a replica signed in by the URL fragment, and waits for the live stream.
+ * `prepare` runs on the page before it loads.
+ */
+async function openDashboard(
+  replica: ApiProc,
+  token: string,
+  { width = 1400, prepare }: { width?: number; prepare?: (page: Page) => Promise<unknown> } = {},
+): Promise<{ page: Page; requested: string[]; problems: string[] }> {
+  const page = await (await browser.newContext({ viewport: { width, height: 1000 } })).newPage();
+  await prepare?.(page);
   const requested = recordRequests(page);
   // Script errors and console errors (a CSP violation is one) the page ran into.
   const problems: string[] = [];
@@ -310,6 +318,36 @@ describe('the dashboard', () => {
     expect(await page.locator('[data-count-status="COMPLETED"] .value').textContent()).toBe('10,000');
     await page.context().close();
   }, 120_000);
+
+  it('fits a phone-sized screen, and says so when it could not read the accounts instead of saying there are none', async () => {
+    const dave = await env.token('dave');
+    await createAccount(dave, 'dave inbox');
+    let refused = 0;
+    const { page } = await openDashboard(replicaA, dave, {
+      width: 420,
+      // The first read of the catalogue and accounts fails, as with a replica briefly unreachable.
+      prepare: (page) =>
+        page.route('**/graphql', async (route) => {
+          const body = route.request().postDataJSON() as { query?: string } | null;
+          if (!/\bquery Overview\b/.test(body?.query ?? '') || refused++ > 0) return route.continue();
+          return route.fulfill({
+            status: 503,
+            contentType: 'application/json',
+            body: JSON.stringify({ errors: [{ message: 'service unavailable', extensions: { code: 'UNAVAILABLE' } }] }),
+          });
+        }),
+    });
+    await page.getByLabel('Job', { exact: true }).selectOption('scanPii');
+    // Not a list of accounts to choose from: a text field, whose help says why.
+    const field = page.getByLabel('accountId (required)');
+    expect(await field.evaluate((element) => element.tagName)).toBe('INPUT');
+    const hint = page.locator(`#${await field.getAttribute('aria-describedby')}`);
+    expect(refused).toBe(1);
+    expect(await hint.textContent()).toContain('could not be loaded');
+    expect(await hint.textContent()).not.toContain('no accounts yet');
+    // Nothing on the page is wider than the screen: wide tables scroll within their panels.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(420);
+  });
 
   it('signs in with the dev token button only where DEV_TOKENS is on', async () => {
     const page = await (await browser.newContext()).newPage();

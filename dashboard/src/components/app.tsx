@@ -126,7 +126,11 @@ function Dashboard({ session, onSignOut }: { session: Session; onSignOut(reason:
         </section>
         <section class="panel start" aria-labelledby="start-heading">
           <h2 id="start-heading">Start a job</h2>
-          <StartJob session={session} accounts={overview.accounts} onStarted={open} />
+          <StartJob
+            session={session}
+            accounts={{ list: overview.loaded ? overview.accounts : null, error: overview.error?.message ?? null }}
+            onStarted={open}
+          />
         </section>
         <section class="panel schedules" aria-labelledby="schedules-heading">
           <h2 id="schedules-heading">Schedules</h2>

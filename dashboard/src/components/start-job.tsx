@@ -25,7 +25,7 @@ export function StartJob({
   onStarted,
 }: {
   session: Session;
-  accounts: Account[];
+  accounts: KnownAccounts;
   onStarted(jobId: string, typename: string): void;
 }) {
   const [mutation, setMutation] = useState(
@@ -55,7 +55,7 @@ function JobFormView({
 }: {
   form: JobForm;
   session: Session;
-  accounts: Account[];
+  accounts: KnownAccounts;
   onStarted(jobId: string, typename: string): void;
 }) {
   const [values, setValues] = useState<Values>({});
@@ -127,7 +127,23 @@ interface FieldProps {
   value: unknown;
   onChange(value: unknown): void;
   onFile(path: string, file: File | null): void;
-  accounts: Account[];
+  accounts: KnownAccounts;
+}
+
+/** The caller's accounts, once read; until then (or if reading them failed) `list` is null. */
+export interface KnownAccounts {
+  list: Account[] | null;
+  /** Why they could not be read. */
+  error: string | null;
+}
+
+/** An account field's help: what to do when there are no accounts, or they could not be read. */
+function withAccountsNote(description: string | null, accounts: KnownAccounts): string | null {
+  const note =
+    accounts.list === null
+      ? accounts.error && `Your accounts could not be loaded (${accounts.error}); enter an account id, or reload the page.`
+      : accounts.list.length === 0 && 'You have no accounts yet: create one in GraphiQL with createAccount(input: { name }).';
+  return note ? `${description ?? ''} ${note}`.trim() : description;
 }
 
 const fieldId = (path: string) => `field-${path.replace(/\W/g, '-')}`;
@@ -140,10 +156,7 @@ function ArgumentField({ spec, path, value, onChange, onFile, accounts }: FieldP
       {spec.required ? ' (required)' : ''}
     </label>
   );
-  const noAccounts = spec.name === 'accountId' && accounts.length === 0;
-  const help = noAccounts
-    ? `${spec.description ?? ''} You have no accounts yet: create one in GraphiQL with createAccount(input: { name }).`.trim()
-    : spec.description;
+  const help = spec.name === 'accountId' ? withAccountsNote(spec.description, accounts) : spec.description;
   const hint = help ? <small id={`${id}-hint`}>{help}</small> : null;
   const described = help ? `${id}-hint` : undefined;
 
@@ -188,8 +201,8 @@ function ArgumentField({ spec, path, value, onChange, onFile, accounts }: FieldP
         onChange={(event) => onFile(path, (event.target as HTMLInputElement).files?.[0] ?? null)}
       />
     );
-  } else if (spec.name === 'accountId' && spec.type === 'ID' && !spec.list && accounts.length > 0) {
-    const options = accounts.map((account): [string, string] => [
+  } else if (spec.name === 'accountId' && spec.type === 'ID' && !spec.list && accounts.list?.length) {
+    const options = accounts.list.map((account): [string, string] => [
       account.id,
       account.email ? `${account.name} <${account.email}>` : account.name,
     ]);
