@@ -43,7 +43,7 @@ export async function createServices(config: Config, processName: string): Promi
     await orm.close(true);
     throw error;
   }
-  const queues = new JobQueues(config.REDIS_URL, config.REDIS_PREFIX);
+  const queues = new JobQueues(config.REDIS_URL, config.REDIS_PREFIX, logger);
   const pubsub = new JobPubSub(config.REDIS_URL, config.REDIS_PREFIX, logger);
   const storage = new BlobStorage(config.STORAGE_DIR);
   const positions = new PositionCodec(config.JWT_SECRET);

@@ -1,7 +1,7 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../observability/logger.js';
-import { createRedis, reportOutages } from '../queue/redis.js';
+import { createRedis, RedisOutages } from '../queue/redis.js';
 import { topics, type JobEventMessage, type Topic } from './topics.js';
 
 /**
@@ -22,11 +22,15 @@ export class JobPubSub {
     private readonly prefix: string,
     logger: Logger,
   ) {
+    const outages = new RedisOutages(logger, `${prefix}:pubsub`);
     this.engine = new RedisPubSub({
       // Events are announcements; the row is the record. While Redis is away a publish fails fast
       // (one retry) instead of queueing, so a request that announces a change never hangs on it.
-      publisher: reportOutages(createRedis(redisUrl, { connectionName: `${prefix}:pub`, maxRetriesPerRequest: 1 }), logger),
-      subscriber: quietUnsubscribes(reportOutages(createRedis(redisUrl, { connectionName: `${prefix}:sub` }), logger)),
+      publisher: outages.watch(createRedis(redisUrl, { connectionName: `${prefix}:pub`, maxRetriesPerRequest: 1 })),
+      // No ready check (INFO) on the subscriber: a SUBSCRIBE sent while the connection shakes hands
+      // can reach Redis before it, which then fails and drops the connection (ioredis#2037, fixed in
+      // ioredis 6). SUBSCRIBE needs no check: Redis takes it while it loads its data.
+      subscriber: quietUnsubscribes(outages.watch(createRedis(redisUrl, { connectionName: `${prefix}:sub`, enableReadyCheck: false }))),
     });
   }
 

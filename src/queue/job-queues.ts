@@ -1,7 +1,8 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { Logger } from '../observability/logger.js';
 import { bullTelemetry } from '../observability/tracing.js';
-import { createRedis } from './redis.js';
+import { createRedis, RedisOutages } from './redis.js';
 
 /** How long an enqueue waits for Redis before it gives up and reports the queue unavailable. */
 const ADD_TIMEOUT_MS = 5_000;
@@ -39,24 +40,24 @@ export async function withRedisDeadline<T>(work: Promise<T>): Promise<T> {
  */
 export class JobQueues {
   private readonly queues = new Map<string, Queue>();
+  private readonly outages: RedisOutages;
   readonly connection: Redis;
 
   constructor(
     redisUrl: string,
     readonly prefix: string,
+    logger: Logger,
   ) {
+    this.outages = new RedisOutages(logger, `${prefix}:queues`);
     // One retry per command: an API request should fail fast rather than hang while Redis is away.
-    this.connection = createRedis(redisUrl, { maxRetriesPerRequest: 1, connectionName: `${prefix}:queues` });
-    this.connection.on('error', () => {
-      // Reported through the failing command; ioredis reconnects by itself.
-    });
+    this.connection = this.outages.watch(createRedis(redisUrl, { maxRetriesPerRequest: 1, connectionName: `${prefix}:queues` }));
   }
 
   get(name: string): Queue {
     let queue = this.queues.get(name);
     if (!queue) {
       queue = new Queue(name, { connection: this.connection, prefix: this.prefix, ...bullTelemetry() });
-      queue.on('error', () => {});
+      queue.on('error', this.outages.errors('queue error', { queue: name }));
       this.queues.set(name, queue);
     }
     return queue;

@@ -27,7 +27,7 @@ import { SYSTEM_OWNER } from '../jobs/rule-schedules.js';
 import { topics } from '../pubsub/topics.js';
 import { jobDuration, jobTransitions } from '../observability/metrics.js';
 import { bullTelemetry } from '../observability/tracing.js';
-import { createRedis } from '../queue/redis.js';
+import { createRedis, RedisOutages } from '../queue/redis.js';
 import type { Services } from '../services.js';
 import { JobLogWriter } from './job-log-writer.js';
 import { GroupCommit } from '../db/group-commit.js';
@@ -114,10 +114,12 @@ export class JobRunner {
 
   async start(): Promise<void> {
     const { config, logger } = this.services;
+    // One report for the connections of every type's worker: an outage is the same for all of them.
+    const outages = new RedisOutages(logger, `${config.REDIS_PREFIX}:workers`);
     for (const declaration of this.declarations) {
       const { options } = declaration;
       const worker = new Worker(declaration.name, (job, token, signal) => this.process(declaration, job, token, signal), {
-        connection: createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:worker:${declaration.name}` }),
+        connection: outages.watch(createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:worker:${declaration.name}` })),
         prefix: config.REDIS_PREFIX,
         concurrency: options.concurrency,
         stalledInterval: config.STALLED_INTERVAL_MS,
@@ -127,7 +129,7 @@ export class JobRunner {
         autorun: false,
         ...bullTelemetry(),
       });
-      worker.on('error', (error) => logger.error({ err: error, type: declaration.name }, 'worker error'));
+      worker.on('error', outages.errors('worker error', { type: declaration.name }));
       if (options.globalConcurrency !== null) {
         await this.services.queues.get(declaration.name).setGlobalConcurrency(options.globalConcurrency);
       }

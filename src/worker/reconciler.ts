@@ -50,6 +50,8 @@ export class Reconciler {
   /** One pass; returns how many rows it repaired. */
   async reconcileOnce(): Promise<number> {
     const { config, queues, orm, logger } = this.services;
+    // With Redis away there is nothing to reconcile against (and its outage is reported already).
+    if (queues.connection.status !== 'ready') return 0;
     const lockKey = `${config.REDIS_PREFIX}:reconciler-lock`;
     const acquired = await queues.connection.set(lockKey, this.lockValue, 'PX', config.RECONCILE_INTERVAL_MS, 'NX');
     if (acquired !== 'OK') return 0;

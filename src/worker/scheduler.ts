@@ -17,7 +17,7 @@ import {
   upsertRuleScheduler,
   type TickData,
 } from '../jobs/rule-schedules.js';
-import { createRedis, reportOutages } from '../queue/redis.js';
+import { createRedis, RedisOutages } from '../queue/redis.js';
 import type { Services } from '../services.js';
 
 export { SCHEDULE_QUEUE, SYSTEM_OWNER };
@@ -53,17 +53,20 @@ export class Scheduler {
     for (const id of unknownScheduleOverrides(this.declarations, config)) {
       logger.warn({ id }, 'SCHEDULE_OVERRIDES names no schedule of the catalogue; ignored');
     }
-    const connection = reportOutages(createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler` }), logger);
+    // Both connections' outages as one; without an 'error' listener, the queue's would go to stderr.
+    const outages = new RedisOutages(logger, `${config.REDIS_PREFIX}:scheduler`);
+    const connection = outages.watch(createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler` }));
     this.queue = new Queue<TickData>(SCHEDULE_QUEUE, { connection, prefix: config.REDIS_PREFIX });
+    this.queue.on('error', outages.errors('scheduler queue error'));
     await this.syncSystemSchedules({ force: true });
     await this.syncRuleSchedules().catch((error) => logger.warn({ err: error }, 'rule schedules not synced at start'));
 
     this.worker = new Worker<TickData>(SCHEDULE_QUEUE, (tick) => this.fire(tick), {
-      connection: reportOutages(createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler-worker` }), logger),
+      connection: outages.watch(createRedis(config.REDIS_URL, { connectionName: `${config.REDIS_PREFIX}:scheduler-worker` })),
       prefix: config.REDIS_PREFIX,
       concurrency: 1,
     });
-    this.worker.on('error', (error) => logger.error({ err: error }, 'scheduler error'));
+    this.worker.on('error', outages.errors('scheduler error'));
 
     // A change made through the API reaches every sidecar at once; the timer heals what a lost message or a failed write left.
     const resyncNow = () => {

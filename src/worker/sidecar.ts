@@ -1,5 +1,6 @@
 import type { AnyJobDeclaration } from '../engine/define-job.js';
 import { topics } from '../pubsub/topics.js';
+import { untilRedisReady } from '../queue/redis.js';
 import type { Services } from '../services.js';
 import { ExpirySweeper } from './expiry-sweeper.js';
 import { JobRunner } from './job-runner.js';
@@ -15,6 +16,8 @@ export interface Sidecar {
 
 export async function startSidecar(services: Services, declarations: readonly AnyJobDeclaration[]): Promise<Sidecar> {
   const { config, logger } = services;
+  // Everything below needs Redis: while it is away, say so rather than hang in silence (see untilRedisReady).
+  await untilRedisReady(services.queues.connection, logger, 'worker start');
   const runner = new JobRunner(services, declarations);
   // Listen before fetching jobs, so a cancel sent while a job starts here is not missed.
   const stopListening = await services.pubsub.listen(topics.cancel(), ({ jobId }) => {
