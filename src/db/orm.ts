@@ -56,7 +56,13 @@ export class DatabaseNotMigratedError extends Error {}
 export async function assertMigrated(orm: MikroORM): Promise<void> {
   const connection = await orm.checkConnection();
   // The driver's reason names the database or host, never the password.
-  if (!connection.ok) throw new DatabaseNotMigratedError(`cannot use the database: ${connection.reason}`);
+  if (!connection.ok) {
+    // PostgreSQL's "database … does not exist" (3D000): `npm run migrate` creates it.
+    const missing = /database "[^"]*" does not exist/.test(connection.reason);
+    throw new DatabaseNotMigratedError(
+      `cannot use the database: ${connection.reason}${missing ? '; run `npm run migrate`, which creates it and applies the migrations' : ''}`,
+    );
+  }
   const pending = await orm.getMigrator().getPendingMigrations();
   if (pending.length === 0) return;
   throw new DatabaseNotMigratedError(

@@ -35,8 +35,8 @@ it('refuses to start the API or the worker on a database that is not migrated, s
   await expect(startWorker(vars)).rejects.toThrow(/not migrated.*npm run migrate/);
 });
 
-it('refuses to start on a database that does not exist, and does not create it', async () => {
-  await expect(startApi({ ...env.vars, DATABASE_URL: databaseUrl(missing) })).rejects.toThrow(/does not exist/);
+it('refuses to start on a database that does not exist, saying to migrate, and does not create it', async () => {
+  await expect(startApi({ ...env.vars, DATABASE_URL: databaseUrl(missing) })).rejects.toThrow(/does not exist.*npm run migrate/);
   const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [missing]);
   expect(rowCount).toBe(0);
 });
