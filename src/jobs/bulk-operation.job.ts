@@ -26,7 +26,8 @@ const bulkInputSchema = z
   .object({
     accountId: z.guid(),
     action: bulkActionSchema,
-    ids: z.array(z.guid()).max(100_000).optional().describe('Pick these messages (of the account)...'),
+    // The ids are the job's input, which every event of the job carries: past a few hundred KB, a filter picks them instead.
+    ids: z.array(z.guid()).max(10_000).optional().describe('Pick these messages (of the account), at most 10,000...'),
     filter: messageFilterSchema.optional().describe('...or the messages matching this filter.'),
     label: z.string().min(1).max(100).optional().describe('The label, for ADD_LABEL and REMOVE_LABEL.'),
   })

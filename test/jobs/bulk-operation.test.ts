@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StoredBlob } from '../../src/mail/message-store.js';
 import { STORED_BLOB, storedBytes, storedBytesGone } from '../helpers/archive-helpers.js';
@@ -129,6 +130,8 @@ describe('bulk_operation', () => {
       { action: 'STAR', ids: [], filter: {} },
       { action: 'ADD_LABEL', filter: {} },
       { action: 'STAR', label: 'x', filter: {} },
+      // Every event of the job carries its input: more ids than this are picked by a filter.
+      { action: 'STAR', ids: Array.from({ length: 10_001 }, () => randomUUID()) },
     ]) {
       const response = await gql(system.url, token, BULK, { input: { accountId, ...input } });
       expect(response.errors?.[0]?.extensions?.code, JSON.stringify(input)).toBe('BAD_USER_INPUT');
