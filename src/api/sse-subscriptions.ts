@@ -14,8 +14,9 @@ const KEEP_ALIVE_MS = 12_000;
  *   in one frame, instead of each being pulled through a web stream per subscriber; past
  *   `bufferBytes` waiting to go out they wait in the subscription's queue instead;
  * - served by Node's HTTP server (yoga's `res` in the server context), frames go straight to the
- *   response: the response body only ends it, and a Node stream between the two cost a fifth of a
- *   replica's CPU per delivery beyond the socket writes (in-process, as in tests, the body carries them);
+ *   response, and the response body only ends it: a stream between the two (its push, `data`
+ *   event and flow control) was about 4% of a replica's CPU in the fan-out bench (in-process, as
+ *   with `yoga.fetch`, the body carries the frames);
  * - every frame whose result carries a stream position (`extensions.cursor`) has it as its `id:`,
  *   so an `EventSource` (or a fetch-based client that keeps the last id) sends it back as
  *   `Last-Event-ID` when it reconnects, and the subscription resumes there.
