@@ -37,18 +37,28 @@ class Backlog {
   private first = 0;
   bytes = 0;
   /** Operations waiting for the stream's client to read what it was handed. */
-  private waiting: (() => void)[] = [];
+  private readonly waiting = new Set<Drain>();
 
-  /** Resolves once at most `bytes` wait to go out (or `stop` is called). */
-  drained(bytes: number): Promise<void> | null {
+  /**
+   * Null while at most `bytes` wait to go out; otherwise a wait that settles once they do, or once
+   * it is cancelled (its operation ended). A cancelled wait is let go at once: an operation held
+   * back once per result for hours leaves nothing behind.
+   */
+  drained(bytes: number): Drain | null {
     if (this.bytes <= bytes) return null;
-    return new Promise((resolve) => {
-      const check = () => {
-        if (this.bytes <= bytes) resolve();
-        else this.waiting.push(check);
-      };
-      this.waiting.push(check);
-    });
+    let settle!: () => void;
+    const drain: Drain = {
+      bytes,
+      promise: new Promise<void>((resolve) => {
+        settle = resolve;
+      }),
+      settle: () => {
+        this.waiting.delete(drain);
+        settle();
+      },
+    };
+    this.waiting.add(drain);
+    return drain;
   }
 
   get count(): number {
@@ -71,14 +81,20 @@ class Backlog {
       this.sizes.splice(0, this.first);
       this.first = 0;
     }
-    if (this.waiting.length > 0) this.wake();
+    if (this.waiting.size > 0) this.wake();
   }
 
   private wake(): void {
-    const waiting = this.waiting;
-    this.waiting = [];
-    for (const check of waiting) check();
+    for (const drain of this.waiting) if (this.bytes <= drain.bytes) drain.settle();
   }
+}
+
+/** An operation's wait for its stream's client to read (see `Backlog.drained`). */
+interface Drain {
+  bytes: number;
+  promise: Promise<void>;
+  /** Ends the wait (and forgets it). */
+  settle(): void;
 }
 
 /** The first line of a result frame, after the end of the frame before it. */
@@ -225,14 +241,12 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
   ): AsyncIterableIterator<ExecutionResult> => {
     const source = results[Symbol.asyncIterator]();
     let stopped = false;
-    let stop!: () => void;
-    const stopping = new Promise<void>((resolve) => {
-      stop = resolve;
-    });
+    /** The wait `next()` is in, if any: ending the operation ends it (no long-lived promise to race, whose reactions would pile up). */
+    let waiting: Drain | null = null;
     const done = async (): Promise<IteratorResult<ExecutionResult>> => {
       if (!stopped) {
         stopped = true;
-        stop();
+        waiting?.settle();
         ended();
       }
       await source.return?.();
@@ -240,8 +254,10 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
     };
     return {
       async next() {
-        const drained = backlog.drained(config.SUBSCRIPTION_SEND_BUFFER_BYTES);
-        if (drained) await Promise.race([drained, stopping]);
+        if (stopped) return { done: true, value: undefined };
+        waiting = backlog.drained(config.SUBSCRIPTION_SEND_BUFFER_BYTES);
+        if (waiting) await waiting.promise;
+        waiting = null;
         if (stopped) return { done: true, value: undefined };
         const next = await source.next();
         if (next.done) {

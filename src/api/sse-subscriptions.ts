@@ -82,9 +82,10 @@ function eventStream(
       write('event: complete\ndata:\n\n');
       body.push(null);
     },
-    fail: (error) => {
-      body.destroy(error instanceof Error ? error : new Error(String(error)));
-      // Its client would otherwise wait on a stream that sends nothing more; cut, it reconnects.
+    // Its client would otherwise wait on a stream that sends nothing more; cut, it reconnects.
+    // Destroyed without the error: nothing listens for the body's 'error', which would end the process.
+    fail: () => {
+      body.destroy();
       response?.destroy();
     },
   };
