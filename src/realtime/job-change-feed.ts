@@ -93,6 +93,9 @@ export interface JobChangeFeedOptions {
   keepEvents?: number;
 }
 
+/** Events handed out in one turn of the event loop (see `handOut` in `JobChangeFeed`). */
+const HAND_OUT_TURN = 64;
+
 /**
  * One replica's tail of the job table: it reads every change after its position in batches (one
  * statement per page, for all listeners together) and hands each event to the listeners, then
@@ -217,10 +220,19 @@ export class JobChangeFeed {
     this.current = batch;
     const read = (em: EntityManager) =>
       readJobChanges(em, { ownerId: null, base, target: batch.target, after: batch.lastKey, limit: this.pageSize });
-    /** Hands a page's changes out; false when the batch has more pages. */
-    const handOut = (page: Awaited<ReturnType<typeof readJobChanges>>): boolean => {
+    /**
+     * Hands a page's changes out; false when the batch has more pages, null when the feed stopped
+     * meanwhile. Every HAND_OUT_TURN events it lets the event loop turn: the HTTP responses the
+     * events were written to send them only then, and a whole page of large events written in one
+     * turn would back every SSE subscriber up past its send buffer, and a fast one off its queue.
+     */
+    const handOut = async (page: Awaited<ReturnType<typeof readJobChanges>>): Promise<boolean | null> => {
       batch.target ??= page.snapshot;
-      for (const change of page.changes) {
+      for (const [handed, change] of page.changes.entries()) {
+        if (handed > 0 && handed % HAND_OUT_TURN === 0) {
+          await new Promise(setImmediate);
+          if (generation !== this.generation) return null;
+        }
         const event = feedEvent(this.options.positions, change, base, batch.target);
         batch.events.push(event);
         batch.lastKey = change.key;
@@ -233,7 +245,11 @@ export class JobChangeFeed {
     if (batch.target === null) {
       const page = await read(this.em);
       if (generation !== this.generation) return; // stopped meanwhile: nobody is owed this read
-      if (page.changes.length < this.pageSize) complete = handOut(page);
+      if (page.changes.length < this.pageSize) {
+        const handed = await handOut(page);
+        if (handed === null) return;
+        complete = handed;
+      }
     }
     if (!complete) {
       // Several pages: one REPEATABLE READ transaction, so every page sees the batch's snapshot and
@@ -245,7 +261,9 @@ export class JobChangeFeed {
         for (;;) {
           const page = await read(em);
           if (generation !== this.generation) return;
-          if (handOut(page)) break;
+          const handed = await handOut(page);
+          if (handed === null) return;
+          if (handed) break;
         }
       } finally {
         await em.rollback();

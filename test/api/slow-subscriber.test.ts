@@ -227,6 +227,26 @@ describe('a subscriber that stops reading', () => {
     await waitFor('the subscriptions to be closed', async () => (await metric('jobwire_active_subscriptions')) === 0);
   }, 120_000);
 
+  it.each([
+    ['SSE', stalledSse],
+    ['graphql-sse', stalledGraphqlSse],
+  ])(
+    'is not cut off by one page of large changes while it reads as fast as it can (%s)',
+    async (_transport, subscribe) => {
+      const reader = await subscribe();
+      await waitFor('the subscription to open', async () => (await metric('jobwire_active_subscriptions')) === 1);
+      // One commit of 500 jobs of 20 KB: the replica reads them as one page, 10 MB, past the 8 MiB
+      // a subscription may have waiting. A client that reads along gets them all.
+      await insertJobs(500, 20_000);
+      const results = await reader.take(500);
+      await reader.cancel();
+      expect(results.filter((result) => result.errors).map((result) => result.errors![0]!.extensions.code)).toEqual([]);
+      expect(results).toHaveLength(500);
+      await waitFor('the subscription to be closed', async () => (await metric('jobwire_active_subscriptions')) === 0);
+    },
+    120_000,
+  );
+
   it('is cut off by the bytes waiting too, however few events they are (SSE)', async () => {
     const cutBefore = await metric('jobwire_slow_subscribers_cut_off_total');
     const reader = await stalledSse();
