@@ -9,10 +9,12 @@ import {
 } from 'graphql-sse';
 import { createHandler, type RequestContext } from 'graphql-sse/lib/use/fetch';
 import type { Plugin, YogaInitialContext } from 'graphql-yoga';
+import type { Socket } from 'node:net';
 import { bearerToken } from '../auth/tokens.js';
 import { transportError } from '../graphql/errors.js';
 import { sharedJson } from '../graphql/shared-subscription-execution.js';
 import type { Services } from '../services.js';
+import { clientSocketOf } from './sse-subscriptions.js';
 
 /** Where graphql-sse clients connect, in both of its modes. */
 export const SSE_STREAM_PATH = '/graphql/stream';
@@ -201,12 +203,23 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
    * A stream's frames as they go out: each result frame takes its result off the backlog; the end
    * of a reserved stream frees its reservation.
    */
-  const counted = (response: Response, backlog: Backlog, streamToken: string | null): Response => {
+  const counted = (response: Response, backlog: Backlog, streamToken: string | null, socket: Socket | undefined): Response => {
     const frames = response.body!.getReader();
     const resultFrames = new ResultFrameCounter();
+    let finished = false;
     const closed = () => {
+      if (finished) return;
+      finished = true;
+      socket?.off('close', lost);
       if (streamToken) forget(streamToken);
     };
+    // The client's connection closed (see `clientSocketOf`): the stream ends, and its operations with it.
+    const lost = () => {
+      closed();
+      void frames.cancel().catch(() => {});
+    };
+    if (socket?.destroyed) lost();
+    else socket?.once('close', lost);
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
         const { done, value } = await frames.read();
@@ -410,7 +423,7 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
           reservation.expiry = null;
           request.signal?.addEventListener('abort', () => forget(streamToken), { once: true });
         }
-        endResponse(counted(response, backlogOf(request, streamToken), streamToken));
+        endResponse(counted(response, backlogOf(request, streamToken), streamToken, clientSocketOf(serverContext)));
       });
     },
   };

@@ -1,4 +1,5 @@
-import { ServerResponse } from 'node:http';
+import { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { ExecutionResult, GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
@@ -29,8 +30,9 @@ export function useSseSubscriptions(bufferBytes: number): Plugin {
       // For a subscription's stream of results, yoga's only processor is SSE: this one takes its place.
       if (!results) return;
       const response = nodeResponseOf(serverContext);
+      const socket = clientSocketOf(serverContext);
       setResultProcessor(
-        (_result, fetchAPI) => eventStream(result as AsyncIterable<ExecutionResult>, results, fetchAPI, bufferBytes, response),
+        (_result, fetchAPI) => eventStream(result as AsyncIterable<ExecutionResult>, results, fetchAPI, bufferBytes, response, socket),
         'text/event-stream',
       );
     },
@@ -42,12 +44,36 @@ function nodeResponseOf(serverContext: unknown): ServerResponse | undefined {
   return response instanceof ServerResponse ? response : undefined;
 }
 
+/**
+ * The client's connection, when Node's HTTP server serves the request. A response queued behind
+ * another on a pipelining connection never hears that its client went away (its `close` comes
+ * only once it is the connection's current response), so a stream also ends when the connection
+ * closes; the request's own `close` means only that its body was read.
+ */
+export function clientSocketOf(serverContext: unknown): Socket | undefined {
+  const request = (serverContext as { req?: unknown } | undefined)?.req;
+  return request instanceof IncomingMessage ? request.socket : undefined;
+}
+
+/** Calls `gone` once `socket` closes, until `stream` closes itself. */
+function endWithSocket(
+  socket: Socket | undefined,
+  stream: { once(event: 'close', listener: () => void): unknown },
+  gone: () => void,
+): void {
+  if (!socket) return;
+  if (socket.destroyed) return gone();
+  socket.once('close', gone);
+  stream.once('close', () => socket.off('close', gone));
+}
+
 function eventStream(
   iterable: AsyncIterable<ExecutionResult>,
   results: SubscriptionResults,
   fetchAPI: { Response: typeof Response },
   bufferBytes: number,
   response: ServerResponse | undefined,
+  socket: Socket | undefined,
 ): Response {
   let keepAlive: NodeJS.Timeout | undefined;
   let started = false;
@@ -65,6 +91,7 @@ function eventStream(
       );
     },
   });
+  endWithSocket(socket, body, () => body.destroy());
   const resume = () => results.resume();
   /** Writes a frame; false once `bufferBytes` wait to go out (the body, or the response, calls `resume` when they have). */
   const write = response

@@ -6,6 +6,7 @@
  * reads again it gets SUBSCRIBER_TOO_SLOW and the stream ends. A real API process, and a raw SSE
  * reader and a raw graphql-ws socket that stop reading.
  */
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { type ApiProc, startApi } from '../helpers/processes.js';
@@ -246,6 +247,22 @@ describe('a subscriber that stops reading', () => {
     },
     120_000,
   );
+
+  it('is let go when its connection closes, also while queued behind another on a pipelining connection', async () => {
+    // Three subscriptions sent back to back on one connection (HTTP/1.1 pipelining): the second and
+    // third responses wait behind the first, which never ends. (graphql-sse's POSTs are let go the
+    // same way, but about ten seconds later: not waited for here.)
+    const url = new URL(api.url);
+    const get = `GET ${url.pathname}?query=${encodeURIComponent(EVENTS)} HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${token}\r\n\r\n`;
+    const socket = connect(Number(url.port), url.hostname);
+    socket.on('error', () => {});
+    socket.resume();
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(get + get + get);
+    await waitFor('the three subscriptions to open', async () => (await metric('jobwire_active_subscriptions')) === 3);
+    socket.destroy();
+    await waitFor('every subscription to be let go', async () => (await metric('jobwire_active_subscriptions')) === 0, 20_000);
+  });
 
   it('is cut off by the bytes waiting too, however few events they are (SSE)', async () => {
     const cutBefore = await metric('jobwire_slow_subscribers_cut_off_total');
