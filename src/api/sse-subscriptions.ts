@@ -62,7 +62,10 @@ function endWithSocket(
   gone: () => void,
 ): void {
   if (!socket) return;
-  if (socket.destroyed) return gone();
+  if (socket.destroyed) {
+    gone();
+    return;
+  }
   socket.once('close', gone);
   stream.once('close', () => socket.off('close', gone));
 }
