@@ -7,6 +7,7 @@
  * byte, so that every result waits for the one before it to be read.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { metricTotal } from '../helpers/metrics.js';
 import { type ApiProc, startApi } from '../helpers/processes.js';
 import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
 
@@ -27,10 +28,7 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${api.baseUrl}/metrics`, { headers: { authorization: `Bearer ${env.vars.METRICS_TOKEN}` } })).text();
-  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
-}
+const metric = (name: string) => metricTotal(api.baseUrl, env.vars.METRICS_TOKEN!, name);
 
 async function insertJobs(count: number): Promise<void> {
   await env.sql(

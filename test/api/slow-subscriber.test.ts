@@ -9,6 +9,7 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { metricTotal } from '../helpers/metrics.js';
 import { type ApiProc, startApi } from '../helpers/processes.js';
 import { createTestEnv, type TestEnv, waitFor } from '../helpers/test-env.js';
 
@@ -29,10 +30,7 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${api.baseUrl}/metrics`, { headers: { authorization: `Bearer ${env.vars.METRICS_TOKEN}` } })).text();
-  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
-}
+const metric = (name: string) => metricTotal(api.baseUrl, env.vars.METRICS_TOKEN!, name);
 
 /** A subscriber that has stopped reading: `resume` reads everything to the end of the stream. */
 interface StalledReader {
