@@ -29,10 +29,10 @@ interface Reservation {
 }
 
 /**
- * What one event stream (a distinct connection, or a reserved stream) was handed and has not yet
- * sent to its client: graphql-sse keeps what its client has not read in a list of its own, so this
- * counts the results it was handed, in order, and the stream's writer takes each back off as its
- * frame goes out. Operations wait on it (`drained`) before they take another result.
+ * What one reserved stream was handed and has not yet sent to its client: graphql-sse keeps what
+ * its client has not read in a list of its own, so this counts the results it was handed, in
+ * order, and the stream's writer takes each back off as its frame goes out. Operations wait on it
+ * (`drained`) before they take another result.
  */
 class Backlog {
   private readonly sizes: number[] = [];
@@ -121,6 +121,21 @@ export class ResultFrameCounter {
   }
 }
 
+/** Where yoga serves GraphQL, and its SSE (distinct connections mode). */
+const GRAPHQL_PATH = '/graphql';
+
+const UNAUTHENTICATED_MESSAGE = 'a valid bearer token is required (Authorization: Bearer <jwt>)';
+
+/** graphql-sse's distinct connections mode: an event stream asked for without a reserved stream's token. */
+function isDistinctConnection(request: Request, streamToken: string | null): boolean {
+  return !streamToken && request.headers.get('accept') === 'text/event-stream' && (request.method === 'GET' || request.method === 'POST');
+}
+
+function unauthenticated(fetchAPI: { Response: typeof Response }): Response {
+  const [body, init] = refusal(401, 'Unauthorized', 'UNAUTHENTICATED', UNAUTHENTICATED_MESSAGE);
+  return new fetchAPI.Response(body as string, init);
+}
+
 function refusal(status: number, statusText: string, code: string, message: string): SseResponse {
   return [
     JSON.stringify({ errors: [{ message, extensions: { code } }] }),
@@ -134,9 +149,10 @@ function coded(error: unknown, code: string): { data: null; errors: GraphQLError
 }
 
 /**
- * The GraphQL over SSE protocol of graphql-sse at `/graphql/stream`, including its single
- * connection mode (reserve a stream with PUT, listen with GET, send operations with POST), which
- * yoga's built-in SSE on `/graphql` does not speak. Every request needs the bearer token; a
+ * The GraphQL over SSE protocol of graphql-sse at `/graphql/stream`. Its single connection mode
+ * (reserve a stream with PUT, listen with GET, send operations with POST), which yoga's SSE on
+ * `/graphql` does not speak, runs here; its distinct connections mode, which is what `/graphql`
+ * speaks, is handed to `/graphql` once its token is checked. Every request needs the bearer token; a
  * reserved stream belongs to the user who reserved it, and only that user may listen to it or
  * send operations into it; a user holds at most SSE_RESERVATIONS_PER_USER, one not opened within
  * SSE_UNOPENED_STREAM_MS is dropped, and one is freed when its stream closes. Operations run
@@ -152,9 +168,8 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
   const serverContexts = new WeakMap<Request, unknown>();
   /** Requests this plugin makes itself to close a reserved stream nobody opened. */
   const internal = new WeakSet<Request>();
-  /** By stream token (single connection mode), or by the request that is the stream (distinct connections). */
+  /** By stream token: what each reserved stream's client has yet to read. */
   const backlogs = new Map<string, Backlog>();
-  const distinctBacklogs = new WeakMap<Request, Backlog>();
   /**
    * By stream token, the operation ids whose subscriptions are being set up or running. graphql-sse
    * forgets an id on its DELETE at once, even while its subscription is still being set up; a new
@@ -168,15 +183,8 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
 
   const streamTokenOf = (request: Request) =>
     request.headers.get(TOKEN_HEADER_KEY) ?? new URL(request.url, 'http://local').searchParams.get(TOKEN_QUERY_KEY);
-  const backlogOf = (request: Request, streamToken: string | null): Backlog => {
-    // A reserved stream's backlog is made with its reservation: one that is gone keeps none.
-    if (streamToken) return backlogs.get(streamToken) ?? new Backlog();
-    const existing = distinctBacklogs.get(request);
-    if (existing) return existing;
-    const backlog = new Backlog();
-    distinctBacklogs.set(request, backlog);
-    return backlog;
-  };
+  // A reserved stream's backlog is made with its reservation: one that is gone keeps none.
+  const backlogOf = (streamToken: string | null): Backlog => (streamToken && backlogs.get(streamToken)) || new Backlog();
   const forget = (streamToken: string) => {
     const reservation = reservations.get(streamToken);
     if (!reservation) return;
@@ -337,7 +345,7 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
             void (result as AsyncIterableIterator<ExecutionResult>).return?.();
             return coded(new Error('no such event stream: it closed'), 'NOT_FOUND');
           }
-          return bounded(result as AsyncIterable<ExecutionResult>, backlogOf(req.raw, streamToken), ended) as never;
+          return bounded(result as AsyncIterable<ExecutionResult>, backlogOf(streamToken), ended) as never;
         }
         // A refusal before execution (input guards, limits) comes back as errors without `data`.
         if (!('data' in Object(result))) return { data: null, ...(result as object) } as never;
@@ -349,8 +357,7 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
             if (internal.has(req.raw)) return streamTokenOf(req.raw)!;
             const token = bearerToken(req.headers.get('authorization'));
             const viewer = token ? await services.tokens.verify(token).catch(() => null) : null;
-            if (!viewer)
-              return refusal(401, 'Unauthorized', 'UNAUTHENTICATED', 'a valid bearer token is required (Authorization: Bearer <jwt>)');
+            if (!viewer) return refusal(401, 'Unauthorized', 'UNAUTHENTICATED', UNAUTHENTICATED_MESSAGE);
             const streamToken = streamTokenOf(req.raw);
             if (!streamToken) {
               if (req.method !== 'PUT') return randomUUID();
@@ -410,8 +417,21 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
         yoga.fetchAPI,
       );
     },
-    onRequest({ request, url, endResponse, serverContext }) {
+    async onRequest({ request, url, endResponse, serverContext, setRequest }) {
       if (url.pathname !== SSE_STREAM_PATH) return;
+      if (isDistinctConnection(request, streamTokenOf(request))) {
+        // Distinct connections mode is the protocol of SSE on /graphql: served there, where a
+        // result's frame is encoded once for every stream and written as the client takes it
+        // (graphql-sse would print every result again for each stream). The token is checked
+        // here first, so a request without one is refused as in single connection mode.
+        const token = bearerToken(request.headers.get('authorization'));
+        if (!token || !(await services.tokens.verify(token).catch(() => null))) return endResponse(unauthenticated(fetchAPI));
+        const forwarded = new URL(`${GRAPHQL_PATH}${url.search}`, request.url);
+        const body = request.method === 'POST' ? await request.text() : undefined;
+        return setRequest(
+          new fetchAPI.Request(forwarded, { method: request.method, headers: request.headers, body, signal: request.signal }),
+        );
+      }
       serverContexts.set(request, serverContext);
       return handler(request).then((response) => {
         if (!response.body || !response.headers.get('content-type')?.startsWith('text/event-stream')) return endResponse(response);
@@ -423,7 +443,7 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
           reservation.expiry = null;
           request.signal?.addEventListener('abort', () => forget(streamToken), { once: true });
         }
-        endResponse(counted(response, backlogOf(request, streamToken), streamToken, clientSocketOf(serverContext)));
+        endResponse(counted(response, backlogOf(streamToken), streamToken, clientSocketOf(serverContext)));
       });
     },
   };

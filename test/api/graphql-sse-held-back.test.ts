@@ -6,6 +6,7 @@
  * more of the replica's memory with every event it gets. A real API process; the buffer is one
  * byte, so that every result waits for the one before it to be read.
  */
+import { TOKEN_HEADER_KEY } from 'graphql-sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metricTotal } from '../helpers/metrics.js';
 import { type ApiProc, startApi } from '../helpers/processes.js';
@@ -40,14 +41,25 @@ async function insertJobs(count: number): Promise<void> {
   );
 }
 
-/** jobEvents over graphql-sse (distinct connections mode), read as it comes; `results` counts its result frames. */
+/**
+ * jobEvents over graphql-sse's single connection mode (reserve a stream, listen to it, send the
+ * operation into it), read as it comes; `results` counts its result frames.
+ */
 async function openStream() {
-  const response = await fetch(api.url.replace(/\/graphql$/, '/graphql/stream'), {
-    method: 'POST',
-    headers: { accept: 'text/event-stream', 'content-type': 'application/json', authorization: `Bearer ${token}` },
-    body: JSON.stringify({ query: EVENTS }),
+  const streamUrl = api.url.replace(/\/graphql$/, '/graphql/stream');
+  const authorization = `Bearer ${token}`;
+  const reserved = await fetch(streamUrl, { method: 'PUT', headers: { authorization } });
+  const streamToken = await reserved.text();
+  const listening = await fetch(streamUrl, {
+    headers: { accept: 'text/event-stream', authorization, [TOKEN_HEADER_KEY]: streamToken },
   });
-  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = listening.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const sent = await fetch(streamUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization, [TOKEN_HEADER_KEY]: streamToken },
+    body: JSON.stringify({ query: EVENTS, extensions: { operationId: '1' } }),
+  });
+  expect(sent.status).toBe(202);
   const stream = { results: 0, errors: 0 };
   let carry = '';
   void (async () => {
