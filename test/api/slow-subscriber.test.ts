@@ -247,16 +247,17 @@ describe('a subscriber that stops reading', () => {
   );
 
   it('is let go when its connection closes, also while queued behind another on a pipelining connection', async () => {
-    // Three subscriptions sent back to back on one connection (HTTP/1.1 pipelining): the second and
-    // third responses wait behind the first, which never ends. (graphql-sse's POSTs are let go the
-    // same way, but about ten seconds later: not waited for here.)
+    // Three subscriptions sent back to back on one connection (HTTP/1.1 pipelining), over SSE and
+    // graphql-sse: the second and third responses wait behind the first, which never ends.
     const url = new URL(api.url);
     const get = `GET ${url.pathname}?query=${encodeURIComponent(EVENTS)} HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${token}\r\n\r\n`;
     const socket = connect(Number(url.port), url.hostname);
     socket.on('error', () => {});
     socket.resume();
     await new Promise((resolve) => socket.once('connect', resolve));
-    socket.write(get + get + get);
+    const body = JSON.stringify({ query: EVENTS });
+    const post = `POST /graphql/stream HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nAuthorization: Bearer ${token}\r\n\r\n${body}`;
+    socket.write(get + post + post);
     await waitFor('the three subscriptions to open', async () => (await metric('jobwire_active_subscriptions')) === 3);
     socket.destroy();
     await waitFor('every subscription to be let go', async () => (await metric('jobwire_active_subscriptions')) === 0, 20_000);
