@@ -63,10 +63,6 @@ class Backlog {
     return drain;
   }
 
-  get count(): number {
-    return this.sizes.length - this.first;
-  }
-
   handed(bytes: number): void {
     this.sizes.push(bytes);
     this.bytes += bytes;
