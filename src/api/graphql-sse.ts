@@ -14,7 +14,7 @@ import { bearerToken } from '../auth/tokens.js';
 import { transportError } from '../graphql/errors.js';
 import { sharedJson } from '../graphql/shared-subscription-execution.js';
 import type { Services } from '../services.js';
-import { clientSocketOf } from './sse-subscriptions.js';
+import { clientSocketOf, whenSocketCloses } from './sse-subscriptions.js';
 
 /** Where graphql-sse clients connect, in both of its modes. */
 export const SSE_STREAM_PATH = '/graphql/stream';
@@ -210,20 +210,15 @@ export function useGraphQLSSE(services: Services): Plugin<YogaInitialContext> {
   const counted = (response: Response, backlog: Backlog, streamToken: string | null, socket: Socket | undefined): Response => {
     const frames = response.body!.getReader();
     const resultFrames = new ResultFrameCounter();
-    let finished = false;
-    const closed = () => {
-      if (finished) return;
-      finished = true;
-      socket?.off('close', lost);
-      if (streamToken) forget(streamToken);
-    };
     // The client's connection closed (see `clientSocketOf`): the stream ends, and its operations with it.
-    const lost = () => {
+    const stopWatchingSocket = whenSocketCloses(socket, () => {
       closed();
       void frames.cancel().catch(() => {});
+    });
+    const closed = () => {
+      stopWatchingSocket();
+      if (streamToken) forget(streamToken);
     };
-    if (socket?.destroyed) lost();
-    else socket?.once('close', lost);
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
         const { done, value } = await frames.read();

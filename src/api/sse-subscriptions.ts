@@ -55,19 +55,15 @@ export function clientSocketOf(serverContext: unknown): Socket | undefined {
   return request instanceof IncomingMessage ? request.socket : undefined;
 }
 
-/** Calls `gone` once `socket` closes, until `stream` closes itself. */
-function endWithSocket(
-  socket: Socket | undefined,
-  stream: { once(event: 'close', listener: () => void): unknown },
-  gone: () => void,
-): void {
-  if (!socket) return;
+/** Calls `gone` once `socket` closes (in a microtask if it has); returns what stops that. */
+export function whenSocketCloses(socket: Socket | undefined, gone: () => void): () => void {
+  if (!socket) return () => {};
   if (socket.destroyed) {
-    gone();
-    return;
+    queueMicrotask(gone);
+    return () => {};
   }
   socket.once('close', gone);
-  stream.once('close', () => socket.off('close', gone));
+  return () => socket.off('close', gone);
 }
 
 function eventStream(
@@ -94,7 +90,10 @@ function eventStream(
       );
     },
   });
-  endWithSocket(socket, body, () => body.destroy());
+  body.once(
+    'close',
+    whenSocketCloses(socket, () => body.destroy()),
+  );
   const resume = () => results.resume();
   /** Writes a frame; false once `bufferBytes` wait to go out (the body, or the response, calls `resume` when they have). */
   const write = response

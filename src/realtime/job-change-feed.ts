@@ -221,17 +221,17 @@ export class JobChangeFeed {
     const read = (em: EntityManager) =>
       readJobChanges(em, { ownerId: null, base, target: batch.target, after: batch.lastKey, limit: this.pageSize });
     /**
-     * Hands a page's changes out; false when the batch has more pages, null when the feed stopped
-     * meanwhile. Every HAND_OUT_TURN events it lets the event loop turn: the HTTP responses the
+     * Hands a page's changes out (none more once the feed stopped); false when the batch has more
+     * pages. Every HAND_OUT_TURN events it lets the event loop turn: the HTTP responses the
      * events were written to send them only then, and a whole page of large events written in one
      * turn would back every SSE subscriber up past its send buffer, and a fast one off its queue.
      */
-    const handOut = async (page: Awaited<ReturnType<typeof readJobChanges>>): Promise<boolean | null> => {
+    const handOut = async (page: Awaited<ReturnType<typeof readJobChanges>>): Promise<boolean> => {
       batch.target ??= page.snapshot;
       for (const [handed, change] of page.changes.entries()) {
         if (handed > 0 && handed % HAND_OUT_TURN === 0) {
           await new Promise(setImmediate);
-          if (generation !== this.generation) return null;
+          if (generation !== this.generation) return false;
         }
         const event = feedEvent(this.options.positions, change, base, batch.target);
         batch.events.push(event);
@@ -246,9 +246,8 @@ export class JobChangeFeed {
       const page = await read(this.em);
       if (generation !== this.generation) return; // stopped meanwhile: nobody is owed this read
       if (page.changes.length < this.pageSize) {
-        const handed = await handOut(page);
-        if (handed === null) return;
-        complete = handed;
+        complete = await handOut(page);
+        if (generation !== this.generation) return;
       }
     }
     if (!complete) {
@@ -261,9 +260,9 @@ export class JobChangeFeed {
         for (;;) {
           const page = await read(em);
           if (generation !== this.generation) return;
-          const handed = await handOut(page);
-          if (handed === null) return;
-          if (handed) break;
+          const last = await handOut(page);
+          if (generation !== this.generation) return;
+          if (last) break;
         }
       } finally {
         await em.rollback();
